@@ -1,0 +1,1 @@
+"""The contract every service shares: parameters, errors, product readers, AoI, outputs, storage, logging."""

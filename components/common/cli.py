@@ -1,0 +1,58 @@
+"""The command line of every service, generated from its parameter declaration.
+
+Every flag of the dataclass is offered under its own name and the seed's spellings; a
+``ServiceError`` (and any argument error) is printed as one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+from .errors import ServiceError
+from .logs import setup_logging
+from .params import ServiceParams
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser(prog: str, description: str, params_cls: type[ServiceParams],
+                 inputs: list[tuple[tuple[str, ...], str]]) -> argparse.ArgumentParser:
+    """``inputs``: (flags, help) of the required non-parameter arguments such as --input."""
+    parser = _OneLineParser(prog=prog, description=description,
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for flags, help_text in inputs:
+        parser.add_argument(*flags, dest=flags[0].lstrip("-").replace("-", "_"), required=True, help=help_text)
+    for spec in params_cls.specs():
+        flags = [f"--{spec.name}"] + [f for f in spec.flags if f != f"--{spec.name}"]
+        default = ",".join(map(str, spec.default)) if isinstance(spec.default, tuple) else spec.default
+        help_text = spec.doc + (f" [choices: {', '.join(map(str, spec.choices))}]" if spec.choices else "")
+        parser.add_argument(*flags, dest=spec.name, default=default, help=help_text,
+                            metavar=spec.name.upper())
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def run_cli(prog: str, description: str, params_cls: type[ServiceParams],
+            inputs: list[tuple[tuple[str, ...], str]], run: Callable, argv: list[str] | None = None) -> int:
+    """Parse, validate, run; ServiceError -> one line on stderr and exit status 2."""
+    parser = build_parser(prog, description, params_cls, inputs)
+    args = vars(parser.parse_args(argv))
+    setup_logging(logging.DEBUG if args.pop("verbose") else logging.INFO)
+    input_names = [flags[0].lstrip("-").replace("-", "_") for flags, _ in inputs]
+    try:
+        params = params_cls.from_strings({k: v for k, v in args.items() if k not in input_names})
+        result = run(*(args[n] for n in input_names), params)
+    except ServiceError as e:
+        sys.stderr.write(f"{prog}: error: {e.one_line()}\n")
+        return e.exit_code
+    for name, value in vars(result).items() if hasattr(result, "__dict__") else []:
+        if isinstance(value, str):
+            print(f"{name}: {value}")
+    return 0

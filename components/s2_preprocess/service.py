@@ -1,0 +1,281 @@
+"""S2-preprocess: a Sentinel-2 L2A (or L1C) product to analysis-ready bands on one grid.
+
+The seed's SNAP graph (Read -> S2Resampling -> Land/Sea-Mask -> BandMaths cloud mask -> Subset
+-> Reproject -> Write) becomes one pass over strips of the output grid: each band is read from
+its native-resolution JP2 and resampled to the output resolution, then cloud, land/sea and AoI
+masks set NoData, and the strip is written. Memory is bounded by the strip size, not the tile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+
+from components import __version__
+from components.common import outputs, storage
+from components.common.aoi import AoI, aoi_mask, load_aoi, require_overlap
+from components.common.errors import InvalidParameter, ServiceError
+from components.common.landmask import LandSeaMask
+from components.common.logs import Progress, Steps
+from components.common.sentinel2 import BAND_WAVELENGTH_NM, NODATA_DN, Grid, S2Product, open_product
+
+from .cloudmask import CloudMask
+from .params import S2PreprocessParams
+from .sampling import GDAL_UPSAMPLING, SourceRaster, Strip
+
+log = logging.getLogger(__name__)
+
+SERVICE = "S2-preprocess"
+STRIP_METRES = 10240  # strips of 1024 rows at 10 m: one row of JP2 tiles per read
+SEN2COR = "L2A_Process"
+METRES_PER_DEGREE = 111_320.0
+
+
+@dataclass
+class S2Result:
+    """What a run wrote. ``product`` is the main product; the rest are its sidecars."""
+
+    product: str
+    stac: str
+    quicklook: str
+    run_record: str
+    metrics: dict = field(default_factory=dict)
+
+
+def run(input_uri: str, params: S2PreprocessParams, outdir: str) -> S2Result:
+    """Pre-process one product into ``outdir`` (a folder or an ``s3://`` prefix)."""
+    started = dt.datetime.now(dt.timezone.utc)
+    steps = Steps(log)
+    aoi = load_aoi(params.aoi) if params.aoi else None
+    driver, ext = outputs.resolve_format(params.output_format)
+    target_crs = _target_crs(params.projection)
+    storage.check_writable(outdir)
+    local_out = None if storage.is_s3(outdir) else Path(outdir)
+    if local_out is not None:
+        local_out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".s2p-", dir=local_out) as work:
+        work = Path(work)
+        with steps.step("fetch input"):
+            local_input = storage.fetch_input(input_uri, work / "input")
+        with steps.step("open product"):
+            product = open_product(local_input)
+            product = _ensure_level(product, params, work)
+        log.info("%s: %s, baseline %s, tile %s", product.name, product.level, product.baseline, product.tile)
+        grid = _output_grid(product, params.resolution, aoi)
+        stage = work / "stage"
+        stage.mkdir()
+        stem = f"{product.name}_{params.resolution:g}m"
+        assembled = work / "assembled.tif"
+        metrics = _assemble(product, params, grid, aoi, assembled, steps)
+        if target_crs is not None and CRS.from_user_input(product.crs) != target_crs:
+            with steps.step(f"reproject to {target_crs.to_string()}"):
+                assembled = _reproject(assembled, target_crs, params, aoi, work / "reprojected.tif")
+        main = stage / f"{stem}{ext}"
+        with steps.step(f"write {driver}"):
+            outputs.write_product(assembled, main, driver)
+        with steps.step("quicklook and STAC item"):
+            rgb = _rgb_indexes(params.bands)
+            ql = outputs.quicklook(assembled, stage / f"{stem}_quicklook.png", rgb)
+            item = _stac(product, params, main, assembled, ql, metrics)
+            outputs.write_json(stage / f"{stem}.json", item)
+        record = outputs.run_record(
+            SERVICE, __version__, {**params.as_dict(), "projection_resolved": _crs_text(assembled)},
+            [{"uri": input_uri, "id": product.name, "level": product.level, "baseline": product.baseline}],
+            {"product": main.name, "stac": f"{stem}.json", "quicklook": ql.name, "metrics": metrics},
+            steps.timings, started)
+        outputs.write_json(stage / "run.json", record)
+        size_mb = main.stat().st_size / 1e6
+        with steps.step("publish"):
+            published = storage.publish(stage, outdir)
+    by_name = {Path(p).name: p for p in published}
+    log.info("product %s: %dx%d px, %d bands, valid %.1f %%, cloud %.1f %%, %.1f MB, %.1f s",
+             by_name[main.name], grid.cols, grid.rows, len(params.bands), metrics["valid_percent"],
+             metrics["cloud_percent"], size_mb, steps.elapsed)
+    return S2Result(by_name[main.name], by_name[f"{stem}.json"], by_name[ql.name], by_name["run.json"], metrics)
+
+
+def _target_crs(projection: str) -> CRS | None:
+    if projection.strip().lower().replace(" ", "") in ("utm(auto)", "utm", "auto", ""):
+        return None
+    try:
+        return CRS.from_user_input(projection.strip())
+    except rasterio.errors.CRSError:
+        raise InvalidParameter("projection", projection, "UTM(Auto), an EPSG code such as EPSG:4326, or WKT") from None
+
+
+def _ensure_level(product: S2Product, params: S2PreprocessParams, work: Path) -> S2Product:
+    """L1C input: atmospheric correction by Sen2Cor when installed, else TOA only if asked."""
+    if product.level == "L2A":
+        return product
+    if params.toa:
+        log.info("Level-1C input: writing top-of-atmosphere reflectance as requested (--toa)")
+        return product
+    exe = shutil.which(SEN2COR)
+    if exe is None:
+        raise ServiceError(f"{product.name} is Level-1C and Sen2Cor ({SEN2COR}) is not installed: install "
+                           f"Sen2Cor, or pass --toa true to write top-of-atmosphere reflectance")
+    safe = Path(product.source)
+    if safe.is_file():
+        shutil.unpack_archive(safe, work / "l1c")
+        safe = next((work / "l1c").glob("*.SAFE"))
+    out = work / "sen2cor"
+    out.mkdir()
+    log.info("running Sen2Cor on %s", product.name)
+    proc = subprocess.run([exe, str(safe), "--output_dir", str(out)], capture_output=True, text=True)
+    produced = list(out.glob("*MSIL2A*.SAFE"))
+    if proc.returncode != 0 or not produced:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ServiceError(f"Sen2Cor failed on {product.name}: {tail[0]}")
+    return open_product(produced[0])
+
+
+def _output_grid(product: S2Product, resolution: float, aoi: AoI | None) -> Grid:
+    """The output grid in the tile CRS: aligned on the tile's origin, cropped to the AoI."""
+    tile = product.grids[10]
+    left, bottom, right, top = tile.bounds
+    if aoi is not None:
+        require_overlap(aoi, product.footprint_lonlat, product.name)
+        a_left, a_bottom, a_right, a_top = aoi.bounds_in(product.crs)
+        left2 = tile.ulx + math.floor((max(a_left, left) - tile.ulx) / resolution) * resolution
+        top2 = tile.uly - math.floor((tile.uly - min(a_top, top)) / resolution) * resolution
+        right, bottom = min(a_right, right), max(a_bottom, bottom)
+        left, top = left2, top2
+        if right <= left or top <= bottom:
+            raise ServiceError(f"AoI does not intersect the tile of {product.name}")
+    cols = max(1, math.ceil((right - left) / resolution - 1e-9))
+    rows = max(1, math.ceil((top - bottom) / resolution - 1e-9))
+    return Grid(product.crs, left, top, float(resolution), rows, cols)
+
+
+def _assemble(product: S2Product, params: S2PreprocessParams, grid: Grid, aoi: AoI | None,
+              dst: Path, steps: Steps) -> dict:
+    """Resample, mask and write all bands strip by strip into a tiled GeoTIFF."""
+    with steps.step("prepare sources and masks"):
+        sources = []
+        for band in params.bands:
+            rel, res = product.band_source(band, params.resolution)
+            if res != min(r for (b, r) in product.band_files if b == band):
+                log.warning("%s: native file absent, reading ESA's %d m copy %s", band, res, Path(rel).name)
+            sources.append(SourceRaster(product.gdal_path(rel), product.grids[res]))
+        clouds = None
+        if params.cloudmask != "None":
+            clouds = CloudMask(product, params.cloudmask, tuple(int(c) for c in params.cloud_classes),
+                               params.resolution, params.flagdownsampling)
+        landsea = None
+        if params.landseamask != "None":
+            landsea = LandSeaMask(grid.crs, grid.transform, (grid.rows, grid.cols), params.landseamask, params.landseamask_tolerance, params.dem)
+    profile = {"driver": "GTiff", "width": grid.cols, "height": grid.rows, "count": len(sources),
+               "dtype": "uint16", "crs": grid.crs, "transform": grid.transform, "nodata": NODATA_DN,
+               "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER", "interleave": "band"}
+    strip_rows = max(1, round(STRIP_METRES / params.resolution))
+    counts = {"pixels": 0, "data": 0, "valid": 0, "cloud": 0}
+    progress = Progress(math.ceil(grid.rows / strip_rows), "bands")
+    try:
+        with steps.step("resample and mask bands"), rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=512), \
+                rasterio.open(dst, "w", **profile) as out:
+            for row_off in range(0, grid.rows, strip_rows):
+                strip = Strip(grid, row_off, min(strip_rows, grid.rows - row_off))
+                data = np.stack([s.read(strip, flag=False, downsampling=params.downsampling,
+                                        upsampling=params.upsampling) for s in sources])
+                inside = np.ones(strip.shape, bool) if aoi is None else \
+                    aoi_mask(aoi, grid.crs, strip.transform, strip.shape)
+                has_data = (data != NODATA_DN).all(axis=0) & inside
+                remove = ~inside
+                if landsea is not None:
+                    remove |= landsea.remove(row_off, 0, strip.height, grid.cols)
+                if clouds is not None:
+                    cloudy = clouds.cloudy(strip)
+                    counts["cloud"] += int((cloudy & has_data).sum())
+                    remove |= cloudy
+                data[:, remove] = NODATA_DN
+                counts["pixels"] += int(inside.sum())
+                counts["data"] += int(has_data.sum())
+                counts["valid"] += int((data != NODATA_DN).all(axis=0).sum())
+                out.write(data, window=rasterio.windows.Window(0, row_off, grid.cols, strip.height))
+                progress.advance()
+            for i, band in enumerate(params.bands, start=1):
+                out.set_band_description(i, band)
+                out.update_tags(i, wavelength_nm=BAND_WAVELENGTH_NM[band])
+            out.scales = [product.scale_offset(b)[0] for b in params.bands]
+            out.offsets = [product.scale_offset(b)[1] for b in params.bands]
+            out.update_tags(PRODUCT=product.name, PROCESSING_BASELINE=product.baseline,
+                            QUANTITY="TOA reflectance" if product.level == "L1C" else "BOA reflectance")
+    finally:
+        for s in sources:
+            s.close()
+        if clouds is not None:
+            clouds.close()
+    data_px = max(counts["data"], 1)
+    return {"valid_percent": round(100.0 * counts["valid"] / max(counts["pixels"], 1), 3),
+            "cloud_percent": round(100.0 * counts["cloud"] / data_px, 3),
+            "pixels": counts["pixels"], "valid_pixels": counts["valid"]}
+
+
+def _reproject(src_path: Path, crs: CRS, params: S2PreprocessParams, aoi: AoI | None, dst: Path) -> Path:
+    """Warp the assembled product to another CRS, by windows, and re-apply the AoI polygon there."""
+    from rasterio.vrt import WarpedVRT
+    from rasterio.warp import calculate_default_transform
+
+    with rasterio.open(src_path) as src:
+        res = params.resolution / METRES_PER_DEGREE if crs.is_geographic else params.resolution
+        transform, width, height = calculate_default_transform(src.crs, crs, src.width, src.height,
+                                                               *src.bounds, resolution=res)
+        vrt_opts = dict(crs=crs, transform=transform, width=width, height=height, nodata=NODATA_DN,
+                        resampling=GDAL_UPSAMPLING[params.upsampling])
+        profile = src.profile | {"crs": crs, "transform": transform, "width": width, "height": height}
+        with WarpedVRT(src, **vrt_opts) as vrt, rasterio.open(dst, "w", **profile) as out:
+            rows = 1024
+            for row_off in range(0, height, rows):
+                win = rasterio.windows.Window(0, row_off, width, min(rows, height - row_off))
+                data = vrt.read(window=win)
+                if aoi is not None:
+                    t = rasterio.windows.transform(win, transform)
+                    data[:, ~aoi_mask(aoi, crs, t, data.shape[1:])] = NODATA_DN
+                out.write(data, window=win)
+            out.descriptions = src.descriptions
+            out.scales, out.offsets = src.scales, src.offsets
+            for i in range(1, src.count + 1):
+                out.update_tags(i, **src.tags(i))
+            out.update_tags(**src.tags())
+    return dst
+
+
+def _rgb_indexes(bands: tuple[str, ...]) -> tuple[int, int, int] | None:
+    if all(b in bands for b in ("B4", "B3", "B2")):
+        return tuple(bands.index(b) + 1 for b in ("B4", "B3", "B2"))
+    return None
+
+
+def _crs_text(path: Path) -> str:
+    with rasterio.open(path) as ds:
+        return ds.crs.to_string()
+
+
+def _stac(product: S2Product, params: S2PreprocessParams, main: Path, assembled: Path, ql: Path,
+          metrics: dict) -> dict:
+    bands = []
+    for b in params.bands:
+        scale, offset = product.scale_offset(b)
+        bands.append({"name": b, "description": f"Sentinel-2 {b}", "nodata": NODATA_DN, "scale": scale,
+                      "offset": offset, "eo:center_wavelength": BAND_WAVELENGTH_NM[b] / 1000.0})
+    props = {"platform": product.spacecraft.lower(), "constellation": "sentinel-2", "instruments": ["msi"],
+             "gsd": params.resolution, "s2:tile": product.tile, "s2:processing_baseline": product.baseline,
+             "processing:level": product.level, "eo:cloud_cover": metrics["cloud_percent"],
+             "valid_percent": metrics["valid_percent"], "source_product": product.name}
+    assets = {"thumbnail": {"href": ql.name, "type": "image/png", "roles": ["thumbnail", "overview"]},
+              "metadata": {"href": "run.json", "type": "application/json", "roles": ["metadata"]}}
+    item = outputs.stac_item(main.stem, assembled, product.sensing_time, props, bands, assets)
+    item["assets"]["data"]["href"] = main.name
+    if main.suffix != ".tif":
+        item["assets"]["data"]["type"] = "application/octet-stream"
+    return item

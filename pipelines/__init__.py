@@ -1,0 +1,1 @@
+"""Kubeflow pipelines assembled from the components; compiled YAML under pipelines/compiled/."""

@@ -1,0 +1,38 @@
+"""Parameter declaration: parsing, canonical spellings, and messages naming parameter, value and allowed values."""
+
+import pytest
+
+from components.common.errors import InvalidParameter, ServiceError
+from components.s2_preprocess.params import S2PreprocessParams
+
+
+def test_seed_defaults():
+    p = S2PreprocessParams()
+    assert (p.resolution, p.bands, p.landseamask, p.cloudmask, p.aoi) == (10.0, ("B2", "B3", "B4", "B8"), "None", "None", None)
+    assert (p.upsampling, p.downsampling, p.flagdownsampling) == ("Nearest", "First", "First")
+    assert (p.projection, p.output_format) == ("UTM(Auto)", "GeoTIFF")
+
+
+def test_parsing_and_canonical_spelling():
+    p = S2PreprocessParams.from_strings({"bands": "B02, b8a,B11", "cloudmask": "l2a", "resolution": "60",
+                                         "upsampling": "bicubic", "toa": "yes", "aoi": ""})
+    assert p.bands == ("B2", "B8A", "B11")
+    assert (p.cloudmask, p.resolution, p.upsampling, p.toa, p.aoi) == ("L2A", 60.0, "Bicubic", True, None)
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"cloudmask": "Clouds"}, "invalid value 'Clouds' for parameter 'cloudmask': allowed one of None, L2A, L1C"),
+    ({"bands": "B2,B13"}, "invalid value 'B13' for parameter 'bands': allowed one of B1, B2"),
+    ({"bands": "B2,B02"}, "parameter 'bands': allowed each item at most once"),
+    ({"resolution": "0"}, "parameter 'resolution': allowed a number > 0"),
+    ({"resolution": "ten"}, "invalid value 'ten' for parameter 'resolution': allowed a number (float)"),
+    ({"landseamask_tolerance": "-5"}, "allowed a number >= 0"),
+    ({"toa": "maybe"}, "parameter 'toa': allowed true or false"),
+    ({"colour": "red"}, "invalid value 'red' for parameter 'colour'"),
+])
+def test_invalid_values_name_parameter_value_and_allowed(values, fragment):
+    with pytest.raises(InvalidParameter) as e:
+        S2PreprocessParams.from_strings(values)
+    assert fragment in str(e.value)
+    assert isinstance(e.value, ServiceError)
+    assert "\n" not in str(e.value)
