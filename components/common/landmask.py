@@ -27,7 +27,9 @@ import functools
 import logging
 import math
 import os
+import threading
 import zipfile
+from collections import OrderedDict
 
 import numpy as np
 import rasterio
@@ -89,10 +91,10 @@ class LandSeaMask:
             factor += 1
         self.factor = factor
         self.working_shape = (wh, ww)
-        self.working_transform = self.transform * Affine.scale(factor)
+        self.working_transform = _subgrid(self.transform, factor, 0, 0)
         self.working_cell_m = (cell_y, cell_x)
         padded_shape = (wh + 2 * pad, ww + 2 * pad)
-        padded_transform = self.working_transform * Affine.translation(-pad, -pad)
+        padded_transform = _subgrid(self.working_transform, 1, -pad, -pad)
 
         if self.dem_path is None:
             classes = _globe_classes(self.crs, padded_transform, padded_shape)
@@ -164,7 +166,7 @@ def _pixel_size_m(crs: CRS, transform: Affine, shape) -> tuple[float, float]:
     if px == 0 or py == 0:
         raise ValueError(f"degenerate grid transform {transform!r}")
     if crs.is_geographic:
-        _, lat = transform * (shape[1] / 2, shape[0] / 2)
+        _, lat = _apply(transform, shape[1] / 2, shape[0] / 2)
         metres_per_degree = math.pi / 180 * _EARTH_RADIUS_M
         return (px * metres_per_degree * max(math.cos(math.radians(lat)), 1e-6),
                 py * metres_per_degree)
@@ -176,8 +178,18 @@ def _pixel_size_m(crs: CRS, transform: Affine, shape) -> tuple[float, float]:
 
 def _grid_bounds(transform: Affine, shape) -> tuple[float, float, float, float]:
     h, w = shape
-    xs, ys = zip(*(transform * (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))))
+    xs, ys = zip(*(_apply(transform, c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))))
     return min(xs), min(ys), max(xs), max(ys)
+
+
+def _subgrid(t: Affine, factor: int, col_off: float, row_off: float) -> Affine:
+    """Transform of a grid of ``factor`` x ``factor`` pixels starting at (col_off, row_off)."""
+    x0, y0 = _apply(t, col_off, row_off)
+    return Affine(t.a * factor, t.b * factor, x0, t.d * factor, t.e * factor, y0)
+
+
+def _apply(t: Affine, col: float, row: float) -> tuple[float, float]:
+    return t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f
 
 
 # --- the embedded global mask -----------------------------------------------------------------
@@ -200,16 +212,35 @@ def _globe_axes() -> tuple[float, float, float, float, int, int]:
                 len(lat), len(lon))
 
 
-_ROW_BLOCK = 120  # rows of the global mask (one degree) per cached band
+_ROW_BLOCK = 120  # rows of the global mask (one degree of latitude) per cached block
+_MAX_CACHED_BLOCKS = 6  # 5.2 MB each
+_blocks: OrderedDict[int, np.ndarray] = OrderedDict()
+_blocks_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=2)
-def _globe_rows(r0: int, r1: int) -> np.ndarray:
-    """Rows r0:r1 of the global ocean mask (True = ocean), read by streaming.
+def _globe_rows(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """Rows r0:r1, columns c0:c1 of the global ocean mask (True = ocean).
 
     The package keeps the mask as one deflated 21600 x 43200 boolean array (933 MB once loaded);
-    decompressing up to the last row needed and keeping only those rows keeps memory small.
+    it is decompressed as a stream up to the last row needed and only one-degree blocks of rows
+    are kept (the few most recently used), so memory stays small.
     """
+    k0, k1 = r0 // _ROW_BLOCK, -(-r1 // _ROW_BLOCK)
+    with _blocks_lock:
+        missing = [k for k in range(k0, k1) if k not in _blocks]
+        if missing:
+            _read_blocks(missing[0], missing[-1] + 1)
+        parts = []
+        for k in range(k0, k1):
+            _blocks.move_to_end(k)
+            parts.append(_blocks[k][:, c0:c1])
+        while len(_blocks) > max(_MAX_CACHED_BLOCKS, k1 - k0):
+            _blocks.popitem(last=False)
+    rows = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return rows[r0 - k0 * _ROW_BLOCK:r1 - k0 * _ROW_BLOCK]
+
+
+def _read_blocks(k0: int, k1: int) -> None:
     path = _globe_file()
     with zipfile.ZipFile(path) as zf, zf.open("mask.npy") as fh:
         version = np.lib.format.read_magic(fh)
@@ -220,12 +251,14 @@ def _globe_rows(r0: int, r1: int) -> np.ndarray:
         if fortran or dtype != np.bool_ or len(shape) != 2:
             raise RuntimeError(f"unexpected layout of the global land mask in {path}")
         ncols = shape[1]
-        _skip(fh, r0 * ncols)
-        raw = fh.read((r1 - r0) * ncols)
-        if len(raw) != (r1 - r0) * ncols:
-            raise RuntimeError(f"truncated global land mask in {path}")
-    out = np.frombuffer(raw, dtype=bool).reshape(r1 - r0, ncols)
-    return out
+        _skip(fh, k0 * _ROW_BLOCK * ncols)
+        for k in range(k0, k1):
+            nrows = max(0, min(_ROW_BLOCK, shape[0] - k * _ROW_BLOCK))
+            raw = fh.read(nrows * ncols)
+            if len(raw) != nrows * ncols:
+                raise RuntimeError(f"truncated global land mask in {path}")
+            if k not in _blocks:
+                _blocks[k] = np.frombuffer(raw, dtype=bool).reshape(nrows, ncols)
 
 
 def _skip(fh, nbytes: int, chunk: int = 16 << 20) -> None:
@@ -257,9 +290,7 @@ def _globe_classes(crs: CRS, transform: Affine, shape) -> np.ndarray:
         cols = sorted(((west - lon0) / dlon, (east - lon0) / dlon))
         c0 = max(0, int(math.floor(cols[0])) - 1)
         c1 = min(ncols, int(math.ceil(cols[1])) + 2)
-    b0 = r0 // _ROW_BLOCK * _ROW_BLOCK
-    b1 = min(nrows, -(-r1 // _ROW_BLOCK) * _ROW_BLOCK)
-    ocean = _globe_rows(b0, b1)[r0 - b0:r1 - b0, c0:c1]
+    ocean = _globe_rows(r0, r1, c0, c1)
     src = np.where(ocean, np.uint8(_SEA), np.uint8(_LAND))
     src_transform = Affine(dlon, 0.0, lon0 + c0 * dlon, 0.0, dlat, lat0 + r0 * dlat)
     classes = np.full(shape, _UNKNOWN, dtype=np.uint8)

@@ -9,6 +9,7 @@ inputs, :func:`check_writable` on its output destination before doing any work, 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import mimetypes
 import os
@@ -191,34 +192,46 @@ def _safe_join(root: Path, rel: str, uri: str) -> Path:
     return path
 
 
-def _download(client, bucket: str, key: str, target: Path, size: int | None, uri: str) -> int:
-    """Stream one object to ``target`` through a temporary name in the same folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_dir():
-        raise ServiceError(f"cannot fetch {uri}: {target} is a folder")
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
-    written, start, last = 0, time.monotonic(), time.monotonic()
+def _get_or_none(client, bucket: str, key: str):
+    """The GET response for an object, or None when no object has that key.
+
+    A GET (not a HEAD) so that errors carry the server's code: HEAD answers have no body and
+    the client reports every 403 as AccessDenied.
+    """
+    from minio.error import S3Error
+
     try:
-        response = client.get_object(bucket, key)
-        try:
-            with open(tmp, "wb") as out:
-                for chunk in response.stream(_CHUNK):
-                    out.write(chunk)
-                    written += len(chunk)
-                    now = time.monotonic()
-                    if now - last >= _PROGRESS_EVERY_S:
-                        last = now
-                        total = f" of {size / 1e6:.1f} MB" if size else ""
-                        log.info("  %s: %.1f MB%s (%.0f s)", key, written / 1e6, total,
-                                 now - start)
-        finally:
-            response.close()
-            response.release_conn()
+        return client.get_object(bucket, key)
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NoSuchObject"):
+            return None
+        raise
+
+
+def _download(response, key: str, target: Path, size: int | None) -> int:
+    """Stream one GET response to ``target`` through a temporary name in the same folder."""
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    written, start = 0, time.monotonic()
+    last = start
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            raise ServiceError(f"cannot fetch {key}: {target} is a folder")
+        with open(tmp, "wb") as out:
+            for chunk in response.stream(_CHUNK):
+                out.write(chunk)
+                written += len(chunk)
+                now = time.monotonic()
+                if now - last >= _PROGRESS_EVERY_S:
+                    last = now
+                    total = f" of {size / 1e6:.1f} MB" if size else ""
+                    log.info("  %s: %.1f MB%s (%.0f s)", key, written / 1e6, total, now - start)
         if size is not None and written != size:
-            raise ServiceError(f"incomplete download of s3://{bucket}/{key}: {written} of "
-                               f"{size} bytes")
+            raise ServiceError(f"incomplete download of {key}: {written} of {size} bytes")
         os.replace(tmp, target)
     finally:
+        response.close()
+        response.release_conn()
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     log.debug("  %s -> %s (%d bytes, %.2f s)", key, target, written, time.monotonic() - start)
@@ -242,22 +255,18 @@ def fetch_input(uri: str, workdir: Path) -> Path:
 
     bucket, key = split_s3(uri)
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     client = s3_client()
+    workdir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     log.info("fetching %s into %s", uri, workdir)
 
     with _s3_errors(uri):
         if key and not key.endswith("/"):
-            stat = None
-            try:
-                stat = client.stat_object(bucket, key)
-            except Exception as exc:  # noqa: BLE001 - only "no such key" falls through
-                if getattr(exc, "code", None) not in ("NoSuchKey", "NoSuchObject"):
-                    raise
-            if stat is not None:
-                target = _safe_join(workdir, PurePosixPath(key).name, uri)
-                size = _download(client, bucket, key, target, stat.size, uri)
+            target = _safe_join(workdir, PurePosixPath(key).name, uri)
+            response = _get_or_none(client, bucket, key)
+            if response is not None:
+                length = response.headers.get("content-length")
+                size = _download(response, key, target, int(length) if length else None)
                 _log_done(uri, 1, size, start)
                 return target
 
@@ -271,7 +280,8 @@ def fetch_input(uri: str, workdir: Path) -> Path:
                     _safe_join(root, rel.rstrip("/"), uri).mkdir(parents=True, exist_ok=True)
                 continue
             target = _safe_join(root, rel, uri)
-            total += _download(client, bucket, obj.object_name, target, obj.size, uri)
+            total += _download(client.get_object(bucket, obj.object_name),
+                               obj.object_name, target, obj.size)
             count += 1
         if count == 0:
             raise ServiceError(f"not found in object storage: {uri} (no object or prefix)")
@@ -298,17 +308,26 @@ def _files_under(local_dir: Path) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
-def _ensure_bucket(client, bucket: str) -> None:
+def _with_bucket(client, bucket: str, write):
+    """``write()``, creating the bucket first if the server says it does not exist.
+
+    Writing first (rather than asking HEAD bucket) keeps the server's error code: HEAD answers
+    have no body and the client reports every 403 as AccessDenied.
+    """
     from minio.error import S3Error
 
-    if client.bucket_exists(bucket):
-        return
+    try:
+        return write()
+    except S3Error as exc:
+        if exc.code != "NoSuchBucket":
+            raise
     try:
         client.make_bucket(bucket)
         log.info("created bucket %s", bucket)
     except S3Error as exc:
         if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
+    return write()
 
 
 def _join_key(prefix: str, rel: str) -> str:
@@ -352,13 +371,19 @@ def publish(local_dir: Path, dest: str, *, move: bool = False) -> list[str]:
     bucket, prefix = split_s3(dest)
     client = s3_client()
     with _s3_errors(dest):
-        _ensure_bucket(client, bucket)
-        for f in files:
+        for i, f in enumerate(files):
             rel = f.relative_to(local_dir).as_posix()
             key = _join_key(prefix, rel)
             content_type = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
             t0 = time.monotonic()
-            client.fput_object(bucket, key, str(f), content_type=content_type)
+
+            def upload(key=key, f=f, content_type=content_type):
+                client.fput_object(bucket, key, str(f), content_type=content_type)
+
+            if i == 0:
+                _with_bucket(client, bucket, upload)
+            else:
+                upload()
             log.debug("  %s -> s3://%s/%s (%.2f s)", f, bucket, key, time.monotonic() - t0)
             out.append(f"s3://{bucket}/{key}")
     _log_done(f"published to {dest}", len(files), nbytes, start)
@@ -366,21 +391,22 @@ def publish(local_dir: Path, dest: str, *, move: bool = False) -> list[str]:
 
 
 def _place(src: Path, target: Path, move: bool) -> None:
-    """Put ``src`` at ``target`` atomically: a temporary name next to ``target``, then rename."""
+    """Put ``src`` at ``target`` atomically: a rename, or a copy under a temporary name next to
+    ``target`` followed by a rename, so that ``target`` is never seen half-written."""
+    if move:
+        try:
+            os.replace(src, target)
+            return
+        except OSError:
+            pass  # another filesystem: copy, then remove the source
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        if move:
-            try:
-                os.rename(src, tmp)
-            except OSError:
-                shutil.copy2(src, tmp)
-        else:
-            shutil.copy2(src, tmp)
+        shutil.copy2(src, tmp)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    if move and src.exists():
+    if move:
         src.unlink()
 
 
@@ -421,14 +447,11 @@ def check_writable(dest: str) -> None:
 
 
 def _check_s3_writable(dest: str) -> None:
-    import io
-
     bucket, prefix = split_s3(dest)
     client = s3_client()
     key = _join_key(prefix, f".write-check-{uuid.uuid4().hex}")
     with _s3_errors(dest):
-        _ensure_bucket(client, bucket)
-        client.put_object(bucket, key, io.BytesIO(b""), 0)
+        _with_bucket(client, bucket, lambda: client.put_object(bucket, key, io.BytesIO(b""), 0))
     try:
         client.remove_object(bucket, key)
     except Exception as exc:  # noqa: BLE001 - the destination is writable; leftover is harmless

@@ -27,7 +27,8 @@ from components.common.aoi import AoI, aoi_mask, load_aoi, require_overlap
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.landmask import LandSeaMask
 from components.common.logs import Progress, Steps
-from components.common.sentinel2 import BAND_WAVELENGTH_NM, NODATA_DN, Grid, S2Product, open_product
+from components.common.sentinel2 import (BAND_WAVELENGTH_NM, NATIVE_RESOLUTION, NODATA_DN, Grid, S2Product,
+                                         open_product)
 
 from .cloudmask import CloudMask
 from .params import S2PreprocessParams
@@ -164,7 +165,7 @@ def _assemble(product: S2Product, params: S2PreprocessParams, grid: Grid, aoi: A
         sources = []
         for band in params.bands:
             rel, res = product.band_source(band, params.resolution)
-            if res != min(r for (b, r) in product.band_files if b == band):
+            if res != NATIVE_RESOLUTION[band]:
                 log.warning("%s: native file absent, reading ESA's %d m copy %s", band, res, Path(rel).name)
             sources.append(SourceRaster(product.gdal_path(rel), product.grids[res]))
         clouds = None
