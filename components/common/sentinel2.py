@@ -147,7 +147,9 @@ def open_product(path: str | Path) -> S2Product:
     members = None
     if p.is_file():
         if not zipfile.is_zipfile(p):
-            raise ServiceError(f"input is neither a SAFE folder nor a readable zip archive: {p.name}")
+            what = "corrupt or truncated zip archive" if p.suffix.lower() == ".zip" else \
+                "input is neither a SAFE folder nor a zip archive"
+            raise ServiceError(f"{what}: {p.name}")
         try:
             with zipfile.ZipFile(p) as z:
                 members = frozenset(n for n in z.namelist() if not n.endswith("/"))

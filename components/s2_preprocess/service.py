@@ -55,15 +55,27 @@ class S2Result:
 
 def run(input_uri: str, params: S2PreprocessParams, outdir: str) -> S2Result:
     """Pre-process one product into ``outdir`` (a folder or an ``s3://`` prefix)."""
-    started = dt.datetime.now(dt.timezone.utc)
-    steps = Steps(log)
     aoi = load_aoi(params.aoi) if params.aoi else None
     driver, ext = outputs.resolve_format(params.output_format)
     target_crs = _target_crs(params.projection)
     storage.check_writable(outdir)
     local_out = None if storage.is_s3(outdir) else Path(outdir)
+    created = local_out is not None and not local_out.exists()
     if local_out is not None:
         local_out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(input_uri, params, outdir, local_out, aoi, driver, ext, target_crs)
+    except BaseException:
+        if created and not any(local_out.iterdir()):
+            local_out.rmdir()
+        raise
+
+
+def _run(input_uri: str, params: S2PreprocessParams, outdir: str, local_out: Path | None, aoi: AoI | None,
+         driver: str, ext: str, target_crs: CRS | None) -> S2Result:
+    started = dt.datetime.now(dt.timezone.utc)
+    steps = Steps(log)
+    # Work next to the destination so the final moves are renames, not copies.
     with tempfile.TemporaryDirectory(prefix=".s2p-", dir=local_out) as work:
         work = Path(work)
         with steps.step("fetch input"):
@@ -86,7 +98,8 @@ def run(input_uri: str, params: S2PreprocessParams, outdir: str) -> S2Result:
             outputs.write_product(assembled, main, driver)
         with steps.step("quicklook and STAC item"):
             rgb = _rgb_indexes(params.bands)
-            ql = outputs.quicklook(assembled, stage / f"{stem}_quicklook.png", rgb)
+            # the COG's overviews make the quicklook read cheap
+            ql = outputs.quicklook(main if driver == "COG" else assembled, stage / f"{stem}_quicklook.png", rgb)
             item = _stac(product, params, main, assembled, ql, metrics)
             outputs.write_json(stage / f"{stem}.json", item)
         record = outputs.run_record(
@@ -97,7 +110,7 @@ def run(input_uri: str, params: S2PreprocessParams, outdir: str) -> S2Result:
         outputs.write_json(stage / "run.json", record)
         size_mb = main.stat().st_size / 1e6
         with steps.step("publish"):
-            published = storage.publish(stage, outdir)
+            published = storage.publish(stage, outdir, move=True)
     by_name = {Path(p).name: p for p in published}
     log.info("product %s: %dx%d px, %d bands, valid %.1f %%, cloud %.1f %%, %.1f MB, %.1f s",
              by_name[main.name], grid.cols, grid.rows, len(params.bands), metrics["valid_percent"],
