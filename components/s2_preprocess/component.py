@@ -36,7 +36,7 @@ def s2_preprocess(
     toa: bool = False,
 ):
     """Sentinel-2 pre-processing of one product (a URI, or a Dataset from an upstream step)."""
-    from components.s2_preprocess.component import execute
+    from components.s2_preprocess.kfp_runtime import execute
 
     execute(product_uri, input_product.path if input_product else "", product, quicklook, metrics,
             dict(resolution=resolution, bands=bands, landseamask=landseamask,
@@ -44,42 +44,3 @@ def s2_preprocess(
                  cloud_classes=cloud_classes, aoi=aoi, upsampling=upsampling, downsampling=downsampling,
                  flagdownsampling=flagdownsampling, projection=projection, output_format=output_format,
                  toa=toa))
-
-
-def execute(product_uri: str, input_path: str, product, quicklook, metrics, values: dict) -> None:
-    """Body of the component, importable and testable without KFP's executor."""
-    import base64
-    import io
-    import sys
-    from pathlib import Path
-
-    from PIL import Image
-
-    from components.common.errors import ServiceError
-    from components.common.logs import setup_logging
-    from components.s2_preprocess.params import S2PreprocessParams
-    from components.s2_preprocess.service import run
-
-    setup_logging()
-    source = product_uri or input_path
-    try:
-        if not source:
-            raise ServiceError("give product_uri or input_product")
-        params = S2PreprocessParams.from_strings(values)
-        result = run(source, params, product.path)
-    except ServiceError as e:
-        sys.stderr.write(f"S2-preprocess: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
-    product.metadata.update({"product": Path(result.product).name, "stac": Path(result.stac).name,
-                             "quicklook": Path(result.quicklook).name, **result.metrics})
-    for key in ("valid_percent", "cloud_percent"):
-        metrics.log_metric(key, result.metrics[key])
-    thumb = Image.open(result.quicklook)
-    thumb.thumbnail((256, 256))
-    buf = io.BytesIO()
-    thumb.save(buf, format="PNG")
-    rows = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in result.metrics.items())
-    Path(quicklook.path).write_text(
-        f"<html><body><h3>{Path(result.product).name}</h3>"
-        f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'/>"
-        f"<table>{rows}</table></body></html>")
