@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outdir", default=str(REPO / "demo_outputs"), help="pipeline root for the outputs")
     ap.add_argument("--resolution", type=float, default=60.0)
     ap.add_argument("--cloudmask", default="L2A")
+    ap.add_argument("--bands", default="B2,B3,B4,B8A", help="B8A: the sample has no 10 m B8 file")
     args = ap.parse_args(argv)
 
     import kfp.local
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         products = args.products or default_products(Path(tmp))
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(outdir),
                        workspace_root=str(Path(tmp) / "workspace"))
-        s2_ard(products=products, resolution=args.resolution, cloudmask=args.cloudmask)
+        s2_ard(products=products, resolution=args.resolution, cloudmask=args.cloudmask, bands=args.bands)
     runs = sorted(outdir.glob("s2-ard-*"), key=lambda p: p.stat().st_mtime)
     found = sorted(runs[-1].glob("**/run.json")) if runs else []
     if not found:
