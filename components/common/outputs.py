@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import uuid
 from pathlib import Path
 
@@ -64,19 +65,25 @@ def resolve_format(name: str) -> tuple[str, str]:
 
 
 def write_product(src: Path, dst: Path, driver: str) -> Path:
-    """Copy the assembled raster ``src`` into its final format at ``dst`` (atomically)."""
+    """Copy the assembled raster ``src`` into its final format at ``dst``. The driver writes into
+    a temporary folder beside ``dst`` (drivers add sidecars such as .hdr or .aux.xml), whose files
+    are renamed into place only once all are written."""
     import rasterio
     import rasterio.shutil
 
     options = COG_OPTIONS if driver == "COG" else {}
-    with atomic_path(dst) as tmp:
+    tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex[:8]}.part"
+    tmp.mkdir()
+    try:
         try:
             with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
-                rasterio.shutil.copy(src, tmp, driver=driver, **options)
+                rasterio.shutil.copy(src, tmp / dst.name, driver=driver, **options)
         except rasterio.errors.RasterioError as e:
             raise ServiceError(f"GDAL driver {driver} cannot write this product: {' '.join(str(e).split())}") from None
-        for aux in tmp.parent.glob(tmp.name + ".*"):
-            aux.rename(aux.with_name(dst.name + aux.name[len(tmp.name):]))
+        for f in tmp.iterdir():
+            os.replace(f, dst.parent / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return dst
 
 

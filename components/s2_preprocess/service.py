@@ -40,6 +40,7 @@ SERVICE = "S2-preprocess"
 STRIP_METRES = 10240  # strips of 1024 rows at 10 m: one row of JP2 tiles per read
 SEN2COR = "L2A_Process"
 METRES_PER_DEGREE = 111_320.0
+EPS = 1e-6  # in pixels
 
 
 @dataclass
@@ -160,14 +161,15 @@ def _output_grid(product: S2Product, resolution: float, aoi: AoI | None) -> Grid
     if aoi is not None:
         require_overlap(aoi, product.footprint_lonlat, product.name)
         a_left, a_bottom, a_right, a_top = aoi.bounds_in(product.crs)
-        left2 = tile.ulx + math.floor((max(a_left, left) - tile.ulx) / resolution) * resolution
-        top2 = tile.uly - math.floor((tile.uly - min(a_top, top)) / resolution) * resolution
+        # snap outwards to the tile's pixel grid; EPS absorbs reprojection round-off
+        left2 = tile.ulx + math.floor((max(a_left, left) - tile.ulx) / resolution + EPS) * resolution
+        top2 = tile.uly - math.floor((tile.uly - min(a_top, top)) / resolution + EPS) * resolution
         right, bottom = min(a_right, right), max(a_bottom, bottom)
         left, top = left2, top2
         if right <= left or top <= bottom:
             raise ServiceError(f"AoI does not intersect the tile of {product.name}")
-    cols = max(1, math.ceil((right - left) / resolution - 1e-9))
-    rows = max(1, math.ceil((top - bottom) / resolution - 1e-9))
+    cols = max(1, math.ceil((right - left) / resolution - EPS))
+    rows = max(1, math.ceil((top - bottom) / resolution - EPS))
     return Grid(product.crs, left, top, float(resolution), rows, cols)
 
 
