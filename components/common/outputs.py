@@ -17,7 +17,9 @@ import numpy as np
 
 from .errors import ServiceError
 
-COG_OPTIONS = {"COMPRESS": "DEFLATE", "LEVEL": "6", "PREDICTOR": "YES", "BLOCKSIZE": "512",
+# ZSTD level 1 with the horizontal predictor: about the size of DEFLATE level 6 on reflectance
+# bands, written three times faster (measured on a full 10 m tile; see bench/s2_preprocess.py).
+COG_OPTIONS = {"COMPRESS": "ZSTD", "LEVEL": "1", "PREDICTOR": "YES", "BLOCKSIZE": "512",
                "OVERVIEWS": "AUTO", "RESAMPLING": "AVERAGE", "NUM_THREADS": "ALL_CPUS", "BIGTIFF": "IF_SAFER"}
 # Names users give for the default format; all mean a Cloud Optimized GeoTIFF.
 COG_NAMES = ("geotiff", "cog", "gtiff", "tif", "tiff")
