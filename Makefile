@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test compile bench clean
+.PHONY: install demo test compile bench images clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,12 @@ test: install
 
 compile: install
 	$(PY) -m pipelines.compile
+
+VERSION = $(shell $(PYTHON) -c "import re;print(re.search(r'__version__ = \"(.+)\"', open('components/__init__.py').read())[1])")
+REGISTRY ?= ghcr.io/eo-kfp-services
+
+images:
+	for name in eo ml snap; do docker build -f images/$$name/Dockerfile -t $(REGISTRY)/$$name:$(VERSION) . || exit 1; done
 
 bench: install
 	$(PY) bench/s2_preprocess.py

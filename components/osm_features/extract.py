@@ -73,12 +73,13 @@ class Feature:
 @dataclass
 class ExtractStats:
     """Counts per class: features written, objects skipped (per reason), outside the AoI,
-    geometries repaired; the bounds of every object seen (lon/lat) and the newest timestamp."""
+    geometries repaired, lines cut by the extract's edge (built from the nodes present); the bounds of every object seen (lon/lat) and the newest timestamp."""
 
     features: Counter = field(default_factory=Counter)
     skipped: dict = field(default_factory=lambda: defaultdict(Counter))
     outside_aoi: Counter = field(default_factory=Counter)
     repaired: Counter = field(default_factory=Counter)
+    partial: Counter = field(default_factory=Counter)
     bounds: list | None = None
     newest: dt.datetime | None = None
 
@@ -94,7 +95,8 @@ class ExtractStats:
 
     def as_dict(self, classes: tuple[str, ...]) -> dict:
         return {c: {"features": self.features[c], "skipped": dict(self.skipped.get(c, {})),
-                    "outside_aoi": self.outside_aoi[c], "repaired": self.repaired[c]} for c in classes}
+                    "outside_aoi": self.outside_aoi[c], "repaired": self.repaired[c],
+                    "partial_lines": self.partial[c]} for c in classes}
 
 
 def read_header(path: Path, name: str | None = None) -> ExtractInfo:
@@ -229,6 +231,9 @@ def extract(info: ExtractInfo, dictionary: Dictionary, class_names: tuple[str, .
                         continue
                     if line is None:
                         line = _line(factory, obj)
+                        if isinstance(line, tuple):  # built from the nodes present only
+                            line = line[0]
+                            stats.partial[cls.name] += 1
                     if isinstance(line, str):
                         stats.skip(cls.name, line)
                         continue
@@ -271,13 +276,24 @@ def extract(info: ExtractInfo, dictionary: Dictionary, class_names: tuple[str, .
                 stats.skip(name, NOT_ASSEMBLED)
 
 
-def _line(factory: osmium.geom.WKBFactory, way) -> BaseGeometry | str:
+def _line(factory: osmium.geom.WKBFactory, way) -> BaseGeometry | tuple | str:
+    """The way as a line; ``(line,)`` when some of its nodes are absent from the extract (a way
+    cut by the extract's edge keeps the part inside, as osm2pgsql does); a reason when no line
+    can be made."""
     try:
         return shapely.from_wkb(factory.create_linestring(way))
     except osmium.InvalidLocationError:
-        return MISSING_LOCATION
+        pass
     except RuntimeError:
         return DEGENERATE_LINE
+    coords: list[tuple[float, float]] = []
+    for node in way.nodes:
+        loc = node.location
+        if loc.valid() and (not coords or coords[-1] != (loc.lon, loc.lat)):
+            coords.append((loc.lon, loc.lat))
+    if len(coords) < 2:
+        return MISSING_LOCATION
+    return (LineString(coords),)
 
 
 def _polygon(factory: osmium.geom.WKBFactory, area) -> BaseGeometry | str:

@@ -1,0 +1,417 @@
+"""Readers of the input products, each brought to canonical names, units and orientation.
+
+Layouts understood (checked against genuine files where a sample exists, see the tests):
+
+- **CAMS global reanalysis (EAC4)** and **ERA5** from the data stores' ``grib_to_netcdf``
+  (netCDF3 64-bit offset, ``CF-1.6``): dimensions ``time, latitude, longitude`` (latitude
+  descending, longitude 0..360), ``time`` as int32 ``hours since 1900-01-01 00:00:00.0``, data
+  packed as int16 with ``scale_factor``/``add_offset``/``_FillValue``/``missing_value``, units in
+  ECMWF spelling (``kg m**-3``, ``m s**-1``, ``(0 - 1)``). Model-level files carry ``level``
+  (``model_level_number``; the lowest level, the largest number, is taken).
+- **ERA5 through cfgrib** (``CF-1.7``): ``lat``/``lon`` (either order), scalar ``time`` in
+  ``seconds since 1970-01-01``, float32 data; and the newer data-store layout with ``valid_time``
+  and size-1 ``number``/``expver`` coordinates.
+- **CAMS European air quality analysis/forecast** (0.1°, ``<species>_conc`` variables in µg/m3):
+  ``time, level, latitude, longitude`` with ``level`` in metres (0 m = surface is taken), latitude
+  descending, longitude either -25..45 or 0..360 wrapped (335.05 ... 359.95, 0.05 ... 44.95), and
+  ``time`` in plain ``hours`` whose origin is in its long_name (``ANALYSIS time from 20211222``,
+  ``FORECAST time from 20211222``); CF ``hours since`` times are read as well.
+
+Every variable is returned in canonical units (concentrations in µg m-3, temperatures in K,
+pressure in Pa, wind in m s-1, geopotential in m2 s-2, fractions 0..1). Static high-resolution
+fields come from netCDF or from any raster GDAL reads (GeoTIFF in any CRS, warped with rasterio).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from components.common import storage
+from components.common.errors import ServiceError
+
+from .grid import Grid, Regridder, choose_method
+
+log = logging.getLogger(__name__)
+
+GRAVITY = 9.80665
+LAT_NAMES = ("latitude", "lat")
+LON_NAMES = ("longitude", "lon")
+TIME_NAMES = ("time", "valid_time")
+INVARIANT = ("lsm", "z")  # time-invariant fields: the first time step of their source is used
+CONCENTRATIONS = {"pm2p5", "pm10", "no2", "o3", "so2", "co", "nh3", "no", "dust", "nmvoc", "pans", "go3"}
+CANONICAL_UNITS = {
+    "concentration": "ug m-3", "t2m": "K", "d2m": "K", "sp": "Pa", "u10": "m s-1", "v10": "m s-1",
+    "lsm": "1", "z": "m2 s-2", "blh": "m", "tcc": "1", "aod550": "1",
+}
+EUROPE_SUFFIX = "_conc"
+_TIME_FROM = re.compile(r"time\s+from\s+(\d{8})(?:[T ]?(\d{2}))?", re.IGNORECASE)
+
+
+def canonical_units(name: str) -> str:
+    return CANONICAL_UNITS["concentration"] if name in CONCENTRATIONS else CANONICAL_UNITS.get(name, "1")
+
+
+def _unit_key(units: str) -> str:
+    u = (units or "").strip().replace("**", "").replace("^", "").replace("μ", "u").replace("µ", "u")
+    u = u.replace(" ", "").replace("/m3", "m-3").replace("/s", "s-1").lower()
+    return u
+
+
+def to_canonical(name: str, units: str, values: np.ndarray, where: str) -> np.ndarray:
+    """Convert ``values`` of variable ``name`` given in ``units`` to its canonical units."""
+    key = _unit_key(units)
+    if name in CONCENTRATIONS:
+        factors = {"kgm-3": 1e9, "ugm-3": 1.0, "microgramsm-3": 1.0, "mgm-3": 1e3, "gm-3": 1e6}
+        if key in factors:
+            return values * factors[key]
+    elif name in ("t2m", "d2m"):
+        if key == "k":
+            return values
+        if key in ("degc", "c", "celsius", "degreesc"):
+            return values + 273.15
+    elif name == "sp":
+        if key == "pa":
+            return values
+        if key == "hpa":
+            return values * 100.0
+    elif name in ("u10", "v10"):
+        if key in ("ms-1", "m/s", "ms**-1"):
+            return values
+    elif name in ("lsm", "tcc", "urban_frac"):
+        if key in ("(0-1)", "1", "", "0-1", "fraction"):
+            return values
+        if key in ("%", "percent"):
+            return values / 100.0
+    elif name == "z":
+        if key in ("m2s-2", "m2s-2"):
+            return values
+        if key == "m":
+            return values * GRAVITY
+    elif name == "blh":
+        if key == "m":
+            return values
+    else:
+        return values
+    raise ServiceError(f"units {units!r} of {name} in {where} are not understood (expected "
+                       f"{canonical_units(name)} or a known equivalent)")
+
+
+def _to_datetime64(values) -> np.ndarray:
+    out = []
+    for v in np.atleast_1d(values):
+        if isinstance(v, dt.datetime) or hasattr(v, "year"):
+            out.append(np.datetime64(dt.datetime(v.year, v.month, v.day, v.hour, v.minute, v.second), "s"))
+        else:
+            raise ServiceError(f"cannot decode time value {v!r}")
+    return np.array(out, dtype="datetime64[s]")
+
+
+def decode_times(var, path: Path) -> np.ndarray:
+    """Times of a netCDF time variable as datetime64[s] (CF, or CAMS European plain hours)."""
+    import netCDF4
+
+    units = getattr(var, "units", "")
+    raw = np.ma.filled(var[...], np.nan).astype(np.float64)
+    raw = np.atleast_1d(raw)
+    if "since" in units:
+        try:
+            dates = netCDF4.num2date(raw, units, getattr(var, "calendar", "standard"),
+                                     only_use_cftime_datetimes=False, only_use_python_datetimes=True)
+        except (ValueError, TypeError) as exc:
+            raise ServiceError(f"{path.name}: cannot decode time units {units!r}: {exc}") from None
+        return _to_datetime64(dates)
+    m = _TIME_FROM.search(getattr(var, "long_name", ""))
+    if units.strip().lower() in ("hours", "hour", "h") and m:
+        base = dt.datetime.strptime(m.group(1) + (m.group(2) or "00"), "%Y%m%d%H")
+        return np.array([np.datetime64(base + dt.timedelta(hours=float(h)), "s") for h in raw],
+                        dtype="datetime64[s]")
+    raise ServiceError(f"{path.name}: cannot tell the times: time units {units!r} without a reference date "
+                       f"(long_name {getattr(var, 'long_name', '')!r})")
+
+
+@dataclass
+class GriddedFile:
+    """One netCDF file: ascending lat/lon, times, and its readable 2-D (per time) variables."""
+
+    path: Path
+    kind: str
+    lat: np.ndarray = field(repr=False)
+    lon: np.ndarray = field(repr=False)
+    times: np.ndarray = field(repr=False)
+    variables: dict = field(repr=False)  # canonical name -> netCDF variable name
+    lat_flip: bool = False
+    lon_order: np.ndarray = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, path: Path, kind: str) -> "GriddedFile":
+        import netCDF4
+
+        try:
+            ds = netCDF4.Dataset(path)
+        except OSError as exc:
+            raise ServiceError(f"not a readable netCDF file: {path} ({' '.join(str(exc).split())})") from None
+        try:
+            lat_name = next((n for n in LAT_NAMES if n in ds.variables), None)
+            lon_name = next((n for n in LON_NAMES if n in ds.variables), None)
+            if lat_name is None or lon_name is None:
+                raise ServiceError(f"{path.name} has no latitude/longitude coordinates (variables: "
+                                   f"{', '.join(ds.variables)})")
+            lat = np.asarray(ds.variables[lat_name][:], np.float64)
+            lon = np.asarray(ds.variables[lon_name][:], np.float64)
+            if lat.ndim != 1 or lon.ndim != 1:
+                raise ServiceError(f"{path.name}: only regular latitude-longitude grids are supported")
+            lat_flip = lat.size > 1 and lat[0] > lat[-1]
+            if lat_flip:
+                lat = lat[::-1]
+            if lat.size > 1 and np.any(np.diff(lat) <= 0):
+                raise ServiceError(f"{path.name}: latitudes are not monotonic")
+            lon_wrapped = np.where(lon >= 180.0, lon - 360.0, lon)
+            order = np.argsort(lon_wrapped, kind="stable")
+            lon_sorted = lon_wrapped[order]
+            if lon_sorted.size > 1 and np.any(np.diff(lon_sorted) <= 0):
+                raise ServiceError(f"{path.name}: longitudes repeat")
+            time_name = next((n for n in TIME_NAMES if n in ds.variables), None)
+            times = decode_times(ds.variables[time_name], path) if time_name else np.array([], "datetime64[s]")
+            coords = {lat_name, lon_name, time_name, "level", "number", "expver", "realization", "step",
+                      "surface", "heightAboveGround", "time_bnds"}
+            variables = {}
+            for name, var in ds.variables.items():
+                if name in coords or var.ndim < 2 or lat_name not in var.dimensions or lon_name not in var.dimensions:
+                    continue
+                canonical = name[: -len(EUROPE_SUFFIX)] if kind == "cams_europe" and name.endswith(EUROPE_SUFFIX) \
+                    else name
+                variables[canonical] = name
+            return cls(path, kind, lat, lon_sorted, times, variables, lat_flip,
+                       None if np.array_equal(order, np.arange(order.size)) else order)
+        finally:
+            ds.close()
+
+    def label(self) -> str:
+        return f"{self.kind} file {self.path.name}"
+
+    def time_index(self, when: np.datetime64) -> int | None:
+        if self.times.size == 0:
+            return 0
+        hits = np.nonzero(self.times == when)[0]
+        return int(hits[0]) if hits.size else None
+
+    def read(self, name: str, t_index: int, rows: slice, cols: slice) -> np.ndarray:
+        """Window (rows, cols in ascending-lat / sorted-lon order) of variable ``name`` at time
+        index ``t_index``, in canonical units, missing values as NaN."""
+        import netCDF4
+
+        nc_name = self.variables[name]
+        with netCDF4.Dataset(self.path) as ds:
+            var = ds.variables[nc_name]
+            var.set_auto_maskandscale(True)
+            index = []
+            level_axis_values = {}
+            for dim in var.dimensions:
+                if dim in LAT_NAMES:
+                    n = self.lat.size
+                    if self.lat_flip:
+                        start, stop = n - rows.stop, n - rows.start
+                    else:
+                        start, stop = rows.start, rows.stop
+                    index.append(slice(start, stop))
+                elif dim in LON_NAMES:
+                    index.append(slice(None))
+                elif dim in TIME_NAMES:
+                    index.append(t_index)
+                else:
+                    index.append(self._level_index(ds, dim, level_axis_values))
+            data = var[tuple(index)]
+            units = getattr(var, "units", "")
+        arr = np.ma.filled(np.ma.asarray(data, dtype=np.float64), np.nan)
+        if arr.ndim != 2:
+            raise ServiceError(f"{self.path.name}: {nc_name} has more than one level or member; only surface "
+                               "fields are used")
+        if self.lat_flip:
+            arr = arr[::-1]
+        if self.lon_order is not None:
+            arr = arr[:, self.lon_order]
+        arr = arr[:, cols]
+        return to_canonical(name, units, arr, self.path.name)
+
+    def _level_index(self, ds, dim: str, _cache) -> int | slice:
+        size = ds.dimensions[dim].size
+        if size == 1:
+            return 0
+        if dim in ds.variables:
+            values = np.asarray(ds.variables[dim][:], np.float64)
+            long_name = getattr(ds.variables[dim], "long_name", "").lower()
+            units = getattr(ds.variables[dim], "units", "").lower()
+            if "model_level" in long_name:
+                return int(np.argmax(values))  # the lowest model level has the largest number
+            if units == "m":
+                return int(np.argmin(values))  # height above the surface: 0 m
+        raise ServiceError(f"{self.path.name}: dimension {dim!r} has {size} entries; only surface fields "
+                           "(one level, one member) are used")
+
+
+def expand_patterns(patterns: tuple[str, ...], resolve, workdir: Path, what: str) -> list[Path]:
+    """Files of a source: local paths or glob patterns, or s3:// objects and prefixes (fetched)."""
+    files: list[Path] = []
+    for i, pattern in enumerate(patterns):
+        if storage.is_s3(pattern):
+            local = storage.fetch_input(pattern, workdir / f"{what}-{i}")
+            found = sorted(local.rglob("*.nc")) if local.is_dir() else [local]
+        else:
+            full = resolve(pattern)
+            found = sorted(Path(p) for p in glob.glob(full, recursive=True)) if glob.has_magic(full) else \
+                ([Path(full)] if Path(full).exists() else [])
+        if not found:
+            raise ServiceError(f"no {what} file matches {pattern!r}")
+        files.extend(p for p in found if p.is_file())
+    return files
+
+
+class Source:
+    """All files of one kind (cams_global, cams_europe, era5) of a dataset."""
+
+    def __init__(self, kind: str, files: list[Path]):
+        self.kind = kind
+        self.files = [GriddedFile.open(p, kind) for p in files]
+        self._regridders: dict = {}
+
+    def has(self, name: str) -> bool:
+        return any(name in f.variables for f in self.files)
+
+    def names(self) -> list[str]:
+        return sorted({n for f in self.files for n in f.variables})
+
+    def times(self, name: str) -> np.ndarray:
+        ts = [f.times for f in self.files if name in f.variables]
+        return np.unique(np.concatenate(ts)) if ts else np.array([], "datetime64[s]")
+
+    def read(self, name: str, when: np.datetime64 | None, grid: Grid, method: str) -> np.ndarray:
+        """Variable ``name`` at time ``when`` (None: the first time, for invariant fields) on ``grid``."""
+        for f in self.files:
+            if name not in f.variables:
+                continue
+            t = 0 if when is None else f.time_index(when)
+            if t is None:
+                continue
+            key = (id(f), grid, method)
+            if key not in self._regridders:
+                self._regridders[key] = Regridder(f.lat, f.lon, grid, method, label=f.label())
+            rg = self._regridders[key]
+            return rg(f.read(name, t, rg.rows, rg.cols))
+        raise ServiceError(f"{self.kind}: no file holds {name} at {when}")
+
+    def regrid_method(self, name: str, grid: Grid, requested: str) -> str:
+        f = next(f for f in self.files if name in f.variables)
+        step = max(float(np.median(np.diff(f.lat))) if f.lat.size > 1 else 1.0,
+                   float(np.median(np.diff(f.lon))) if f.lon.size > 1 else 1.0)
+        return choose_method(requested, step, grid.res)
+
+
+# ------------------------------------------------------------------------------------------------
+# Static high-resolution fields
+
+
+def read_static(path: Path, variable: str | None, grid: Grid, name: str, requested: str) -> np.ndarray:
+    """A static field on ``grid`` from a netCDF file or a GDAL raster (GeoTIFF), canonical units:
+    orography in metres (geopotential divided by g), fractions 0..1 (percent divided by 100)."""
+    if not path.exists():
+        raise ServiceError(f"static input {name}: file not found: {path}")
+    if _is_netcdf(path):
+        return _static_netcdf(path, variable, grid, name, requested)
+    return _static_raster(path, grid, name, requested)
+
+
+def _is_netcdf(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    return magic[:3] == b"CDF" or magic == b"\x89HDF"
+
+
+def _static_units(name: str, units: str, values: np.ndarray, where: str) -> np.ndarray:
+    key = _unit_key(units)
+    if name.startswith("orog"):
+        if key in ("m", "", "metres", "meters"):
+            return values
+        if key == "m2s-2":
+            return values / GRAVITY
+        raise ServiceError(f"units {units!r} of static input {name} in {where} are not understood (expected m "
+                           "or m**2 s**-2)")
+    if key in ("%", "percent"):
+        return values / 100.0
+    return values
+
+
+def _static_netcdf(path: Path, variable: str | None, grid: Grid, name: str, requested: str) -> np.ndarray:
+    f = GriddedFile.open(path, "static")
+    if variable is None:
+        candidates = list(f.variables)
+        if len(candidates) != 1:
+            raise ServiceError(f"static input {name}: {path.name} holds {len(candidates)} gridded variables "
+                               f"({', '.join(candidates) or 'none'}); name one with 'variable'")
+        variable = candidates[0]
+    if variable not in f.variables:
+        raise ServiceError(f"static input {name}: {path.name} has no variable {variable!r} (it has "
+                           f"{', '.join(f.variables) or 'none'})")
+    nc_name = f.variables[variable]
+    f.variables = {name: nc_name}
+    rg = Regridder(f.lat, f.lon, grid, requested, label=f"static input {name} ({path.name})")
+    import netCDF4
+
+    with netCDF4.Dataset(path) as ds:
+        units = getattr(ds.variables[nc_name], "units", "")
+    raw = _read_unconverted(f, name, rg)
+    return rg(_static_units(name, units, raw, path.name))
+
+
+def _read_unconverted(f: GriddedFile, name: str, rg: Regridder) -> np.ndarray:
+    import netCDF4
+
+    nc_name = f.variables[name]
+    with netCDF4.Dataset(f.path) as ds:
+        var = ds.variables[nc_name]
+        index = []
+        for dim in var.dimensions:
+            if dim in LAT_NAMES or dim in LON_NAMES:
+                index.append(slice(None))
+            else:
+                index.append(0)
+        arr = np.ma.filled(np.ma.asarray(var[tuple(index)], dtype=np.float64), np.nan)
+    if f.lat_flip:
+        arr = arr[::-1]
+    if f.lon_order is not None:
+        arr = arr[:, f.lon_order]
+    return arr[rg.rows, rg.cols]
+
+
+def _static_raster(path: Path, grid: Grid, name: str, requested: str) -> np.ndarray:
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.transform import from_origin
+    from rasterio.warp import reproject
+
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioError as exc:
+        raise ServiceError(f"static input {name}: {path.name} is neither netCDF nor a readable raster "
+                           f"({' '.join(str(exc).split())})") from None
+    with src:
+        if src.crs is None:
+            raise ServiceError(f"static input {name}: {path.name} has no coordinate reference system")
+        units = (src.units[0] if src.units and src.units[0] else "") or src.tags(1).get("units", "")
+        step = abs(src.res[0])
+        if not src.crs.is_geographic:
+            step = step / 111_320.0
+        method = choose_method(requested, step, grid.res)
+        resampling = Resampling.average if method == "conservative" else Resampling.bilinear
+        dst = np.full((grid.rows, grid.cols), np.nan, np.float64)
+        reproject(rasterio.band(src, 1), dst, dst_transform=from_origin(grid.west, grid.north, grid.res, grid.res),
+                  dst_crs="EPSG:4326", dst_nodata=np.nan, resampling=resampling,
+                  src_nodata=src.nodata)
+    dst = dst[::-1]  # north-up raster rows -> ascending latitude
+    return _static_units(name, units, dst, path.name)

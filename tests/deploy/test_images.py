@@ -1,0 +1,52 @@
+"""Dockerfiles lint clean with hadolint, and every component runs on an image defined here with
+the current tag."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import components
+from components import __version__
+from components.images import REGISTRY
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILES = sorted((REPO / "images").glob("*/Dockerfile"))
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=[d.parent.name for d in DOCKERFILES])
+def test_dockerfile_lints_clean(dockerfile):
+    exe = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    if not exe:
+        pytest.skip("hadolint is not installed (make install provides it)")
+    proc = subprocess.run([exe, "--failure-threshold", "info", str(dockerfile)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _components():
+    from kfp.dsl.python_component import PythonComponent
+
+    for mod in pkgutil.walk_packages(components.__path__, "components."):
+        if mod.name.endswith(".component") or ".component_" in mod.name:
+            module = importlib.import_module(mod.name)
+            for value in vars(module).values():
+                if isinstance(value, PythonComponent):
+                    yield mod.name, value
+
+
+def test_every_component_runs_on_an_image_defined_here():
+    images = {d.parent.name for d in DOCKERFILES}
+    found = list(_components())
+    assert found
+    for name, comp in found:
+        image = comp.component_spec.implementation.container.image
+        repo, _, tag = image.rpartition(":")
+        assert repo.startswith(REGISTRY + "/"), (name, image)
+        assert repo.rsplit("/", 1)[1] in images, (name, image)
+        assert tag == __version__, (name, image)
