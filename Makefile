@@ -9,7 +9,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[eo,s1,osm,ml,kfp,dev]'
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[eo,s1,osm,ml,ai4eu,kfp,dev]'
 	touch $@
 
 demo: install

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from kfp import compiler
 
+from pipelines.osm_features import osm_features
 from pipelines.s2_ard import s2_ard
 
-PIPELINES = {"s2_ard": s2_ard}
+PIPELINES = {"s2_ard": s2_ard, "osm_features": osm_features}
 COMPILED = Path(__file__).parent / "compiled"
 
 

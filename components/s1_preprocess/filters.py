@@ -273,39 +273,43 @@ def _mmse(x, mean, var, sv2):
 
 
 def _lee_sigma(x, valid, spec: FilterSpec, edges):
+    from . import _accel
+
     i1, i2, sv2, svp2 = lee_sigma_constants(spec.num_looks, spec.sigma)
     win, tw = spec.window_size, spec.target_window_size
     h = win // 2
-    x0 = np.where(valid, x, 0.0)
     # point targets
     z98 = np.percentile(x[valid], POINT_TARGET_PERCENTILE)
     bright = valid & (x > z98)
-    cluster = ndimage.uniform_filter(bright.astype(np.float64), size=tw, mode="constant") * tw * tw
+    cluster = ndimage.uniform_filter(bright.astype(np.float32), size=tw, mode="constant") * (tw * tw)
     seeds = bright & (np.rint(cluster) > POINT_TARGET_CLUSTER)
-    point = bright & ndimage.binary_dilation(seeds, structure=np.ones((tw, tw), bool))
-    # a-priori mean from the target window
-    _, tmean, tvar = _mean_var(x, valid, (tw, tw))
-    prior = _mmse(x, tmean, tvar, sv2)
-    lo, hi = prior * i1, prior * i2
-    n, s, ss = sigma_range_sums(x0, valid, lo, hi, win)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = s / n
-        var = np.where(n > 1, (ss - s * mean) / (n - 1), 0.0)
-    out = np.where(n > 0, _mmse(x, mean, np.maximum(var, 0.0), svp2), x)
-    # image border: MMSE estimate over the whole window
-    border = np.zeros(x.shape, bool)
+    point = bright & ndimage.binary_dilation(seeds, structure=np.ones((tw, tw), bool)) if seeds.any() \
+        else np.zeros(x.shape, bool)
+    if _accel.available():
+        out = _accel.lee_sigma(x, i1, i2, sv2, svp2, win, tw)
+    else:
+        # a-priori mean from the target window, then the samples within its sigma range
+        _, tmean, tvar = _mean_var(x, valid, (tw, tw))
+        prior = _mmse(x, tmean, tvar, sv2)
+        n, s, ss = sigma_range_sums(np.where(valid, x, 0.0), valid, prior * i1, prior * i2, win)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = s / n
+            var = np.where(n > 1, (ss - s * mean) / (n - 1), 0.0)
+        out = np.where(n > 0, _mmse(x, mean, np.maximum(var, 0.0), svp2), x)
+    # image border: MMSE estimate over the whole (clipped) window
     top, bottom, left, right = edges
-    if top:
-        border[:h] = True
-    if bottom:
-        border[-h:] = True
-    if left:
-        border[:, :h] = True
-    if right:
-        border[:, -h:] = True
-    if border.any():
-        _, wmean, wvar = _mean_var(x, valid, (win, win))
-        out = np.where(border, _mmse(x, wmean, wvar, sv2), out)
+    rows, cols = x.shape
+    for flag, sl_in, sl_out in ((top, np.s_[:3 * h, :], np.s_[:h, :]),
+                                (bottom, np.s_[max(0, rows - 3 * h):, :], np.s_[-h:, :]),
+                                (left, np.s_[:, :3 * h], np.s_[:, :h]),
+                                (right, np.s_[:, max(0, cols - 3 * h):], np.s_[:, -h:])):
+        if not flag or h == 0:
+            continue
+        xs, vs = x[sl_in], valid[sl_in]
+        _, wmean, wvar = _mean_var(xs, vs, (win, win))
+        est = _mmse(xs, wmean, wvar, sv2)
+        out[sl_out] = (est[:h] if sl_out[0] == slice(None, h) else est[-h:]) if sl_out[1] == slice(None) \
+            else (est[:, :h] if sl_out[1] == slice(None, h) else est[:, -h:])
     return np.where(point, x, out)
 
 

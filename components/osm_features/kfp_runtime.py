@@ -1,0 +1,78 @@
+"""What runs inside the osm-features components' containers. Kept apart from ``component.py``
+because KFP's executor exposes only the artifact types of ``kfp.dsl``, not the decorators."""
+
+from __future__ import annotations
+
+SERVICE = "osm-features"
+
+
+def execute(input_uri: str, input_path: str, product, quicklook, metrics, values: dict) -> None:
+    """Body of the extraction component, importable and testable without KFP's executor."""
+    import base64
+    import html
+    import sys
+    from pathlib import Path
+
+    from components.common.errors import ServiceError
+    from components.common.logs import setup_logging
+    from components.osm_features.params import OsmFeaturesParams
+    from components.osm_features.service import run
+
+    setup_logging()
+    source = input_uri or input_path
+    try:
+        if not source:
+            raise ServiceError("give input_uri or input_pbf")
+        params = OsmFeaturesParams.from_strings(values)
+        result = run(source, params, product.path)
+    except ServiceError as e:
+        sys.stderr.write(f"{SERVICE}: error: {e.one_line()}\n")
+        raise SystemExit(2) from None
+    total = sum(result.counts.values())
+    product.metadata.update({"product": Path(result.product).name, "stac": Path(result.stac).name,
+                             "quicklook": Path(result.quicklook).name, "features": total})
+    metrics.log_metric("features", total)
+    for name, count in result.counts.items():
+        if count:
+            metrics.log_metric(f"features_{name}", count)
+    png = _thumbnail(Path(result.quicklook))
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in result.counts.items() if v)
+    Path(quicklook.path).write_text(
+        f"<html><body><h3>{html.escape(Path(result.product).name)}: {total} features</h3>"
+        f"<img src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"
+        f"<table>{rows}</table><p>© OpenStreetMap contributors, ODbL 1.0</p></body></html>")
+
+
+def _thumbnail(path, size: int = 384) -> bytes:
+    import io
+
+    from PIL import Image
+
+    img = Image.open(path)
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def store(product_path: str, destination: str) -> str:
+    """Body of the store component."""
+    import logging
+    import sys
+    from pathlib import Path
+
+    from components.common import storage
+    from components.common.errors import ServiceError
+    from components.common.logs import setup_logging
+
+    setup_logging()
+    if not destination.strip():
+        logging.getLogger(__name__).info("no destination: the product stays in the artifact store")
+        return ""
+    try:
+        storage.check_writable(destination)
+        written = storage.publish(Path(product_path), destination.strip())
+    except ServiceError as e:
+        sys.stderr.write(f"{SERVICE} store: error: {e.one_line()}\n")
+        raise SystemExit(2) from None
+    return "\n".join(written)
