@@ -68,6 +68,7 @@ def _lee_sigma_kernel():
 
     @numba.njit(parallel=True, cache=True)
     def kernel(pad, i1, i2, sv2, svp2, win, tw):  # pragma: no cover - compiled
+        # ``pad``: intensities >= 0, NoData and outside the image as -1 (never selected)
         h = win // 2
         ht = tw // 2
         rows = pad.shape[0] - 2 * h
@@ -76,24 +77,21 @@ def _lee_sigma_kernel():
         for r in numba.prange(rows):
             for c in range(cols):
                 v = pad[r + h, c + h]
-                if not (v == v):
+                if v < 0.0:
                     out[r, c] = np.nan
                     continue
-                # MMSE estimate on the target window: the a-priori mean
                 n = 0.0
                 s = 0.0
                 ss = 0.0
-                for dy in range(-ht, ht + 1):
-                    for dx in range(-ht, ht + 1):
-                        q = pad[r + h + dy, c + h + dx]
-                        if q == q:
-                            n += 1.0
-                            s += q
-                            ss += q * q
+                for dy in range(h - ht, h + ht + 1):
+                    for dx in range(h - ht, h + ht + 1):
+                        q = pad[r + dy, c + dx]
+                        m = 1.0 if q >= 0.0 else 0.0
+                        n += m
+                        s += m * q
+                        ss += m * q * q
                 mean = s / n
                 var = (ss - s * mean) / (n - 1.0) if n > 1.0 else 0.0
-                if var < 0.0:
-                    var = 0.0
                 b = 0.0
                 if var > 0.0:
                     varx = (var - mean * mean * sv2) / (1.0 + sv2)
@@ -107,17 +105,15 @@ def _lee_sigma_kernel():
                 for dy in range(win):
                     for dx in range(win):
                         q = pad[r + dy, c + dx]
-                        if q >= lo and q <= hi:
-                            n += 1.0
-                            s += q
-                            ss += q * q
+                        m = 1.0 if (q >= lo) & (q <= hi) & (q >= 0.0) else 0.0
+                        n += m
+                        s += m * q
+                        ss += m * q * q
                 if n == 0.0:
                     out[r, c] = v
                     continue
                 mean = s / n
                 var = (ss - s * mean) / (n - 1.0) if n > 1.0 else 0.0
-                if var < 0.0:
-                    var = 0.0
                 b = 0.0
                 if var > 0.0:
                     varx = (var - mean * mean * svp2) / (1.0 + svp2)
@@ -131,5 +127,6 @@ def _lee_sigma_kernel():
 def lee_sigma(x, i1, i2, sv2, svp2, win: int, tw: int):
     """Lee Sigma without the point-target and image-border rules (applied by the caller)."""
     h = win // 2
-    pad = np.pad(np.asarray(x, np.float64), h, constant_values=np.nan)
+    x = np.asarray(x, np.float64)
+    pad = np.pad(np.where(np.isfinite(x), np.maximum(x, 0.0), -1.0), h, constant_values=-1.0)
     return _lee_sigma_kernel()(pad, float(i1), float(i2), float(sv2), float(svp2), int(win), int(tw))

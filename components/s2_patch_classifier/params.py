@@ -1,0 +1,103 @@
+"""Parameters of s2-patch-classifier (seed D5.2 section 3.2.1, Table 7), declared once.
+
+Table 7's options keep their seed spellings (``-action``, ``-b/--batch-size``, ``-patch_size``,
+...) and defaults. The parameters after ``model_file`` are additions, each with a default that
+keeps the seed's behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from components.common.errors import InvalidParameter
+from components.common.params import ServiceParams, param
+from components.common.sentinel2 import BAND_NAMES, normalise_band
+
+ACTIONS = ("full", "extract_data", "train", "predict", "pretrain")
+PATCH_SIZES = (64, 256)
+
+
+@dataclass(frozen=True)
+class S2PatchClassifierParams(ServiceParams):
+    action: Literal["full", "extract_data", "train", "predict", "pretrain"] = param(
+        "", "Action (required): full = extract_data + [pretrain] + train + predict; extract_data cuts "
+        "labelled tiles into patches; train fits the U-Net; predict classifies tiles; pretrain trains "
+        "the encoder self-supervised on unlabelled tiles", flags=("-action",))
+    criterion: Literal["cross_entropy", "focal_loss"] = param(
+        "cross_entropy", "Loss criterion used during training", flags=("-criterion",))
+    pretrained: bool = param(False, "Start the encoder from a self-supervised checkpoint "
+                             "(--pretrained_weights, or pre-trained first on the input tiles in action full)",
+                             flags=("-pretrained",))
+    bands: tuple[str, ...] = param((), "Comma-separated S2 bands in model order, any of B1..B12, B8A "
+                                   "(B02 spelling accepted); default: every band the tiles share",
+                                   flags=("-bands",))
+    selected_classes: tuple[str, ...] = param(("1",), "Comma-separated label values (1-255) to learn; "
+                                              "other values count as background 0",
+                                              flags=("-selected-classes", "--selected-classes", "-selected_classes"))
+    data_aug: bool = param(False, "Data augmentation: flips, 90-degree rotations, per-band gain/offset "
+                           "jitter and noise", flags=("-data_aug", "--data-aug"))
+    simplified: bool = param(False, "Map labels from the 17 IGBP classes (Sen12MS) to the simplified "
+                             "10-class scheme before selecting classes", flags=("-simplified",))
+    batch_size: int = param(2, "Batch size for training", flags=("-b", "--batch-size", "-batch_size"),
+                            minimum=2, maximum=64)
+    epochs: int = param(20, "Number of training epochs", flags=("-epochs",), minimum=1, maximum=99)
+    patch_size: int = param(256, "Patch size in pixels for training and prediction: 256 or 64",
+                            flags=("-patch_size", "--patch-size"))
+    lr: float = param(1e-4, "Initial learning rate (Adam, cosine decay)", flags=("-lr",), minimum=0,
+                      exclusive_minimum=True)
+    model_format: Literal["pytorch", "onnx"] = param(
+        "pytorch", "Model save format", flags=("-model_format", "--model-format"))
+    model_file: Optional[str] = param(
+        None, "Model file: the name written by train/full (default model.pt or model.onnx); the "
+        "model read by predict (required there)", flags=("-model_file", "--model-file"))
+    # ---- additions to Table 7
+    pretrained_weights: Optional[str] = param(
+        None, "Encoder checkpoint written by --action pretrain, loaded when --pretrained true")
+    pretrain_epochs: int = param(0, "Epochs of self-supervised pre-training (0: as --epochs)", minimum=0,
+                                 maximum=999)
+    encoder: Literal["resnet50", "resnet26", "resnet14"] = param(
+        "resnet50", "Encoder depth: ResNet-50 (3,4,6,3 bottleneck blocks) or a shallower ResNet")
+    width: int = param(64, "Encoder base width (64 = the standard ResNet-50)", minimum=4, maximum=128)
+    val_fraction: float = param(0.2, "Fraction of the patches held out for validation metrics",
+                                minimum=0.0, maximum=0.5)
+    overlap: float = param(0.25, "Overlap of neighbouring prediction windows, as a fraction of the patch",
+                           minimum=0.0, maximum=0.75)
+    predict_input: Optional[str] = param(
+        None, "Action full: tiles to classify after training (default: the input tiles)")
+    device: Literal["auto", "cpu", "cuda"] = param("auto", "Where to train and predict (auto: CUDA when present)")
+    seed: int = param(0, "Random seed (patch split, initialisation, sampling, augmentation)", minimum=0)
+
+    def __post_init__(self):
+        if not self.action:
+            raise InvalidParameter("action", "", "one of " + ", ".join(ACTIONS) + " (required)")
+        bands = tuple(normalise_band(b) for b in self.bands)
+        for b in bands:
+            if b not in BAND_NAMES:
+                raise InvalidParameter("bands", b, "one of " + ", ".join(BAND_NAMES))
+        if len(set(bands)) != len(bands):
+            raise InvalidParameter("bands", ",".join(self.bands), "each band at most once")
+        object.__setattr__(self, "bands", bands)
+        classes = []
+        for c in self.selected_classes:
+            try:
+                value = int(str(c).strip())
+            except ValueError:
+                value = None
+            if value is None or not 1 <= value <= 255:
+                raise InvalidParameter("selected_classes", c, "class ids 1-255")
+            classes.append(str(value))
+        if not classes or len(set(classes)) != len(classes):
+            raise InvalidParameter("selected_classes", ",".join(self.selected_classes),
+                                   "a non-empty list of distinct class ids 1-255")
+        if self.simplified and any(int(c) > 10 for c in classes):
+            raise InvalidParameter("selected_classes", ",".join(classes),
+                                   "class ids 1-10 of the simplified scheme with --simplified true")
+        object.__setattr__(self, "selected_classes", tuple(classes))
+        if self.patch_size not in PATCH_SIZES:
+            raise InvalidParameter("patch_size", self.patch_size, "64 or 256")
+        super().__post_init__()
+
+    @property
+    def classes(self) -> tuple[int, ...]:
+        return tuple(int(c) for c in self.selected_classes)
