@@ -93,7 +93,7 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | No
     proc.returncode = os.waitstatus_to_exitcode(status)
     tail = log.read_text(errors="replace")[-2000:]
     return {"seconds": round(wall, 2), "peak_mib": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is KiB on Linux
-            "rc": proc.returncode, "tail": tail}
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), "rc": proc.returncode, "tail": tail}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         "preprocess_s": pre["seconds"] if ok_pre else None,
         "preprocess_peak_mib": pre["peak_mib"] if ok_pre else None,
         "ratio": ratio,
+        # CPU seconds of each child (user + system): less sensitive than wall time to other load
+        "decode_cpu_s": decode["cpu_s"] if ok_decode else None,
+        "preprocess_cpu_s": pre["cpu_s"] if ok_pre else None,
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "targets": TARGETS,
         "pass": {
             "max_s": ok_pre and pre["seconds"] <= TARGETS["max_s"],

@@ -33,7 +33,7 @@ FORBIDDEN_KEYS = ("type",)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _NUMBER = re.compile(r"^\s*([-+]?\d+(?:[.,]\d+)?)")
-_INTEGER = re.compile(r"^\s*([-+]?\d+)(?![.,]\d)")
+_INTEGER = re.compile(r"^\s*([-+]?\d+)(?!\d|[.,]\d)")
 _TRUE = ("yes", "true", "1")
 _FALSE = ("no", "false", "0")
 

@@ -130,3 +130,36 @@ def lee_sigma(x, i1, i2, sv2, svp2, win: int, tw: int):
     x = np.asarray(x, np.float64)
     pad = np.pad(np.where(np.isfinite(x), np.maximum(x, 0.0), -1.0), h, constant_values=-1.0)
     return _lee_sigma_kernel()(pad, float(i1), float(i2), float(sv2), float(svp2), int(win), int(tw))
+
+
+@functools.lru_cache(maxsize=1)
+def _bilinear_kernel():
+    import numba
+
+    @numba.njit(parallel=True, cache=True)
+    def kernel(src, rows, cols):  # pragma: no cover - compiled
+        h, w = src.shape
+        out = np.empty(rows.shape)
+        for i in numba.prange(rows.shape[0]):
+            for j in range(rows.shape[1]):
+                r = rows[i, j]
+                c = cols[i, j]
+                if not (r >= 0.0 and c >= 0.0 and r <= h - 1 and c <= w - 1):
+                    out[i, j] = np.nan
+                    continue
+                r0 = min(int(r), h - 2) if h > 1 else 0
+                c0 = min(int(c), w - 2) if w > 1 else 0
+                fr = r - r0
+                fc = c - c0
+                r1 = min(r0 + 1, h - 1)
+                c1 = min(c0 + 1, w - 1)
+                out[i, j] = ((1 - fr) * ((1 - fc) * src[r0, c0] + fc * src[r0, c1])
+                             + fr * ((1 - fc) * src[r1, c0] + fc * src[r1, c1]))
+        return out
+
+    return kernel
+
+
+def sample_bilinear(src, rows, cols):
+    return _bilinear_kernel()(np.ascontiguousarray(src, np.float64), np.ascontiguousarray(rows, np.float64),
+                              np.ascontiguousarray(cols, np.float64))

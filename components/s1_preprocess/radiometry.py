@@ -115,15 +115,16 @@ def calibrate(power: np.ndarray, lut: np.ndarray) -> np.ndarray:
 # -- GRD border noise -----------------------------------------------------------------------
 
 def border_trim_rows(power: np.ndarray, valid: np.ndarray, border_limit: int,
-                     trim_threshold: float) -> np.ndarray:
-    """Boolean mask (True = removed) of the near- and far-range border noise of each row."""
+                     trim_threshold: float, left: bool = True, right: bool = True) -> np.ndarray:
+    """Boolean mask (True = removed) of the near- and far-range border noise of each row
+    (``left``/``right``: whether that side of the block is the image edge)."""
     h, w = power.shape
     removed = np.zeros((h, w), bool)
     if border_limit <= 0 or w == 0:
         return removed
     good = valid & (power >= trim_threshold)
     cols = np.arange(w)[None, :]
-    for flip in (False, True):
+    for flip in [f for f, side in ((False, left), (True, right)) if side]:
         v = valid[:, ::-1] if flip else valid
         g = good[:, ::-1] if flip else good
         has = v.any(axis=1)

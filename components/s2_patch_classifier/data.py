@@ -108,13 +108,18 @@ class Tile:
                 out[i] = _read_band(self.band_files[b], 1, window, self, b)
         return out
 
-    def read_labels(self) -> np.ndarray:
-        """The raw label raster (uint8, tile size): values 0-255 as given."""
+    def check_label_size(self) -> None:
         if self.label is not None:
             with _open(self.label) as ds:
                 if (ds.height, ds.width) != (self.height, self.width):
                     raise ServiceError(f"labels of another size: {self.label.name} is {ds.height}x{ds.width} px "
                                        f"(rows x cols), tile {self.name} is {self.height}x{self.width}")
+
+    def read_labels(self) -> np.ndarray:
+        """The raw label raster (uint8, tile size): values 0-255 as given."""
+        if self.label is not None:
+            self.check_label_size()
+            with _open(self.label) as ds:
                 if ds.crs and self.crs and ds.crs != self.crs:
                     raise ServiceError(f"labels {self.label.name} are in {ds.crs}, tile {self.name} in {self.crs}")
                 data = _read_lenient(ds, 1, Window(0, 0, ds.width, ds.height), self.label, strict=True)
@@ -131,7 +136,9 @@ class Tile:
 
 def _open(path: Path):
     try:
-        return rasterio.open(path)
+        # some exports (sen2ships) carry GeoTIFF keys that PROJ warns about: the EPSG code rules
+        with rasterio.Env(GTIFF_SRS_SOURCE="EPSG"):
+            return rasterio.open(path)
     except rasterio.errors.RasterioIOError as e:
         raise ServiceError(f"cannot open raster {Path(path).name}: {' '.join(str(e).split())}") from None
 

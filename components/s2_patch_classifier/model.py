@@ -153,7 +153,11 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(dec[4], arch.num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.normalise(x)
+        """Logits for raw band values."""
+        return self.forward_normalised(self.normalise(x))
+
+    def forward_normalised(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for band values already normalised (training applies its jitter in between)."""
         f1, f2, f3, f4, f5 = self.encoder(x)
         skips = [f4, f3, f2, f1, self.full_res(x)]
         y = f5
@@ -168,3 +172,21 @@ def build(arch: Arch) -> UNet:
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm into the convolution before it (in place; inference only)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for module in model.modules():
+        for i in range(1, 4):
+            conv, bn = getattr(module, f"conv{i}", None), getattr(module, f"bn{i}", None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(module, f"conv{i}", fuse_conv_bn_eval(conv, bn))
+                setattr(module, f"bn{i}", nn.Identity())
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
+                    module[i] = fuse_conv_bn_eval(module[i], module[i + 1])
+                    module[i + 1] = nn.Identity()
+    return model

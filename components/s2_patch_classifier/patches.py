@@ -90,7 +90,9 @@ def extract(tiles: list[Tile], out: Path, bands: tuple[str, ...], patch: int, cl
     bands = resolve_bands(tiles, bands)
     for t in tiles:
         check_size(t, patch)
-    # Read and check every label raster before writing anything.
+    if labelled:  # label rasters of another size fail before any work
+        for t in tiles:
+            t.check_label_size()
     lut = class_lut(classes, simplified)
     grids = [(positions(t.height, patch, patch), positions(t.width, patch, patch)) for t in tiles]
     total = sum(len(r) * len(c) for r, c in grids)

@@ -1,0 +1,209 @@
+"""Training of the conditional Wasserstein GAN with gradient penalty (Arjovsky et al. 2017,
+Gulrajani et al. 2017) and an optional content term.
+
+One epoch is one pass of the critic over the training tiles in shuffled batches; after every
+``critic_steps`` critic updates the generator is updated once. The generator loss is
+``-critic(fake) + content_weight * content`` where ``content`` is, over ``content_members``
+draws of the noise for the same inputs, the fair CRPS of the draws (``crps``) or the squared
+error of their mean (``mse``, Harris et al. 2022). The critic loss is
+``critic(fake) - critic(real) + gradient_penalty * (|grad| - 1)^2 + 1e-3 * critic(real)^2``
+(the last term keeps the scores near zero, as in Karras et al. 2018).
+
+Checkpoints (generator, critic, both optimisers, epoch, loss history, random state) are written
+every ``checkpoint_every`` epochs; a run with ``resume`` continues from the newest one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.common.errors import ServiceError
+from components.common.outputs import atomic_path
+
+from .config import Config
+from .model import build
+
+log = logging.getLogger(__name__)
+
+DRIFT = 1e-3
+CHECKPOINT_RE = re.compile(r"^epoch_(\d+)\.pt$")
+HISTORY_KEYS = ("epoch", "critic_loss", "wasserstein", "gradient_penalty", "generator_loss", "adversarial",
+                "content", "critic_updates", "generator_updates", "seconds")
+
+
+@dataclass
+class TrainData:
+    lr: torch.Tensor        # (N, C_lr, h, w) normalised
+    hr: torch.Tensor        # (N, C_out, H, W) normalised
+    static: torch.Tensor    # (P, C_static, H, W) normalised, one per tile position
+    position: torch.Tensor  # (N,) index into static
+    meta: dict = field(default_factory=dict)
+
+
+def select_device(requested: str) -> torch.device:
+    if requested == "cuda":
+        if not torch.cuda.is_available():
+            raise ServiceError("training.device is cuda but no CUDA GPU is available (use auto or cpu)")
+        return torch.device("cuda")
+    if requested == "auto" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def arch_of(cfg: Config, lr_vars, hr_vars, static_vars) -> dict:
+    m = cfg.model
+    return {"lr_channels": len(lr_vars), "static_channels": len(static_vars), "out_channels": len(hr_vars),
+            "generator_filters": m.generator_filters, "discriminator_filters": m.discriminator_filters,
+            "noise_channels": m.noise_channels, "residual_blocks": m.residual_blocks, "factor": cfg.factor,
+            "skip": [list(lr_vars).index(v) if v in lr_vars else -1 for v in hr_vars]}
+
+
+def fair_crps(draws: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean fair CRPS of ``draws`` (k, ...) against ``target`` (...)."""
+    k = draws.shape[0]
+    skill = (draws - target.unsqueeze(0)).abs().mean(0)
+    spread = torch.zeros_like(skill)
+    for i in range(k):
+        for j in range(i + 1, k):
+            spread = spread + (draws[i] - draws[j]).abs()
+    return (skill - spread / (k * (k - 1))).mean()
+
+
+def gradient_penalty(critic, lr, static, real, fake) -> torch.Tensor:
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    score = critic(lr, static, mixed)
+    grad, = torch.autograd.grad(score.sum(), mixed, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_RE.match(p.name))]
+    return sorted(found)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user problem
+        raise ServiceError(f"cannot read checkpoint {path}: {' '.join(str(exc).split())[:200]}") from None
+
+
+def train(cfg: Config, data: TrainData, arch: dict, ckpt_dir: Path, resume: bool,
+          device: torch.device) -> tuple[torch.nn.Module, list[dict]]:
+    t = cfg.training
+    torch.manual_seed(t.seed)
+    gen, critic = build(arch)
+    gen.to(device)
+    critic.to(device)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=t.learning_rate, betas=(t.beta1, t.beta2))
+    opt_d = torch.optim.Adam(critic.parameters(), lr=t.learning_rate, betas=(t.beta1, t.beta2))
+    rng = torch.Generator().manual_seed(t.seed)
+    history: list[dict] = []
+    start_epoch = 1
+    if resume:
+        found = checkpoints(ckpt_dir)
+        if not found:
+            raise ServiceError(f"--resume: no checkpoint in {ckpt_dir}")
+        epoch, path = found[-1]
+        state = load_checkpoint(path)
+        if state.get("arch") != arch or state.get("variables") != data.meta.get("variables"):
+            raise ServiceError(f"--resume: checkpoint {path.name} was made with another architecture or other "
+                               "variables than the configuration")
+        gen.load_state_dict(state["generator"])
+        critic.load_state_dict(state["critic"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history = list(state["history"])
+        start_epoch = epoch + 1
+        log.info("resuming from %s (epoch %d of %d)", path.name, epoch, t.epochs)
+    n = data.lr.shape[0]
+    batch = min(t.batch_size, n)
+    k = t.content_members if t.content_loss != "none" else 1
+    lr_all, hr_all, st_all, pos_all = (x.to(device) for x in (data.lr, data.hr, data.static, data.position))
+    gen.train()
+    critic.train()
+    for epoch in range(start_epoch, t.epochs + 1):
+        t0 = time.perf_counter()
+        sums = dict.fromkeys(("critic_loss", "wasserstein", "gradient_penalty", "generator_loss", "adversarial",
+                              "content"), 0.0)
+        nd = ng = 0
+        order = torch.randperm(n, generator=rng).to(device)
+        for b0 in range(0, n, batch):
+            idx = order[b0:b0 + batch]
+            lr, hr, st = lr_all[idx], hr_all[idx], st_all[pos_all[idx]]
+            noise = torch.randn(gen.noise_shape(idx.numel(), lr.shape[-2:]), device=device)
+            with torch.no_grad():
+                fake = gen(lr, st, noise)
+            d_real = critic(lr, st, hr)
+            d_fake = critic(lr, st, fake)
+            gp = gradient_penalty(critic, lr, st, hr, fake)
+            w_dist = d_real.mean() - d_fake.mean()
+            loss_d = -w_dist + t.gradient_penalty * gp + DRIFT * (d_real ** 2).mean()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            nd += 1
+            sums["critic_loss"] += loss_d.item()
+            sums["wasserstein"] += w_dist.item()
+            sums["gradient_penalty"] += gp.item()
+            if nd % t.critic_steps == 0:
+                m = idx.numel()
+                lr_k, st_k = lr.repeat(k, 1, 1, 1), st.repeat(k, 1, 1, 1)
+                noise = torch.randn(gen.noise_shape(m * k, lr.shape[-2:]), device=device)
+                fake = gen(lr_k, st_k, noise)
+                adv = -critic(lr_k, st_k, fake).mean()
+                draws = fake.view(k, m, *fake.shape[1:])
+                if t.content_loss == "crps":
+                    content = fair_crps(draws, hr)
+                elif t.content_loss == "mse":
+                    content = ((draws.mean(0) - hr) ** 2).mean()
+                else:
+                    content = torch.zeros((), device=device)
+                loss_g = adv + t.content_weight * content
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                ng += 1
+                sums["generator_loss"] += loss_g.item()
+                sums["adversarial"] += adv.item()
+                sums["content"] += content.item()
+        if not all(np.isfinite(v) for v in sums.values()):
+            raise ServiceError(f"training diverged at epoch {epoch} (non-finite losses): lower "
+                               "training.learning_rate")
+        row = {"epoch": epoch, "critic_loss": sums["critic_loss"] / nd, "wasserstein": sums["wasserstein"] / nd,
+               "gradient_penalty": sums["gradient_penalty"] / nd,
+               "generator_loss": sums["generator_loss"] / max(ng, 1), "adversarial": sums["adversarial"] / max(ng, 1),
+               "content": sums["content"] / max(ng, 1), "critic_updates": nd, "generator_updates": ng,
+               "seconds": round(time.perf_counter() - t0, 3)}
+        history.append(row)
+        log.info("epoch %d/%d: critic %.4f (W %.4f, GP %.4f), generator %.4f (adv %.4f, %s %.4f), %d/%d updates, "
+                 "%.1f s", epoch, t.epochs, row["critic_loss"], row["wasserstein"], row["gradient_penalty"],
+                 row["generator_loss"], row["adversarial"], t.content_loss, row["content"], nd, ng, row["seconds"])
+        if epoch % t.checkpoint_every == 0 or epoch == t.epochs:
+            _save_checkpoint(ckpt_dir, epoch, gen, critic, opt_g, opt_d, rng, history, arch, data.meta, t.keep_checkpoints)
+    return gen.cpu(), history
+
+
+def _save_checkpoint(folder: Path, epoch, gen, critic, opt_g, opt_d, rng, history, arch, meta, keep) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {"epoch": epoch, "arch": arch, "variables": meta.get("variables"),
+             "generator": {k: v.detach().cpu() for k, v in gen.state_dict().items()},
+             "critic": {k: v.detach().cpu() for k, v in critic.state_dict().items()},
+             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": rng.get_state(),
+             "torch_rng": torch.get_rng_state(), "history": history}
+    with atomic_path(folder / f"epoch_{epoch:04d}.pt") as tmp:
+        torch.save(state, tmp)
+    for _, old in checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)

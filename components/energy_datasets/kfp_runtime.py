@@ -1,0 +1,39 @@
+"""What runs inside the energy-datasets component's container. Kept apart from
+``component.py`` because KFP's executor exposes only the artifact types of ``kfp.dsl``."""
+
+from __future__ import annotations
+
+SERVICE = "energy-datasets"
+
+
+def execute(name: str, dataset, report, values: dict) -> None:
+    """Body of the component, importable and testable without KFP's executor. The artifact's
+    folder receives ``<name>/`` (files and manifest.json)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from components.common.errors import ServiceError
+    from components.common.logs import setup_logging
+    from components.energy_datasets.params import StageParams
+    from components.energy_datasets.stage import stage
+
+    setup_logging()
+    try:
+        params = StageParams.from_strings(values)
+        result = stage(name, dataset.path, params)
+    except ServiceError as e:
+        sys.stderr.write(f"{SERVICE}: error: {e.one_line()}\n")
+        raise SystemExit(2) from None
+    manifest = json.loads(Path(result.manifest).read_text())
+    info = manifest["dataset"]
+    dataset.metadata.update({"dataset": name, "licence": info["licence"], "source": info["source"],
+                             "format": info["format"], "access": info["access"],
+                             "files": [f["name"] for f in manifest["files"]]})
+    rows = "\n".join(f"| {f['name']} | {f['bytes']} | `{f['sha256'][:16]}…` | {f['verified'] or 'recorded'} |"
+                     for f in manifest["files"])
+    Path(report.path).write_text(
+        f"# {info['title']}\n\n{info['description']}\n\n"
+        f"* source: {info['source']}\n* licence: {info['licence']}\n* format: {info['format']}\n"
+        f"* access: {info['access']}\n* homepage: {info['homepage']}\n\n"
+        f"| file | bytes | sha256 | checksum |\n|---|---|---|---|\n{rows}\n\n{info['attribution']}\n")

@@ -1,0 +1,427 @@
+"""Geocoding of radar-geometry images onto a map grid. Pure NumPy/SciPy (pyproj for CRS maths).
+
+Two inverse models give, for every output pixel, its (row, column) in the radar image:
+
+* **Ellipsoid** (no DEM): the annotation's geolocation grid (lat/lon of a grid of lines and
+  pixels, computed by the ESA processor at the grid's own terrain heights), interpolated
+  bilinearly and inverted by Newton iterations - what SNAP's Ellipsoid-Correction-GG does with
+  the same tie points.
+* **Range-Doppler terrain correction** (with a DEM): each output pixel's DEM height gives an
+  ECEF point; its zero-Doppler time on the orbit (annotation state vectors, or a precise EOF
+  file) gives the row, its slant range the column (GRD: through the annotation's slant-to-ground
+  range polynomials). The mapping is solved exactly on a coarse grid of output nodes at two
+  heights and interpolated in between (linear in height, which is sub-pixel for land heights).
+
+Output pixels are sampled bilinearly from the radar image, tile by tile, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import numpy as np
+from affine import Affine
+from pyproj import CRS, Transformer
+
+from components.common.errors import InvalidParameter, ServiceError
+
+log = logging.getLogger(__name__)
+
+METRES_PER_DEGREE = 111_320.0  # the same convention as S2-preprocess for geographic grids
+COARSE_STEP = 16  # output pixels between nodes of the coarse inverse map
+NEWTON_ITERATIONS = 8
+SPEED_OF_LIGHT = 299_792_458.0
+WGS84_A = 6378137.0
+WGS84_E2 = 6.69437999014e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """An output map grid: CRS, affine transform (rasterio convention), rows x cols."""
+
+    crs: CRS
+    transform: Affine
+    rows: int
+    cols: int
+
+    @property
+    def shape(self):
+        return self.rows, self.cols
+
+    def window_transform(self, row_off: int, col_off: int) -> Affine:
+        t = self.transform
+        return Affine(t.a, t.b, t.c + t.a * col_off, t.d, t.e, t.f + t.e * row_off)
+
+
+def target_crs(projection: str) -> CRS:
+    text = str(projection).strip()
+    if text.replace(" ", "").lower() in ("wgs84", "wgs84(dd)", "epsg:4326", "4326", ""):
+        return CRS.from_epsg(4326)
+    try:
+        return CRS.from_user_input(text)
+    except Exception:
+        raise InvalidParameter("projection", projection, "WGS84, an EPSG code such as EPSG:32633, or WKT") from None
+
+
+def pixel_size(crs: CRS, resolution_m: float) -> float:
+    if crs.is_geographic:
+        return resolution_m / METRES_PER_DEGREE
+    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    return resolution_m / unit
+
+
+def make_grid(crs: CRS, resolution_m: float, footprint_lonlat, aoi=None) -> Grid:
+    """The output grid covering the footprint (clipped to the AoI), origin aligned on whole
+    multiples of the pixel size (SNAP's alignToStandardGrid with origin 0)."""
+    import shapely
+    from shapely.ops import transform as shp_transform
+
+    area = footprint_lonlat
+    if aoi is not None:
+        area = shapely.intersection(area, aoi.to_crs("EPSG:4326"))
+        if area.is_empty or area.area <= 0:
+            raise ServiceError("AoI does not intersect the product footprint")
+    to_crs = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    dense = shapely.segmentize(area, 0.01)
+    projected = shp_transform(lambda x, y: to_crs.transform(x, y), dense)
+    minx, miny, maxx, maxy = projected.bounds
+    if not all(map(math.isfinite, (minx, miny, maxx, maxy))):
+        raise ServiceError(f"the product footprint cannot be expressed in {crs.name}")
+    px = pixel_size(crs, resolution_m)
+    x0 = math.floor(minx / px) * px
+    y0 = math.ceil(maxy / px) * px
+    cols = max(1, math.ceil((maxx - x0) / px - 1e-9))
+    rows = max(1, math.ceil((y0 - miny) / px - 1e-9))
+    if rows * cols > 4e9:
+        raise InvalidParameter("resolution", resolution_m, "a pixel size giving fewer than 4e9 output pixels")
+    return Grid(crs, Affine(px, 0.0, x0, 0.0, -px, y0), rows, cols)
+
+
+# -- the ellipsoid model: the annotation geolocation grid ------------------------------------
+
+class GcpModel:
+    """Forward (row, col) -> (lon, lat, h) by bilinear interpolation of a geolocation grid given
+    on image rows ``rows`` x columns ``cols``; inverse by Newton iterations."""
+
+    def __init__(self, rows, cols, lon, lat, height):
+        self.rows = np.asarray(rows, np.float64)
+        self.cols = np.asarray(cols, np.float64)
+        self.lon = np.asarray(lon, np.float64)
+        self.lat = np.asarray(lat, np.float64)
+        self.height = np.asarray(height, np.float64)
+        # initial guess: affine (row, col) from (lon, lat)
+        rr, cc = np.meshgrid(self.rows, self.cols, indexing="ij")
+        design = np.column_stack([self.lon.ravel(), self.lat.ravel(), np.ones(rr.size)])
+        self._affine, *_ = np.linalg.lstsq(design, np.column_stack([rr.ravel(), cc.ravel()]), rcond=None)
+
+    @classmethod
+    def from_gcp(cls, gcp, row_of_line=None, col_of_pixel=None) -> "GcpModel":
+        rows = gcp.line.values.astype(np.float64)
+        cols = gcp.pixel.values.astype(np.float64)
+        if row_of_line is not None:
+            rows = row_of_line(gcp)
+        if col_of_pixel is not None:
+            cols = col_of_pixel(cols)
+        return cls(rows, cols, gcp.longitude.values, gcp.latitude.values, gcp.height.values)
+
+    def _cell(self, r, c):
+        i = np.clip(np.searchsorted(self.rows, r, side="right") - 1, 0, self.rows.size - 2)
+        j = np.clip(np.searchsorted(self.cols, c, side="right") - 1, 0, self.cols.size - 2)
+        dr = self.rows[i + 1] - self.rows[i]
+        dc = self.cols[j + 1] - self.cols[j]
+        return i, j, (r - self.rows[i]) / dr, (c - self.cols[j]) / dc, dr, dc
+
+    def _interp(self, grid, i, j, u, v):
+        g00, g01, g10, g11 = grid[i, j], grid[i, j + 1], grid[i + 1, j], grid[i + 1, j + 1]
+        val = (1 - u) * (1 - v) * g00 + (1 - u) * v * g01 + u * (1 - v) * g10 + u * v * g11
+        d_u = (1 - v) * (g10 - g00) + v * (g11 - g01)
+        d_v = (1 - u) * (g01 - g00) + u * (g11 - g10)
+        return val, d_u, d_v
+
+    def forward(self, r, c):
+        i, j, u, v, _, _ = self._cell(np.asarray(r, np.float64), np.asarray(c, np.float64))
+        return (self._interp(self.lon, i, j, u, v)[0], self._interp(self.lat, i, j, u, v)[0],
+                self._interp(self.height, i, j, u, v)[0])
+
+    def inverse(self, lon, lat):
+        lon = np.asarray(lon, np.float64)
+        lat = np.asarray(lat, np.float64)
+        a = self._affine
+        r = lon * a[0, 0] + lat * a[1, 0] + a[2, 0]
+        c = lon * a[0, 1] + lat * a[1, 1] + a[2, 1]
+        for _ in range(NEWTON_ITERATIONS):
+            i, j, u, v, dr, dc = self._cell(r, c)
+            x, xu, xv = self._interp(self.lon, i, j, u, v)
+            y, yu, yv = self._interp(self.lat, i, j, u, v)
+            xr, xc, yr, yc = xu / dr, xv / dc, yu / dr, yv / dc
+            det = xr * yc - xc * yr
+            ex, ey = lon - x, lat - y
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = r + (yc * ex - xc * ey) / det
+                c = c + (-yr * ex + xr * ey) / det
+        return r, c
+
+
+# -- orbits and range-Doppler ----------------------------------------------------------------
+
+@dataclasses.dataclass
+class Orbit:
+    """State vectors: times (s since ``epoch``), positions and velocities (ECEF, m and m/s)."""
+
+    epoch: np.datetime64
+    t: np.ndarray
+    pos: np.ndarray  # (n, 3)
+    vel: np.ndarray
+    source: str
+
+    def state(self, t):
+        """Position and velocity at times ``t`` (cubic Hermite on the state vectors)."""
+        t = np.asarray(t, np.float64)
+        k = np.clip(np.searchsorted(self.t, t, side="right") - 1, 0, self.t.size - 2)
+        t0, t1 = self.t[k], self.t[k + 1]
+        h = t1 - t0
+        s = ((t - t0) / h)[..., None]
+        p0, p1, v0, v1 = self.pos[k], self.pos[k + 1], self.vel[k] * h[..., None], self.vel[k + 1] * h[..., None]
+        s2, s3 = s * s, s * s * s
+        pos = (2 * s3 - 3 * s2 + 1) * p0 + (s3 - 2 * s2 + s) * v0 + (-2 * s3 + 3 * s2) * p1 + (s3 - s2) * v1
+        dpos = ((6 * s2 - 6 * s) * p0 + (3 * s2 - 4 * s + 1) * v0 + (-6 * s2 + 6 * s) * p1
+                + (3 * s2 - 2 * s) * v1) / h[..., None]
+        return pos, dpos
+
+    @classmethod
+    def from_annotation(cls, ds, epoch) -> "Orbit":
+        times = ds.azimuth_time.values
+        t = (times - np.datetime64(epoch, "ns")) / np.timedelta64(1, "s")
+        return cls(np.datetime64(epoch, "ns"), t.astype(np.float64), ds.position.values.T.astype(np.float64),
+                   ds.velocity.values.T.astype(np.float64), "annotation")
+
+
+def read_eof(path, mission: str, start: np.datetime64, stop: np.datetime64, epoch) -> Orbit:
+    """State vectors of a precise/restituted orbit EOF file (or the matching file of a folder)
+    covering [start, stop] with two minutes of margin."""
+    from pathlib import Path
+    from xml.etree import ElementTree
+
+    path = Path(path)
+    candidates = sorted(path.glob("*.EOF")) + sorted(path.glob("*.eof")) if path.is_dir() else [path]
+    if not candidates or not all(p.exists() for p in candidates):
+        raise ServiceError(f"orbit file not found: {path}")
+    margin = np.timedelta64(120, "s")
+    for cand in candidates:
+        if path.is_dir() and not cand.name.upper().startswith(mission.upper()):
+            continue
+        try:
+            root = ElementTree.parse(cand).getroot()
+        except (ElementTree.ParseError, OSError) as e:
+            if path.is_dir():
+                continue
+            raise ServiceError(f"orbit file {cand.name} is not a readable EOF XML file: {e}") from None
+        times, pos, vel = [], [], []
+        for osv in root.iter("OSV"):
+            utc = (osv.findtext("UTC") or "").replace("UTC=", "")
+            try:
+                times.append(np.datetime64(utc, "ns"))
+                pos.append([float(osv.findtext(k)) for k in ("X", "Y", "Z")])
+                vel.append([float(osv.findtext(k)) for k in ("VX", "VY", "VZ")])
+            except (TypeError, ValueError):
+                raise ServiceError(f"orbit file {cand.name} has a malformed state vector") from None
+        if not times:
+            if path.is_dir():
+                continue
+            raise ServiceError(f"orbit file {cand.name} holds no state vectors (OSV)")
+        times = np.array(times)
+        sel = (times >= start - margin) & (times <= stop + margin)
+        if sel.sum() < 4:
+            if path.is_dir():
+                continue
+            raise ServiceError(f"orbit file {cand.name} does not cover the acquisition "
+                               f"{str(start)[:19]} to {str(stop)[:19]}")
+        t = (times[sel] - np.datetime64(epoch, "ns")) / np.timedelta64(1, "s")
+        return Orbit(np.datetime64(epoch, "ns"), t.astype(np.float64), np.array(pos)[sel], np.array(vel)[sel],
+                     cand.name)
+    raise ServiceError(f"no orbit file in {path} covers {mission} {str(start)[:19]} to {str(stop)[:19]}")
+
+
+def geodetic_to_ecef(lon, lat, h):
+    lon, lat = np.radians(lon), np.radians(lat)
+    n = WGS84_A / np.sqrt(1 - WGS84_E2 * np.sin(lat) ** 2)
+    x = (n + h) * np.cos(lat) * np.cos(lon)
+    y = (n + h) * np.cos(lat) * np.sin(lon)
+    z = (n * (1 - WGS84_E2) + h) * np.sin(lat)
+    return np.stack([x, y, z], axis=-1)
+
+
+class RangeDopplerModel:
+    """Inverse (lon, lat, h) -> (row, col) by zero-Doppler time and slant range.
+
+    ``row = (t - t_row0) / row_interval``; ``col`` from the two-way slant range time by
+    ``col_of_range_time(t, tau)`` (image-specific: SLC sampling or GRD ground range).
+    """
+
+    def __init__(self, orbit: Orbit, t_row0: float, row_interval: float, col_of_range_time):
+        self.orbit = orbit
+        self.t_row0 = t_row0
+        self.row_interval = row_interval
+        self.col_of_range_time = col_of_range_time
+
+    def inverse(self, lon, lat, h):
+        p = geodetic_to_ecef(lon, lat, h)
+        t = np.full(p.shape[:-1], self.t_row0 + 0.5 * self.row_interval)
+        for _ in range(10):
+            s, v = self.orbit.state(t)
+            d = p - s
+            f = np.sum(d * v, axis=-1)
+            # d f / dt ~= -|v|^2 (the acceleration term is negligible for the step)
+            t = t + f / np.sum(v * v, axis=-1)
+        s, _ = self.orbit.state(t)
+        tau = 2.0 * np.linalg.norm(p - s, axis=-1) / SPEED_OF_LIGHT
+        return (t - self.t_row0) / self.row_interval, self.col_of_range_time(t, tau)
+
+
+class GrdRange:
+    """GRD column of a two-way slant range time, from the annotation's slant-to-ground range
+    polynomials (``ground = sum c_k (R - sr0)^k``, interpolated in azimuth time)."""
+
+    def __init__(self, conversion, epoch, pixel_spacing: float, col_offset: float = 0.0):
+        times = (conversion.azimuth_time.values - np.datetime64(epoch, "ns")) / np.timedelta64(1, "s")
+        self.t = times.astype(np.float64)
+        self.sr0 = conversion.sr0.values.astype(np.float64)
+        self.coef = conversion.srgrCoefficients.values.astype(np.float64)
+        self.spacing = pixel_spacing
+        self.col_offset = col_offset
+
+    def __call__(self, t, tau):
+        r = tau * SPEED_OF_LIGHT / 2.0
+        k = np.clip(np.searchsorted(self.t, t, side="right") - 1, 0, max(self.t.size - 2, 0))
+        if self.t.size == 1:
+            w = np.zeros_like(r)
+            k1 = k
+        else:
+            k1 = k + 1
+            w = np.clip((t - self.t[k]) / (self.t[k1] - self.t[k]), 0, 1)
+        g = np.zeros_like(r)
+        for kk, ww in ((k, 1 - w), (k1, w)):
+            x = r - self.sr0[kk]
+            val = np.zeros_like(r)
+            for d in range(self.coef.shape[1] - 1, -1, -1):
+                val = val * x + self.coef[kk, d]
+            g += ww * val
+        return g / self.spacing - self.col_offset
+
+
+# -- coarse inverse maps and tile sampling -----------------------------------------------------
+
+class InverseMap:
+    """(row, col) in the radar image of every pixel of an output grid, from a coarse node grid.
+
+    ``heights``: None for the ellipsoid model, else a callable giving the DEM height of the
+    output pixels of a window (for the terrain model, interpolated between two node heights).
+    """
+
+    def __init__(self, grid: Grid, model, *, terrain: bool = False, heights=(0.0, 1000.0),
+                 step: int = COARSE_STEP):
+        self.grid = grid
+        self.step = step
+        self.terrain = terrain
+        self.node_rows = np.arange(0, grid.rows + step, step, dtype=np.float64)
+        self.node_cols = np.arange(0, grid.cols + step, step, dtype=np.float64)
+        cc, rr = np.meshgrid(self.node_cols + 0.5, self.node_rows + 0.5)
+        t = grid.transform
+        x = t.c + t.a * cc + t.b * rr
+        y = t.f + t.d * cc + t.e * rr
+        lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
+        lon, lat = np.asarray(lon), np.asarray(lat)
+        self.heights = heights
+        if terrain:
+            self.maps = [model.inverse(lon, lat, np.full(lon.shape, h)) for h in heights]
+        else:
+            self.maps = [model.inverse(lon, lat)]
+
+    def radar_bounds(self, rows: int, cols: int, margin: int = 8):
+        """Bounding box (r0, r1, c0, c1) of the radar image needed by the grid (clipped)."""
+        r = np.concatenate([m[0].ravel() for m in self.maps])
+        c = np.concatenate([m[1].ravel() for m in self.maps])
+        ok = np.isfinite(r) & np.isfinite(c) & (r > -margin) & (r < rows + margin) & (c > -margin) & (c < cols + margin)
+        if not ok.any():
+            return None
+        r0 = max(0, int(np.floor(r[ok].min())) - margin)
+        r1 = min(rows, int(np.ceil(r[ok].max())) + margin + 1)
+        c0 = max(0, int(np.floor(c[ok].min())) - margin)
+        c1 = min(cols, int(np.ceil(c[ok].max())) + margin + 1)
+        return r0, r1, c0, c1
+
+    def window(self, row_off: int, col_off: int, height: int, width: int, dem=None):
+        """(rows, cols) float arrays for the output window; ``dem`` = heights of its pixels."""
+        fr = (np.arange(row_off, row_off + height) / self.step)
+        fc = (np.arange(col_off, col_off + width) / self.step)
+        i = np.minimum(fr.astype(np.int64), self.node_rows.size - 2)
+        j = np.minimum(fc.astype(np.int64), self.node_cols.size - 2)
+        u = (fr - i)[:, None]
+        v = (fc - j)[None, :]
+
+        def up(a):
+            a0 = a[i][:, j] * (1 - v) + a[i][:, j + 1] * v
+            a1 = a[i + 1][:, j] * (1 - v) + a[i + 1][:, j + 1] * v
+            return a0 * (1 - u) + a1 * u
+
+        if not self.terrain:
+            r, c = self.maps[0]
+            return up(r), up(c)
+        (r0, c0), (r1, c1) = self.maps
+        h0, h1 = self.heights
+        w = (np.asarray(dem, np.float64) - h0) / (h1 - h0)
+        rr0, rr1 = up(r0), up(r1)
+        cc0, cc1 = up(c0), up(c1)
+        return rr0 + w * (rr1 - rr0), cc0 + w * (cc1 - cc0)
+
+
+def sample_bilinear(src: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``src`` (NaN = NoData) at fractional pixel-centre coordinates;
+    NaN outside the array or next to NoData."""
+    from . import _accel
+
+    if _accel.available():
+        return _accel.sample_bilinear(src, rows, cols)
+    from scipy import ndimage
+
+    out = ndimage.map_coordinates(src, [rows, cols], order=1, mode="constant", cval=np.nan, prefilter=False)
+    outside = (rows < 0) | (cols < 0) | (rows > src.shape[0] - 1) | (cols > src.shape[1] - 1) | ~np.isfinite(rows)
+    out[outside] = np.nan
+    return out
+
+
+def read_dem(path: str, grid: Grid, row_off: int, col_off: int, height: int, width: int,
+             geoid_height: float = 0.0) -> np.ndarray:
+    """DEM heights (ellipsoidal: + geoid_height) on an output window (bilinear), NaN = no data."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    out = np.full((height, width), np.nan, np.float32)
+    with rasterio.open(path) as src:
+        reproject(rasterio.band(src, 1), out, src_nodata=src.nodata, dst_nodata=np.nan,
+                  dst_transform=grid.window_transform(row_off, col_off), dst_crs=grid.crs,
+                  resampling=Resampling.bilinear)
+    return out + np.float32(geoid_height)
+
+
+def check_dem(path: str, footprint_lonlat) -> None:
+    """ServiceError unless ``path`` is a georeferenced raster overlapping the footprint."""
+    import os
+
+    import rasterio
+    from rasterio.warp import transform_bounds
+    from shapely.geometry import box
+
+    if not os.path.exists(path):
+        raise ServiceError(f"DEM file does not exist: {path}")
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise ServiceError(f"DEM file has no coordinate reference system: {path}")
+            bounds = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    except rasterio.errors.RasterioError as e:
+        raise ServiceError(f"DEM file cannot be read as a raster: {path}: {' '.join(str(e).split())}") from None
+    if not box(*bounds).intersects(footprint_lonlat):
+        raise ServiceError(f"DEM file does not cover the product footprint: {path}")

@@ -1,0 +1,222 @@
+"""Radar-geometry processing, strip by strip: read, thermal noise, border noise, calibration,
+multilook, speckle filter; the result is a float32 GeoTIFF in radar geometry (NaN = NoData) that
+the geocoder samples. Memory is bounded by the strip (512 output rows plus the filter margin).
+
+GRDs are processed on their own grid; an IW SLC sub-swath is first debursted (TOPS): the output
+lines are a regular azimuth-time grid from the first valid line of the first burst to the last
+valid line of the last burst, each taken from the burst that holds it, the overlap of two bursts
+split at its middle (as SNAP's TOPSAR-Deburst); samples outside the burst's firstValidSample /
+lastValidSample are NoData.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from . import filters
+from .product import Image, S1Product, seconds_between
+from .radiometry import (NoiseModel, border_trim_columns, border_trim_rows, calibrate, calibration_lut, denoise,
+                         intensity)
+
+log = logging.getLogger(__name__)
+
+STRIP_ROWS = 512
+BORDER_CONTEXT = 2000  # samples from an image edge within which the border trim is evaluated
+
+
+@dataclasses.dataclass
+class RadarRaster:
+    """A processed radar-geometry image and how its rows/columns relate to the product image."""
+
+    path: str
+    rows: int
+    cols: int
+    row0: float  # product image line of raster row 0 (centre of the first look)
+    col0: float
+    looks: tuple[int, int]  # (azimuth, range)
+    t_first: float  # azimuth time (s since the image epoch) of raster row 0
+    row_interval: float  # seconds between raster rows
+
+
+@dataclasses.dataclass
+class DeburstPlan:
+    """Source line of every debursted line and the valid samples of that line."""
+
+    source_line: np.ndarray
+    first_valid: np.ndarray
+    last_valid: np.ndarray
+    t_first: float  # seconds since the image's first line time
+    interval: float
+
+
+def deburst_plan(image: Image) -> DeburstPlan:
+    dt = image.azimuth_time_interval
+    lpb = image.lines_per_burst
+    starts, ends, spans = [], [], []
+    for b in image.bursts:
+        tb = seconds_between(image.first_line_time, b.azimuth_time)
+        ok = np.flatnonzero(b.first_valid_sample >= 0)
+        if ok.size == 0:
+            continue
+        spans.append((tb, ok[0], ok[-1], b))
+        starts.append(tb + ok[0] * dt)
+        ends.append(tb + ok[-1] * dt)
+    if not spans:
+        raise ValueError(f"{image}: no valid burst lines")
+    t0, t1 = starts[0], ends[-1]
+    n = int(np.floor((t1 - t0) / dt + 1e-6)) + 1
+    times = t0 + np.arange(n) * dt
+    # burst k owns [split_{k-1}, split_k), split at the middle of each overlap
+    splits = [(ends[k] + starts[k + 1]) / 2 for k in range(len(spans) - 1)]
+    owner = np.searchsorted(np.array(splits), times, side="right") if splits else np.zeros(n, np.int64)
+    src = np.empty(n, np.int64)
+    fv = np.empty(n, np.int64)
+    lv = np.empty(n, np.int64)
+    for k, (tb, v0, v1, b) in enumerate(spans):
+        sel = owner == k
+        local = np.clip(np.rint((times[sel] - tb) / dt).astype(np.int64), v0, v1)
+        index = image.bursts.index(b)
+        src[sel] = index * lpb + local
+        fv[sel] = b.first_valid_sample[local]
+        lv[sel] = b.last_valid_sample[local]
+    return DeburstPlan(src, fv, lv, t0, dt)
+
+
+def multilook(x: np.ndarray, ay: int, ax: int) -> np.ndarray:
+    """Mean of the valid (finite) samples of each ay x ax block (NaN where none)."""
+    if ay == 1 and ax == 1:
+        return x
+    h, w = x.shape[0] // ay, x.shape[1] // ax
+    x = x[:h * ay, :w * ax].reshape(h, ay, w, ax)
+    valid = np.isfinite(x)
+    s = np.where(valid, x, 0.0).sum(axis=(1, 3))
+    n = valid.sum(axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, s / n, np.nan)
+
+
+def _raster_profile(rows, cols):
+    return {"driver": "GTiff", "width": cols, "height": rows, "count": 1, "dtype": "float32",
+            "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER", "nodata": None}
+
+
+def process_grd(product: S1Product, image: Image, params, bounds, looks, dst: str, progress=None) -> RadarRaster:
+    """Calibrated, noise-removed, filtered GRD intensity of the image window ``bounds``
+    (r0, r1, c0, c1), multilooked by ``looks`` (azimuth, range)."""
+    r0, r1, c0, c1 = bounds
+    ay, ax = looks
+    rows_ml, cols_ml = (r1 - r0) // ay, (c1 - c0) // ax
+    r1, c1 = r0 + rows_ml * ay, c0 + cols_ml * ax
+    kind = params.calibration.replace("DB", "")
+    lut = calibration_lut(image, kind)
+    noise = NoiseModel(image, product.ipf_version) if params.thermal_noise_removal else None
+    spec = params.filter_spec()
+    halo = spec.halo()
+    border = params.border_noise_removal and params.border_limit > 0
+    # columns read: widened to the image edge where the border trim needs it
+    e0 = 0 if border and c0 < BORDER_CONTEXT else c0
+    e1 = image.samples if border and c1 > image.samples - BORDER_CONTEXT else c1
+    top = bottom = None
+    if border and r0 < BORDER_CONTEXT:
+        top = _column_trim(image, noise, params, 0, min(BORDER_CONTEXT, image.lines), e0, e1, True)
+    if border and r1 > image.lines - BORDER_CONTEXT:
+        bottom = _column_trim(image, noise, params, max(0, image.lines - BORDER_CONTEXT), image.lines, e0, e1, False)
+
+    def strip(a0: int, a1: int) -> np.ndarray:
+        s0, s1 = r0 + a0 * ay, r0 + a1 * ay
+        dn = image.read(s0, e0, s1 - s0, e1 - e0)
+        valid = dn != 0
+        power = intensity(dn)
+        rows = np.arange(s0, s1, dtype=np.float64)
+        if noise is not None and not noise.empty:
+            power = denoise(power, noise.rows(rows, e0, e1), valid)
+        removed = ~valid
+        if border:
+            removed |= border_trim_rows(power, valid, params.border_limit, params.trim_threshold,
+                                        left=(e0 == 0), right=(e1 == image.samples))
+            for trim in (top, bottom):
+                if trim is not None:
+                    first, count, base = trim
+                    g = rows[:, None]
+                    removed |= (g >= base + first[None, :]) & (g < base + first[None, :] + count[None, :]) \
+                        if trim is top else (g <= base - first[None, :]) & (g > base - first[None, :] - count[None, :])
+        value = calibrate(power, lut.rows(rows, e0, e1))
+        value[removed] = np.nan
+        return multilook(value[:, c0 - e0:c1 - e0], ay, ax)
+
+    _run_strips(strip, rows_ml, cols_ml, halo, spec, dst, edges=(r0 == 0, r1 >= image.lines,
+                                                                c0 == 0, c1 >= image.samples), progress=progress)
+    return RadarRaster(dst, rows_ml, cols_ml, r0 + (ay - 1) / 2, c0 + (ax - 1) / 2, looks,
+                       (r0 + (ay - 1) / 2) * image.azimuth_time_interval, ay * image.azimuth_time_interval)
+
+
+def _column_trim(image, noise, params, a, b, e0, e1, from_top):
+    dn = image.read(a, e0, b - a, e1 - e0)
+    valid = dn != 0
+    power = intensity(dn)
+    if noise is not None and not noise.empty:
+        power = denoise(power, noise.rows(np.arange(a, b, dtype=np.float64), e0, e1), valid)
+    first, count = border_trim_columns(power, valid, params.border_limit, params.trim_threshold, from_top)
+    # top: removed lines a+first .. a+first+count-1; bottom: (b-1)-first down to (b-1)-first-count+1
+    return (first, count, a) if from_top else (first, count, b - 1)
+
+
+def process_slc(product: S1Product, image: Image, params, looks, dst: str, progress=None,
+                plan: DeburstPlan | None = None) -> RadarRaster:
+    """Debursted (IW) or plain (SM), calibrated, noise-removed, multilooked, filtered intensity."""
+    ay, ax = looks
+    kind = params.calibration.replace("DB", "")
+    lut = calibration_lut(image, kind)
+    noise = NoiseModel(image, product.ipf_version) if params.thermal_noise_removal else None
+    spec = params.filter_spec()
+    if image.bursts:
+        plan = plan or deburst_plan(image)
+    else:
+        n = image.lines
+        plan = DeburstPlan(np.arange(n), np.zeros(n, np.int64), np.full(n, image.samples - 1), 0.0,
+                           image.azimuth_time_interval)
+    n_lines = plan.source_line.size
+    rows_ml, cols_ml = n_lines // ay, image.samples // ax
+    cols = np.arange(image.samples)
+
+    def strip(a0: int, a1: int) -> np.ndarray:
+        lines = plan.source_line[a0 * ay:a1 * ay]
+        s0, s1 = int(lines.min()), int(lines.max()) + 1
+        block = image.read(s0, 0, s1 - s0, image.samples)[lines - s0]
+        valid = (block != 0) & (cols[None, :] >= plan.first_valid[a0 * ay:a1 * ay, None]) \
+            & (cols[None, :] <= plan.last_valid[a0 * ay:a1 * ay, None])
+        power = intensity(block)
+        rows = lines.astype(np.float64)
+        if noise is not None and not noise.empty:
+            power = denoise(power, noise.rows(rows, 0, image.samples), valid)
+        value = calibrate(power, lut.rows(rows, 0, image.samples))
+        value[~valid] = np.nan
+        return multilook(value[:, :cols_ml * ax], ay, ax)
+
+    _run_strips(strip, rows_ml, cols_ml, spec.halo(), spec, dst, edges=(True, True, True, True), progress=progress)
+    return RadarRaster(dst, rows_ml, cols_ml, (ay - 1) / 2, (ax - 1) / 2, looks,
+                       plan.t_first + (ay - 1) / 2 * plan.interval, ay * plan.interval)
+
+
+def _run_strips(strip, rows: int, cols: int, halo: int, spec, dst: str, edges, progress=None):
+    top_edge, bottom_edge, left_edge, right_edge = edges
+    with rasterio.open(dst, "w", **_raster_profile(rows, cols)) as out:
+        for s0 in range(0, rows, STRIP_ROWS):
+            s1 = min(rows, s0 + STRIP_ROWS)
+            a0, a1 = max(0, s0 - halo), min(rows, s1 + halo)
+            data = strip(a0, a1)
+            if spec.name != "None":
+                data = filters.apply(data, spec, edges=(a0 == 0 and top_edge, a1 == rows and bottom_edge,
+                                                        left_edge, right_edge))
+            out.write(data[s0 - a0:s0 - a0 + (s1 - s0)].astype(np.float32), 1, window=Window(0, s0, cols, s1 - s0))
+            if progress is not None:
+                progress.advance()
+
+
+def strips(rows: int) -> int:
+    return -(-rows // STRIP_ROWS)

@@ -1,0 +1,402 @@
+"""S1-GRD-preprocess and S1-SLC-preprocess: a Sentinel-1 Level-1 product to calibrated,
+speckle-filtered, geocoded backscatter (one float32 band), COG + STAC item + quicklook + run.json.
+
+Native engine, two passes with bounded memory:
+
+1. radar geometry (:mod:`.radar`), only over the part of the image the output grid needs:
+   thermal noise, GRD border noise, calibration, multilook (when the output pixel is at least
+   twice the image pixel), speckle filter; written as a float32 raster in a work folder;
+2. map geometry, 1024x1024 output tiles: inverse mapping (ellipsoid on the geolocation grid, or
+   range-Doppler with the DEM), bilinear sampling, dB, AoI and land/sea masks.
+
+``--engine snap`` writes the seed's gpt graph and runs it with SNAP (``--graph_only true``: the
+graph alone).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from components import __version__
+from components.common import outputs, storage
+from components.common.aoi import AoI, aoi_mask, load_aoi, require_overlap
+from components.common.errors import ServiceError
+from components.common.landmask import LandSeaMask
+from components.common.logs import Progress, Steps
+
+from . import filters, geocoding, radar, snap_graphs
+from .params import S1CommonParams, S1GRDParams, S1SLCParams
+from .product import Image, S1Product, open_product
+
+log = logging.getLogger(__name__)
+
+NODATA = -9999.0
+TILE = 1024
+DB_FLOOR = 1e-10  # linear values below this become -100 dB
+
+
+@dataclass
+class S1Result:
+    """What a run wrote. ``product`` is the main product; the rest are its sidecars."""
+
+    product: str
+    stac: str
+    quicklook: str
+    run_record: str
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class Source:
+    """A radar raster and its inverse mapping onto the output grid."""
+
+    raster: radar.RadarRaster
+    inverse: geocoding.InverseMap
+
+
+def run_grd(input_uri: str, params: S1GRDParams, outdir: str) -> S1Result:
+    """Pre-process one GRD product into ``outdir`` (a folder or an ``s3://`` prefix)."""
+    return _run("S1-GRD-preprocess", "GRD", input_uri, params, outdir)
+
+
+def run_slc(input_uri: str, params: S1SLCParams, outdir: str) -> S1Result:
+    """Pre-process one SLC product into ``outdir`` (a folder or an ``s3://`` prefix)."""
+    return _run("S1-SLC-preprocess", "SLC", input_uri, params, outdir)
+
+
+# -- plumbing shared with S1-CD ----------------------------------------------------------------
+
+def check_common(params: S1CommonParams):
+    """Validate what needs no product (before any work): AoI, format, projection, DEM file."""
+    aoi = load_aoi(params.aoi) if params.aoi else None
+    driver, ext = outputs.resolve_format(params.output_format)
+    crs = geocoding.target_crs(params.projection)
+    if params.dem and not Path(params.dem).exists():
+        raise ServiceError(f"DEM file does not exist: {params.dem}")
+    if params.orbit and not Path(params.orbit).exists():
+        raise ServiceError(f"orbit file not found: {params.orbit}")
+    if params.graph_only and params.engine != "snap":
+        raise ServiceError("--graph_only true needs --engine snap")
+    return aoi, driver, ext, crs
+
+
+def prepare_outdir(outdir: str) -> tuple[Path | None, bool]:
+    storage.check_writable(outdir)
+    local_out = None if storage.is_s3(outdir) else Path(outdir)
+    created = local_out is not None and not local_out.exists()
+    if local_out is not None:
+        local_out.mkdir(parents=True, exist_ok=True)
+    return local_out, created
+
+
+def cleanup_outdir(local_out: Path | None, created: bool) -> None:
+    if created and local_out is not None and local_out.exists() and not any(local_out.iterdir()):
+        local_out.rmdir()
+
+
+def _run(service: str, kind: str, input_uri: str, params, outdir: str) -> S1Result:
+    aoi, driver, ext, crs = check_common(params)
+    local_out, created = prepare_outdir(outdir)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".s1p-", dir=local_out) as work:
+            return _process(service, kind, input_uri, params, outdir, Path(work), aoi, driver, ext, crs)
+    except BaseException:
+        cleanup_outdir(local_out, created)
+        raise
+
+
+def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, ext, crs) -> S1Result:
+    started = dt.datetime.now(dt.timezone.utc)
+    steps = Steps(log)
+    with steps.step("fetch input"):
+        local_input = storage.fetch_input(input_uri, work / "input")
+    with steps.step("open product"):
+        product = open_product(local_input, work / "unzipped", expect=kind)
+        pol = product.require_polarisation(params.polarization)
+    if aoi is not None:
+        require_overlap(aoi, product.footprint_lonlat, product.name)
+    if params.dem:
+        geocoding.check_dem(params.dem, product.footprint_lonlat)
+    resolution = params.resolved_resolution(product.mode)
+    stem = f"{product.name}_{pol}_{params.calibration}_{resolution:g}m"
+    stage = work / "stage"
+    stage.mkdir()
+    if params.engine == "snap":
+        return _snap(service, kind, product, params, input_uri, local_input, outdir, stage, stem, resolution,
+                     started, steps)
+    images = _images(product, pol, params, kind)
+    orbit, orbit_source = load_orbit(product, images[0], params.orbit)
+    grid = geocoding.make_grid(crs, resolution, footprint(images), aoi)
+    log.info("%s: %s %s IPF %.2f, %s, output grid %dx%d in %s", product.name, product.product_type,
+             product.mode, product.ipf_version, pol, grid.cols, grid.rows, grid.crs.to_string())
+    sources = []
+    for image in images:
+        with steps.step(f"radar processing {image.swath}"):
+            src = radar_source(product, image, params, grid, resolution, orbit, work, kind)
+        if src is not None:
+            sources.append(src)
+    if not sources:
+        raise ServiceError(f"the output area has no data in {product.name}")
+    assembled = work / "assembled.tif"
+    landsea = LandSeaMask(grid.crs, grid.transform, grid.shape, params.landseamask, params.landseamask_tolerance,
+                          params.dem) if params.landseamask != "None" else None
+    with steps.step("geocode"):
+        metrics = geocode(sources, grid, assembled, db=params.calibration.endswith("DB"), aoi=aoi,
+                          landsea=landsea, dem=params.dem, dem_geoid_height=params.dem_geoid_height,
+                          band=f"{params.calibration}_{pol}")
+    metrics.update({"geocoding": "range-Doppler terrain correction" if params.dem else "ellipsoid (geolocation grid)",
+                    "orbit": orbit_source, "speckle_filter": filters.describe(params.filter_spec()),
+                    "looks": list(sources[0].raster.looks), "resolution_m": resolution})
+    result = publish_product(service, product, params, assembled, driver, ext, stage, stem, metrics,
+                             [{"uri": input_uri, "id": product.name, "type": product.product_type,
+                               "ipf": product.ipf_version, "orbit": orbit_source}], outdir, started, steps,
+                             extra={"polarization": pol})
+    log.info("product %s: %dx%d px, valid %.1f %%, %.1f s", result.product, grid.cols, grid.rows,
+             metrics["valid_percent"], steps.elapsed)
+    return result
+
+
+def _images(product: S1Product, pol: str, params, kind: str) -> list[Image]:
+    swaths = product.swaths(pol)
+    if kind == "SLC" and product.mode == "IW":
+        wanted = [s for s in swaths if s in params.subswaths]
+        if not wanted:
+            raise ServiceError(f"none of the sub-swaths {', '.join(params.subswaths)} is in {product.name} "
+                               f"for {pol}: available {', '.join(swaths)}")
+        swaths = wanted
+    return [product.image(s, pol) for s in swaths]
+
+
+def footprint(images: list[Image]):
+    """Union of the geolocation-grid outlines of the images (lon/lat polygon)."""
+    import shapely
+
+    parts = []
+    for im in images:
+        g = im.gcp
+        lon, lat = g.longitude.values, g.latitude.values
+        ring = np.concatenate([np.column_stack([lon[0], lat[0]]), np.column_stack([lon[:, -1], lat[:, -1]]),
+                               np.column_stack([lon[-1, ::-1], lat[-1, ::-1]]),
+                               np.column_stack([lon[::-1, 0], lat[::-1, 0]])])
+        parts.append(shapely.make_valid(shapely.Polygon(ring)))
+    return shapely.union_all(parts)
+
+
+def load_orbit(product: S1Product, image: Image, orbit_path):
+    if orbit_path:
+        orb = geocoding.read_eof(orbit_path, product.mission, product.start_time, product.stop_time,
+                                 image.first_line_time)
+        return orb, f"EOF file {orb.source}"
+    return geocoding.Orbit.from_annotation(image.orbit, image.first_line_time), "annotation state vectors"
+
+
+def looks_for(image: Image, resolution: float) -> tuple[int, int]:
+    """Integer looks (azimuth, range) so that a look is at most the output pixel."""
+    if image.projection == "Ground Range":
+        ground_range = image.range_pixel_spacing
+    else:
+        ground_range = image.range_pixel_spacing / math.sin(math.radians(image.incidence_mid))
+    ay = max(1, int(resolution / image.azimuth_pixel_spacing + 1e-6))
+    ax = max(1, int(resolution / ground_range + 1e-6))
+    return ay, ax
+
+
+def radar_source(product, image: Image, params, grid, resolution, orbit, work: Path, kind: str):
+    """Process one image in radar geometry and build its inverse map onto ``grid``."""
+    ay, ax = looks_for(image, resolution)
+    plan = radar.deburst_plan(image) if kind == "SLC" and image.bursts else None
+    # models in full-resolution image coordinates (GRD) or debursted coordinates (SLC)
+    if plan is not None:
+        t0 = plan.t_first
+
+        def rows_of(gcp):
+            t = (gcp.azimuth_time.values - image.first_line_time) / np.timedelta64(1, "s")
+            return (t - t0) / plan.interval
+        model_rows, t_row0, interval = rows_of, t0, plan.interval
+    else:
+        model_rows, t_row0, interval = None, 0.0, image.azimuth_time_interval
+    if params.dem:
+        if image.projection == "Ground Range":
+            col_of = geocoding.GrdRange(image.coordinate_conversion, image.first_line_time, image.range_pixel_spacing)
+        else:
+            fs, tau0 = image.range_sampling_rate, image.slant_range_time
+
+            def col_of(t, tau):
+                return (tau - tau0) * fs
+        model = geocoding.RangeDopplerModel(orbit, t_row0, interval, col_of)
+        heights = _dem_height_range(params.dem, params.dem_geoid_height)
+        inv_full = geocoding.InverseMap(grid, model, terrain=True, heights=heights)
+    else:
+        model = geocoding.GcpModel.from_gcp(image.gcp, row_of_line=model_rows)
+        inv_full = geocoding.InverseMap(grid, model)
+    n_rows = plan.source_line.size if plan is not None else image.lines
+    bounds = inv_full.radar_bounds(n_rows, image.samples, margin=8 + 2 * params.filter_spec().halo() * max(ay, ax))
+    if bounds is None:
+        log.info("%s: no overlap with the output grid", image.swath)
+        return None
+    dst = str(work / f"radar_{image.swath}.tif")
+    if kind == "GRD":
+        steps = radar.strips(max(1, (bounds[1] - bounds[0]) // ay))
+        raster = radar.process_grd(product, image, params, bounds, (ay, ax), dst, Progress(steps, f"{image.swath} strips"))
+    else:
+        n = (n_rows // ay)
+        raster = radar.process_slc(product, image, params, (ay, ax), dst, Progress(radar.strips(n), f"{image.swath} strips"),
+                                   plan=plan)
+    # re-express the inverse map in raster coordinates: raster = (image - row0) / looks
+    inv_full.maps = [((r - raster.row0) / ay, (c - raster.col0) / ax) for r, c in inv_full.maps]
+    return Source(raster, inv_full)
+
+
+def _dem_height_range(dem: str, geoid: float) -> tuple[float, float]:
+    with rasterio.open(dem) as src:
+        data = src.read(1, out_shape=(min(src.height, 512), min(src.width, 512)), masked=True)
+    if data.count() == 0:
+        return 0.0, 1000.0
+    lo, hi = float(data.min()) + geoid, float(data.max()) + geoid
+    return (lo, hi) if hi - lo > 1 else (lo, lo + 100.0)
+
+
+def geocode(sources: list[Source], grid, dst: Path, *, db: bool, aoi: AoI | None, landsea, dem, dem_geoid_height,
+            band: str) -> dict:
+    """Sample the sources tile by tile onto ``grid`` and write a float32 GeoTIFF (NoData -9999)."""
+    profile = {"driver": "GTiff", "width": grid.cols, "height": grid.rows, "count": 1, "dtype": "float32",
+               "crs": grid.crs, "transform": grid.transform, "nodata": NODATA, "tiled": True, "blockxsize": 512,
+               "blockysize": 512, "BIGTIFF": "IF_SAFER", "compress": "ZSTD", "zstd_level": 1}
+    tiles = [(r, c) for r in range(0, grid.rows, TILE) for c in range(0, grid.cols, TILE)]
+    progress = Progress(len(tiles), "geocode tiles")
+    counts = {"pixels": 0, "valid": 0}
+    values_sum = 0.0
+    handles = [rasterio.open(s.raster.path) for s in sources]
+    try:
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=512), rasterio.open(dst, "w", **profile) as out:
+            for r0, c0 in tiles:
+                h, w = min(TILE, grid.rows - r0), min(TILE, grid.cols - c0)
+                inside = np.ones((h, w), bool) if aoi is None else aoi_mask(aoi, grid.crs, grid.transform,
+                                                                            grid.shape, window=(r0, c0, h, w))
+                data = np.full((h, w), np.nan)
+                heights = None
+                if dem and inside.any():
+                    heights = geocoding.read_dem(dem, grid, r0, c0, h, w, dem_geoid_height)
+                    heights = np.where(np.isfinite(heights), heights, 0.0)
+                for src, ds in zip(sources, handles):
+                    if not inside.any():
+                        break
+                    rows, cols = src.inverse.window(r0, c0, h, w, dem=heights)
+                    need = np.isnan(data) & inside & (rows > -1) & (cols > -1) & \
+                        (rows < src.raster.rows) & (cols < src.raster.cols)
+                    if not need.any():
+                        continue
+                    a0 = max(0, int(np.floor(rows[need].min())) - 1)
+                    a1 = min(src.raster.rows, int(np.ceil(rows[need].max())) + 2)
+                    b0 = max(0, int(np.floor(cols[need].min())) - 1)
+                    b1 = min(src.raster.cols, int(np.ceil(cols[need].max())) + 2)
+                    window = ds.read(1, window=Window(b0, a0, b1 - b0, a1 - a0)).astype(np.float64)
+                    rr = np.where(need, rows - a0, -1.0)
+                    cc = np.where(need, cols - b0, -1.0)
+                    sampled = geocoding.sample_bilinear(window, rr, cc)
+                    data = np.where(need & np.isfinite(sampled), sampled, data)
+                if landsea is not None:
+                    data[landsea.remove(r0, c0, h, w)] = np.nan
+                data[~inside] = np.nan
+                ok = np.isfinite(data)
+                if db:
+                    data[ok] = 10.0 * np.log10(np.maximum(data[ok], DB_FLOOR))
+                counts["pixels"] += int(inside.sum())
+                counts["valid"] += int(ok.sum())
+                values_sum += float(data[ok].sum())
+                out.write(np.where(ok, data, NODATA).astype(np.float32), 1, window=Window(c0, r0, w, h))
+                progress.advance()
+            out.set_band_description(1, band)
+            out.update_tags(1, units="dB" if db else "linear")
+    finally:
+        for ds in handles:
+            ds.close()
+    return {"valid_percent": round(100.0 * counts["valid"] / max(counts["pixels"], 1), 3),
+            "valid_pixels": counts["valid"], "pixels": counts["pixels"],
+            "mean_value": round(values_sum / counts["valid"], 6) if counts["valid"] else None}
+
+
+def publish_product(service, product: S1Product, params, assembled: Path, driver, ext, stage: Path, stem: str,
+                    metrics: dict, inputs: list[dict], outdir: str, started, steps: Steps, extra=None,
+                    description: str | None = None) -> S1Result:
+    """Write the main product, quicklook, STAC item and run.json into ``stage`` and publish."""
+    main = stage / f"{stem}{ext}"
+    with steps.step(f"write {driver}"):
+        outputs.write_product(assembled, main, driver)
+    with steps.step("quicklook and STAC item"):
+        ql = outputs.quicklook(main if driver == "COG" else assembled, stage / f"{stem}_quicklook.png")
+        item = stac(product, params, main, assembled, ql, metrics, description)
+        outputs.write_json(stage / f"{stem}.json", item)
+    record = outputs.run_record(service, __version__, {**params.as_dict(), **(extra or {})}, inputs,
+                                {"product": main.name, "stac": f"{stem}.json", "quicklook": ql.name,
+                                 "metrics": metrics}, steps.timings, started)
+    outputs.write_json(stage / "run.json", record)
+    with steps.step("publish"):
+        published = storage.publish(stage, outdir, move=True)
+    by_name = {Path(p).name: p for p in published}
+    return S1Result(by_name[main.name], by_name[f"{stem}.json"], by_name[ql.name], by_name["run.json"], metrics)
+
+
+def stac(product: S1Product, params, main: Path, assembled: Path, ql: Path, metrics: dict, description=None) -> dict:
+    with rasterio.open(assembled) as ds:
+        band_name = ds.descriptions[0] or "backscatter"
+        units = ds.tags(1).get("units", "")
+    bands = [{"name": band_name, "description": description or f"calibrated backscatter ({units})",
+              "nodata": NODATA, "unit": units}]
+    props = {"platform": f"sentinel-1{product.mission[-1].lower()}", "constellation": "sentinel-1",
+             "instruments": ["c-sar"], "gsd": metrics.get("resolution_m"),
+             "sar:instrument_mode": product.mode, "sar:frequency_band": "C",
+             "sar:product_type": product.product_type, "sat:relative_orbit": product.relative_orbit,
+             "sat:absolute_orbit": product.absolute_orbit, "sat:orbit_state": product.orbit_pass.lower(),
+             "processing:software": {"eo-kfp-services": __version__}, "source_product": product.name,
+             "valid_percent": metrics["valid_percent"]}
+    assets = {"thumbnail": {"href": ql.name, "type": "image/png", "roles": ["thumbnail", "overview"]},
+              "metadata": {"href": "run.json", "type": "application/json", "roles": ["metadata"]}}
+    item = outputs.stac_item(main.stem, assembled, product.sensing_time, props, bands, assets)
+    item["assets"]["data"]["href"] = main.name
+    if main.suffix != ".tif":
+        item["assets"]["data"]["type"] = "application/octet-stream"
+    return item
+
+
+# -- SNAP engine -------------------------------------------------------------------------------
+
+def _snap(service, kind, product, params, input_uri, local_input, outdir, stage: Path, stem, resolution, started,
+          steps) -> S1Result | "GraphResult":
+    output = str(Path(outdir) / stem) if not storage.is_s3(outdir) else stem
+    if kind == "GRD":
+        graph = snap_graphs.grd_graph(params, str(Path(local_input).resolve()), output, resolution)
+    else:
+        image = product.image(product.swaths(params.polarization.upper())[0], params.polarization.upper())
+        graph = snap_graphs.slc_graph(params, str(Path(local_input).resolve()), output, resolution, product.mode,
+                                      looks_for(image, resolution))
+    graph_file = stage / f"{stem}_graph.xml"
+    graph_file.write_text(graph.to_xml())
+    if not params.graph_only:
+        with steps.step("SNAP gpt"):
+            snap_graphs.run_gpt(graph_file)
+    record = outputs.run_record(service, __version__, params.as_dict(),
+                                [{"uri": input_uri, "id": product.name, "type": product.product_type}],
+                                {"graph": graph_file.name, "operators": graph.operators()}, steps.timings, started)
+    outputs.write_json(stage / "run.json", record)
+    published = storage.publish(stage, outdir, move=True)
+    by_name = {Path(p).name: p for p in published}
+    return GraphResult(by_name[graph_file.name], by_name["run.json"])
+
+
+@dataclass
+class GraphResult:
+    """What ``--engine snap --graph_only true`` wrote: the gpt graph and run.json."""
+
+    graph: str
+    run_record: str
+    metrics: dict = field(default_factory=dict)

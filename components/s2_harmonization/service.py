@@ -1,0 +1,287 @@
+"""monthlycomposite: a Sentinel-2 BOA time series and its LAI images to 12 monthly median
+composites of the agronomic year (seed D5.2 section 3.2.3).
+
+For each month from September of ``season_start`` to August of the next year, and block by block
+(``block_size`` rows and columns, so memory does not grow with the tile), the REFBOA samples of the
+month's acquisitions whose LAI is 0 (cloudy, as the seed's pre-processing marks them) are set to 0
+and left out of the per-pixel, per-band median of the others. Each composite is a uint16 GeoTIFF of
+the nine TimeSen2Crop bands, surface reflectance x 10000 (scale 1e-4), 0 where no clear sample.
+
+REFBOA images are expected on one 10 m grid with their LAI images; the bands B2 B3 B4 B5 B6 B7 B8A
+B11 B12 are found by band description (S2-preprocess writes them) or, without descriptions, taken
+as the nine bands in that order. Band scale/offset tags are honoured: DNs of processing baseline
+04.00 and later (offset -0.1, i.e. DN - 1000) are brought to plain reflectance x 10000, the unit of
+the TimeSen2Crop samples the classifier is trained on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from components import __version__
+from components.common import outputs, storage
+from components.common.errors import ServiceError
+from components.common.logs import Progress, Steps
+from components.timesen2crop.legend import BAND_WAVELENGTH_NM, BANDS, normalise_band, season_months
+
+from .inventory import Acquisition, pair
+from .kernels import NODATA, composite_block
+from .params import MonthlyCompositeParams
+
+log = logging.getLogger(__name__)
+
+SERVICE = "monthlycomposite"
+SCALE = 1e-4  # output DN -> reflectance
+REFLECTANCE_DN = 10000.0
+CREATION = {"driver": "GTiff", "dtype": "uint16", "nodata": NODATA, "tiled": True, "blockxsize": 512,
+            "blockysize": 512, "compress": "deflate", "predictor": 2, "BIGTIFF": "IF_SAFER", "interleave": "band"}
+
+
+@dataclass
+class CompositeResult:
+    """What a run wrote: the 12 composites (the product) and their sidecars."""
+
+    composites: list[str]
+    stac: str
+    quicklook: str
+    run_record: str
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class Grid:
+    crs: object
+    transform: object
+    width: int
+    height: int
+
+    def same(self, other: "Grid") -> bool:
+        return (self.crs == other.crs and self.width == other.width and self.height == other.height
+                and self.transform.almost_equals(other.transform))
+
+    def text(self) -> str:
+        return f"{self.width}x{self.height} px, {self.crs}, origin {self.transform.c:g},{self.transform.f:g}, " \
+               f"pixel {self.transform.a:g} m"
+
+
+@dataclass
+class BoaBands:
+    indexes: list[int]  # 1-based band indexes of B2..B12
+    scale: np.ndarray  # per band, DN -> reflectance x 10000: value = DN * scale + offset
+    offset: np.ndarray
+    nodata: float | None
+
+
+def run(input_dir: str, params: MonthlyCompositeParams, output_dir: str) -> CompositeResult:
+    storage.check_writable(output_dir)
+    local_out = None if storage.is_s3(output_dir) else Path(output_dir)
+    created = local_out is not None and not local_out.exists()
+    if local_out is not None:
+        local_out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(input_dir, params, output_dir, local_out)
+    except BaseException:
+        if created and not any(local_out.iterdir()):
+            local_out.rmdir()
+        raise
+
+
+def _grid(ds) -> Grid:
+    return Grid(ds.crs, ds.transform, ds.width, ds.height)
+
+
+def boa_bands(ds, name: str) -> BoaBands:
+    """Where the nine TimeSen2Crop bands are in a REFBOA image, and how to bring them to
+    reflectance x 10000."""
+    names = [normalise_band(d) if d else "" for d in ds.descriptions]
+    if all(b in names for b in BANDS):
+        indexes = [names.index(b) + 1 for b in BANDS]
+    elif ds.count == len(BANDS):
+        indexes = list(range(1, len(BANDS) + 1))
+    else:
+        raise ServiceError(f"REFBOA/{name} has {ds.count} bands ({', '.join(n or '?' for n in names)}): need the "
+                           f"bands {', '.join(BANDS)}, named in the band descriptions or as exactly 9 bands in "
+                           "that order")
+    scales = np.array([ds.scales[i - 1] for i in indexes], np.float64)
+    offsets = np.array([ds.offsets[i - 1] for i in indexes], np.float64)
+    # scale 1: DNs already are reflectance x 10000 (an offset is then in DN); otherwise DN * scale +
+    # offset is reflectance.
+    reflective = ~np.isclose(scales, 1.0)
+    scale = np.where(reflective, scales * REFLECTANCE_DN, 1.0)
+    offset = np.where(reflective, offsets * REFLECTANCE_DN, offsets)
+    nodata = ds.nodatavals[indexes[0] - 1]
+    return BoaBands(indexes, scale.astype(np.float32), offset.astype(np.float32), nodata)
+
+
+def _check_inputs(acqs: list[Acquisition]) -> tuple[Grid, dict[Path, BoaBands]]:
+    grid = None
+    first = None
+    bands: dict[Path, BoaBands] = {}
+    for a in acqs:
+        for img, folder in ((a.boa, "REFBOA"), (a.lai, "LAI")):
+            try:
+                with rasterio.open(img.path) as ds:
+                    g = _grid(ds)
+                    if folder == "REFBOA":
+                        bands[img.path] = boa_bands(ds, img.path.name)
+                    elif ds.count < 1:
+                        raise ServiceError(f"LAI/{img.path.name} has no band")
+            except rasterio.errors.RasterioIOError as e:
+                raise ServiceError(f"{folder}/{img.path.name} is not a readable GeoTIFF: "
+                                   f"{' '.join(str(e).split())}") from None
+            if grid is None:
+                grid, first = g, f"{folder}/{img.path.name}"
+            elif not g.same(grid):
+                raise ServiceError(f"{folder}/{img.path.name} is on another grid ({g.text()}) than {first} "
+                                   f"({grid.text()}): all REFBOA and LAI images must share one grid")
+    return grid, bands
+
+
+def _windows(grid: Grid, size: int):
+    for r in range(0, grid.height, size):
+        for c in range(0, grid.width, size):
+            yield Window(c, r, min(size, grid.width - c), min(size, grid.height - r))
+
+
+def _composite_month(acqs: list[Acquisition], bands: dict[Path, BoaBands], grid: Grid, dst: Path, month: str,
+                     params: MonthlyCompositeParams, progress: Progress, meta: dict) -> dict:
+    profile = dict(CREATION, width=grid.width, height=grid.height, count=len(BANDS), crs=grid.crs,
+                   transform=grid.transform)
+    clear_px = 0
+    with contextlib.ExitStack() as stack, rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=256):
+        boas = [stack.enter_context(rasterio.open(a.boa.path)) for a in acqs]
+        lais = [stack.enter_context(rasterio.open(a.lai.path)) for a in acqs]
+        out = stack.enter_context(rasterio.open(dst, "w", **profile))
+        for win in _windows(grid, params.block_size):
+            h, w = int(win.height), int(win.width)
+            if not acqs:
+                out.write(np.zeros((len(BANDS), h, w), np.uint16), window=win)
+                progress.advance()
+                continue
+            n = len(acqs)
+            boa = np.empty((len(BANDS), h, w, n), np.float32)
+            lai = np.empty((h, w, n), np.float32)
+            boa_nd = np.zeros((h, w, n), bool)
+            lai_nd = np.zeros((h, w, n), bool)
+            for i, (a, bds, lds) in enumerate(zip(acqs, boas, lais)):
+                b = bands[a.boa.path]
+                dn = bds.read(b.indexes, window=win)
+                if b.nodata is not None:
+                    boa_nd[..., i] = (dn == b.nodata).any(axis=0)
+                boa[..., i] = dn * b.scale[:, None, None] + b.offset[:, None, None]
+                lv = lds.read(1, window=win, out_dtype="float32")
+                lai[..., i] = lv
+                if lds.nodata is not None and not math.isnan(lds.nodata):
+                    lai_nd[..., i] = lv == lds.nodata
+            comp, count = composite_block(boa, lai, boa_nd, lai_nd)
+            clear_px += int((count > 0).sum())
+            out.write(comp, window=win)
+            progress.advance()
+        out.descriptions = BANDS
+        out.scales, out.offsets = [SCALE] * len(BANDS), [0.0] * len(BANDS)
+        for i, b in enumerate(BANDS, start=1):
+            out.update_tags(i, wavelength_nm=BAND_WAVELENGTH_NM[b])
+        out.update_tags(COMPOSITE_MONTH=month, ACQUISITIONS=len(acqs), QUANTITY="BOA reflectance x 10000",
+                        METHOD="median of clear samples (LAI != 0)", **meta)
+    return {"month": month, "acquisitions": len(acqs),
+            "clear_percent": round(100.0 * clear_px / (grid.width * grid.height), 3)}
+
+
+def _run(input_dir: str, params: MonthlyCompositeParams, output_dir: str, local_out: Path | None) -> CompositeResult:
+    started = dt.datetime.now(dt.timezone.utc)
+    steps = Steps(log)
+    months = season_months(params.season_start)
+    with tempfile.TemporaryDirectory(prefix=".mcomp-", dir=local_out) as work:
+        work = Path(work)
+        with steps.step("fetch input"):
+            local_input = storage.fetch_input(input_dir, work / "input")
+        if not local_input.is_dir():
+            raise ServiceError(f"input_dir must be a folder holding REFBOA/ and LAI/: {input_dir}")
+        with steps.step("inventory"):
+            acqs, tile = pair(local_input, params.tile)
+            in_season = [a for a in acqs if a.month in months]
+            if not in_season:
+                raise ServiceError(f"no REFBOA image in the agronomic year {months[0]} to {months[-1]} "
+                                   f"(images from {acqs[0].date} to {acqs[-1].date}): check --season_start")
+            if len(in_season) < len(acqs):
+                log.info("%d acquisitions outside %s..%s ignored", len(acqs) - len(in_season), months[0], months[-1])
+            by_month = {m: [a for a in in_season if a.month == m] for m in months}
+            empty = [m for m, a in by_month.items() if not a]
+            if empty and params.empty_months == "error":
+                raise ServiceError(f"no acquisition in {', '.join(empty)} (agronomic year {months[0]} to "
+                                   f"{months[-1]}): each of the 12 monthly composites needs at least one REFBOA "
+                                   "image; pass --empty_months zero to write such months as no data")
+            grid, bands = _check_inputs(in_season)
+        log.info("tile %s, %d acquisitions in the season, grid %s", tile or "(unnamed)", len(in_season), grid.text())
+        stage = work / "stage"
+        stage.mkdir()
+        prefix = f"{tile}_" if tile else ""
+        n_blocks = math.ceil(grid.height / params.block_size) * math.ceil(grid.width / params.block_size)
+        progress = Progress(n_blocks * len(months), "composites", log)
+        per_month = []
+        paths = []
+        meta = {"TILE": tile or "", "SEASON": f"{months[0]}/{months[-1]}"}
+        with steps.step("monthly medians"):
+            for m in months:
+                dst = stage / f"{prefix}MC_{m}.tif"
+                per_month.append(_composite_month(by_month[m], bands, grid, dst, m, params, progress, meta))
+                paths.append(dst)
+                log.info("%s: %d acquisitions, clear %.1f %%", m, per_month[-1]["acquisitions"],
+                         per_month[-1]["clear_percent"])
+        stem = f"{prefix}MC_{months[0]}_{months[-1]}"
+        with steps.step("quicklook and STAC item"):
+            best = max(range(len(months)), key=lambda i: per_month[i]["clear_percent"])
+            ql = outputs.quicklook(paths[best], stage / f"{stem}_quicklook.png",
+                                   tuple(BANDS.index(b) + 1 for b in ("B4", "B3", "B2")))
+            item = _stac(stem, paths, per_month, params, tile, ql)
+            outputs.write_json(stage / f"{stem}.json", item)
+        metrics = {"acquisitions": len(in_season), "empty_months": len(empty),
+                   "clear_percent_mean": round(float(np.mean([p["clear_percent"] for p in per_month])), 3)}
+        record = outputs.run_record(
+            SERVICE, __version__, params.as_dict(),
+            [{"uri": input_dir, "tile": tile, "acquisitions": [
+                {"date": str(a.date), "refboa": a.boa.path.name, "lai": a.lai.path.name} for a in in_season]}],
+            {"composites": [p.name for p in paths], "stac": f"{stem}.json", "quicklook": ql.name,
+             "months": per_month, "metrics": metrics}, steps.timings, started)
+        outputs.write_json(stage / "run.json", record)
+        size_mb = sum(p.stat().st_size for p in paths) / 1e6
+        with steps.step("publish"):
+            published = storage.publish(stage, output_dir, move=True)
+    by_name = {Path(p).name: p for p in published}
+    log.info("product %s: 12 composites %dx%d px, %d acquisitions, clear %.1f %% on average, %.1f MB, %.1f s",
+             by_name[paths[0].name], grid.width, grid.height, len(in_season), metrics["clear_percent_mean"],
+             size_mb, steps.elapsed)
+    return CompositeResult([by_name[p.name] for p in paths], by_name[f"{stem}.json"], by_name[ql.name],
+                           by_name["run.json"], metrics)
+
+
+def _stac(stem: str, paths: list[Path], per_month: list[dict], params: MonthlyCompositeParams, tile: str | None,
+          ql: Path) -> dict:
+    start = dt.datetime(params.season_start, 9, 1, tzinfo=dt.timezone.utc)
+    end = dt.datetime(params.season_start + 1, 9, 1, tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1)
+    bands = [{"name": b, "description": f"Sentinel-2 {b}, monthly median", "nodata": NODATA, "scale": SCALE,
+              "offset": 0.0, "eo:center_wavelength": BAND_WAVELENGTH_NM[b] / 1000.0} for b in BANDS]
+    props = {"start_datetime": start.isoformat().replace("+00:00", "Z"),
+             "end_datetime": end.isoformat().replace("+00:00", "Z"), "constellation": "sentinel-2",
+             "instruments": ["msi"], "gsd": 10, "composite:method": "median of clear samples (LAI != 0)",
+             "composite:acquisitions": {p["month"]: p["acquisitions"] for p in per_month}}
+    if tile:
+        props["s2:tile"] = tile
+    assets = {"thumbnail": {"href": ql.name, "type": "image/png", "roles": ["thumbnail", "overview"]},
+              "metadata": {"href": "run.json", "type": "application/json", "roles": ["metadata"]}}
+    item = outputs.stac_item(stem, paths[0], start, props, bands, assets)
+    data = item["assets"].pop("data")
+    for p, m in zip(paths, per_month):
+        item["assets"][m["month"]] = dict(data, href=p.name, title=f"median composite {m['month']}",
+                                          type="image/tiff; application=geotiff")
+    return item

@@ -1,0 +1,83 @@
+"""Scores: pixel confusion matrix, IoU and F1 per class; object-level matching of connected
+components (for small objects such as ships)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data import IGNORE
+
+
+def confusion(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
+    """(truth, predicted) counts; pixels labelled IGNORE are left out."""
+    keep = truth != IGNORE
+    t = truth[keep].astype(np.int64)
+    p = pred[keep].astype(np.int64)
+    return np.bincount(t * num_classes + p, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def scores(cm: np.ndarray, classes: list[int]) -> dict:
+    """IoU, F1, precision, recall per class (keyed by label value), mean IoU, accuracy."""
+    cm = cm.astype(np.float64)
+    tp = np.diag(cm)
+    fp = cm.sum(0) - tp
+    fn = cm.sum(1) - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+        precision = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
+    per_class = {str(c): {"iou": _num(iou[i]), "f1": _num(f1[i]), "precision": _num(precision[i]),
+                          "recall": _num(recall[i]), "pixels": int(cm[i].sum())} for i, c in enumerate(classes)}
+    fg = iou[1:][~np.isnan(iou[1:])] if len(classes) > 1 else np.array([])
+    total = cm.sum()
+    return {"per_class": per_class, "mean_iou": _num(np.nanmean(iou) if np.isfinite(iou).any() else np.nan),
+            "mean_foreground_iou": _num(fg.mean() if fg.size else np.nan),
+            "accuracy": _num(tp.sum() / total if total else np.nan),
+            "confusion_matrix": cm.astype(np.int64).tolist(), "classes": [int(c) for c in classes]}
+
+
+def _num(v) -> float | None:
+    v = float(v)
+    return None if np.isnan(v) else round(v, 6)
+
+
+def objects(pred: np.ndarray, truth: np.ndarray, min_overlap: int = 1) -> dict:
+    """Object-level counts for one foreground class (boolean masks): a predicted connected
+    component (8-connectivity) is a true positive when it overlaps a true object by at least
+    ``min_overlap`` pixels, and each true object is found when some predicted component
+    overlaps it. Returns tp/fp/fn counts, precision, recall, F1 and pixel Dice."""
+    from scipy import ndimage
+
+    eight = np.ones((3, 3), bool)
+    plab, np_ = ndimage.label(pred, eight)
+    tlab, nt = ndimage.label(truth, eight)
+    both = (plab > 0) & (tlab > 0)
+    pairs = np.unique(np.stack([plab[both], tlab[both]]), axis=1) if both.any() else np.zeros((2, 0), int)
+    if min_overlap > 1 and pairs.size:
+        counts = np.array([np.sum((plab == a) & (tlab == b)) for a, b in pairs.T])
+        pairs = pairs[:, counts >= min_overlap]
+    matched_pred = len(np.unique(pairs[0])) if pairs.size else 0
+    found = len(np.unique(pairs[1])) if pairs.size else 0
+    inter = int(both.sum())
+    dice = 2 * inter / (pred.sum() + truth.sum()) if pred.sum() + truth.sum() else 1.0
+    return {"true_objects": int(nt), "predicted_objects": int(np_), "tp": matched_pred, "fp": int(np_ - matched_pred),
+            "found": found, "fn": int(nt - found), "pixel_intersection": inter, "pixel_pred": int(pred.sum()),
+            "pixel_truth": int(truth.sum()), "dice": round(float(dice), 6)}
+
+
+def object_summary(counts: list[dict]) -> dict:
+    """Precision (matched predicted components / predicted), recall (found objects / objects),
+    F1 and pixel Dice summed over several scenes."""
+    tp = sum(c["tp"] for c in counts)
+    npred = sum(c["predicted_objects"] for c in counts)
+    found = sum(c["found"] for c in counts)
+    nt = sum(c["true_objects"] for c in counts)
+    p = tp / npred if npred else 0.0
+    r = found / nt if nt else 0.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    inter = sum(c["pixel_intersection"] for c in counts)
+    denom = sum(c["pixel_pred"] + c["pixel_truth"] for c in counts)
+    return {"object_precision": round(p, 4), "object_recall": round(r, 4), "object_f1": round(f1, 4),
+            "pixel_dice": round(2 * inter / denom, 4) if denom else None, "true_objects": nt,
+            "predicted_objects": npred}

@@ -1,0 +1,246 @@
+"""Prediction over whole tiles: sliding windows of the patch size with overlap, blended.
+
+Windows step by ``patch - overlap * patch`` pixels (the last row and column aligned on the tile's
+edge). Each window's class probabilities are weighted by a pyramid (1 at the centre, 0.1 at the
+edge, where a convolutional network sees the least context), summed, and the class with the
+largest sum wins. The tile is processed one row of windows at a time: memory holds one strip of
+``patch`` rows of the input and of the accumulated probabilities, whatever the tile size.
+
+Engines:
+
+- PyTorch model files run in PyTorch with the batch-norms folded into the convolutions,
+  channels-last memory, windows batched, ``inference_mode``, and bf16 autocast where the CPU
+  has native bf16 (AVX512-BF16/AMX) or on CUDA (``--precision`` picks fp32 or bf16 by hand);
+- ONNX model files run in ONNX Runtime (CUDA provider when present and asked for).
+
+Output: a Cloud Optimized GeoTIFF (uint8 label values, 255 = no data) on the input's grid (CRS
+and transform), with a colour table, plus a coloured quicklook PNG and a STAC item.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.windows import Window
+
+from components.common.errors import ServiceError
+from components.common.logs import Progress
+
+from .data import Tile
+from .model import fold_batchnorm
+from .modelio import load_pytorch, read_meta
+from .patches import check_size, positions
+
+log = logging.getLogger(__name__)
+
+NODATA = 255
+EDGE_WEIGHT = 0.1
+BATCH_PIXELS = {"cpu": 4 * 256 * 256, "cuda": 64 * 256 * 256}
+
+
+def bf16_native() -> bool:
+    """True when this CPU runs bf16 convolutions natively (oneDNN on AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class Predictor:
+    """Class probabilities (N, K, P, P) for raw windows (N, C, P, P) float32."""
+
+    meta: dict
+    engine: str
+    batch: int
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchPredictor(Predictor):
+    def __init__(self, model, meta: dict, device: torch.device, precision: str = "auto"):
+        self.meta, self.device = meta, device
+        model = fold_batchnorm(model.eval()).to(device)
+        self.model = model.to(memory_format=torch.channels_last)
+        if precision == "auto":
+            precision = "bf16" if device.type == "cuda" or bf16_native() else "fp32"
+        self.precision = precision
+        self.engine = f"torch-{precision}"
+        self.batch = max(1, BATCH_PIXELS[device.type] // meta["patch_size"] ** 2)
+
+    @torch.inference_mode()
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x).to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            logits = self.model(t)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+class OnnxPredictor(Predictor):
+    def __init__(self, path: Path, meta: dict, device: torch.device):
+        import onnxruntime as ort
+
+        self.meta = meta
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+            raise ServiceError(f"ONNX Runtime cannot load {Path(path).name}: {' '.join(str(e).split())[:160]}") from None
+        self.input = self.session.get_inputs()[0].name
+        self.engine = "onnxruntime-" + providers[0].replace("ExecutionProvider", "").lower()
+        self.batch = max(1, BATCH_PIXELS["cuda" if providers[0].startswith("CUDA") else "cpu"] // meta["patch_size"] ** 2)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
+
+
+def open_predictor(model_file: str | Path, device: torch.device, precision: str = "auto") -> Predictor:
+    path = Path(model_file)
+    if path.suffix.lower() == ".onnx":
+        return OnnxPredictor(path, read_meta(path), device)
+    model, meta = load_pytorch(path)
+    return TorchPredictor(model, meta, device, precision)
+
+
+def window_weights(patch: int) -> np.ndarray:
+    ramp = 1 - np.abs(np.linspace(-1, 1, patch))
+    h = EDGE_WEIGHT + (1 - EDGE_WEIGHT) * ramp
+    return np.outer(h, h).astype(np.float32)
+
+
+@dataclass
+class TileResult:
+    path: Path
+    class_pixels: dict
+    windows: int
+    seconds: float
+
+
+def predict_array(image: np.ndarray, predictor: Predictor, overlap: float) -> np.ndarray:
+    """Class indices (H, W) for an in-memory image (C, H, W) with the same windows as tiles."""
+    return _predict_rows(lambda y, p: image[:, y:y + p], image.shape[1], image.shape[2], predictor, overlap,
+                         write=None)
+
+
+def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: float, write,
+                  progress: Progress | None = None, probabilities: bool = False):
+    """Core of the sliding window. ``read(y, P)`` gives input rows [y, y+P); ``write(y0, classes)``
+    receives finished rows (classes as indices, -1 where the input is no data). With ``write``
+    None the whole (H, W) index map is returned (or the (K, H, W) probability sums)."""
+    p = predictor.meta["patch_size"]
+    k = len(predictor.meta["classes"])
+    stride = max(1, p - int(round(overlap * p)))
+    ys, xs = positions(height, p, stride), positions(width, p, stride)
+    weights = window_weights(p)
+    acc = np.zeros((k, p, width), np.float32)
+    nodata = np.zeros((p, width), bool)
+    full = None if write else (np.zeros((k, height, width), np.float32) if probabilities else
+                               np.zeros((height, width), np.int16))
+    windows = 0
+    for i, y in enumerate(ys):
+        strip = np.asarray(read(y, p), np.float32)
+        nodata[:] = np.isnan(strip).all(axis=0)
+        for s in range(0, len(xs), predictor.batch):
+            cols = xs[s:s + predictor.batch]
+            batch = np.stack([strip[:, :, x:x + p] for x in cols])
+            prob = predictor(batch)
+            for j, x in enumerate(cols):
+                acc[:, :, x:x + p] += prob[j] * weights
+            windows += len(cols)
+        last = i == len(ys) - 1
+        done = p if last else ys[i + 1] - y  # rows no later window touches
+        if full is not None and probabilities:
+            full[:, y:y + done] = acc[:, :done]
+        else:
+            classes = acc[:, :done].argmax(0).astype(np.int16)
+            classes[nodata[:done]] = -1
+            if write is None:
+                full[y:y + done] = classes
+            else:
+                write(y, classes)
+        if not last:  # slide the buffers up by ``done`` rows
+            acc[:, :p - done] = acc[:, done:].copy()
+            acc[:, p - done:] = 0
+        if progress:
+            progress.advance()
+    return full if write is None else windows
+
+
+def predict_tile(tile: Tile, predictor: Predictor, overlap: float, dst: Path) -> TileResult:
+    """Classify ``tile`` into a GeoTIFF at ``dst`` (tiled, uint8 label values, colour table)."""
+    import time
+
+    meta = predictor.meta
+    bands = tuple(meta["bands"])
+    tile.check_bands(bands)
+    check_size(tile, meta["patch_size"])
+    lut = np.array(meta["classes"] + [NODATA], np.uint8)  # index -1 -> NODATA
+    colours = {i: tuple(c) for i, c in zip(meta["classes"], meta["colours"])}
+    profile = {"driver": "GTiff", "width": tile.width, "height": tile.height, "count": 1, "dtype": "uint8",
+               "crs": tile.crs, "transform": tile.transform, "nodata": NODATA, "tiled": True,
+               "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
+    counts = np.zeros(256, np.int64)
+    t0 = time.perf_counter()
+    stride = max(1, meta["patch_size"] - int(round(overlap * meta["patch_size"])))
+    progress = Progress(len(positions(tile.height, meta["patch_size"], stride)), f"predict {tile.name}")
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write_colormap(1, {**{i: (0, 0, 0, 0) for i in range(256)}, **colours})
+
+        def write(y0, classes):
+            values = lut[classes]
+            counts[:] += np.bincount(values.ravel(), minlength=256)
+            out.write(values[np.newaxis], window=Window(0, y0, tile.width, values.shape[0]))
+
+        windows = _predict_rows(lambda y, p: tile.read(bands, Window(0, y, tile.width, p)), tile.height,
+                                tile.width, predictor, overlap, write, progress)
+        out.update_tags(1, classes=",".join(map(str, meta["classes"])))
+        out.set_band_description(1, "class")
+    seconds = time.perf_counter() - t0
+    class_pixels = {str(c): int(counts[c]) for c in meta["classes"]}
+    if counts[NODATA]:
+        class_pixels["nodata"] = int(counts[NODATA])
+    log.info("%s: %dx%d px, %d windows, %.1f s (%s)", tile.name, tile.width, tile.height, windows, seconds,
+             predictor.engine)
+    return TileResult(dst, class_pixels, windows, seconds)
+
+
+def to_cog(src: Path, dst: Path) -> Path:
+    """Copy a class map into a Cloud Optimized GeoTIFF with nearest-neighbour overviews."""
+    import rasterio.shutil
+
+    try:
+        rasterio.shutil.copy(src, dst, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE="512", OVERVIEWS="AUTO",
+                             RESAMPLING="NEAREST")
+    except rasterio.errors.RasterioError as e:
+        raise ServiceError(f"cannot write {dst.name}: {' '.join(str(e).split())}") from None
+    return dst
+
+
+def colour_quicklook(src: Path, png: Path, max_size: int = 1024) -> Path:
+    """The class map rendered with its colour table (no data transparent), at most ``max_size`` px."""
+    from PIL import Image
+
+    from components.common.outputs import atomic_path
+
+    with rasterio.open(src) as ds:
+        scale = max(1.0, max(ds.width, ds.height) / max_size)
+        shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
+        data = ds.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
+        cmap = ds.colormap(1)
+    rgba = np.zeros((256, 4), np.uint8)
+    for value, colour in cmap.items():
+        rgba[value] = colour
+    rgba[NODATA] = (0, 0, 0, 0)
+    with atomic_path(png) as tmp:
+        Image.fromarray(rgba[data], "RGBA").save(tmp, format="PNG")
+    return png

@@ -1,0 +1,353 @@
+"""s2-patch-classifier: train a pixel classifier on Sentinel-2 tiles and labels, and classify new
+tiles (seed D5.2 section 3.2.1).
+
+Actions and what each writes into the output folder (``--outdir``):
+
+- ``extract_data``: ``patches.json`` (main product: the index) + ``images.npy``,
+  ``labels.npy``, ``positions.npy``;
+- ``pretrain``: ``encoder_pretrained.pt`` (main product) + ``pretrain_history.json``;
+- ``train``: the model (main product, ``model.pt`` or ``model.onnx``, or ``--model_file``) +
+  ``metrics.json`` (IoU, F1 per class, confusion matrix, loss history); the input is a patch
+  folder from ``extract_data`` or a folder of labelled tiles (extracted on the fly);
+- ``predict``: per tile ``<tile>_classes.tif`` (main product, a COG with colour table) with its
+  STAC item ``<tile>_classes.json`` and ``<tile>_classes_quicklook.png``;
+- ``full``: ``patches/``, [``encoder_pretrained.pt``], the model, ``metrics.json`` and
+  ``predictions/`` (the input tiles, or ``--predict_input``, classified).
+
+Every run also writes ``run.json``. Everything is assembled in a temporary folder beside the
+destination and moved into place at the end: a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components import __version__
+from components.common import outputs, storage
+from components.common.errors import InvalidParameter, ServiceError
+from components.common.logs import Steps
+
+from . import modelio, patches as patchmod
+from .data import find_tiles
+from .model import Arch
+from .params import S2PatchClassifierParams
+from .predict import colour_quicklook, open_predictor, predict_tile, to_cog
+from .train import TrainConfig, resolve_device, train
+
+log = logging.getLogger(__name__)
+
+SERVICE = "s2-patch-classifier"
+ENCODER_FILE = "encoder_pretrained.pt"
+METRICS_FILE = "metrics.json"
+ONNX_CHECK_TOLERANCE = 1e-3
+
+
+@dataclass
+class ClassifierResult:
+    """What a run wrote. ``product`` is the main product of the action."""
+
+    action: str
+    product: str
+    run_record: str
+    model: str | None = None
+    metrics: str | None = None
+    patches: str | None = None
+    encoder: str | None = None
+    predictions: list = field(default_factory=list)
+    scores: dict = field(default_factory=dict)
+
+
+def model_name(params: S2PatchClassifierParams) -> str:
+    suffix = modelio.SUFFIX[params.model_format]
+    if not params.model_file:
+        return "model" + suffix
+    name = Path(params.model_file).name
+    if not Path(name).suffix:
+        return name + suffix
+    if Path(name).suffix.lower() not in (".pt", ".pth", ".onnx") or \
+            (Path(name).suffix.lower() == ".onnx") != (params.model_format == "onnx"):
+        raise InvalidParameter("model_file", params.model_file,
+                               f"a file name ending in {suffix} for --model_format {params.model_format}")
+    return name
+
+
+def _check(params: S2PatchClassifierParams) -> None:
+    """Problems visible from the parameters alone, before any work."""
+    if params.action == "predict" and not params.model_file:
+        raise InvalidParameter("model_file", None, "a model file (.pt or .onnx) to predict with (--action predict)")
+    if params.action in ("train", "full"):
+        model_name(params)
+    if params.pretrained and params.action == "train" and not params.pretrained_weights:
+        raise InvalidParameter("pretrained_weights", None, "an encoder checkpoint from --action pretrain "
+                               "when --pretrained true with --action train")
+    resolve_device(params.device)
+
+
+def run(input_uri: str, params: S2PatchClassifierParams, outdir: str) -> ClassifierResult:
+    """Run ``params.action`` on ``input_uri`` (a folder, a file or an s3:// URI) into ``outdir``."""
+    _check(params)
+    storage.check_writable(outdir)
+    local_out = None if storage.is_s3(outdir) else Path(outdir)
+    created = local_out is not None and not local_out.exists()
+    if local_out is not None:
+        local_out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(input_uri, params, outdir, local_out)
+    except BaseException:
+        if created and local_out.exists() and not any(local_out.iterdir()):
+            local_out.rmdir()
+        raise
+
+
+def _run(input_uri: str, params: S2PatchClassifierParams, outdir: str, local_out: Path | None) -> ClassifierResult:
+    started = dt.datetime.now(dt.timezone.utc)
+    steps = Steps(log)
+    device = resolve_device(params.device)
+    with tempfile.TemporaryDirectory(prefix=".s2pc-", dir=local_out) as work:
+        work = Path(work)
+        stage = work / "stage"
+        stage.mkdir()
+        with steps.step("fetch inputs"):
+            local_input = storage.fetch_input(input_uri, work / "input")
+            extra = {}
+            for name in ("model_file", "pretrained_weights", "predict_input"):
+                value = getattr(params, name)
+                needed = value and (name != "model_file" or params.action == "predict") and \
+                    (name != "pretrained_weights" or params.pretrained)
+                if needed:
+                    extra[name] = storage.fetch_input(value, work / name)
+        result = ClassifierResult(params.action, "", "")
+        summary = {}
+        action = params.action
+        if action == "predict":
+            _predict(local_input, extra["model_file"], params, stage, device, steps, result)
+        elif action == "extract_data":
+            ps = _extract(local_input, params, stage, steps, labelled=True)
+            result.patches = result.product = str(stage / patchmod.INDEX)
+            summary = {"patches": len(ps), "class_pixels": ps.index["class_pixels"]}
+        elif action == "pretrain":
+            _pretrain(local_input, params, stage, device, steps, result)
+        else:  # train or full
+            if action == "full" or not patchmod.is_patch_folder(local_input):
+                folder = stage / "patches" if action == "full" else work / "patches"
+                ps = _extract(local_input, params, folder, steps, labelled=True)
+                if action == "full":
+                    result.patches = str(folder / patchmod.INDEX)
+            else:
+                ps = patchmod.open_patches(local_input)
+                _check_patches(ps, params)
+            encoder_file = extra.get("pretrained_weights")
+            if params.pretrained and encoder_file is None:  # full: pre-train on the input tiles first
+                encoder_file = _pretrain(local_input, params, stage, device, steps, result, patches=ps)
+            _train(ps, params, stage, device, steps, result, encoder_file)
+            if action == "full":
+                target = extra.get("predict_input", local_input)
+                (stage / "predictions").mkdir()
+                _predict(target, Path(result.model), params, stage / "predictions", device, steps, result,
+                         main=False)
+            summary = result.scores
+        record = outputs.run_record(
+            SERVICE, __version__, params.as_dict(), [{"uri": input_uri}] +
+            [{"uri": getattr(params, k), "role": k} for k in extra], {**_relative(result, stage), "summary": summary},
+            steps.timings, started)
+        outputs.write_json(stage / "run.json", record)
+        with steps.step("publish"):
+            published = storage.publish(stage, outdir, move=True)
+    by_rel = {_rel_key(p, outdir): p for p in published}
+    for name in ("product", "model", "metrics", "patches", "encoder"):
+        value = getattr(result, name)
+        if value:
+            setattr(result, name, by_rel[Path(value).relative_to(stage).as_posix()])
+    result.predictions = [by_rel[Path(p).relative_to(stage).as_posix()] for p in result.predictions]
+    result.run_record = by_rel["run.json"]
+    log.info("%s done: %s (%.1f s)", params.action, result.product, steps.elapsed)
+    return result
+
+
+def _rel_key(published: str, outdir: str) -> str:
+    if storage.is_s3(outdir):
+        prefix = outdir.rstrip("/") + "/"
+        return published[len(prefix):] if published.startswith(prefix) else published.split("/", 3)[-1]
+    return Path(published).relative_to(Path(outdir)).as_posix()
+
+
+def _relative(result: ClassifierResult, stage: Path) -> dict:
+    out = {}
+    for name in ("product", "model", "metrics", "patches", "encoder"):
+        value = getattr(result, name)
+        if value:
+            out[name] = Path(value).relative_to(stage).as_posix()
+    out["predictions"] = [Path(p).relative_to(stage).as_posix() for p in result.predictions]
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def _extract(source: Path, params: S2PatchClassifierParams, folder: Path, steps: Steps, labelled: bool):
+    with steps.step("find tiles"):
+        tiles = find_tiles(source)
+    log.info("%d tile(s): %s", len(tiles), ", ".join(t.name for t in tiles[:10]) + (" ..." if len(tiles) > 10 else ""))
+    with steps.step("extract patches"):
+        return patchmod.extract(tiles, folder, params.bands, params.patch_size, params.classes, params.simplified,
+                                labelled=labelled, seed=params.seed)
+
+
+def _check_patches(ps: patchmod.PatchSet, params: S2PatchClassifierParams) -> None:
+    """A patch folder given to train must match the parameters it would be trained with."""
+    idx = ps.index
+    if params.bands and tuple(params.bands) != tuple(idx["bands"]):
+        raise ServiceError(f"the patches hold bands {','.join(idx['bands'])}, not --bands {','.join(params.bands)}")
+    if idx["patch_size"] != params.patch_size:
+        raise ServiceError(f"the patches are {idx['patch_size']} px, not --patch_size {params.patch_size}")
+    if idx.get("labelled") and idx["classes"][1:] != list(params.classes):
+        raise ServiceError(f"the patches were extracted for classes {','.join(map(str, idx['classes'][1:]))}, "
+                           f"not --selected-classes {','.join(params.selected_classes)}")
+
+
+def _pretrain(source: Path, params: S2PatchClassifierParams, stage: Path, device, steps: Steps,
+              result: ClassifierResult, patches: patchmod.PatchSet | None = None) -> Path:
+    from .pretrain import pretrain
+
+    if patches is None:
+        if patchmod.is_patch_folder(source):
+            patches = patchmod.open_patches(source)
+        else:
+            patches = _extract(source, params, Path(tempfile.mkdtemp(dir=stage.parent, prefix="unlabelled-")),
+                               steps, labelled=False)
+    epochs = params.pretrain_epochs or params.epochs
+    with steps.step("self-supervised pre-training (MoCo v2)"):
+        encoder, history = pretrain(patches.images, patches.stats, encoder=params.encoder, width=params.width,
+                                    epochs=epochs, batch_size=params.batch_size, lr=params.lr, device=device,
+                                    seed=params.seed)
+    meta = {"service_version": __version__, "method": "MoCo v2", "encoder": params.encoder, "width": params.width,
+            "in_channels": len(patches.bands), "bands": list(patches.bands), "stats": patches.stats,
+            "patch_size": patches.index["patch_size"], "epochs": len(history), "patches": len(patches)}
+    path = modelio.save_encoder(stage / ENCODER_FILE, encoder, meta)
+    outputs.write_json(stage / "pretrain_history.json", {"method": "MoCo v2", "history": history})
+    result.encoder = str(path)
+    if params.action == "pretrain":
+        result.product = str(path)
+    return path
+
+
+def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, device, steps: Steps,
+           result: ClassifierResult, encoder_file: Path | None) -> None:
+    state, stats = None, None
+    if params.pretrained:
+        state, emeta = modelio.load_encoder(encoder_file)
+        if list(emeta["bands"]) != list(ps.bands):
+            raise ServiceError(f"the pre-trained encoder was trained on bands {','.join(emeta['bands'])}, the patches "
+                               f"hold {','.join(ps.bands)}")
+        if (emeta["encoder"], emeta["width"]) != (params.encoder, params.width):
+            raise ServiceError(f"the pre-trained encoder is {emeta['encoder']} of width {emeta['width']}, not "
+                               f"--encoder {params.encoder} --width {params.width}")
+        stats = emeta["stats"]
+    cfg = TrainConfig(criterion=params.criterion, epochs=params.epochs, batch_size=params.batch_size, lr=params.lr,
+                      data_aug=params.data_aug, val_fraction=params.val_fraction, seed=params.seed,
+                      device=device.type, encoder=params.encoder, width=params.width, pretrained_encoder=state,
+                      stats=stats)
+    with steps.step("train"):
+        res = train(ps, cfg)
+    classes = ps.index["classes"]
+    meta = modelio.base_meta(Arch(len(ps.bands), len(classes), params.encoder, params.width), ps.bands, classes,
+                             ps.index["patch_size"], stats or ps.stats, ps.index["simplified"])
+    meta["training"] = {"criterion": params.criterion, "epochs": params.epochs, "batch_size": params.batch_size,
+                        "lr": params.lr, "data_aug": params.data_aug, "pretrained": params.pretrained,
+                        "patches": len(ps), "best_epoch": res.metrics["best_epoch"]}
+    name = model_name(params)
+    path = stage / name
+    with steps.step(f"save {params.model_format} model"):
+        if params.model_format == "onnx":
+            from .onnx_export import export
+
+            export(res.model, path, meta, ps.index["patch_size"])
+            _check_onnx(res.model, path, meta, ps)
+        else:
+            modelio.save_pytorch(path, res.model, meta)
+    metrics = {**res.metrics, "history": res.history, "model": name}
+    outputs.write_json(stage / METRICS_FILE, metrics)
+    result.model, result.metrics = str(path), str(stage / METRICS_FILE)
+    result.scores = {k: res.metrics[k] for k in ("mean_iou", "mean_foreground_iou", "accuracy")}
+    result.scores["per_class"] = {c: {m: v[m] for m in ("iou", "f1")} for c, v in res.metrics["per_class"].items()}
+    if params.action == "train" or params.action == "full":
+        result.product = str(path)
+
+
+def _check_onnx(model, path: Path, meta: dict, ps: patchmod.PatchSet) -> None:
+    """The exported file must give PyTorch's probabilities (ONNX Runtime on one real patch)."""
+    from .predict import OnnxPredictor
+
+    x = np.nan_to_num(np.asarray(ps.images[:1], np.float32), nan=0.0)
+    with torch.no_grad():
+        ref = torch.softmax(model.eval()(torch.from_numpy(x)), 1).numpy()
+    got = OnnxPredictor(path, meta, torch.device("cpu"))(x)
+    diff = float(np.abs(ref - got).max())
+    if not diff <= ONNX_CHECK_TOLERANCE:
+        raise ServiceError(f"the ONNX export differs from the PyTorch model by {diff:.2e} (> {ONNX_CHECK_TOLERANCE})")
+    log.info("ONNX export checked with ONNX Runtime: max probability difference %.1e", diff)
+
+
+def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, folder: Path, device, steps: Steps,
+             result: ClassifierResult, main: bool = True) -> None:
+    with steps.step("open model"):
+        predictor = open_predictor(model_file, device)
+    meta = predictor.meta
+    with steps.step("find tiles"):
+        tiles = find_tiles(source)
+        for t in tiles:  # every tile checked before any is classified
+            t.check_bands(tuple(meta["bands"]))
+            patchmod.check_size(t, meta["patch_size"])
+    names = set()
+    for t in tiles:
+        stem = f"{t.name}_classes"
+        if stem in names:
+            raise ServiceError(f"two tiles named {t.name}")
+        names.add(stem)
+        raw = folder.parent / f".{stem}.raw.tif"
+        with steps.step(f"predict {t.name}"):
+            res = predict_tile(t, predictor, params.overlap, raw)
+            tif = to_cog(raw, folder / f"{stem}.tif")
+            raw.unlink()
+        ql = colour_quicklook(tif, folder / f"{stem}_quicklook.png")
+        item = outputs.stac_item(
+            stem, tif, _date_of(t), {"title": f"{t.name} classified by s2-patch-classifier",
+                                     "classes": meta["classes"], "class_pixels": res.class_pixels,
+                                     "bands_used": meta["bands"]},
+            [{"name": "class", "nodata": 255}],
+            {"quicklook": {"href": ql.name, "type": "image/png", "roles": ["overview"]}})
+        outputs.write_json(folder / f"{stem}.json", item)
+        result.predictions.append(str(tif))
+        log.info("product %s: %s, %d windows, %.1f s", tif.name, res.class_pixels, res.windows, res.seconds)
+    if main:
+        result.product = result.predictions[0]
+    result.scores.setdefault("engine", predictor.engine)
+
+
+_DATE = re.compile(r"(20\d\d)-?([01]\d)-?([0-3]\d)")
+
+
+def _date_of(tile) -> dt.datetime:
+    """Acquisition date from the file names (S2 names and most exports carry one), else now."""
+    for src in tile.sources:
+        m = _DATE.search(Path(src).name)
+        if m:
+            try:
+                return dt.datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=dt.timezone.utc)
+            except ValueError:
+                continue
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def dumps(result: ClassifierResult) -> str:
+    return json.dumps(result.__dict__, indent=2, default=str)
+
