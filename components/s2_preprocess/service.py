@@ -14,6 +14,7 @@ import math
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,35 +190,47 @@ def _assemble(product: S2Product, params: S2PreprocessParams, grid: Grid, aoi: A
                                params.resolution, params.flagdownsampling)
         landsea = None
         if params.landseamask != "None":
-            landsea = LandSeaMask(grid.crs, grid.transform, (grid.rows, grid.cols), params.landseamask, params.landseamask_tolerance, params.dem)
+            landsea = LandSeaMask(grid.crs, grid.transform, (grid.rows, grid.cols), params.landseamask,
+                                  params.landseamask_tolerance, params.dem)
     profile = {"driver": "GTiff", "width": grid.cols, "height": grid.rows, "count": len(sources),
                "dtype": "uint16", "crs": grid.crs, "transform": grid.transform, "nodata": NODATA_DN,
                "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER", "interleave": "band"}
     strip_rows = max(1, round(STRIP_METRES / params.resolution))
     counts = {"pixels": 0, "data": 0, "valid": 0, "cloud": 0}
     progress = Progress(math.ceil(grid.rows / strip_rows), "bands")
+    gdal_env = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 512}
+
+    def read_strip(strip: Strip):
+        """Decode and resample one strip: runs in a worker thread, ahead of the masking and
+        writing of the previous strip, so that both cores stay busy."""
+        with rasterio.Env(**gdal_env):
+            data = np.stack([s.read(strip, flag=False, downsampling=params.downsampling,
+                                    upsampling=params.upsampling) for s in sources])
+            return data, (clouds.cloudy(strip) if clouds is not None else None)
+
+    strips = [Strip(grid, r, min(strip_rows, grid.rows - r)) for r in range(0, grid.rows, strip_rows)]
     try:
-        with steps.step("resample and mask bands"), rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=512), \
-                rasterio.open(dst, "w", **profile) as out:
-            for row_off in range(0, grid.rows, strip_rows):
-                strip = Strip(grid, row_off, min(strip_rows, grid.rows - row_off))
-                data = np.stack([s.read(strip, flag=False, downsampling=params.downsampling,
-                                        upsampling=params.upsampling) for s in sources])
+        with steps.step("resample and mask bands"), rasterio.Env(**gdal_env), \
+                rasterio.open(dst, "w", **profile) as out, ThreadPoolExecutor(max_workers=1) as reader:
+            pending = reader.submit(read_strip, strips[0])
+            for i, strip in enumerate(strips):
+                data, cloudy = pending.result()
+                if i + 1 < len(strips):
+                    pending = reader.submit(read_strip, strips[i + 1])
                 inside = np.ones(strip.shape, bool) if aoi is None else \
                     aoi_mask(aoi, grid.crs, strip.transform, strip.shape)
                 has_data = (data != NODATA_DN).all(axis=0) & inside
                 remove = ~inside
                 if landsea is not None:
-                    remove |= landsea.remove(row_off, 0, strip.height, grid.cols)
-                if clouds is not None:
-                    cloudy = clouds.cloudy(strip)
+                    remove |= landsea.remove(strip.row_off, 0, strip.height, grid.cols)
+                if cloudy is not None:
                     counts["cloud"] += int((cloudy & has_data).sum())
                     remove |= cloudy
                 data[:, remove] = NODATA_DN
                 counts["pixels"] += int(inside.sum())
                 counts["data"] += int(has_data.sum())
                 counts["valid"] += int((data != NODATA_DN).all(axis=0).sum())
-                out.write(data, window=rasterio.windows.Window(0, row_off, grid.cols, strip.height))
+                out.write(data, window=rasterio.windows.Window(0, strip.row_off, grid.cols, strip.height))
                 progress.advance()
             for i, band in enumerate(params.bands, start=1):
                 out.set_band_description(i, band)

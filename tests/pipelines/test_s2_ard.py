@@ -47,7 +47,7 @@ def test_compiled_yaml_is_in_sync(tmp_path):
     for fresh in compile_all(tmp_path):
         committed = COMPILED / fresh.name
         assert committed.exists(), f"run `make compile`: {committed} is missing"
-        assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(committed.read_text()), \
+        assert list(yaml.safe_load_all(fresh.read_text())) == list(yaml.safe_load_all(committed.read_text())), \
             f"{committed.name} is stale: run `make compile`"
 
 
