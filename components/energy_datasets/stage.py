@@ -226,7 +226,9 @@ def download(url: str, part: Path, retries: int, timeout_s: float) -> int:
     first_offset = part.stat().st_size if part.exists() else 0
     timeout = httpx.Timeout(timeout_s)
     last_error = ""
-    with httpx.Client(timeout=timeout, follow_redirects=True, headers={"User-Agent": f"{SERVICE}/{__version__}"}) as client:
+    # identity encoding: range offsets then count bytes of the file itself
+    headers = {"User-Agent": f"{SERVICE}/{__version__}", "Accept-Encoding": "identity"}
+    with httpx.Client(timeout=timeout, follow_redirects=True, headers=headers) as client:
         for attempt in range(retries + 1):
             if attempt:
                 time.sleep(_BACKOFF_S[min(attempt - 1, len(_BACKOFF_S) - 1)])
@@ -291,7 +293,7 @@ def _attempt(client, url: str, part: Path, state: dict, state_file: Path) -> Non
         written, t0 = offset, time.monotonic()
         last = t0
         with open(part, mode) as out:
-            for chunk in r.iter_bytes(_CHUNK):
+            for chunk in r.iter_bytes():  # as received: an interrupted body keeps what came
                 out.write(chunk)
                 written += len(chunk)
                 now = time.monotonic()

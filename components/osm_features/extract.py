@@ -220,7 +220,7 @@ def extract(info: ExtractInfo, dictionary: Dictionary, class_names: tuple[str, .
                             yield f
             elif obj.is_way():
                 closed = obj.is_closed()
-                line = None
+                line, partial = None, False
                 for cls, rule in found:
                     reading = way_reading(cls, rule, tags, closed)
                     if reading == "polygon":
@@ -232,13 +232,13 @@ def extract(info: ExtractInfo, dictionary: Dictionary, class_names: tuple[str, .
                     if line is None:
                         line = _line(factory, obj)
                         if isinstance(line, tuple):  # built from the nodes present only
-                            line = line[0]
-                            stats.partial[cls.name] += 1
+                            line, partial = line[0], True
                     if isinstance(line, str):
                         stats.skip(cls.name, line)
                         continue
                     f = finish(cls, "way", obj.id, line, obj, tags)
                     if f is not None:
+                        stats.partial[cls.name] += partial
                         yield f
             elif obj.is_relation():
                 kind = tags.get("type")

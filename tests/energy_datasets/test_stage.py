@@ -143,8 +143,11 @@ def test_unreachable_server(tmp_path, capsys):
     with socket.socket() as s:  # a port with nothing listening
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    catalogue = tmp_path / "c.yaml"
-    write_catalogue(catalogue, type("S", (), {"url": lambda self, m, n: f"http://127.0.0.1:{port}/{n}"})())
+    class Nowhere:  # every URL on that closed port
+        def url(self, mode, name):
+            return f"http://127.0.0.1:{port}/{mode}/{name}"
+
+    catalogue = write_catalogue(tmp_path / "c.yaml", Nowhere())
     assert _stage("jrc-ppdb-open", "--to", str(tmp_path / "d"), "--catalogue", str(catalogue),
                   "--retries", "0", "--timeout_s", "2") == 2
     assert "interrupted after 1 attempt(s) at 0 bytes" in _one_error(capsys)

@@ -43,7 +43,7 @@ def test_geopackage_has_one_layer_per_class(liechtenstein, liechtenstein_vaduz, 
 
 
 def test_clip_keeps_geometries_inside_the_aoi(liechtenstein, liechtenstein_vaduz, tmp_path):
-    run = run_cli(liechtenstein, tmp_path / "clip", "--features", "roads,rail_line,building",
+    run = run_cli(liechtenstein, tmp_path / "clip", "--features", "roads,rail_line,school,industrial_area",
                   "--AoI", VADUZ_WKT, "--clip", "true")
     aoi = shapely.from_wkt(VADUZ_WKT).buffer(1e-7)
     features = run.geojson()["features"]

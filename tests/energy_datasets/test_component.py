@@ -1,0 +1,65 @@
+"""The energy-datasets component: signature kept in line with the declared parameters, and a real
+local run with kfp.local staging a dataset from the loopback server into an artifact."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.energy_datasets.component import energy_dataset
+from components.energy_datasets.params import StageParams
+
+from .conftest import FILES, write_catalogue
+
+KFP_TYPES = {"str": "String", "optional_str": "String", "list": "String", "float": "Float", "int": "Integer",
+             "bool": "Boolean"}
+
+
+def _component_default(spec):
+    if spec.default is None:
+        return ""
+    if isinstance(spec.default, tuple):
+        return ",".join(spec.default)
+    return spec.default
+
+
+def test_component_inputs_match_declared_params():
+    inputs = energy_dataset.component_spec.inputs
+    specs = {s.name: s for s in StageParams.specs()}
+    assert set(inputs) - {"name"} == set(specs)
+    assert inputs["name"].type == "String" and inputs["name"].default is None
+    for name, spec in specs.items():
+        assert inputs[name].type == KFP_TYPES[spec.kind], name
+        assert inputs[name].default == _component_default(spec), name
+    outputs = energy_dataset.component_spec.outputs
+    assert {k: v.type for k, v in outputs.items()} == {"dataset": "system.Dataset@0.0.1",
+                                                       "report": "system.Markdown@0.0.1"}
+
+
+@pytest.fixture
+def kfp_local(tmp_path):
+    import kfp.local
+
+    root = tmp_path / "pipeline_root"
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
+                   workspace_root=str(tmp_path / "workspace"))
+    return root
+
+
+def test_component_runs_locally(kfp_local, server, tmp_path):
+    catalogue = write_catalogue(tmp_path / "c.yaml", server)
+    task = energy_dataset(name="jrc-ppdb-open", catalogue=str(catalogue), workdir=str(tmp_path / "work"))
+    folder = task.outputs["dataset"].path
+    staged = next(kfp_local.rglob("JRC-PPDB-OPEN.ver1.0.zip"))
+    assert staged.read_bytes() == FILES["JRC-PPDB-OPEN.ver1.0.zip"]
+    assert str(staged).startswith(folder)
+    manifest = json.loads((staged.parent / "manifest.json").read_text())
+    assert manifest["files"][0]["verified"] == "sha256"
+    report = next(kfp_local.rglob("report")).read_text()
+    assert "JRC Open Power Plants Database" in report and "CC-BY-4.0" in report
+
+
+def test_component_fails_with_the_service_message(kfp_local, tmp_path):
+    with pytest.raises(RuntimeError):
+        energy_dataset(name="hywind-scotland", workdir=str(tmp_path / "work"))
