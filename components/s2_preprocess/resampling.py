@@ -6,8 +6,8 @@ Semantics follow SNAP's S2Resampling operator:
 - flag downsampling, for bit masks: FlagAnd / FlagOr combine the block's samples bitwise;
   FlagMedianAnd / FlagMedianOr set a bit set in more than half of the samples, and on a tie
   leave it clear (And) or set it (Or);
-- upsampling (coarse -> fine) by Nearest repeats samples; Bilinear and Bicubic interpolation
-  are done by GDAL (see ``grid.warp_window``) since they need neighbours across windows.
+- upsampling (coarse -> fine) is done in ``sampling``: Nearest by index lookup, Bilinear and
+  Bicubic by GDAL's warper, since they need neighbours across strips.
 """
 
 from __future__ import annotations
@@ -84,9 +84,3 @@ def downsample_flags(a: np.ndarray, f: int, method: str) -> np.ndarray:
         out |= (downsample_flags((a >> bit) & 1 == 1, f, method).astype(a.dtype) << bit)
     return out
 
-
-def upsample_nearest(a: np.ndarray, f: int) -> np.ndarray:
-    """Repeat each sample into an f x f block."""
-    if f == 1:
-        return a.copy()
-    return np.repeat(np.repeat(a, f, axis=0), f, axis=1)

@@ -47,9 +47,3 @@ def test_flag_methods_on_bool_masks():
     assert resampling.downsample_flags(m, 2, "FlagMedianAnd").tolist() == [[True, False]]
     assert resampling.downsample_flags(m, 2, "FlagMedianOr").tolist() == [[True, False]]
 
-
-def test_upsample_nearest_repeats():
-    out = resampling.upsample_nearest(np.array([[1, 2]], np.uint16), 3)
-    assert out.shape == (3, 6)
-    np.testing.assert_array_equal(out[:, :3], 1)
-    np.testing.assert_array_equal(out[:, 3:], 2)
