@@ -29,10 +29,30 @@ def filtered_difference(x1: np.ndarray, x2n: np.ndarray, valid: np.ndarray, size
     """
     d = x2n - x1
     d[:, ~valid] = 0.0
-    if size > 1:
+    if size == 3:
+        for b in range(d.shape[0]):
+            d[b] = median3x3(d[b])
+    elif size > 1:
         for b in range(d.shape[0]):
             d[b] = ndimage.median_filter(d[b], size=size, mode="nearest")
     return d
+
+
+# Compare-exchange pairs of the 19-step median-of-9 sorting network (A. Paeth, Graphics Gems);
+# after them the median is in position 4.
+_MEDIAN9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8), (4, 7),
+            (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
+
+
+def median3x3(a: np.ndarray) -> np.ndarray:
+    """3x3 median with edge replication: the same values as ``scipy.ndimage.median_filter(a, 3,
+    mode="nearest")``, about twice as fast on large strips."""
+    p = np.pad(a, 1, mode="edge")
+    h, w = a.shape
+    v = [p[i:i + h, j:j + w] for i in range(3) for j in range(3)]
+    for i, j in _MEDIAN9:
+        v[i], v[j] = np.minimum(v[i], v[j]), np.maximum(v[i], v[j])
+    return v[4]
 
 
 @dataclass(frozen=True)
@@ -79,10 +99,17 @@ def second_moments(d: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def chi2_statistic(d: np.ndarray, inverse_covariance: np.ndarray) -> np.ndarray:
-    """``X^T S^-1 X`` per pixel for ``d`` of shape (bands, ...)."""
-    z = d.reshape(d.shape[0], -1).astype(np.float64)
-    out = np.einsum("in,ij,jn->n", z, inverse_covariance, z, optimize=True)
-    return out.reshape(d.shape[1:]).astype(np.float32)
+    """``X^T S^-1 X`` per pixel for ``d`` of shape (bands, ...) (float32, two work arrays)."""
+    q = np.asarray(inverse_covariance, np.float64)
+    out = np.zeros(d.shape[1:], np.float32)
+    y = np.empty(d.shape[1:], np.float32)
+    for i in range(d.shape[0]):
+        y.fill(0.0)
+        for j in range(d.shape[0]):
+            if q[i, j] != 0.0:
+                y += np.float32(q[i, j]) * d[j]
+        out += d[i] * y
+    return out
 
 
 def chi2_threshold(confidence_percent: float, bands: int) -> float:
@@ -92,14 +119,21 @@ def chi2_threshold(confidence_percent: float, bands: int) -> float:
 
 def magnitude_angle(d: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Magnitude and angle (degrees, 0..180) of the difference vectors against ``reference``."""
-    rho = np.sqrt(np.einsum("i...,i...->...", d, d, dtype=np.float64))
     r = np.asarray(reference, np.float64)
     r = r / np.linalg.norm(r)
-    dot = np.tensordot(r, d, axes=(0, 0))
+    rho = np.zeros(d.shape[1:], np.float32)
+    dot = np.zeros(d.shape[1:], np.float32)
+    for b in range(d.shape[0]):
+        rho += d[b] * d[b]
+        if r[b] != 0.0:
+            dot += np.float32(r[b]) * d[b]
+    np.sqrt(rho, out=rho)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.where(rho > 0, dot / rho, 1.0)
-    theta = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-    return rho.astype(np.float32), theta.astype(np.float32)
+        np.divide(dot, rho, out=dot, where=rho > 0)
+    dot[rho == 0] = 1.0
+    np.clip(dot, -1.0, 1.0, out=dot)
+    theta = np.degrees(np.arccos(dot)).astype(np.float32, copy=False)
+    return rho, theta
 
 
 def remove_small_regions(mask: np.ndarray, min_area: int) -> np.ndarray:

@@ -4,9 +4,10 @@ A *source* gives, for rows [row0, row1) of a common grid, both dates' reflectanc
 a *sink* stores the CVA (magnitude, angle) and the class map. The service plugs in GeoTIFF
 readers and writers, the OSCD harness plain arrays: both run this same code.
 
-Passes (memory is bounded by the strip size plus one byte per pixel for the change mask):
+Passes (memory is bounded by the strip size plus one byte per pixel for the change mask, and
+four more while its regions are labelled):
 
-1. sample up to ``max_samples`` candidate stable pixels (deterministic, spread over the image)
+1. take the stable candidates among up to ``max_samples`` pixels (deterministic, spread evenly)
    and fit the radiometric normalisation of date 2 onto date 1;
 2. accumulate the noise covariance of the filtered differences over all stable candidates;
 3. compute the filtered difference, its chi-squared statistic, magnitude and angle; write the
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 NO_CHANGE = 0
 NODATA_CLASS = 255
-STRIP_ROWS = 1024
+STRIP_ROWS = 512
 MAX_SAMPLES = 1_000_000  # pixels for the normalisation fit
 KMEANS_SAMPLES = 200_000  # changed pixels for the K-means fit
 _GOLDEN = 0.6180339887498949  # low-discrepancy selection of pixels by their index
