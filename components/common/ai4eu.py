@@ -52,6 +52,9 @@ SERVICES: dict[str, ServiceEntry] = {
     "S2-preprocess": ServiceEntry("S2-preprocess", "components.s2_preprocess.params:S2PreprocessParams",
                                   "components.s2_preprocess.service:run", ("input",),
                                   ("product", "stac", "quicklook", "run_record")),
+    "S2-CD": ServiceEntry("S2-CD", "components.s2_change_detection.params:S2ChangeParams",
+                          "components.s2_change_detection.service:run", ("input1", "input2"),
+                          ("product", "cva", "stac", "report", "run_record")),
 }
 
 

@@ -31,7 +31,9 @@ def test_proto_is_self_contained(service):
     assert not re.search(r"^\s*(package|import|enum)\b", text, re.M)
     assert len(re.findall(r"^service ", text, re.M)) == 1
     numbers = [int(n) for n in re.findall(r"^\s+\w[\w ]* = (\d+);", text, re.M)]
-    assert numbers[: len(numbers) - len(SERVICES[service].outputs)] == list(range(1, len(params) + 3))
+    entry = SERVICES[service]
+    expected = list(range(1, len(entry.inputs) + len(params) + 2))
+    assert numbers[: len(numbers) - len(entry.outputs)] == expected
     assert len(re.findall(r"^\s+optional (string|double|int64|bool) \w+ = \d+;", text, re.M)) == len(params)
 
 
