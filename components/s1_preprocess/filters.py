@@ -283,8 +283,8 @@ def _lee_sigma(x, valid, spec: FilterSpec, edges):
     bright = valid & (x > z98)
     cluster = ndimage.uniform_filter(bright.astype(np.float32), size=tw, mode="constant") * (tw * tw)
     seeds = bright & (np.rint(cluster) > POINT_TARGET_CLUSTER)
-    point = bright & ndimage.binary_dilation(seeds, structure=np.ones((tw, tw), bool)) if seeds.any() \
-        else np.zeros(x.shape, bool)
+    point = bright & (ndimage.maximum_filter(seeds.view(np.uint8), size=tw, mode="constant") > 0) \
+        if seeds.any() else np.zeros(x.shape, bool)
     if _accel.available():
         out = _accel.lee_sigma(x, i1, i2, sv2, svp2, win, tw)
     else:

@@ -291,7 +291,8 @@ class S1Product:
         pol = str(pol).strip().upper()
         available = self.polarisations
         if pol not in available:
-            listed = "" if pol not in self.listed_polarisations else " (listed in the manifest but its files are absent)"
+            listed = "" if pol not in self.listed_polarisations else \
+                " (listed in the manifest but its files are absent)"
             raise ServiceError(f"polarization {pol} is not in {self.name}{listed}: available "
                                f"{', '.join(available) or 'none'}")
         return pol

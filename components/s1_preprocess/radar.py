@@ -16,6 +16,7 @@ import logging
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.windows import Window
 
 from . import filters
@@ -26,7 +27,7 @@ from .radiometry import (NoiseModel, border_trim_columns, border_trim_rows, cali
 log = logging.getLogger(__name__)
 
 STRIP_ROWS = 512
-BORDER_CONTEXT = 2000  # samples from an image edge within which the border trim is evaluated
+BORDER_CONTEXT = 1000  # samples from an image edge within which the border trim is evaluated
 
 
 @dataclasses.dataclass
@@ -101,8 +102,10 @@ def multilook(x: np.ndarray, ay: int, ax: int) -> np.ndarray:
 
 
 def _raster_profile(rows, cols):
+    # pixel-centre coordinates (not the identity) keep GDAL from warning about missing georeferencing
     return {"driver": "GTiff", "width": cols, "height": rows, "count": 1, "dtype": "float32",
-            "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER", "nodata": None}
+            "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER", "nodata": None,
+            "transform": Affine(1.0, 0.0, -0.5, 0.0, 1.0, -0.5)}
 
 
 def process_grd(product: S1Product, image: Image, params, bounds, looks, dst: str, progress=None) -> RadarRaster:
@@ -220,3 +223,36 @@ def _run_strips(strip, rows: int, cols: int, halo: int, spec, dst: str, edges, p
 
 def strips(rows: int) -> int:
     return -(-rows // STRIP_ROWS)
+
+
+def deburst_rows(image: Image, plan: DeburstPlan, a0: int, a1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Debursted lines a0:a1 of an SLC image: complex samples, validity, source lines."""
+    a0, a1 = max(0, a0), min(plan.source_line.size, a1)
+    lines = plan.source_line[a0:a1]
+    s0, s1 = int(lines.min()), int(lines.max()) + 1
+    block = image.read(s0, 0, s1 - s0, image.samples)[lines - s0]
+    cols = np.arange(image.samples)
+    valid = (block != 0) & (cols[None, :] >= plan.first_valid[a0:a1, None]) \
+        & (cols[None, :] <= plan.last_valid[a0:a1, None])
+    return block, valid, lines
+
+
+def plan_for(image: Image) -> DeburstPlan:
+    """The deburst plan of an IW SLC image, or the identity plan of an SM image."""
+    if image.bursts:
+        return deburst_plan(image)
+    n = image.lines
+    return DeburstPlan(np.arange(n), np.zeros(n, np.int64), np.full(n, image.samples - 1), 0.0,
+                       image.azimuth_time_interval)
+
+
+def filter_raster(src: str, dst: str, spec) -> None:
+    """Speckle-filter a radar raster strip by strip (with the filter's margin)."""
+    halo = spec.halo()
+    with rasterio.open(src) as ds:
+        rows, cols = ds.height, ds.width
+
+        def strip(a0, a1):
+            return ds.read(1, window=Window(0, a0, cols, a1 - a0)).astype(np.float64)
+
+        _run_strips(strip, rows, cols, halo, spec, dst, edges=(True, True, True, True))

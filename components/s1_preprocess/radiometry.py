@@ -55,8 +55,19 @@ class LineLUT:
             return np.broadcast_to(table[0], (rows.size, table.shape[1])).copy()
         i = np.clip(np.searchsorted(self.lines, rows, side="right") - 1, 0, self.lines.size - 2)
         l0, l1 = self.lines[i], self.lines[i + 1]
-        w = np.clip((rows - l0) / np.where(l1 > l0, l1 - l0, 1.0), 0.0, 1.0)[:, None]
-        return table[i] * (1.0 - w) + table[i + 1] * w
+        w = np.clip((rows - l0) / np.where(l1 > l0, l1 - l0, 1.0), 0.0, 1.0)
+        out = np.empty((rows.size, table.shape[1]))
+        # a block of rows lies between a few vectors: one broadcast per pair, no gathers
+        for k in np.unique(i):
+            sel = np.flatnonzero(i == k)
+            a, b = table[k], table[k + 1]
+            if sel.size == sel[-1] - sel[0] + 1:  # contiguous rows (the usual case): in place
+                view = out[sel[0]:sel[-1] + 1]
+                np.multiply(b - a, w[sel, None], out=view)
+                view += a
+            else:
+                out[sel] = a + (b - a) * w[sel, None]
+        return out
 
 
 def calibration_lut(image: Image, kind: str, width: int | None = None) -> LineLUT:

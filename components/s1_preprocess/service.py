@@ -134,14 +134,14 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
         return _snap(service, kind, product, params, input_uri, local_input, outdir, stage, stem, resolution,
                      started, steps)
     images = _images(product, pol, params, kind)
-    orbit, orbit_source = load_orbit(product, images[0], params.orbit)
+    orbit_source = load_orbit(product, images[0], params.orbit)[1]
     grid = geocoding.make_grid(crs, resolution, footprint(images), aoi)
     log.info("%s: %s %s IPF %.2f, %s, output grid %dx%d in %s", product.name, product.product_type,
              product.mode, product.ipf_version, pol, grid.cols, grid.rows, grid.crs.to_string())
     sources = []
     for image in images:
         with steps.step(f"radar processing {image.swath}"):
-            src = radar_source(product, image, params, grid, resolution, orbit, work, kind)
+            src = radar_source(product, image, params, grid, resolution, work, kind)
         if src is not None:
             sources.append(src)
     if not sources:
@@ -154,7 +154,9 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
                           landsea=landsea, dem=params.dem, dem_geoid_height=params.dem_geoid_height,
                           band=f"{params.calibration}_{pol}")
     metrics.update({"geocoding": "range-Doppler terrain correction" if params.dem else "ellipsoid (geolocation grid)",
-                    "orbit": orbit_source, "speckle_filter": filters.describe(params.filter_spec()),
+                    "orbit": orbit_source + (" (used by the terrain correction)" if params.dem else
+                                             " (not needed: ellipsoid geocoding uses the geolocation grid)"),
+                    "speckle_filter": filters.describe(params.filter_spec()),
                     "looks": list(sources[0].raster.looks), "resolution_m": resolution})
     result = publish_product(service, product, params, assembled, driver, ext, stage, stem, metrics,
                              [{"uri": input_uri, "id": product.name, "type": product.product_type,
@@ -177,18 +179,33 @@ def _images(product: S1Product, pol: str, params, kind: str) -> list[Image]:
 
 
 def footprint(images: list[Image]):
-    """Union of the geolocation-grid outlines of the images (lon/lat polygon)."""
+    """Union of the image outlines in lon/lat: the image border (GRD) or the debursted image
+    border (SLC) mapped through the geolocation grid."""
     import shapely
 
     parts = []
     for im in images:
-        g = im.gcp
-        lon, lat = g.longitude.values, g.latitude.values
-        ring = np.concatenate([np.column_stack([lon[0], lat[0]]), np.column_stack([lon[:, -1], lat[:, -1]]),
-                               np.column_stack([lon[-1, ::-1], lat[-1, ::-1]]),
-                               np.column_stack([lon[::-1, 0], lat[::-1, 0]])])
-        parts.append(shapely.make_valid(shapely.Polygon(ring)))
+        model, n_rows = gcp_model(im)
+        r = np.linspace(0, n_rows - 1, 33)
+        c = np.linspace(0, im.samples - 1, 33)
+        rows = np.concatenate([np.zeros_like(c), r, np.full_like(c, n_rows - 1), r[::-1]])
+        cols = np.concatenate([c, np.full_like(r, im.samples - 1), c[::-1], np.zeros_like(r)])
+        lon, lat, _ = model.forward(rows, cols)
+        parts.append(shapely.make_valid(shapely.Polygon(np.column_stack([lon, lat]))))
     return shapely.union_all(parts)
+
+
+def gcp_model(image: Image):
+    """The geolocation-grid model in the coordinates processed: image lines (GRD, SM SLC) or
+    debursted lines (IW SLC); and the number of such lines."""
+    if image.bursts:
+        plan = radar.deburst_plan(image)
+
+        def rows_of(gcp):
+            t = (gcp.azimuth_time.values - image.first_line_time) / np.timedelta64(1, "s")
+            return (t - plan.t_first) / plan.interval
+        return geocoding.GcpModel.from_gcp(image.gcp, row_of_line=rows_of), plan.source_line.size
+    return geocoding.GcpModel.from_gcp(image.gcp), image.lines
 
 
 def load_orbit(product: S1Product, image: Image, orbit_path):
@@ -210,21 +227,14 @@ def looks_for(image: Image, resolution: float) -> tuple[int, int]:
     return ay, ax
 
 
-def radar_source(product, image: Image, params, grid, resolution, orbit, work: Path, kind: str):
+def radar_source(product, image: Image, params, grid, resolution, work: Path, kind: str):
     """Process one image in radar geometry and build its inverse map onto ``grid``."""
     ay, ax = looks_for(image, resolution)
     plan = radar.deburst_plan(image) if kind == "SLC" and image.bursts else None
     # models in full-resolution image coordinates (GRD) or debursted coordinates (SLC)
-    if plan is not None:
-        t0 = plan.t_first
-
-        def rows_of(gcp):
-            t = (gcp.azimuth_time.values - image.first_line_time) / np.timedelta64(1, "s")
-            return (t - t0) / plan.interval
-        model_rows, t_row0, interval = rows_of, t0, plan.interval
-    else:
-        model_rows, t_row0, interval = None, 0.0, image.azimuth_time_interval
+    t_row0, interval = (plan.t_first, plan.interval) if plan is not None else (0.0, image.azimuth_time_interval)
     if params.dem:
+        orbit, _ = load_orbit(product, image, params.orbit)  # times relative to this image's first line
         if image.projection == "Ground Range":
             col_of = geocoding.GrdRange(image.coordinate_conversion, image.first_line_time, image.range_pixel_spacing)
         else:
@@ -236,7 +246,7 @@ def radar_source(product, image: Image, params, grid, resolution, orbit, work: P
         heights = _dem_height_range(params.dem, params.dem_geoid_height)
         inv_full = geocoding.InverseMap(grid, model, terrain=True, heights=heights)
     else:
-        model = geocoding.GcpModel.from_gcp(image.gcp, row_of_line=model_rows)
+        model, _ = gcp_model(image)
         inv_full = geocoding.InverseMap(grid, model)
     n_rows = plan.source_line.size if plan is not None else image.lines
     bounds = inv_full.radar_bounds(n_rows, image.samples, margin=8 + 2 * params.filter_spec().halo() * max(ay, ax))
@@ -246,11 +256,12 @@ def radar_source(product, image: Image, params, grid, resolution, orbit, work: P
     dst = str(work / f"radar_{image.swath}.tif")
     if kind == "GRD":
         steps = radar.strips(max(1, (bounds[1] - bounds[0]) // ay))
-        raster = radar.process_grd(product, image, params, bounds, (ay, ax), dst, Progress(steps, f"{image.swath} strips"))
+        raster = radar.process_grd(product, image, params, bounds, (ay, ax), dst,
+                                   Progress(steps, f"{image.swath} strips"))
     else:
         n = (n_rows // ay)
-        raster = radar.process_slc(product, image, params, (ay, ax), dst, Progress(radar.strips(n), f"{image.swath} strips"),
-                                   plan=plan)
+        raster = radar.process_slc(product, image, params, (ay, ax), dst,
+                                   Progress(radar.strips(n), f"{image.swath} strips"), plan=plan)
     # re-express the inverse map in raster coordinates: raster = (image - row0) / looks
     inv_full.maps = [((r - raster.row0) / ay, (c - raster.col0) / ax) for r, c in inv_full.maps]
     return Source(raster, inv_full)
@@ -284,12 +295,15 @@ def geocode(sources: list[Source], grid, dst: Path, *, db: bool, aoi: AoI | None
                                                                             grid.shape, window=(r0, c0, h, w))
                 data = np.full((h, w), np.nan)
                 heights = None
-                if dem and inside.any():
+                covered = any(s.inverse.may_cover(r0, c0, h, w, s.raster.rows, s.raster.cols) for s in sources)
+                if dem and inside.any() and covered:
                     heights = geocoding.read_dem(dem, grid, r0, c0, h, w, dem_geoid_height)
                     heights = np.where(np.isfinite(heights), heights, 0.0)
                 for src, ds in zip(sources, handles):
                     if not inside.any():
                         break
+                    if not src.inverse.may_cover(r0, c0, h, w, src.raster.rows, src.raster.cols):
+                        continue
                     rows, cols = src.inverse.window(r0, c0, h, w, dem=heights)
                     need = np.isnan(data) & inside & (rows > -1) & (cols > -1) & \
                         (rows < src.raster.rows) & (cols < src.raster.cols)

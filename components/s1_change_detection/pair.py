@@ -1,0 +1,74 @@
+"""The pair check of S1-CD, on the manifests alone (before any work): both SLC, same mode,
+relative orbit and pass, the polarisation in both, acquisitions a multiple of 6 days apart
+(the Sentinel-1 A/B repeat; 12 days for one satellite)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from components.common.errors import ServiceError
+
+REPEAT_DAYS = 6
+TOLERANCE_DAYS = 0.01  # about 15 minutes: frames of one track start within seconds of each other
+
+
+def peek(path: Path) -> dict:
+    """Manifest attributes of a SAFE folder or zip without extracting it."""
+    from xarray_sentinel import esa_safe
+
+    path = Path(path)
+    try:
+        if path.is_file():
+            if not zipfile.is_zipfile(path):
+                raise ServiceError(f"not a Sentinel-1 product: {path.name} is neither a .SAFE folder nor a zip archive")
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith("manifest.safe")]
+                if not names:
+                    raise ServiceError(f"not a Sentinel-1 product: {path.name} holds no .SAFE/manifest.safe")
+                with zf.open(names[0]) as fh:
+                    attrs, _ = esa_safe.parse_manifest_sentinel1.__wrapped__(fh)
+        else:
+            manifest = path / "manifest.safe"
+            if not manifest.is_file():
+                inner = list(path.glob("*.SAFE/manifest.safe"))
+                if len(inner) != 1:
+                    raise ServiceError(f"not a Sentinel-1 SAFE product: {path.name} has no manifest.safe")
+                manifest = inner[0]
+            attrs, _ = esa_safe.parse_manifest_sentinel1.__wrapped__(str(manifest))
+    except ServiceError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise ServiceError(f"corrupt zip archive {path.name}: {' '.join(str(e).split())}") from None
+    except Exception as e:
+        raise ServiceError(f"not a Sentinel-1 product: {path.name} ({' '.join(str(e).split())})") from None
+    attrs["source"] = path.name
+    return attrs
+
+
+def validate_pair(a: dict, b: dict, polarization: str) -> float:
+    """ServiceError naming the first reason the two products cannot be paired; else the
+    temporal baseline in days (b - a)."""
+    for p in (a, b):
+        if p["product_type"] != "SLC":
+            raise ServiceError(f"S1-CD needs SLC products: {p['source']} is {p['product_type']}")
+    if a["mode"] != b["mode"]:
+        raise ServiceError(f"the pair has different acquisition modes: {a['mode']} and {b['mode']}")
+    if a["relative_orbit_number"] != b["relative_orbit_number"]:
+        raise ServiceError(f"the pair is not from the same track: relative orbits {a['relative_orbit_number']} "
+                           f"and {b['relative_orbit_number']}")
+    if a["pass"] != b["pass"]:
+        raise ServiceError(f"the pair has different passes: {a['pass']} and {b['pass']}")
+    pol = polarization.strip().upper()
+    for p in (a, b):
+        if pol not in [x.upper() for x in p["transmitter_receiver_polarisations"]]:
+            raise ServiceError(f"polarization {pol} is not in {p['source']}")
+    days = float((np.datetime64(b["start_time"], "ns") - np.datetime64(a["start_time"], "ns"))
+                 / np.timedelta64(1, "D"))
+    k = round(abs(days) / REPEAT_DAYS)
+    if k == 0 or abs(abs(days) - k * REPEAT_DAYS) > TOLERANCE_DAYS:
+        raise ServiceError(f"the acquisitions are {abs(days):.2f} days apart, not a multiple of {REPEAT_DAYS} days: "
+                           f"not a repeat-pass pair")
+    return days

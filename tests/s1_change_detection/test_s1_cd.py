@@ -1,0 +1,100 @@
+"""S1-CD end to end on a synthetic SLC pair, the pair checks, the SNAP graphs, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import rasterio
+
+from components.s1_change_detection.cli import main
+from tests.fixtures import s1_products
+
+ROLES = ("coherence", "backscatter_date1", "backscatter_date2", "acd", "mtc", "change")
+
+
+def test_change_products(slc_pair, tmp_path):
+    a, b = slc_pair
+    out = tmp_path / "out"
+    assert main(["--input1", str(a), "--input2", str(b), "--outdir", str(out), "--resolution", "20"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    products = record["outputs"]["products"]
+    assert tuple(products) == ROLES
+    metrics = record["outputs"]["metrics"]
+    assert metrics["temporal_baseline_days"] == pytest.approx(12.0)
+    assert abs(metrics["coregistration_shift"]["IW1"]["rows"]) < 0.1
+    for role in ROLES:
+        tif = out / products[role]
+        assert (out / tif.name.replace(".tif", ".json")).exists()
+        assert (out / tif.name.replace(".tif", "_quicklook.png")).exists()
+    with rasterio.open(out / products["coherence"]) as ds:
+        coh = ds.read(1, masked=True).compressed()
+    assert np.median(coh) == pytest.approx(0.9, abs=0.05)  # the simulated coherence
+    with rasterio.open(out / products["change"]) as ds:
+        change = ds.read(1)
+        assert ds.dtypes[0] == "uint8" and ds.nodata == 255
+    with rasterio.open(out / products["coherence"]) as ds:
+        low = ds.read(1, masked=True)
+    # the change patch (coherence 0.2, +6 dB) is what the mask finds
+    flagged = change == 1
+    assert 0.3 < 100 * flagged.sum() / (change != 255).sum() < 3
+    assert np.ma.median(low[flagged]) < 0.4
+    for role in ("acd", "mtc"):
+        with rasterio.open(out / products[role]) as ds:
+            assert (ds.count, ds.dtypes[0], ds.nodata) == (3, "uint8", 0)
+            rgb = ds.read()
+        valid = rgb[0] > 0
+        assert rgb[0][valid].min() >= 1 and rgb[0][valid].max() == 255
+    with rasterio.open(out / products["acd"]) as ds:
+        acd = ds.read()
+    assert np.array_equal(acd[1], acd[2])  # G and B are both date 2
+    assert metrics["stretch_db_date1"][0] < metrics["stretch_db_date1"][1]
+
+
+def test_mismatched_pair_is_refused_before_any_work(real_slc, slc_pair, tmp_path, capsys):
+    a, _ = slc_pair
+    other_track = s1_products.write_slc(tmp_path / "t", source=real_slc, date=1, shift_days=12, relative_orbit=95)
+    five_days = s1_products.write_slc(tmp_path / "f", source=real_slc, date=1, shift_days=5)
+    for other, fragment in ((other_track, "not from the same track: relative orbits 168 and 95"),
+                            (five_days, "5.00 days apart, not a multiple of 6 days")):
+        out = tmp_path / "out"
+        t0 = time.perf_counter()
+        code = main(["--input1", str(a), "--input2", str(other), "--outdir", str(out)])
+        elapsed = time.perf_counter() - t0
+        err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert code == 2 and len(err) == 1 and err[0].startswith("S1-CD: error: ") and fragment in err[0]
+        assert elapsed < 5 and not out.exists()
+
+
+def test_bad_inputs(slc_pair, real_slc, tmp_path, capsys):
+    a, b = slc_pair
+    grd = s1_products.write_grd(tmp_path / "g", source=s1_products.real_safe(s1_products.GRD_SAMPLE,
+                                                                             real_slc.parents[1]), pols=("VV",))
+    cases = [
+        (["--input1", str(a), "--input2", str(grd)], "S1-CD needs SLC products"),
+        (["--input1", str(a), "--input2", str(b), "--polarization", "HH"], "polarization HH is not in"),
+        (["--input1", str(a), "--input2", str(tmp_path / "none.zip")], "input not found"),
+        (["--input1", str(a), "--input2", str(b), "--percentile_low", "98"], "parameter 'percentile_low'"),
+        (["--input1", str(a), "--input2", str(b), "--coherence_window_rg", "0"], "parameter 'coherence_window_rg'"),
+        (["--input1", str(a), "--input2", str(b), "--calibration", "SigmaDB"], "parameter 'calibration'"),
+    ]
+    for args, fragment in cases:
+        out = tmp_path / "out"
+        code = main(args + ["--outdir", str(out)])
+        err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert code == 2 and len(err) == 1 and fragment in err[0], (args, err)
+        assert not out.exists()
+
+
+def test_snap_graphs_only(slc_pair, tmp_path):
+    a, b = slc_pair
+    out = tmp_path / "out"
+    assert main(["--input1", str(a), "--input2", str(b), "--outdir", str(out), "--engine", "snap",
+                 "--graph_only", "true", "--coherence_window_az", "3"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["backscatter_date1_graph.xml", "backscatter_date2_graph.xml", "coherence_IW1_graph.xml",
+                     "run.json"]
+    text = (out / "coherence_IW1_graph.xml").read_text()
+    assert "<operator>Back-Geocoding</operator>" in text and "<cohWinAz>3</cohWinAz>" in text
