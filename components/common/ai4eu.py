@@ -55,6 +55,15 @@ SERVICES: dict[str, ServiceEntry] = {
     "S2-CD": ServiceEntry("S2-CD", "components.s2_change_detection.params:S2ChangeParams",
                           "components.s2_change_detection.service:run", ("input1", "input2"),
                           ("product", "cva", "stac", "report", "run_record")),
+    "S1-GRD-preprocess": ServiceEntry("S1-GRD-preprocess", "components.s1_preprocess.params:S1GRDParams",
+                                      "components.s1_preprocess.service:run_grd", ("input",),
+                                      ("product", "stac", "quicklook", "run_record")),
+    "S1-SLC-preprocess": ServiceEntry("S1-SLC-preprocess", "components.s1_preprocess.params:S1SLCParams",
+                                      "components.s1_preprocess.service:run_slc", ("input",),
+                                      ("product", "stac", "quicklook", "run_record")),
+    "S1-CD": ServiceEntry("S1-CD", "components.s1_change_detection.params:S1CDParams",
+                          "components.s1_change_detection.service:run", ("input1", "input2"),
+                          ("product", "stac", "run_record")),
 }
 
 
@@ -127,7 +136,8 @@ def make_server(service: str, port: int = PORT, workers: int = 2):
             result = entry.run_fn()(*args, params, _shared(request.output_path))
         except ServiceError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.one_line())
-        return protos.RunResponse(**{snake(n): str(getattr(result, n)) for n in entry.outputs})
+        # a result without some field (e.g. a SNAP graph written instead of a product) leaves it empty
+        return protos.RunResponse(**{snake(n): str(getattr(result, n, "")) for n in entry.outputs})
 
     servicer_cls = getattr(services, f"{prefix}ServiceServicer")
     servicer = type(f"{prefix}Servicer", (servicer_cls,), {"Run": lambda self, req, ctx: run(req, ctx)})()
