@@ -150,10 +150,12 @@ def write_ensemble_netcdf(path: Path, times: np.ndarray, grid: Grid, variables: 
             ds.title = "Probabilistic downscaling of CAMS air quality: high-resolution ensemble"
             ds.institution = attrs.get("institution", "")
             ds.source = f"aqgan srgan generator (eo-kfp-services {__version__})"
-            ds.history = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} created by {attrs.get('command', 'aqgan')}"
+            now = dt.datetime.now(dt.timezone.utc)
+            ds.history = f"{now:%Y-%m-%dT%H:%M:%SZ} created by {attrs.get('command', 'aqgan')}"
             ds.references = ("AI4Copernicus D5.2 section 5.2.1; Ledig et al. 2016 (arXiv:1609.04802); "
                              "Arjovsky et al. 2017 (arXiv:1701.07875)")
-            ds.comment = (f"{ens.shape[1]} ensemble members per time step, each one draw of the generator's noise input. "
+            ds.comment = (f"{ens.shape[1]} ensemble members per time step, each one draw of the generator's noise "
+                          "input. "
                           f"{ATTRIBUTION} {'-'.join([years[0], years[-1]] if len(years) > 1 else years)}.")
             for k, v in attrs.items():
                 if k not in ("institution", "command"):

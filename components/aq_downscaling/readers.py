@@ -51,6 +51,7 @@ CANONICAL_UNITS = {
     "lsm": "1", "z": "m2 s-2", "blh": "m", "tcc": "1", "aod550": "1",
 }
 EUROPE_SUFFIX = "_conc"
+COORD_DECIMALS = 4
 _TIME_FROM = re.compile(r"time\s+from\s+(\d{8})(?:[T ]?(\d{2}))?", re.IGNORECASE)
 
 
@@ -163,8 +164,9 @@ class GriddedFile:
             if lat_name is None or lon_name is None:
                 raise ServiceError(f"{path.name} has no latitude/longitude coordinates (variables: "
                                    f"{', '.join(ds.variables)})")
-            lat = np.asarray(ds.variables[lat_name][:], np.float64)
-            lon = np.asarray(ds.variables[lon_name][:], np.float64)
+            # float32 coordinates near 360° carry ~1e-5° of rounding: 1e-4° (10 m) is kept
+            lat = np.round(np.asarray(ds.variables[lat_name][:], np.float64), COORD_DECIMALS)
+            lon = np.round(np.asarray(ds.variables[lon_name][:], np.float64), COORD_DECIMALS)
             if lat.ndim != 1 or lon.ndim != 1:
                 raise ServiceError(f"{path.name}: only regular latitude-longitude grids are supported")
             lat_flip = lat.size > 1 and lat[0] > lat[-1]
@@ -172,7 +174,7 @@ class GriddedFile:
                 lat = lat[::-1]
             if lat.size > 1 and np.any(np.diff(lat) <= 0):
                 raise ServiceError(f"{path.name}: latitudes are not monotonic")
-            lon_wrapped = np.where(lon >= 180.0, lon - 360.0, lon)
+            lon_wrapped = np.round(np.where(lon >= 180.0, lon - 360.0, lon), COORD_DECIMALS)
             order = np.argsort(lon_wrapped, kind="stable")
             lon_sorted = lon_wrapped[order]
             if lon_sorted.size > 1 and np.any(np.diff(lon_sorted) <= 0):

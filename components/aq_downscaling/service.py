@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +152,8 @@ def run_preproc(cfg: Config, dataset: str | None, start: str, end: str, outdir: 
             st_tiles = np.stack([st_n[:, r * factor:(r + fh) * factor, c * factor:(c + fw) * factor]
                                  for r, c in origins])
             main = stage / "tiles.nc"
-            write_tiles(main, np.stack(tiles_lr), np.stack(tiles_hr), st_tiles, np.array(tiles_t), np.array(tiles_p),
+            write_tiles(main, np.stack(tiles_lr), np.stack(tiles_hr), st_tiles, st_n, np.array(tiles_t),
+                        np.array(tiles_p),
                         np.array(origins), lr_vars, hr_vars, st_vars, stats, static_params, lr_grid, factor,
                         {"dataset": name, "start": D.fmt_time(t0), "end": D.fmt_time(t1),
                          "input_frame": list(cfg.model.input_frame), "output_frame": list(cfg.model.output_frame),
@@ -263,8 +263,8 @@ def run_train(cfg: Config, dataset: str | None, start: str, end: str, resume: bo
             gen, history = train(cfg, data, arch, ckpt_dir, resume, device)
         with steps.step("write model"):
             # static fields of the whole training AoI, normalised, for aqgan-predict
-            lr_grid, hr_grid = first.lr_grid, first.lr_grid.refine(first.factor)
-            full_static = _assemble_static(first, hr_grid, stats)
+            lr_grid = first.lr_grid
+            full_static = _assemble_static(first, stats)
             save_model(stage / "model.pt", gen, arch, variables, stats, first.static_params, lr_grid, full_static,
                        dump_config(cfg), history,
                        {"epochs": len(history), "dataset": name, "train_start": D.fmt_time(t0),
@@ -283,17 +283,12 @@ def run_train(cfg: Config, dataset: str | None, start: str, end: str, resume: bo
                                           "history": history}, metrics)
 
 
-def _assemble_static(ts, hr_grid: Grid, stats: dict) -> np.ndarray:
-    """Static fields over the AoI from the tile positions (renormalised with ``stats``)."""
+def _assemble_static(ts, stats: dict) -> np.ndarray:
+    """Static fields over the whole AoI grid, renormalised with ``stats``."""
     from .normalise import denormalise
 
-    out = np.full((len(ts.static_vars), hr_grid.rows, hr_grid.cols), np.nan, np.float32)
-    fh, fw = ts.static.shape[2:]
-    for p, (r, c) in enumerate(ts.position_rc):
-        y0, x0 = r * ts.factor, c * ts.factor
-        for i, v in enumerate(ts.static_vars):
-            out[i, y0:y0 + fh, x0:x0 + fw] = normalise(denormalise(ts.static[p, i], ts.stats[v]), stats[v])
-    return np.nan_to_num(out, nan=0.0)
+    return np.stack([normalise(denormalise(ts.static_aoi[i], ts.stats[v]), stats[v])
+                     for i, v in enumerate(ts.static_vars)]) if ts.static_vars else ts.static_aoi
 
 
 def _write_losses(path: Path, history: list[dict]) -> None:
@@ -326,7 +321,7 @@ def run_generate(cfg: Config, dataset: str | None, start: str, end: str, model_f
     steps = Steps(log)
     with _staged(outdir) as (work, stage, published):
         with steps.step("load model"):
-            model = load_model(Path(storage.fetch_input(model_path, work / "model")))
+            model = load_model(_local(model_path, work / "model"))
         lr_grid, hr_grid = D.grids(cfg, model.factor, model.lr_grid.res / 1.0 / model.factor)
         with steps.step("open inputs"):
             inputs = D.open_dataset(cfg, name, ds, tuple(model.lr_variables), (), work / "inputs")
@@ -366,6 +361,11 @@ def run_generate(cfg: Config, dataset: str | None, start: str, end: str, model_f
                                             "run_record": published["run.json"]}, metrics)
 
 
+def _local(uri: str, workdir: Path) -> Path:
+    """A local path for a file given as a path or an s3:// URI."""
+    return storage.fetch_input(uri, workdir) if storage.is_s3(uri) else Path(uri)
+
+
 def _check_finite(values: np.ndarray, what: str) -> None:
     bad = int(np.count_nonzero(~np.isfinite(values)))
     if bad:
@@ -389,7 +389,7 @@ def run_predict(input_file: str, model_file: str, output: str | None = None, mem
         local = storage.fetch_input(input_file, work / "input")
         if local.is_dir():
             raise ServiceError(f"{input_file} is a folder: give one netCDF file")
-        model = load_model(Path(storage.fetch_input(model_file, work / "model")))
+        model = load_model(_local(model_file, work / "model"))
         members = members or _config_ensemble_size(model)
         f = GriddedFile.open(local, "cams_global")
         missing = [v for v in model.lr_variables if v not in f.variables]

@@ -5,6 +5,7 @@ Layout (all fields normalised, see ``normalise.py``)::
     lr(tile, lr_var, lr_y, lr_x)        low-resolution inputs of each tile
     hr(tile, hr_var, y, x)              high-resolution targets (CAMS European)
     static(position, static_var, y, x)  static inputs, one per tile position
+    static_aoi(static_var, aoi_y, aoi_x) static inputs over the whole AoI grid
     time(tile), position(tile)          valid time and position index of each tile
     position_row/col(position)          tile origin in low-resolution cells of the AoI grid
     stat_mean/std/transform(variable)   normalisation statistics of every input/output variable
@@ -37,6 +38,7 @@ class TileSet:
     lr: np.ndarray
     hr: np.ndarray
     static: np.ndarray
+    static_aoi: np.ndarray
     time: np.ndarray
     position: np.ndarray
     position_rc: np.ndarray
@@ -50,8 +52,8 @@ class TileSet:
     attrs: dict
 
 
-def write_tiles(path: Path, lr, hr, static, times, position, position_rc, lr_vars, hr_vars, static_vars, stats,
-                static_params, lr_grid: Grid, factor: int, attrs: dict) -> Path:
+def write_tiles(path: Path, lr, hr, static, static_aoi, times, position, position_rc, lr_vars, hr_vars,
+                static_vars, stats, static_params, lr_grid: Grid, factor: int, attrs: dict) -> Path:
     import netCDF4
 
     names = list(dict.fromkeys(list(lr_vars) + list(hr_vars) + list(static_vars)))
@@ -66,7 +68,7 @@ def write_tiles(path: Path, lr, hr, static, times, position, position_rc, lr_var
             ds.factor = int(factor)
             dims = {"tile": lr.shape[0], "position": static.shape[0], "lr_var": len(lr_vars), "hr_var": len(hr_vars),
                     "static_var": len(static_vars), "variable": len(names), "lr_y": lr.shape[2], "lr_x": lr.shape[3],
-                    "y": hr.shape[2], "x": hr.shape[3]}
+                    "y": hr.shape[2], "x": hr.shape[3], "aoi_y": static_aoi.shape[1], "aoi_x": static_aoi.shape[2]}
             for k, n in dims.items():
                 ds.createDimension(k, n)
             comp = {"zlib": True, "complevel": 1}
@@ -74,6 +76,7 @@ def write_tiles(path: Path, lr, hr, static, times, position, position_rc, lr_var
             ds.createVariable("hr", "f4", ("tile", "hr_var", "y", "x"), chunksizes=(1, len(hr_vars), hr.shape[2],
                                                                                     hr.shape[3]), **comp)[:] = hr
             ds.createVariable("static", "f4", ("position", "static_var", "y", "x"), **comp)[:] = static
+            ds.createVariable("static_aoi", "f4", ("static_var", "aoi_y", "aoi_x"), **comp)[:] = static_aoi
             v = ds.createVariable("time", "f8", ("tile",))
             v.units, v.calendar, v.standard_name = "hours since 1970-01-01 00:00:00", "proleptic_gregorian", "time"
             v[:] = (times.astype("datetime64[s]") - np.datetime64("1970-01-01T00:00:00")).astype(np.float64) / 3600
@@ -124,7 +127,8 @@ def read_tiles(path: Path) -> TileSet:
         grid = Grid(float(ds.lr_south), float(ds.lr_west), float(ds.lr_res), int(ds.lr_rows), int(ds.lr_cols))
         attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
         return TileSet(Path(path), np.asarray(ds["lr"][:], np.float32), np.asarray(ds["hr"][:], np.float32),
-                       np.asarray(ds["static"][:], np.float32), times, np.asarray(ds["position"][:], np.int64),
+                       np.asarray(ds["static"][:], np.float32), np.asarray(ds["static_aoi"][:], np.float32), times,
+                       np.asarray(ds["position"][:], np.int64),
                        np.stack([ds["position_row"][:], ds["position_col"][:]], 1).astype(np.int64),
                        [str(s) for s in ds["lr_var"][:]], [str(s) for s in ds["hr_var"][:]], static_vars, stats,
                        static_params, grid, int(ds.factor), attrs)

@@ -192,7 +192,8 @@ def train(cfg: Config, data: TrainData, arch: dict, ckpt_dir: Path, resume: bool
                  "%.1f s", epoch, t.epochs, row["critic_loss"], row["wasserstein"], row["gradient_penalty"],
                  row["generator_loss"], row["adversarial"], t.content_loss, row["content"], nd, ng, row["seconds"])
         if epoch % t.checkpoint_every == 0 or epoch == t.epochs:
-            _save_checkpoint(ckpt_dir, epoch, gen, critic, opt_g, opt_d, rng, history, arch, data.meta, t.keep_checkpoints)
+            _save_checkpoint(ckpt_dir, epoch, gen, critic, opt_g, opt_d, rng, history, arch, data.meta,
+                             t.keep_checkpoints)
     return gen.cpu(), history
 
 
