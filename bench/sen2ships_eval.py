@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("root", nargs="?", default=str(DEFAULT_ROOT), help="the s2-ships-sen2ships folder")
     ap.add_argument("--test-ports", default=",".join(DEFAULT_TEST), help="held-out ports (the others train)")
+    ap.add_argument("--train-ports", default="", help="training ports (default: all but the held-out ones)")
     ap.add_argument("--encoder", default="resnet50", choices=("resnet50", "resnet26", "resnet14"))
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--patch-size", type=int, default=64, choices=(64, 256))
@@ -55,9 +56,14 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=900.0,
                     help="training time budget per model in seconds (0: none); the epoch crossing it is the last")
     ap.add_argument("--overlap", type=float, default=0.25)
-    ap.add_argument("--min-pixels", type=int, default=3, help="predicted components smaller than this are dropped")
+    ap.add_argument("--min-pixels", type=int, default=-1,
+                    help="predicted components smaller than this are dropped (-1: half the smallest ship "
+                         "annotated in the training ports)")
+    ap.add_argument("--pretrain-budget-s", type=float, default=0.0, help="pre-training time budget (0: --budget-s)")
+    ap.add_argument("--save-dir", default="", help="keep the trained models (model_<variant>.pt) here")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores; 1 on a shared machine)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
 
@@ -84,9 +90,12 @@ def evaluate(args) -> dict:
     unknown = [p for p in test if p not in tiles]
     if unknown:
         raise SystemExit(f"unknown port(s) {unknown}; ports: {sorted(tiles)}")
-    train_ports = [n for n in tiles if n not in test]
+    train_ports = [p.strip() for p in args.train_ports.split(",") if p.strip()] or [n for n in tiles if n not in test]
+    unknown = [p for p in train_ports if p not in tiles or p in test]
+    if unknown:
+        raise SystemExit(f"training port(s) {unknown} unknown or held out; ports: {sorted(tiles)}")
     bands = ("B2", "B3", "B4", "B8", "B11")
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     out = {"data": str(args.root), "train_ports": train_ports, "test_ports": test, "device": str(device),
            "settings": {k: v for k, v in vars(args).items() if k not in ("root", "verbose")}}
     with tempfile.TemporaryDirectory(prefix="sen2ships-") as work:
@@ -95,6 +104,10 @@ def evaluate(args) -> dict:
                               False, labelled=True, seed=args.seed)
         out["train_patches"] = len(ps)
         out["train_ship_pixels"] = ps.index["class_pixels"][1]
+        if args.min_pixels < 0:  # a prior from the training labels, never from the held-out ports
+            sizes = np.concatenate([np.bincount(tiles[n].read_instances().ravel())[1:] for n in train_ports])
+            args.min_pixels = max(1, int(sizes[sizes > 0].min()) // 2)
+        out["min_pixels"] = args.min_pixels
         runs = {}
         encoder_state = None
         if args.pretrain_epochs:
@@ -106,7 +119,7 @@ def evaluate(args) -> dict:
             encoder, history = pretrain(unl.images, ps.stats, encoder=args.encoder, width=args.width,
                                         epochs=args.pretrain_epochs, batch_size=args.batch_size, lr=args.lr,
                                         device=device, seed=args.seed,
-                                        max_seconds=args.budget_s or None)
+                                        max_seconds=args.pretrain_budget_s or args.budget_s or None)
             encoder_state = encoder.state_dict()
             out["pretrain"] = {"method": "MoCo v2", "patches": len(unl), "epochs_run": len(history),
                                "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"],
@@ -117,13 +130,13 @@ def evaluate(args) -> dict:
                               data_aug=not args.no_aug, val_fraction=0.1, seed=args.seed, device=device.type,
                               encoder=args.encoder, width=args.width, pretrained_encoder=state,
                               max_seconds=args.budget_s or None)
-            runs[name] = _train_and_score(ps, cfg, [tiles[n] for n in test], bands, args, device)
+            runs[name] = _train_and_score(ps, cfg, [tiles[n] for n in test], bands, args, device, name)
         out["runs"] = runs
     out["seconds_total"] = round(time.perf_counter() - t_start, 1)
     return out
 
 
-def _train_and_score(ps, cfg, test_tiles, bands, args, device) -> dict:
+def _train_and_score(ps, cfg, test_tiles, bands, args, device, name) -> dict:
     import numpy as np
     from scipy import ndimage
 
@@ -138,6 +151,9 @@ def _train_and_score(ps, cfg, test_tiles, bands, args, device) -> dict:
     train_s = time.perf_counter() - t0
     meta = modelio.base_meta(Arch(len(bands), 2, cfg.encoder, cfg.width), bands, [0, 1], args.patch_size,
                              cfg.stats or ps.stats, False)
+    if args.save_dir:
+        Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+        modelio.save_pytorch(Path(args.save_dir) / f"model_{name}.pt", res.model, meta)
     predictor = TorchPredictor(res.model, meta, device)
     per_port, counts = {}, []
     t1 = time.perf_counter()
@@ -148,7 +164,7 @@ def _train_and_score(ps, cfg, test_tiles, bands, args, device) -> dict:
             lab, n = ndimage.label(pred, np.ones((3, 3), bool))
             sizes = ndimage.sum(pred, lab, range(1, n + 1))
             pred = np.isin(lab, 1 + np.flatnonzero(sizes >= args.min_pixels))
-        truth = tile.read_labels() == 1
+        truth = tile.read_instances()  # one id per annotated ship
         c = objects(pred, truth)
         counts.append(c)
         per_port[tile.name] = {**object_summary([c]), "found": c["found"]}

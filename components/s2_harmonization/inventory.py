@@ -113,6 +113,7 @@ def pair(input_dir: Path, tile: str | None) -> tuple[list[Acquisition], str | No
         out.append(Acquisition(img, same[0]))
     unused = [i.path.name for i in lais if i.path not in used]
     if unused:
-        log.warning("LAI images without REFBOA image ignored: %s", ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
+        log.warning("LAI images without REFBOA image ignored: %s",
+                    ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
     out.sort(key=lambda a: (a.date, a.boa.time or "", a.boa.path.name))
     return out, tile_b

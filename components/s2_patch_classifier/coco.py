@@ -47,12 +47,27 @@ def load(path: Path) -> dict:
 
 def rasterise(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """The label raster (uint8, ``shape`` = (rows, cols)) of the COCO file ``path``."""
+    out = np.zeros(shape, np.uint8)
+    for cat, mask in _masks(path, shape):
+        out[mask] = cat
+    return out
+
+
+def instances(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """One id per annotation (int32, 1..n in file order, 0 = none); later ones on top."""
+    out = np.zeros(shape, np.int32)
+    for i, (_, mask) in enumerate(_masks(path, shape), 1):
+        out[mask] = i
+    return out
+
+
+def _masks(path: Path, shape: tuple[int, int]):
+    """(category, boolean mask) of each annotation, checked against the tile's shape."""
     data = load(path)
     name = Path(path).name
     rows, cols = shape
     sizes = {img.get("id"): (img.get("height"), img.get("width")) for img in data.get("images", [])
              if isinstance(img, dict)}
-    out = np.zeros(shape, np.uint8)
     for i, ann in enumerate(data["annotations"]):
         where = f"COCO file {name}, annotation {ann.get('id', i) if isinstance(ann, dict) else i}"
         if not isinstance(ann, dict) or "segmentation" not in ann:
@@ -77,8 +92,7 @@ def rasterise(path: Path, shape: tuple[int, int]) -> np.ndarray:
             mask = _polygons(seg, rows, cols, where)
         else:
             raise ServiceError(f"{where}: segmentation is neither polygons nor RLE")
-        out[mask] = cat
-    return out
+        yield cat, mask
 
 
 def _polygons(seg: list, rows: int, cols: int, where: str) -> np.ndarray:

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt", ".img"}
 LABEL_TOKENS = ("label", "labels", "mask", "gt", "annotation", "annotations")
-_BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])(B(?:0?[1-9]|1[0-2]|8A))(?![A-Za-z0-9])", re.IGNORECASE)
+# a band token, with the resolution suffix of ESA file names (B02_10m) taken along
+_BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])(B(?:0?[1-9]|1[0-2]|8A))(?:_\d{2}m)?(?![A-Za-z0-9])", re.IGNORECASE)
 _LABEL_RE = re.compile(r"[_\-. ](?:" + "|".join(LABEL_TOKENS) + r")$", re.IGNORECASE)
 MAX_BAD_FRACTION = 0.25
 BAND_ORDER = {b: i for i, b in enumerate(BAND_NAMES)}
@@ -55,6 +56,33 @@ IGBP_SIMPLIFIED = np.array([0, 1, 1, 1, 1, 1, 2, 2, 3, 3, 4, 5, 6, 7, 6, 8, 9, 1
 SIMPLIFIED_NAMES = {1: "forest", 2: "shrubland", 3: "savanna", 4: "grassland", 5: "wetlands", 6: "cropland",
                     7: "urban", 8: "snow/ice", 9: "barren", 10: "water"}
 IGNORE = 255  # label of pixels left out of the loss and the metrics (no data in the image)
+
+
+class _GeoKeyNoise(logging.Filter):
+    """Drops GDAL's warnings about GeoTIFF keys whose datum PROJ cannot look up (the sen2ships
+    exports: EPSG:3857 with a user-defined datum; the EPSG code is used). They repeat at every
+    read and bury the service's own log lines."""
+
+    PATTERNS = ("internal_proj_create_from_database", "got from GeoTIFF keys is not the same")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(p in message for p in self.PATTERNS)
+
+
+logging.getLogger("rasterio._env").addFilter(_GeoKeyNoise())
+
+
+def _gdal_env(func):
+    """Run ``func`` with the GDAL options of this module: some exports (sen2ships) carry GeoTIFF
+    keys that PROJ warns about at every read; their EPSG code is the CRS."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with rasterio.Env(GTIFF_SRS_SOURCE="EPSG"):
+            return func(*args, **kwargs)
+    return wrapper
 
 
 @dataclass
@@ -96,6 +124,7 @@ class Tile:
             raise ServiceError(f"unknown band {', '.join(missing)} for tile {self.name}: it has "
                                f"{', '.join(self.bands) or 'no named bands'}")
 
+    @_gdal_env
     def read(self, bands: tuple[str, ...], window: Window | None = None) -> np.ndarray:
         """(bands, rows, cols) float32 of raw values; no data and unreadable blocks are NaN."""
         window = window or Window(0, 0, self.width, self.height)
@@ -108,6 +137,20 @@ class Tile:
                 out[i] = _read_band(self.band_files[b], 1, window, self, b)
         return out
 
+    def read_instances(self) -> np.ndarray:
+        """Object instances (int32, 0 = none): one id per COCO annotation, or the connected
+        components (8-connectivity) of each class of a label raster."""
+        if self.coco is not None and self.label is None:
+            return coco.instances(self.coco, (self.height, self.width))
+        from scipy import ndimage
+
+        labels = self.read_labels()
+        out = np.zeros(labels.shape, np.int32)
+        for value in np.unique(labels[labels > 0]):
+            comp, n = ndimage.label(labels == value, np.ones((3, 3), bool))
+            out[comp > 0] = comp[comp > 0] + out.max()
+        return out
+
     def check_label_size(self) -> None:
         if self.label is not None:
             with _open(self.label) as ds:
@@ -115,6 +158,7 @@ class Tile:
                     raise ServiceError(f"labels of another size: {self.label.name} is {ds.height}x{ds.width} px "
                                        f"(rows x cols), tile {self.name} is {self.height}x{self.width}")
 
+    @_gdal_env
     def read_labels(self) -> np.ndarray:
         """The raw label raster (uint8, tile size): values 0-255 as given."""
         if self.label is not None:
@@ -136,9 +180,7 @@ class Tile:
 
 def _open(path: Path):
     try:
-        # some exports (sen2ships) carry GeoTIFF keys that PROJ warns about: the EPSG code rules
-        with rasterio.Env(GTIFF_SRS_SOURCE="EPSG"):
-            return rasterio.open(path)
+        return rasterio.open(path)
     except rasterio.errors.RasterioIOError as e:
         raise ServiceError(f"cannot open raster {Path(path).name}: {' '.join(str(e).split())}") from None
 
@@ -219,6 +261,7 @@ def _clean_name(key: str) -> str:
     return re.sub(r"_+", "_", name) or "tile"
 
 
+@_gdal_env
 def find_tiles(root: str | Path) -> list[Tile]:
     """Every tile under ``root`` (a folder, searched recursively, or one raster file)."""
     root = Path(root)
@@ -280,8 +323,8 @@ def _tiles_in(folder: Path, files: list[Path], root: Path) -> list[Tile]:
             tiles[0].label = next(iter(labels.values()))
         elif len(jsons) == 1 and not labels:
             tiles[0].coco = jsons[0]
-    if len(tiles) == 1 and root.is_dir():
-        tiles[0].name = _clean_name(folder.name)  # a folder per tile: the folder names it
+    if len(tiles) == 1 and tiles[0].stack is None and root.is_dir():
+        tiles[0].name = _clean_name(folder.name)  # a folder per band-file tile: the folder names it
     for t in tiles:
         _describe(t)
     return tiles

@@ -42,28 +42,29 @@ def _num(v) -> float | None:
     return None if np.isnan(v) else round(v, 6)
 
 
-def objects(pred: np.ndarray, truth: np.ndarray, min_overlap: int = 1) -> dict:
-    """Object-level counts for one foreground class (boolean masks): a predicted connected
-    component (8-connectivity) is a true positive when it overlaps a true object by at least
-    ``min_overlap`` pixels, and each true object is found when some predicted component
-    overlaps it. Returns tp/fp/fn counts, precision, recall, F1 and pixel Dice."""
+def objects(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """Object-level counts for one foreground class. ``pred`` is a boolean mask whose connected
+    components (8-connectivity) are the predicted objects; ``truth`` holds the true objects, as
+    instance ids (int, 0 = none: one id per annotated ship, so ships moored side by side stay
+    apart) or as a boolean mask (its connected components). A predicted component is a true
+    positive when it overlaps a true object; a true object is found when a predicted component
+    overlaps it. Returns the counts and the pixel Dice."""
     from scipy import ndimage
 
     eight = np.ones((3, 3), bool)
-    plab, np_ = ndimage.label(pred, eight)
-    tlab, nt = ndimage.label(truth, eight)
+    plab, n_pred = ndimage.label(pred, eight)
+    tlab = ndimage.label(truth, eight)[0] if truth.dtype == bool else truth
+    truth_ids = np.unique(tlab[tlab > 0])
     both = (plab > 0) & (tlab > 0)
-    pairs = np.unique(np.stack([plab[both], tlab[both]]), axis=1) if both.any() else np.zeros((2, 0), int)
-    if min_overlap > 1 and pairs.size:
-        counts = np.array([np.sum((plab == a) & (tlab == b)) for a, b in pairs.T])
-        pairs = pairs[:, counts >= min_overlap]
-    matched_pred = len(np.unique(pairs[0])) if pairs.size else 0
-    found = len(np.unique(pairs[1])) if pairs.size else 0
-    inter = int(both.sum())
-    dice = 2 * inter / (pred.sum() + truth.sum()) if pred.sum() + truth.sum() else 1.0
-    return {"true_objects": int(nt), "predicted_objects": int(np_), "tp": matched_pred, "fp": int(np_ - matched_pred),
-            "found": found, "fn": int(nt - found), "pixel_intersection": inter, "pixel_pred": int(pred.sum()),
-            "pixel_truth": int(truth.sum()), "dice": round(float(dice), 6)}
+    matched_pred = len(np.unique(plab[both]))
+    found = len(np.unique(tlab[both]))
+    truth_mask = tlab > 0
+    inter = int((pred & truth_mask).sum())
+    total = int(pred.sum() + truth_mask.sum())
+    return {"true_objects": int(len(truth_ids)), "predicted_objects": int(n_pred), "tp": matched_pred,
+            "fp": int(n_pred - matched_pred), "found": found, "fn": int(len(truth_ids) - found),
+            "pixel_intersection": inter, "pixel_pred": int(pred.sum()), "pixel_truth": int(truth_mask.sum()),
+            "dice": round(2 * inter / total, 6) if total else 1.0}
 
 
 def object_summary(counts: list[dict]) -> dict:

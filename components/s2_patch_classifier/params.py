@@ -52,6 +52,9 @@ class S2PatchClassifierParams(ServiceParams):
         None, "Model file: the name written by train/full (default model.pt or model.onnx); the "
         "model read by predict (required there)", flags=("-model_file", "--model-file"))
     # ---- additions to Table 7
+    quantize: Literal["none", "int8"] = param(
+        "none", "With -model_format onnx: int8 static quantization (calibrated on training patches) for "
+        "faster CPU inference")
     pretrained_weights: Optional[str] = param(
         None, "Encoder checkpoint written by --action pretrain, loaded when --pretrained true")
     pretrain_epochs: int = param(0, "Epochs of self-supervised pre-training (0: as --epochs)", minimum=0,
@@ -94,6 +97,8 @@ class S2PatchClassifierParams(ServiceParams):
             raise InvalidParameter("selected_classes", ",".join(classes),
                                    "class ids 1-10 of the simplified scheme with --simplified true")
         object.__setattr__(self, "selected_classes", tuple(classes))
+        if str(self.quantize).lower() == "int8" and str(self.model_format).lower() != "onnx":
+            raise InvalidParameter("quantize", self.quantize, "none unless -model_format onnx")
         if self.patch_size not in PATCH_SIZES:
             raise InvalidParameter("patch_size", self.patch_size, "64 or 256")
         super().__post_init__()

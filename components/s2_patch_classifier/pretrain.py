@@ -154,7 +154,7 @@ def pretrain(images: np.ndarray, stats: dict, *, encoder: str, width: int, epoch
                     queue[queue_ptr:] = k[:queue_size - queue_ptr]
                     queue[:end - queue_size] = k[queue_size - queue_ptr:]
                 queue_ptr = end % queue_size
-            total += float(loss)
+            total += loss.item()
         history.append({"epoch": epoch, "loss": round(total / steps, 6), "seconds": round(time.perf_counter() - t0, 2)})
         log.info("pretrain epoch %d/%d: InfoNCE %.4f, %.1f s", epoch, epochs, history[-1]["loss"], history[-1]["seconds"])
         if max_seconds and time.perf_counter() - started > max_seconds:

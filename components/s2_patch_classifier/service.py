@@ -108,10 +108,35 @@ def run(input_uri: str, params: S2PatchClassifierParams, outdir: str) -> Classif
         raise
 
 
+def cpu_quota() -> int | None:
+    """CPUs granted by the container's cgroup (a pod's CPU limit), when one is set."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]  # cgroup v2
+        return None if quota == "max" else max(1, int(int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())  # cgroup v1
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else max(1, quota // period)
+    except (OSError, ValueError):
+        return None
+
+
+def _limit_threads() -> None:
+    """As many torch threads as the container may use: OpenMP threads beyond a pod's CPU limit
+    wait on each other and slow training and inference down many times."""
+    quota = cpu_quota()
+    if quota is not None and torch.get_num_threads() > quota:
+        log.info("CPU limit of %d: %d torch threads", quota, quota)
+        torch.set_num_threads(quota)
+
+
 def _run(input_uri: str, params: S2PatchClassifierParams, outdir: str, local_out: Path | None) -> ClassifierResult:
     started = dt.datetime.now(dt.timezone.utc)
     steps = Steps(log)
     device = resolve_device(params.device)
+    _limit_threads()
     with tempfile.TemporaryDirectory(prefix=".s2pc-", dir=local_out) as work:
         work = Path(work)
         stage = work / "stage"
@@ -124,16 +149,17 @@ def _run(input_uri: str, params: S2PatchClassifierParams, outdir: str, local_out
                 needed = value and (name != "model_file" or params.action == "predict") and \
                     (name != "pretrained_weights" or params.pretrained)
                 if needed:
-                    extra[name] = storage.fetch_input(value, work / name)
+                    extra[name] = _locate(storage.fetch_input(value, work / name), name)
         result = ClassifierResult(params.action, "", "")
         summary = {}
         action = params.action
         if action == "predict":
             _predict(local_input, extra["model_file"], params, stage, device, steps, result)
+            summary = result.scores
         elif action == "extract_data":
             ps = _extract(local_input, params, stage, steps, labelled=True)
             result.patches = result.product = str(stage / patchmod.INDEX)
-            summary = {"patches": len(ps), "class_pixels": ps.index["class_pixels"]}
+            summary = result.scores = {"patches": len(ps), "class_pixels": ps.index["class_pixels"]}
         elif action == "pretrain":
             _pretrain(local_input, params, stage, device, steps, result)
         else:  # train or full
@@ -171,6 +197,24 @@ def _run(input_uri: str, params: S2PatchClassifierParams, outdir: str, local_out
     result.run_record = by_rel["run.json"]
     log.info("%s done: %s (%.1f s)", params.action, result.product, steps.elapsed)
     return result
+
+
+def _locate(path: Path, role: str) -> Path:
+    """A folder given for a model or an encoder (an output folder of train/pretrain, or a KFP
+    artifact) stands for the file inside it."""
+    if role == "predict_input" or not path.is_dir():
+        return path
+    if role == "pretrained_weights":
+        found = [path / ENCODER_FILE] if (path / ENCODER_FILE).is_file() else []
+    else:
+        record = path / "run.json"
+        named = json.loads(record.read_text()).get("outputs", {}).get("model") if record.is_file() else None
+        found = [path / named] if named and (path / named).is_file() else \
+            sorted(p for p in path.iterdir() if p.suffix.lower() in (".pt", ".pth", ".onnx") and p.name != ENCODER_FILE)
+    if len(found) != 1:
+        what = "an encoder_pretrained.pt" if role == "pretrained_weights" else "one model file (.pt or .onnx)"
+        raise ServiceError(f"--{role} {path} is a folder without {what}")
+    return found[0]
 
 
 def _rel_key(published: str, outdir: str) -> str:
@@ -263,6 +307,7 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
                              ps.index["patch_size"], stats or ps.stats, ps.index["simplified"])
     meta["training"] = {"criterion": params.criterion, "epochs": params.epochs, "batch_size": params.batch_size,
                         "lr": params.lr, "data_aug": params.data_aug, "pretrained": params.pretrained,
+                        "quantize": params.quantize,
                         "patches": len(ps), "best_epoch": res.metrics["best_epoch"]}
     name = model_name(params)
     path = stage / name
@@ -270,8 +315,15 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
         if params.model_format == "onnx":
             from .onnx_export import export
 
-            export(res.model, path, meta, ps.index["patch_size"])
-            _check_onnx(res.model, path, meta, ps)
+            if params.quantize == "int8":
+                fp32 = path.with_name(path.stem + ".fp32.onnx")
+                export(res.model, fp32, meta, ps.index["patch_size"])
+                _check_onnx(res.model, fp32, meta, ps)
+                res.metrics["int8_agreement"] = _quantize(res.model, fp32, path, meta, ps, res)
+                fp32.unlink()
+            else:
+                export(res.model, path, meta, ps.index["patch_size"])
+                _check_onnx(res.model, path, meta, ps)
         else:
             modelio.save_pytorch(path, res.model, meta)
     metrics = {**res.metrics, "history": res.history, "model": name}
@@ -295,6 +347,26 @@ def _check_onnx(model, path: Path, meta: dict, ps: patchmod.PatchSet) -> None:
     if not diff <= ONNX_CHECK_TOLERANCE:
         raise ServiceError(f"the ONNX export differs from the PyTorch model by {diff:.2e} (> {ONNX_CHECK_TOLERANCE})")
     log.info("ONNX export checked with ONNX Runtime: max probability difference %.1e", diff)
+
+
+def _quantize(model, fp32: Path, path: Path, meta: dict, ps: patchmod.PatchSet, res) -> float:
+    """int8 model calibrated on up to 32 training patches; returns the share of validation pixels
+    whose class agrees with the PyTorch model."""
+    from .onnx_export import quantize_int8
+    from .predict import OnnxPredictor
+
+    rng = np.random.default_rng(0)
+    calib_idx = np.sort(rng.choice(res.train_index, size=min(32, len(res.train_index)), replace=False))
+    quantize_int8(fp32, path, np.asarray(ps.images[calib_idx], np.float32), meta)
+    check_idx = res.val_index if len(res.val_index) else res.train_index
+    x = np.nan_to_num(np.asarray(ps.images[np.sort(check_idx[:16])], np.float32), nan=0.0)
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(x)).argmax(1).numpy()
+    got = OnnxPredictor(path, meta, torch.device("cpu"))(x).argmax(1)
+    agreement = float((ref == got).mean())
+    (log.warning if agreement < 0.99 else log.info)(
+        "int8 model: %.2f %% of the checked pixels keep the PyTorch class", 100 * agreement)
+    return round(agreement, 5)
 
 
 def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, folder: Path, device, steps: Steps,

@@ -165,7 +165,7 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
             loss.backward()
             optimiser.step()
             schedule.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             seen += len(idx)
         cm = evaluate(model, patches, eval_idx, device)
         sc = scores(cm, classes)

@@ -101,6 +101,14 @@ def _check_dates(splits: dict[str, list[Tile]], params: TimeSen2CropParams) -> l
     return months
 
 
+def _check_scale(x: np.ndarray, split: str) -> None:
+    """TimeSen2Crop stores reflectance x 10000, like the composites; warn when values look like 0..1."""
+    observed = x[x != 0]
+    if observed.size and float(np.percentile(observed[:1_000_000], 99)) < 2.0:
+        log.warning("%s values look like reflectance in 0..1, not reflectance x 10000 as in TimeSen2Crop and the "
+                    "monthly composites: a model trained on them will not apply to the composites", split)
+
+
 def _run(input_dir: str, params: TimeSen2CropParams, output_dir: str, local_out: Path | None) -> TimeSen2CropResult:
     started = dt.datetime.now(dt.timezone.utc)
     steps = Steps(log)
@@ -137,6 +145,7 @@ def _run(input_dir: str, params: TimeSen2CropParams, output_dir: str, local_out:
                 raise ServiceError(f"{split} tiles {tiles} hold no sample with a usable observation "
                                    f"(classes {','.join(params.classes) or 'all'}, usable conditions "
                                    f"{','.join(params.usable_conditions)}, non_clear {params.non_clear})")
+            _check_scale(x, split)
             xf, yf = SPLIT_FILES[split]
             (stage / xf).parent.mkdir(parents=True, exist_ok=True)
             np.save(stage / xf, np.ascontiguousarray(x, np.float32))

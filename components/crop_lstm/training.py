@@ -1,0 +1,138 @@
+"""The training loop: mini-batch Adam on cross-entropy, on the CPU or a CUDA GPU.
+
+The whole training set is moved to the device once and shuffled there each epoch (a permutation
+from a seeded generator), which keeps a GPU busy without a data loader; each epoch is logged with
+its loss and accuracy and, with a validation set, the validation loss, accuracy and macro F1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .metrics import summary
+from .model import CropLSTM
+
+log = logging.getLogger(__name__)
+
+EVAL_BATCH = 8192
+WORK_PER_THREAD = 16384  # batch_size x hidden_size per CPU thread: smaller GEMMs run faster on one thread
+
+
+def cpu_threads(batch_size: int, hidden_size: int) -> int:
+    """Intra-op threads for CPU training: the small matrix products of mini-batch LSTM training
+    lose more to thread synchronisation than they gain (about 10x slower on 2 busy cores with
+    batch 16), so one thread unless the batches are large."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, batch_size * hidden_size // WORK_PER_THREAD))
+
+
+@dataclass
+class History:
+    epochs: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def class_weight_vector(y_idx: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse a-priori probability of each class, scaled so that the mean sample weight is 1."""
+    counts = np.bincount(y_idx, minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, len(y_idx) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return weights.astype(np.float32)
+
+
+def pick_device(choice: str) -> torch.device:
+    from components.common.errors import ServiceError
+
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ServiceError("--device cuda: no CUDA GPU is available to PyTorch here")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def _evaluate(model: CropLSTM, x: torch.Tensor, y: torch.Tensor, loss_fn) -> tuple[float, np.ndarray]:
+    model.eval()
+    losses, preds = [], []
+    for i in range(0, len(x), EVAL_BATCH):
+        logits = model(x[i:i + EVAL_BATCH])
+        yb = y[i:i + EVAL_BATCH]
+        known = yb >= 0
+        if known.any():
+            losses.append(float(loss_fn(logits[known], yb[known])) * int(known.sum()))
+        preds.append(logits.argmax(1).cpu().numpy())
+    n_known = int((y >= 0).sum())
+    return (sum(losses) / n_known if n_known else float("nan")), np.concatenate(preds)
+
+
+def fit(model: CropLSTM, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray | None, y_val: np.ndarray | None,
+        *, epochs: int, batch_size: int, learning_rate: float, class_weights: bool, seed: int,
+        device: torch.device, class_ids: list[int]) -> History:
+    """Train ``model`` in place. Labels are indexes into ``class_ids`` (-1 in ``y_val`` for a class
+    the model has no output for: counted as an error, left out of the validation loss)."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(batch_size, model.config.hidden_size))
+    try:
+        return _fit(model, x_train, y_train, x_val, y_val, epochs=epochs, batch_size=batch_size,
+                    learning_rate=learning_rate, class_weights=class_weights, seed=seed, device=device,
+                    class_ids=class_ids)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(model, x_train, y_train, x_val, y_val, *, epochs, batch_size, learning_rate, class_weights, seed, device,
+         class_ids) -> History:
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model.to(device)
+    xt = torch.from_numpy(np.ascontiguousarray(x_train, np.float32)).to(device)
+    yt = torch.from_numpy(y_train.astype(np.int64)).to(device)
+    xv = yv = None
+    if x_val is not None:
+        xv = torch.from_numpy(np.ascontiguousarray(x_val, np.float32)).to(device)
+        yv = torch.from_numpy(y_val.astype(np.int64)).to(device)
+    weight = torch.from_numpy(class_weight_vector(y_train, len(class_ids))).to(device) if class_weights else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    eval_loss = nn.CrossEntropyLoss(weight=weight)
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    history = History()
+    n = len(xt)
+    t0 = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        te = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=gen).to(device)
+        total, correct = 0.0, 0
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            xb, yb = xt[idx], yt[idx]
+            optimiser.zero_grad(set_to_none=True)
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(idx)
+            correct += int((logits.detach().argmax(1) == yb).sum())
+        row = {"epoch": epoch, "loss": total / n, "accuracy": correct / n}
+        if xv is not None:
+            vloss, vpred = _evaluate(model, xv, yv, eval_loss)
+            truth = np.asarray(class_ids + [-1])[y_val] if len(y_val) else y_val
+            s = summary(truth, np.asarray(class_ids)[vpred], class_ids)
+            row.update(val_loss=vloss, val_accuracy=s["overall_accuracy"], val_macro_f1=s["macro_f1"])
+        row["seconds"] = round(time.perf_counter() - te, 3)
+        history.epochs.append(row)
+        val_text = (f" | val loss {row['val_loss']:.4f} accuracy {row['val_accuracy']:.3f} macro F1 "
+                    f"{row['val_macro_f1']:.3f}") if xv is not None else ""
+        log.info("epoch %d/%d: loss %.4f accuracy %.3f%s (%.1f s)", epoch, epochs, row["loss"], row["accuracy"],
+                 val_text, row["seconds"])
+    history.seconds = round(time.perf_counter() - t0, 3)
+    model.cpu().eval()
+    return history

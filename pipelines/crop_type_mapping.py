@@ -1,0 +1,38 @@
+"""``crop_type_mapping``: a tile's Sentinel-2 BOA + LAI time series to a crop-type map.
+
+monthlycomposite harmonises the series into 12 monthly median composites (September to August);
+tile_classifier applies a model trained by ``crop_type_training`` (``model_uri``: its .h5 file, or
+the folder holding it) where the crop mask (``mask_uri``, optional) is 0, then post-processes the
+map. Both steps run on CPUs (inference through ONNX Runtime).
+"""
+
+from kfp import dsl
+
+from components.crop_lstm.component import tile_classifier
+from components.s2_harmonization.component import monthlycomposite
+
+
+@dsl.pipeline(name="crop-type-mapping", description="Sentinel-2 BOA + LAI time series -> 12 monthly median "
+              "composites -> crop-type map (LSTM, TimeSen2Crop legend) with morphological post-processing.")
+def crop_type_mapping(
+    input_uri: str,
+    model_uri: str,
+    mask_uri: str = "",
+    tile: str = "",
+    season_start: int = 2017,
+    empty_months: str = "error",
+    block_size: int = 512,
+    majority_size: int = 3,
+    min_region_px: int = 0,
+    connectivity: str = "8",
+    batch_pixels: int = 256,
+):
+    mc = monthlycomposite(input_uri=input_uri, tile=tile, season_start=season_start, empty_months=empty_months,
+                          block_size=block_size)
+    mc.set_display_name("monthlycomposite")
+    mc.set_cpu_limit("4").set_memory_request("4Gi").set_memory_limit("16Gi")
+    classify = tile_classifier(composites=mc.outputs["composites"], model_uri=model_uri, mask_uri=mask_uri,
+                               majority_size=majority_size, min_region_px=min_region_px, connectivity=connectivity,
+                               block_size=block_size, batch_pixels=batch_pixels, engine="auto")
+    classify.set_display_name("tile_classifier")
+    classify.set_cpu_limit("8").set_memory_request("4Gi").set_memory_limit("8Gi")

@@ -1,0 +1,39 @@
+"""The benchmark and the evaluation harness run (tiny settings; their figures are not checked)."""
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_inference_benchmark_runs():
+    bench = _load("s2_patch_classifier")
+    args = argparse.Namespace(size=96, patch=64, overlap=0.25, bands=3, encoder="resnet14", width=8, rounds=1,
+                              threads=1, no_onnx=False)
+    out = bench.run(args)
+    assert set(out["seconds_best_of_rounds"]) == {"plain", "torch-fast", "torch-fast-fp32", "onnxruntime",
+                                                  "onnxruntime-int8"}
+    assert out["windows"] == 4 and out["agreement_with_plain"]["torch-fast-fp32"] == 1.0
+
+
+def test_ships_harness_runs(tmp_path):
+    from tests.conftest import sample
+
+    root = sample("s2-ships-sen2ships")
+    harness = _load("sen2ships_eval")
+    args = argparse.Namespace(root=str(root), test_ports="honolulu", train_ports="casablanca", encoder="resnet14", width=4, patch_size=64,
+                              epochs=1, batch_size=16, lr=1e-3, criterion="focal_loss", no_aug=False,
+                              pretrain_epochs=0, budget_s=0, pretrain_budget_s=0, overlap=0.25, min_pixels=-1,
+                              device="cpu", seed=0, threads=1, save_dir="")
+    out = harness.evaluate(args)
+    run = out["runs"]["scratch"]
+    assert out["test_ports"] == ["honolulu"] and out["min_pixels"] >= 1
+    assert run["true_objects"] == 12 and 0 <= run["object_f1"] <= 1

@@ -1,0 +1,84 @@
+"""The network: a ResNet-50 encoder (the standard layout, any number of bands), the U-Net
+output shape, batch-norm folding, losses and augmentation."""
+
+import numpy as np
+import pytest
+import torch
+
+from components.s2_patch_classifier import augment
+from components.s2_patch_classifier.losses import cross_entropy, focal_loss
+from components.s2_patch_classifier.model import (ENCODER_BLOCKS, Arch, ResNetEncoder, build, fold_batchnorm,
+                                                   parameter_count)
+
+RESNET50_WITHOUT_FC = 23_508_032  # torchvision's resnet50 (25,557,032) less its 2048 x 1000 + 1000 classifier
+
+
+def test_encoder_is_resnet50():
+    enc = ResNetEncoder(3, "resnet50", 64)
+    assert parameter_count(enc) == RESNET50_WITHOUT_FC
+    assert [len(s) for s in (enc.layer1, enc.layer2, enc.layer3, enc.layer4)] == list(ENCODER_BLOCKS["resnet50"])
+    assert enc.channels == (64, 256, 512, 1024, 2048)
+    # 13 bands: only the stem differs
+    assert parameter_count(ResNetEncoder(13, "resnet50", 64)) == RESNET50_WITHOUT_FC + 10 * 64 * 7 * 7
+
+
+@pytest.mark.parametrize("bands, classes, size", [(1, 2, 64), (5, 3, 64), (13, 11, 96)])
+def test_unet_any_band_count(bands, classes, size):
+    model = build(Arch(bands, classes, "resnet14", 8)).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, bands, size, size) * 3000)
+    assert out.shape == (2, classes, size, size) and torch.isfinite(out).all()
+
+
+def test_strides_of_the_features():
+    feats = ResNetEncoder(4, "resnet14", 8)(torch.rand(1, 4, 64, 64))
+    assert [f.shape[-1] for f in feats] == [32, 16, 8, 4, 2]
+
+
+def test_normalise_and_nan():
+    model = build(Arch(2, 2, "resnet14", 8))
+    model.normalise.set_stats([0, 0], [100, 10], [50, 5], [10, 2])
+    x = torch.tensor([[[[200.0]], [[float("nan")]]]])
+    y = model.normalise(x)
+    assert y[0, 0, 0, 0] == pytest.approx(5.0) and y[0, 1, 0, 0] == 0
+
+
+def test_folded_batchnorm_gives_the_same_output():
+    torch.manual_seed(0)
+    model = build(Arch(3, 2, "resnet14", 8))
+    for m in model.modules():  # non-trivial statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        folded = fold_batchnorm(model)(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert torch.allclose(ref, folded, atol=1e-4)
+
+
+def test_losses():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8)
+    target = torch.randint(0, 3, (2, 8, 8))
+    target[0, 0, :] = 255  # ignored
+    assert focal_loss(logits, target, gamma=0.0) == pytest.approx(float(cross_entropy(logits, target)), rel=1e-5)
+    assert focal_loss(logits, target) < cross_entropy(logits, target)
+    confident = torch.zeros(1, 2, 4, 4)
+    confident[:, 1] = 10.0
+    assert focal_loss(confident, torch.ones(1, 4, 4, dtype=torch.long)) < 1e-6
+
+
+def test_augmentation_moves_image_and_labels_together():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.arange(2 * 2 * 8 * 8, dtype=torch.float32).reshape(2, 2, 8, 8)
+    y = x[:, 0].long()
+    xa, ya = augment.geometric(x, y, gen)
+    assert torch.equal(xa[:, 0].long(), ya)
+    assert sorted(xa[0, 0].flatten().tolist()) == sorted(x[0, 0].flatten().tolist())
+    xr = augment.radiometric(x, gen)
+    assert xr.shape == x.shape and not torch.equal(xr, x)
+    assert np.allclose((xr / x.clamp(min=1)).mean().item(), 1.0, atol=0.2)
