@@ -114,7 +114,7 @@ class TrainingConfig:
         "crps", "Content term added to the generator loss: crps (fair CRPS of content_members draws), mse "
         "(of their mean), none")
     content_weight: float = param(100.0, "Weight of the content term (against the critic's score; 100 kept the "
-                                  "ensemble calibrated in bench/aq_downscaling.py, 10 made it under-dispersive)",
+                                  "ensemble calibrated in bench/aq_eval.py, 10 made it under-dispersive)",
                                   minimum=0)
     content_members: int = param(4, "Draws per sample for the content term", minimum=2, maximum=64)
     critic_steps: int = param(5, "Critic updates per generator update", minimum=1, maximum=100)

@@ -11,9 +11,9 @@ ensemble mean, rank histogram, spread/skill, power spectra; bilinear and Lanczos
 Prints one JSON object with the figures, the targets (CRPS at least 20 % below the bilinear MAE;
 rank histogram flat within 10 %) and whether each is met; asserts nothing.
 
-    python bench/aq_downscaling.py --threads 1      # defaults below (measured: 21 min of training
+    python bench/aq_eval.py --threads 1      # defaults below (measured: 21 min of training
                                                     # on a 2-core machine shared with other jobs)
-    python bench/aq_downscaling.py --days 12 --epochs 2   # quick try
+    python bench/aq_eval.py --days 12 --epochs 2   # quick try
 
 Defaults: 24 days (20 for training, the following 4 held out), AoI 42.0-49.2 N, 3.0-10.2 E (9 x 9
 cells of 0.8°, 72 x 72 of 0.1°), training tiles of 4 x 4 -> 32 x 32 every 2 cells (1440 tiles),
