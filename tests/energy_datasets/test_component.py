@@ -11,17 +11,9 @@ from components.energy_datasets.component import energy_dataset
 from components.energy_datasets.params import StageParams
 
 from .conftest import FILES, write_catalogue
-
-KFP_TYPES = {"str": "String", "optional_str": "String", "list": "String", "float": "Float", "int": "Integer",
-             "bool": "Boolean"}
+from tests.kfp_contract import KFP_TYPES, component_default
 
 
-def _component_default(spec):
-    if spec.default is None:
-        return ""
-    if isinstance(spec.default, tuple):
-        return ",".join(spec.default)
-    return spec.default
 
 
 def test_component_inputs_match_declared_params():
@@ -31,7 +23,7 @@ def test_component_inputs_match_declared_params():
     assert inputs["name"].type == "String" and inputs["name"].default is None
     for name, spec in specs.items():
         assert inputs[name].type == KFP_TYPES[spec.kind], name
-        assert inputs[name].default == _component_default(spec), name
+        assert inputs[name].default == component_default(spec), name
     outputs = energy_dataset.component_spec.outputs
     assert {k: v.type for k, v in outputs.items()} == {"dataset": "system.Dataset@0.0.1",
                                                        "report": "system.Markdown@0.0.1"}

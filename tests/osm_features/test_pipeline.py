@@ -16,18 +16,10 @@ from pipelines.compile import COMPILED, PIPELINES
 from pipelines.osm_features import osm_features
 
 from .conftest import VADUZ_WKT
+from tests.kfp_contract import KFP_TYPES, component_default
 
-KFP_TYPES = {"str": "String", "optional_str": "String", "list": "String", "float": "Float", "int": "Integer",
-             "bool": "Boolean"}
 COMPONENT_ONLY = {"input_uri", "input_pbf"}
 
-
-def _component_default(spec):
-    if spec.default is None:
-        return ""
-    if isinstance(spec.default, tuple):
-        return ",".join(spec.default)
-    return spec.default
 
 
 def test_component_inputs_match_declared_params():
@@ -36,7 +28,7 @@ def test_component_inputs_match_declared_params():
     assert set(inputs) - COMPONENT_ONLY == set(specs)
     for name, spec in specs.items():
         assert inputs[name].type == KFP_TYPES[spec.kind], name
-        assert inputs[name].default == _component_default(spec), name
+        assert inputs[name].default == component_default(spec), name
     outputs = osm_features_component.component_spec.outputs
     assert {k: v.type for k, v in outputs.items()} == {
         "product": "system.Dataset@0.0.1", "quicklook": "system.HTML@0.0.1", "metrics": "system.Metrics@0.0.1"}

@@ -14,27 +14,14 @@ from components.s2_preprocess.component import s2_preprocess
 from components.s2_preprocess.params import S2PreprocessParams
 from pipelines.compile import COMPILED, compile_all
 from tests.fixtures.s2_products import write_s2_product
+from tests.kfp_contract import assert_inputs_match_params
 
-KFP_TYPES = {"str": "String", "optional_str": "String", "list": "String", "float": "Float", "int": "Integer",
-             "bool": "Boolean"}
 COMPONENT_ONLY = {"product_uri", "input_product"}
 
 
-def _component_default(spec):
-    if spec.default is None:
-        return ""
-    if isinstance(spec.default, tuple):
-        return ",".join(spec.default)
-    return spec.default
-
 
 def test_component_inputs_match_declared_params():
-    inputs = s2_preprocess.component_spec.inputs
-    specs = {s.name: s for s in S2PreprocessParams.specs()}
-    assert set(inputs) - COMPONENT_ONLY == set(specs)
-    for name, spec in specs.items():
-        assert inputs[name].type == KFP_TYPES[spec.kind], name
-        assert inputs[name].default == _component_default(spec), name
+    assert_inputs_match_params(s2_preprocess, S2PreprocessParams, COMPONENT_ONLY)
 
 
 def test_component_outputs():

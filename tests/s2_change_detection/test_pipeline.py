@@ -15,19 +15,11 @@ import yaml
 from components.s2_change_detection.component import check_pair, s2_change_detection
 from components.s2_change_detection.params import S2ChangeParams
 from tests.s2_change_detection.pairs import PLANTED, write_pair
+from tests.kfp_contract import KFP_TYPES, component_default
 
 COMPILED = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
-KFP_TYPES = {"str": "String", "optional_str": "String", "list": "String", "float": "Float", "int": "Integer",
-             "bool": "Boolean"}
 COMPONENT_ONLY = {"input1_uri", "input2_uri", "input1", "input2"}
 
-
-def _component_default(spec):
-    if spec.default is None:
-        return ""
-    if isinstance(spec.default, tuple):
-        return ",".join(spec.default)
-    return spec.default
 
 
 def test_component_inputs_match_declared_params():
@@ -36,7 +28,7 @@ def test_component_inputs_match_declared_params():
     assert set(inputs) - COMPONENT_ONLY == set(specs)
     for name, spec in specs.items():
         assert inputs[name].type == KFP_TYPES[spec.kind], name
-        assert inputs[name].default == _component_default(spec), name
+        assert inputs[name].default == component_default(spec), name
 
 
 def test_component_outputs():
@@ -53,7 +45,7 @@ def test_pipeline_defaults_follow_the_params():
     specs = {s.name: s for s in S2ChangeParams.specs()}
     for name, spec in specs.items():
         value = inputs[name].default_value
-        default = _component_default(spec)
+        default = component_default(spec)
         got = value.number_value if value.HasField("number_value") else value.string_value
         assert got == default, name
 
