@@ -92,6 +92,7 @@ class OnnxPredictor(Predictor):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        options.intra_op_num_threads = torch.get_num_threads()  # the same limit as torch (CPU quota)
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
