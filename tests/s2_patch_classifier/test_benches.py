@@ -28,7 +28,7 @@ def test_ships_harness_runs(tmp_path):
     from tests.conftest import sample
 
     root = sample("s2-ships-sen2ships")
-    harness = _load("sen2ships_eval")
+    harness = _load("ships_eval")
     args = argparse.Namespace(root=str(root), test_ports="honolulu", train_ports="casablanca", encoder="resnet14", width=4, patch_size=64,
                               epochs=1, batch_size=16, lr=1e-3, criterion="focal_loss", no_aug=False,
                               pretrain_epochs=0, budget_s=0, pretrain_budget_s=0, overlap=0.25, min_pixels=-1,

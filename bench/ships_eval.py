@@ -13,9 +13,9 @@ It prints one JSON object (figures, settings, timings) and asserts nothing. With
 patches of *all* ports without their labels (the held-out ports' images are unlabelled data a
 user would have too), then trains with and without that initialisation for the comparison.
 
-    python bench/sen2ships_eval.py ../shared/data/s2-ships-sen2ships                     # CPU, about 20 min
-    python bench/sen2ships_eval.py ROOT --device cuda --epochs 60 --budget-s 0           # a GPU machine
-    python bench/sen2ships_eval.py ROOT --test-ports casablanca --epochs 1 --budget-s 60 # a quick try
+    python bench/ships_eval.py ../shared/data/s2-ships-sen2ships                     # CPU, about 20 min
+    python bench/ships_eval.py ROOT --device cuda --epochs 60 --budget-s 0           # a GPU machine
+    python bench/ships_eval.py ROOT --test-ports casablanca --epochs 1 --budget-s 60 # a quick try
 
 Data: ShipDetectionExperts/sen2ships (MIT); contains modified Copernicus Sentinel data 2022-2023.
 """
