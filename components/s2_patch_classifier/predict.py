@@ -19,6 +19,8 @@ and transform), with a colour table, plus a coloured quicklook PNG and a STAC it
 
 from __future__ import annotations
 
+import abc
+
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,15 +53,16 @@ def bf16_native() -> bool:
         return False
 
 
-class Predictor:
+class Predictor(abc.ABC):
     """Class probabilities (N, K, P, P) for raw windows (N, C, P, P) float32."""
 
     meta: dict
     engine: str
     batch: int
 
+    @abc.abstractmethod
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Probabilities for one batch of windows."""
 
 
 class TorchPredictor(Predictor):
