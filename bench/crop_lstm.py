@@ -16,10 +16,13 @@ from block to block, so that all see the same machine load):
     classify are read out, single-threaded ONNX Runtime calls on batches of 256 pixels run in
     parallel; the same without the mask, to separate the two gains.
 
-``ratio`` = time of (a) / time of (b) over the same blocks. Then (c) the whole tile_classifier
-service runs on the full tile (block classification with read-ahead, majority filter, Cloud
-Optimized GeoTIFF, quicklook, STAC) and is compared with (a) extrapolated to the tile
-(``ratio_unpaired``: measured at different times, so more exposed to the load of a shared machine).
+``sample.ratio`` = time of (a) / time of (b) over the same blocks (the sample's crop share is
+printed: it may differ from the tile's). Then (c) the whole tile_classifier service runs on the
+full tile (block classification with read-ahead, majority filter, Cloud Optimized GeoTIFF,
+quicklook, STAC) and is compared with (a) extrapolated to the tile by its pixel count (the plain
+loop does the same work on every block, masked or not): ``ratio`` (wall clock) and
+``ratio_cpu_time``, the headline figure. (a) and (c) run one after the other, so a shared machine's
+changing load affects them differently; the paired sample is the check on that.
 
 Prints one JSON object (seconds, CPU seconds, pixels per second, ratios, whether the 5x target is
 met); asserts nothing.
@@ -229,17 +232,22 @@ def main(argv: list[str] | None = None) -> int:
             "maps_agree": round(float(np.mean(agree)), 6)}
         report["ratio"] = report["sample"]["ratio"]
         if not args.skip_full:
-            estimate = base["seconds"] / len(sample) * len(wins)
-            t = time.perf_counter()
+            # the plain loop's time per block does not depend on the mask: extrapolate it by pixels
+            estimate = base["seconds"] / base["pixels"] * grid.width * grid.height
+            estimate_cpu = base["cpu_seconds"] / base["pixels"] * grid.width * grid.height
+            t, c = time.perf_counter(), time.process_time()
             result = run(str(folder / "input"), str(folder / "mc"), ClassifyParams(threads=args.threads),
                          str(tmp / "service"))
-            full = time.perf_counter() - t
+            full, full_cpu = time.perf_counter() - t, time.process_time() - c
             timings = json.loads(Path(result.run_record).read_text())["timings_s"]
             report["full_tile"] = {"tile_classifier_seconds": round(full, 1),
+                                   "tile_classifier_cpu_seconds": round(full_cpu, 1),
                                    "classification_seconds": timings.get("classify blocks"),
                                    "metrics": result.metrics,
                                    "plain_torch_loop_estimate_seconds": round(estimate, 1),
-                                   "ratio_unpaired": round(estimate / full, 2)}
+                                   "plain_torch_loop_estimate_cpu_seconds": round(estimate_cpu, 1),
+                                   "ratio": round(estimate / full, 2), "ratio_cpu_time": round(estimate_cpu / full_cpu, 2)}
+            report["ratio"] = report["full_tile"]["ratio"]
     report["target_ratio"] = TARGET_RATIO
     report["meets_target"] = report["ratio"] >= TARGET_RATIO
     print(json.dumps(report, indent=1))

@@ -13,11 +13,8 @@ here: KFP reads the real annotation objects.)
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from components import __version__
-from components.images import REGISTRY
+from components.images import ML_IMAGE
 
-# The ML image (images/ml): CUDA PyTorch, ONNX Runtime, h5py, the EO stack, kfp and this package.
-ML_IMAGE = f"{REGISTRY}/ml:{__version__}"
 
 
 @dsl.component(base_image=ML_IMAGE, install_kfp_package=False)
