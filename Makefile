@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test compile bench images clean
+.PHONY: install demo test compile bench images ai4eu-images clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,12 @@ REGISTRY ?= ghcr.io/eo-kfp-services
 
 images:
 	for name in eo ml snap; do docker build -f images/$$name/Dockerfile -t $(REGISTRY)/$$name:$(VERSION) . || exit 1; done
+
+# One AI4EU Experiments image per service, on top of the eo or ml image (build those first).
+ai4eu-images: install
+	$(PY) -m components.common.ai4eu list | while read -r service base name; do \
+	  docker build -f images/ai4eu/Dockerfile --build-arg BASE_IMAGE=$(REGISTRY)/$$base:$(VERSION) \
+	    --build-arg SERVICE=$$service -t $(REGISTRY)/$$name:$(VERSION) . || exit 1; done
 
 bench: install
 	$(PY) bench/s2_preprocess.py

@@ -417,6 +417,13 @@ def run_predict(input_file: str, model_file: str, output: str | None = None, mem
     return Result(published[out_name], {}, {"time_steps": int(times.size), "members": members, "variables": summary})
 
 
+def predict_to_folder(input_file: str, model_file: str, params, output_path: str) -> Result:
+    """:func:`run_predict` with declared parameters (``PredictParams``), writing
+    ``<input stem>_aqgan.nc`` into the folder ``output_path``."""
+    stem = Path(input_file.rstrip("/").rsplit("/", 1)[-1]).stem
+    return run_predict(input_file, model_file, f"{output_path.rstrip('/')}/{stem}_aqgan.nc", params.members or None,
+                       params.seed)
+
 def _model_config(model):
     from .config import load_config
 

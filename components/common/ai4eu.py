@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import re
@@ -27,6 +28,9 @@ from .params import ServiceParams
 log = logging.getLogger(__name__)
 
 PORT = 8061
+SERVICE_ENV = "AI4EU_SERVICE"  # the service an AI4EU image serves
+PARAMS_ENV = "AI4EU_PARAMS"  # parameters of streamed comparisons (rpc Compare), a JSON object
+OUTPUT_ENV = "AI4EU_OUTPUT_PATH"  # their output folder, relative to the shared folder
 PROTO_TYPES = {"str": "string", "optional_str": "string", "list": "string", "float": "double", "int": "int64",
                "bool": "bool"}
 
@@ -40,6 +44,10 @@ class ServiceEntry:
     run: str  # "module:function", called as run(*inputs, params, output_path)
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    values: tuple[str, ...] = ()  # inputs that are names, not paths in the shared folder
+    image: str = "eo"  # the project image (images/) its AI4EU image builds on
+    # Two-input services also take their inputs as a stream of upstream products (rpc Compare)
+    compare: bool = False
 
     def params_cls(self) -> type[ServiceParams]:
         return _load(self.params)
@@ -54,7 +62,7 @@ SERVICES: dict[str, ServiceEntry] = {
                                   ("product", "stac", "quicklook", "run_record")),
     "S2-CD": ServiceEntry("S2-CD", "components.s2_change_detection.params:S2ChangeParams",
                           "components.s2_change_detection.service:run", ("input1", "input2"),
-                          ("product", "cva", "stac", "report", "run_record")),
+                          ("product", "cva", "stac", "report", "run_record"), compare=True),
     "S1-GRD-preprocess": ServiceEntry("S1-GRD-preprocess", "components.s1_preprocess.params:S1GRDParams",
                                       "components.s1_preprocess.service:run_grd", ("input",),
                                       ("product", "stac", "quicklook", "run_record")),
@@ -63,7 +71,33 @@ SERVICES: dict[str, ServiceEntry] = {
                                       ("product", "stac", "quicklook", "run_record")),
     "S1-CD": ServiceEntry("S1-CD", "components.s1_change_detection.params:S1CDParams",
                           "components.s1_change_detection.service:run", ("input1", "input2"),
-                          ("product", "stac", "run_record")),
+                          ("product", "stac", "run_record"), compare=True),
+    "osm-features": ServiceEntry("osm-features", "components.osm_features.params:OsmFeaturesParams",
+                                 "components.osm_features.service:run", ("input",),
+                                 ("product", "stac", "quicklook", "run_record")),
+    "energy-datasets": ServiceEntry("energy-datasets", "components.energy_datasets.params:StageParams",
+                                    "components.energy_datasets.stage:run", ("dataset",), ("folder", "manifest"),
+                                    values=("dataset",)),
+    "s2-patch-classifier": ServiceEntry("s2-patch-classifier",
+                                        "components.s2_patch_classifier.params:S2PatchClassifierParams",
+                                        "components.s2_patch_classifier.service:run", ("input",),
+                                        ("product", "model", "metrics", "patches", "encoder", "run_record"),
+                                        image="ml"),
+    "timesen2crop": ServiceEntry("timesen2crop", "components.timesen2crop.params:TimeSen2CropParams",
+                                 "components.timesen2crop.service:run", ("input_dir",),
+                                 ("train", "y_train", "val", "test", "dataset", "run_record")),
+    "monthlycomposite": ServiceEntry("monthlycomposite", "components.s2_harmonization.params:MonthlyCompositeParams",
+                                     "components.s2_harmonization.service:run", ("input_dir",),
+                                     ("composites", "stac", "quicklook", "run_record")),
+    "train_lstm": ServiceEntry("train_lstm", "components.crop_lstm.params:TrainParams",
+                               "components.crop_lstm.train_service:run", ("input_dir",),
+                               ("model", "onnx", "metrics_file", "run_record"), image="ml"),
+    "tile_classifier": ServiceEntry("tile_classifier", "components.crop_lstm.params:ClassifyParams",
+                                    "components.crop_lstm.classify_service:run", ("input_dir", "mc_dir"),
+                                    ("crop_map", "stac", "quicklook", "run_record"), image="ml"),
+    "aqgan-predict": ServiceEntry("aqgan-predict", "components.aq_downscaling.params:PredictParams",
+                                  "components.aq_downscaling.service:predict_to_folder", ("input_file", "model_file"),
+                                  ("product",), image="ml"),
 }
 
 
@@ -94,35 +128,92 @@ def proto_for(service: str) -> str:
         # optional: an unset field means "the declared default", not proto3's zero value
         fields.append(f"  optional {PROTO_TYPES[spec.kind]} {snake(spec.name)} = {number};")
     outputs = [f"  string {snake(n)} = {i};" for i, n in enumerate(entry.outputs, 1)]
+    rpcs = ["  rpc Run(RunRequest) returns (RunResponse);"]
+    compare = []
+    if entry.compare:
+        rpcs.append("  rpc Compare(stream CompareRequest) returns (stream CompareResponse);")
+        compare = [
+            "// One upstream product per message: field 1 of a pre-processing service's RunResponse, so that",
+            "// its replies feed Compare unchanged. Every two products make one comparison (parameters: the",
+            f"// JSON object in {PARAMS_ENV}, else the defaults; outputs under {OUTPUT_ENV}/pair-NNNN).",
+            "message CompareRequest {", "  string product = 1;", "}", "",
+            "message CompareResponse {", *outputs, "}", ""]
     return "\n".join([
         'syntax = "proto3";', "",
         f"// {service}: request parameters as declared by the service; paths relative to SHARED_FOLDER_PATH.",
         "message RunRequest {", *fields, "}", "",
-        "message RunResponse {", *outputs, "}", "",
-        f"service {prefix}Service {{", "  rpc Run(RunRequest) returns (RunResponse);", "}", ""])
+        "message RunResponse {", *outputs, "}", "", *compare,
+        f"service {prefix}Service {{", *rpcs, "}", ""])
 
 
 def _shared(path: str) -> str:
-    if not path or "://" in path or os.path.isabs(path):
+    """A relative path of a request, resolved in the shared folder. Values that are not paths
+    (a WKT polygon, inline GeoJSON) pass unchanged."""
+    if not path or "://" in path or os.path.isabs(path) or re.search(r"[\s(){}]", path):
         return path
     return str(Path(os.environ.get("SHARED_FOLDER_PATH", ".")) / path)
 
 
+def _text(value) -> str:
+    """A result field as a proto string: lists comma-separated; a field the run did not write (e.g.
+    a SNAP graph written instead of a product, no validation split) empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ProtoApi:
+    """The messages and methods of a service's model.proto, compiled by protoc into a descriptor
+    pool of its own (no generated modules: several services can live in one process)."""
+
+    service: str  # the proto service name, e.g. S2PreprocessService
+    messages: dict
+    methods: dict
+
+    def client(self, channel):
+        """A client with one callable per rpc (streaming where the proto says so)."""
+        calls = {}
+        for name, m in self.methods.items():
+            kind = f"{'stream' if m.client_streaming else 'unary'}_{'stream' if m.server_streaming else 'unary'}"
+            calls[name] = getattr(channel, kind)(f"/{self.service}/{name}",
+                                                 request_serializer=self.messages[m.input_type.name].SerializeToString,
+                                                 response_deserializer=self.messages[m.output_type.name].FromString)
+        return type(f"{self.service}Client", (), calls)
+
+
+def load_api(service: str) -> ProtoApi:
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from grpc_tools import protoc
+
+    with tempfile.TemporaryDirectory(prefix="ai4eu-") as folder:
+        (Path(folder) / "model.proto").write_text(proto_for(service))
+        if protoc.main(["protoc", f"-I{folder}", f"--descriptor_set_out={folder}/model.pb", "model.proto"]):
+            raise RuntimeError(f"protoc rejected the model.proto of {service}")
+        files = descriptor_pb2.FileDescriptorSet.FromString((Path(folder) / "model.pb").read_bytes())
+    pool = descriptor_pool.DescriptorPool()
+    for f in files.file:
+        pool.Add(f)
+    proto = pool.FindFileByName("model.proto")
+    (svc,) = proto.services_by_name.values()
+    return ProtoApi(svc.full_name, {n: message_factory.GetMessageClass(d) for n, d in proto.message_types_by_name.items()},
+                    {m.name: m for m in svc.methods})
+
+
 def make_server(service: str, port: int = PORT, workers: int = 2):
-    """A gRPC server (not started yet) for ``service``, the port it bound, and the generated
-    message and service modules (for clients)."""
+    """A gRPC server (not started yet) for ``service``, the port it bound, and its ``ProtoApi``
+    (messages, and clients through ``api.client(channel)``)."""
     import grpc
 
     entry = SERVICES[service]
-    folder = Path(tempfile.mkdtemp(prefix="ai4eu-"))
-    (folder / "model.proto").write_text(proto_for(service))
-    sys.path.insert(0, str(folder))
-    try:
-        protos, services = grpc.protos_and_services("model.proto")
-    finally:
-        sys.path.remove(str(folder))
+    api = load_api(service)
+    msg = api.messages
     specs = {snake(s.name): s for s in entry.params_cls().specs()}
-    prefix = message_prefix(service)
+
+    def response(message, result):
+        return message(**{snake(n): _text(getattr(result, n, None)) for n in entry.outputs})
 
     def run(request, context):
         values = {}
@@ -132,37 +223,95 @@ def make_server(service: str, port: int = PORT, workers: int = 2):
                 values[spec.name] = _shared(value) if spec.kind == "optional_str" and value else value
         try:
             params = entry.params_cls().from_strings(values)
-            args = [_shared(getattr(request, snake(n))) for n in entry.inputs]
+            args = [getattr(request, snake(n)) if n in entry.values else _shared(getattr(request, snake(n)))
+                    for n in entry.inputs]
             result = entry.run_fn()(*args, params, _shared(request.output_path))
         except ServiceError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.one_line())
-        # a result without some field (e.g. a SNAP graph written instead of a product) leaves it empty
-        return protos.RunResponse(**{snake(n): str(getattr(result, n, "")) for n in entry.outputs})
+        return response(msg["RunResponse"], result)
 
-    servicer_cls = getattr(services, f"{prefix}ServiceServicer")
-    servicer = type(f"{prefix}Servicer", (servicer_cls,), {"Run": lambda self, req, ctx: run(req, ctx)})()
+    def compare(requests, context):
+        try:
+            params = entry.params_cls().from_strings(_json_params())
+        except ServiceError as e:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{PARAMS_ENV}: {e.one_line()}")
+        output = os.environ.get(OUTPUT_ENV, f"{service}-output")
+        pending, done = [], 0
+        for request in requests:
+            pending.append(_shared(request.product))
+            if len(pending) < 2:
+                continue
+            done += 1
+            try:
+                result = entry.run_fn()(*pending, params, _shared(f"{output}/pair-{done:04d}"))
+            except ServiceError as e:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.one_line())
+            pending = []
+            yield response(msg["CompareResponse"], result)
+        if pending:
+            log.warning("the stream ended with an unpaired product %s: not compared", pending[0])
+
+    def handler(kind, fn, name):
+        return getattr(grpc, f"{kind}_rpc_method_handler")(
+            fn, request_deserializer=msg[f"{name}Request"].FromString,
+            response_serializer=msg[f"{name}Response"].SerializeToString)
+
+    handlers = {"Run": handler("unary_unary", run, "Run")}
+    if entry.compare:
+        handlers["Compare"] = handler("stream_stream", compare, "Compare")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
-    getattr(services, f"add_{prefix}ServiceServicer_to_server")(servicer, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(api.service, handlers),))
     bound = server.add_insecure_port(f"[::]:{port}")
-    return server, bound, protos, services
+    return server, bound, api
+
+
+def _json_params() -> dict:
+    text = os.environ.get(PARAMS_ENV, "").strip()
+    if not text:
+        return {}
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ServiceError(f"not a JSON object ({e.msg})") from None
+    if not isinstance(values, dict):
+        raise ServiceError("not a JSON object")
+    return values
+
+
+def image_name(service: str) -> str:
+    """The name of a service's AI4EU image (images/ai4eu/Dockerfile on its project image)."""
+    return f"ai4eu-{service.lower().replace('_', '-')}"
+
+
+def image_for(service: str) -> str:
+    from components import __version__
+    from components.images import REGISTRY
+
+    return f"{REGISTRY}/{image_name(service)}:{__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:
     from .logs import setup_logging
 
+    default = os.environ.get(SERVICE_ENV)
     ap = argparse.ArgumentParser(prog="eo-ai4eu", description="AI4EU Experiments packaging of the services")
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("proto", help="print the service's model.proto")
-    p.add_argument("service", choices=sorted(SERVICES))
-    s = sub.add_parser("serve", help="serve the service over gRPC")
-    s.add_argument("service", choices=sorted(SERVICES))
-    s.add_argument("--port", type=int, default=PORT)
+    sub.add_parser("list", help="print each service, the project image it builds on and its AI4EU image name")
+    for name, text in (("proto", "print the service's model.proto"), ("serve", "serve the service over gRPC")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("service", nargs="?" if default else None, default=default, choices=sorted(SERVICES),
+                       help=f"default: ${SERVICE_ENV}")
+    sub.choices["serve"].add_argument("--port", type=int, default=PORT)
     args = ap.parse_args(argv)
+    if args.command == "list":
+        for name, entry in sorted(SERVICES.items()):
+            print(name, entry.image, image_name(name))
+        return 0
     if args.command == "proto":
         sys.stdout.write(proto_for(args.service))
         return 0
     setup_logging()
-    server, port, _, _ = make_server(args.service, args.port)
+    server, port, _ = make_server(args.service, args.port)
     server.start()
     log.info("%s listening on port %d (shared folder %s)", args.service, port,
              os.environ.get("SHARED_FOLDER_PATH", "."))

@@ -133,6 +133,10 @@ def stage(name: str, dest: str, params: StageParams) -> StageResult:
     return StageResult(target, manifest_uri, files)
 
 
+def run(dataset: str, params: StageParams, output_path: str) -> StageResult:
+    """:func:`stage` in the argument order of the other services (inputs, parameters, output)."""
+    return stage(dataset, output_path, params)
+
 def _join(base: str, name: str) -> str:
     return f"{base.rstrip('/')}/{name}" if storage.is_s3(base) else str(Path(base) / name)
 

@@ -1,0 +1,14 @@
+"""Parameters of ``aqgan-predict`` as a service with declared parameters (the AI4EU Experiments
+entry); the input netCDF and the model file are its inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.common.params import ServiceParams, param
+
+
+@dataclass(frozen=True)
+class PredictParams(ServiceParams):
+    members: int = param(0, "Ensemble size (0: the model's configured outputs.ensemble_size)", minimum=0)
+    seed: int = param(0, "Noise seed")
