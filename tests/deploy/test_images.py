@@ -50,3 +50,15 @@ def test_every_component_runs_on_an_image_defined_here():
         assert repo.startswith(REGISTRY + "/"), (name, image)
         assert repo.rsplit("/", 1)[1] in images, (name, image)
         assert tag == __version__, (name, image)
+
+
+def test_ai4eu_images_build_on_project_images():
+    """The AI4EU image's default base is this version's eo image, and every service's base is an
+    image defined here."""
+    from components.common.ai4eu import SERVICES
+
+    images = {d.parent.name for d in DOCKERFILES}
+    text = (REPO / "images" / "ai4eu" / "Dockerfile").read_text()
+    assert f"ARG BASE_IMAGE={REGISTRY}/eo:{__version__}\n" in text
+    assert 'CMD ["eo-ai4eu", "serve"]' in text and "/model.proto" in text
+    assert {entry.image for entry in SERVICES.values()} <= images - {"ai4eu", "snap"}
