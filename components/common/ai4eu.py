@@ -4,8 +4,11 @@ The marketplace wants one self-contained ``model.proto`` per image (one service,
 import or enum, ``syntax = "proto3";``). It is generated from the service's declared parameters,
 so the proto, the CLI and the KFP component cannot drift apart. Large inputs and outputs travel
 through the shared folder ``SHARED_FOLDER_PATH``: relative paths in a request are resolved there.
+The change detections also take a stream of upstream products (``rpc Compare``), so that the
+replies of a pre-processing model feed them unchanged in an orchestrated pipeline.
 
-Usage: ``eo-ai4eu proto S2-preprocess > model.proto`` and ``eo-ai4eu serve S2-preprocess``.
+Usage: ``eo-ai4eu list``, ``eo-ai4eu proto S2-preprocess > model.proto`` and
+``eo-ai4eu serve S2-preprocess`` (the service defaults to ``$AI4EU_SERVICE``, as in the images).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import tempfile
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from .errors import ServiceError
 from .params import ServiceParams
@@ -181,7 +185,7 @@ class ProtoApi:
             calls[name] = getattr(channel, kind)(f"/{self.service}/{name}",
                                                  request_serializer=self.messages[m.input_type.name].SerializeToString,
                                                  response_deserializer=self.messages[m.output_type.name].FromString)
-        return type(f"{self.service}Client", (), calls)
+        return SimpleNamespace(**calls)
 
 
 def load_api(service: str) -> ProtoApi:

@@ -414,6 +414,24 @@ def _place(src: Path, target: Path, move: bool) -> None:
 # Early checks
 
 
+@contextlib.contextmanager
+def output_folder(dest: str) -> Iterator[Path | None]:
+    """Check that ``dest`` (a folder or ``s3://bucket/prefix``) can be written, then yield the
+    local folder (None for S3), created if needed. A folder created here is removed again when
+    the run fails before writing into it: a failed run leaves nothing behind."""
+    check_writable(dest)
+    local = None if is_s3(dest) else Path(dest)
+    created = local is not None and not local.exists()
+    if local is not None:
+        local.mkdir(parents=True, exist_ok=True)
+    try:
+        yield local
+    except BaseException:
+        if created and local.exists() and not any(local.iterdir()):
+            local.rmdir()
+        raise
+
+
 def check_writable(dest: str) -> None:
     """Fail before any work when the output destination cannot be written.
 

@@ -66,17 +66,8 @@ class ClassifyResult:
 
 
 def run(input_dir: str, mc_dir: str, params: ClassifyParams, output_dir: str) -> ClassifyResult:
-    storage.check_writable(output_dir)
-    local_out = None if storage.is_s3(output_dir) else Path(output_dir)
-    created = local_out is not None and not local_out.exists()
-    if local_out is not None:
-        local_out.mkdir(parents=True, exist_ok=True)
-    try:
+    with storage.output_folder(output_dir) as local_out:
         return _run(input_dir, mc_dir, params, output_dir, local_out)
-    except BaseException:
-        if created and not any(local_out.iterdir()):
-            local_out.rmdir()
-        raise
 
 
 # -- inference engines ---------------------------------------------------------------------

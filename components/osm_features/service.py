@@ -60,17 +60,8 @@ def run(input_uri: str, params: OsmFeaturesParams, outdir: str) -> OsmFeaturesRe
     if re.search(r"\.(geojson|gpkg|json)$", str(outdir).rstrip("/"), re.IGNORECASE):
         raise ServiceError(f"--output is a folder (or s3:// prefix), not a file name: {outdir} "
                            "(the product is written inside it as <extract>_features.<format>)")
-    storage.check_writable(outdir)
-    local_out = None if storage.is_s3(outdir) else Path(outdir)
-    created = local_out is not None and not local_out.exists()
-    if local_out is not None:
-        local_out.mkdir(parents=True, exist_ok=True)
-    try:
+    with storage.output_folder(outdir) as local_out:
         return _run(input_uri, params, outdir, local_out, aoi, dictionary)
-    except BaseException:
-        if created and not any(local_out.iterdir()):
-            local_out.rmdir()
-        raise
 
 
 def _run(input_uri, params, outdir, local_out, aoi, dictionary) -> OsmFeaturesResult:

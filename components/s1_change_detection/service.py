@@ -69,13 +69,9 @@ class CDResult:
 
 def run(input1: str, input2: str, params: S1CDParams, outdir: str) -> CDResult:
     aoi, driver, ext, crs = s1.check_common(params)
-    local_out, created = s1.prepare_outdir(outdir)
-    try:
-        with tempfile.TemporaryDirectory(prefix=".s1cd-", dir=local_out) as work:
-            return _process(input1, input2, params, outdir, Path(work), aoi, driver, ext, crs)
-    except BaseException:
-        s1.cleanup_outdir(local_out, created)
-        raise
+    with storage.output_folder(outdir) as local_out, \
+            tempfile.TemporaryDirectory(prefix=".s1cd-", dir=local_out) as work:
+        return _process(input1, input2, params, outdir, Path(work), aoi, driver, ext, crs)
 
 
 def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) -> CDResult:

@@ -89,29 +89,11 @@ def check_common(params: S1CommonParams):
     return aoi, driver, ext, crs
 
 
-def prepare_outdir(outdir: str) -> tuple[Path | None, bool]:
-    storage.check_writable(outdir)
-    local_out = None if storage.is_s3(outdir) else Path(outdir)
-    created = local_out is not None and not local_out.exists()
-    if local_out is not None:
-        local_out.mkdir(parents=True, exist_ok=True)
-    return local_out, created
-
-
-def cleanup_outdir(local_out: Path | None, created: bool) -> None:
-    if created and local_out is not None and local_out.exists() and not any(local_out.iterdir()):
-        local_out.rmdir()
-
-
 def _run(service: str, kind: str, input_uri: str, params, outdir: str) -> S1Result:
     aoi, driver, ext, crs = check_common(params)
-    local_out, created = prepare_outdir(outdir)
-    try:
-        with tempfile.TemporaryDirectory(prefix=".s1p-", dir=local_out) as work:
-            return _process(service, kind, input_uri, params, outdir, Path(work), aoi, driver, ext, crs)
-    except BaseException:
-        cleanup_outdir(local_out, created)
-        raise
+    with storage.output_folder(outdir) as local_out, \
+            tempfile.TemporaryDirectory(prefix=".s1p-", dir=local_out) as work:
+        return _process(service, kind, input_uri, params, outdir, Path(work), aoi, driver, ext, crs)
 
 
 def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, ext, crs) -> S1Result:

@@ -83,17 +83,8 @@ def run(input1: str, input2: str, params: S2ChangeParams, outdir: str) -> CDResu
     aoi = load_aoi(params.aoi) if params.aoi else None
     driver, ext = outputs.resolve_format(params.output_format)
     crs = target_crs(params.projection)
-    storage.check_writable(outdir)
-    local_out = None if storage.is_s3(outdir) else Path(outdir)
-    created = local_out is not None and not local_out.exists()
-    if local_out is not None:
-        local_out.mkdir(parents=True, exist_ok=True)
-    try:
+    with storage.output_folder(outdir) as local_out:
         return _run(input1, input2, params, outdir, local_out, aoi, driver, ext, crs)
-    except BaseException:
-        if created and not any(local_out.iterdir()):
-            local_out.rmdir()
-        raise
 
 
 def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_out: Path | None,

@@ -83,17 +83,8 @@ class BoaBands:
 
 
 def run(input_dir: str, params: MonthlyCompositeParams, output_dir: str) -> CompositeResult:
-    storage.check_writable(output_dir)
-    local_out = None if storage.is_s3(output_dir) else Path(output_dir)
-    created = local_out is not None and not local_out.exists()
-    if local_out is not None:
-        local_out.mkdir(parents=True, exist_ok=True)
-    try:
+    with storage.output_folder(output_dir) as local_out:
         return _run(input_dir, params, output_dir, local_out)
-    except BaseException:
-        if created and not any(local_out.iterdir()):
-            local_out.rmdir()
-        raise
 
 
 def _grid(ds) -> Grid:

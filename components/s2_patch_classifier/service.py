@@ -95,17 +95,8 @@ def _check(params: S2PatchClassifierParams) -> None:
 def run(input_uri: str, params: S2PatchClassifierParams, outdir: str) -> ClassifierResult:
     """Run ``params.action`` on ``input_uri`` (a folder, a file or an s3:// URI) into ``outdir``."""
     _check(params)
-    storage.check_writable(outdir)
-    local_out = None if storage.is_s3(outdir) else Path(outdir)
-    created = local_out is not None and not local_out.exists()
-    if local_out is not None:
-        local_out.mkdir(parents=True, exist_ok=True)
-    try:
+    with storage.output_folder(outdir) as local_out:
         return _run(input_uri, params, outdir, local_out)
-    except BaseException:
-        if created and local_out.exists() and not any(local_out.iterdir()):
-            local_out.rmdir()
-        raise
 
 
 def cpu_quota() -> int | None:

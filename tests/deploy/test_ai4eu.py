@@ -174,3 +174,17 @@ def test_blueprint_runs_s2_preprocess_into_s2_change_detection(tmp_path, monkeyp
         assert ds.res == (20.0, 20.0) and ds.crs.to_epsg() == 32629
     assert set(np.unique(classes)) - {0, 255} <= {1, 2} and (classes == 1).any() | (classes == 2).any()
     assert json.loads(Path(change.run_record).read_text())["inputs"]
+
+
+def test_compare_refuses_bad_parameters(monkeypatch):
+    monkeypatch.setenv("AI4EU_PARAMS", '{"numberClasses": 0}')
+    server, port, api = make_server("S2-CD", port=0)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.RpcError) as e:
+                list(api.client(channel).Compare(iter([api.messages["CompareRequest"](product="a.tif")]), timeout=60))
+    finally:
+        server.stop(0)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert e.value.details().startswith("AI4EU_PARAMS: invalid value 0 for parameter 'numberClasses'")
