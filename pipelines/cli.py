@@ -11,7 +11,6 @@ prints the run id. A bearer token for the API can be given in ``KF_PIPELINES_TOK
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -19,13 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from components.common.cli import OneLineParser
 from pipelines.compile import COMPILED, PIPELINES
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
 
 
 def _params(path: str | None, pipeline: str) -> dict:
@@ -71,7 +65,7 @@ def submit(pipeline: str, params: dict, host: str, namespace: str | None, experi
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = _OneLineParser(prog="pipelines", description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog="pipelines", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the pipelines")
     r = sub.add_parser("run", help="run a pipeline locally with kfp.local")

@@ -30,3 +30,15 @@ def real_l2a() -> Path:
 @pytest.fixture(scope="session")
 def real_l1c_metadata() -> Path:
     return next(sample("s2-l1c-safe-metadata-t46rer").glob("*.SAFE"))
+
+
+@pytest.fixture
+def kfp_local(tmp_path, monkeypatch):
+    """kfp.local with the subprocess runner; returns the pipeline root where the artifacts land."""
+    import kfp.local
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # each task is a child process: one math thread each
+    root = tmp_path / "pipeline_root"
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
+                   workspace_root=str(tmp_path / "workspace"))
+    return root

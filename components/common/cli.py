@@ -16,17 +16,30 @@ from .logs import setup_logging
 from .params import ServiceParams
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line and exit status 2."""
+
     def error(self, message):
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Declared defaults in the help, except for required inputs and where the text names its own."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.required or action.default is argparse.SUPPRESS or "default" in text.lower():
+            return text
+        shown = "None" if action.default in ("", None) else action.default
+        return f"{text} (default: {shown})"
+
+
 def build_parser(prog: str, description: str, params_cls: type[ServiceParams],
                  inputs: list[tuple[tuple[str, ...], str]]) -> argparse.ArgumentParser:
     """``inputs``: (flags, help) of the required non-parameter arguments such as --input."""
-    parser = _OneLineParser(prog=prog, description=description,
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(prog=prog, description=description,
+                            formatter_class=_HelpFormatter)
     for flags, help_text in inputs:
         parser.add_argument(*flags, dest=flags[0].lstrip("-").replace("-", "_"), required=True, help=help_text)
     for spec in params_cls.specs():

@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-from components.common.cli import _OneLineParser, build_parser
+from components.common.cli import OneLineParser, build_parser
 from components.common.errors import ServiceError
 from components.common.logs import setup_logging
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def list_main(argv: list[str]) -> int:
-    p = _OneLineParser(prog=f"{PROG} list", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = OneLineParser(prog=f"{PROG} list", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Show the datasets of the catalogue with source, licence, format "
                        "and access method.")
     p.add_argument("--catalogue", default=None, help="Catalogue YAML replacing the built-in one (also: "

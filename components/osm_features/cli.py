@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 
-from components.common.cli import _OneLineParser, run_cli
+from components.common.cli import OneLineParser, run_cli
 from components.common.errors import ServiceError
 from components.common.logs import setup_logging
 
@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(PROG, DESCRIPTION, OsmFeaturesParams, INPUTS, _run, argv)
 
 
-def serve_parser() -> _OneLineParser:
+def serve_parser() -> OneLineParser:
     import argparse
 
-    p = _OneLineParser(prog=f"{PROG} serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = OneLineParser(prog=f"{PROG} serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Web service: GET /feature-types, GET /features?types=...&aoi=WKT "
                        "(GeoJSON), and a map page at /. The extract is indexed once at start.")
     p.add_argument("--input", "-i", required=True, help=INPUTS[0][1])
@@ -92,7 +92,7 @@ def serve_main(argv: list[str]) -> int:
 def classes_main(argv: list[str]) -> int:
     import argparse
 
-    p = _OneLineParser(prog=f"{PROG} classes", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = OneLineParser(prog=f"{PROG} classes", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="List the feature classes and groups of the data dictionary.")
     p.add_argument("--dictionary", default=None, help="Data dictionary YAML (default: built-in)")
     p.add_argument("--json", action="store_true", help="Print the full definitions as JSON")

@@ -1,6 +1,6 @@
 """The four components and the two crop-type pipelines: component signatures kept in line with the
-declared parameters, compiled YAML in sync, the training step placed on a GPU node, and real local
-runs with kfp.local on the synthetic chain."""
+declared parameters, the steps' images, and real local runs with kfp.local on the synthetic chain.
+(Compiled YAML in sync and GPU placement: tests/pipelines.)"""
 
 from __future__ import annotations
 
@@ -10,83 +10,34 @@ import pytest
 import rasterio
 import yaml
 
-from components.common.params import ServiceParams
 from components.crop_lstm.component import tile_classifier, train_lstm
 from components.crop_lstm.h5io import load_model
 from components.crop_lstm.params import ClassifyParams, TrainParams
+from components.images import ML_IMAGE
 from components.s2_harmonization.component import monthlycomposite
 from components.s2_harmonization.params import MonthlyCompositeParams
 from components.timesen2crop.component import timesen2crop
 from components.timesen2crop.params import TimeSen2CropParams
 from pipelines.compile import COMPILED
+from tests.kfp_contract import assert_inputs_match_params
 
-KFP_TYPES = {"str": "String", "optional_str": "String", "list": "String", "float": "Float", "int": "Integer",
-             "bool": "Boolean"}
 COMPONENTS = [
     (timesen2crop, TimeSen2CropParams, {"archive_uri"}),
     (monthlycomposite, MonthlyCompositeParams, {"input_uri", "input_data"}),
     (train_lstm, TrainParams, {"training_data", "validation_data", "input_uri"}),
     (tile_classifier, ClassifyParams, {"model", "composites", "model_uri", "mask_uri", "mc_uri"}),
 ]
-PIPELINES = ("crop_type_training", "crop_type_mapping")
-
-
-def _default(spec):
-    if spec.default is None:
-        return ""
-    if isinstance(spec.default, tuple):
-        return ",".join(spec.default)
-    return spec.default
 
 
 @pytest.mark.parametrize("component, params, extra", COMPONENTS, ids=[c[0].name for c in COMPONENTS])
-def test_component_inputs_match_declared_params(component, params: type[ServiceParams], extra):
-    inputs = component.component_spec.inputs
-    specs = {s.name: s for s in params.specs()}
-    assert set(inputs) - extra == set(specs)
-    for name, spec in specs.items():
-        assert inputs[name].type == KFP_TYPES[spec.kind], name
-        assert inputs[name].default == _default(spec), name
+def test_component_inputs_match_declared_params(component, params, extra):
+    assert_inputs_match_params(component, params, extra)
 
 
-def test_compiled_yaml_is_in_sync(tmp_path):
-    from kfp import compiler
-
-    from pipelines.compile import PIPELINES as ALL
-
-    for name in PIPELINES:
-        fresh = tmp_path / f"{name}.yaml"
-        compiler.Compiler().compile(ALL[name], str(fresh))
-        committed = COMPILED / fresh.name
-        assert committed.exists(), f"run `make compile`: {committed} is missing"
-        assert list(yaml.safe_load_all(fresh.read_text())) == list(yaml.safe_load_all(committed.read_text())), \
-            f"{committed.name} is stale: run `make compile`"
-
-
-def test_training_step_is_placed_on_a_gpu_node():
-    docs = list(yaml.safe_load_all((COMPILED / "crop_type_training.yaml").read_text()))
-    spec, platform = docs[0], docs[1]
-    resources = spec["deploymentSpec"]["executors"]["exec-train-lstm"]["container"]["resources"]
-    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
-    assert int(resources["accelerator"]["resourceCount"]) == 1
-    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(k8s) == {"exec-train-lstm"}  # only training needs a GPU
-    assert k8s["exec-train-lstm"]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
-    assert k8s["exec-train-lstm"]["tolerations"][0]["key"] == "nvidia.com/gpu"
-    image = spec["deploymentSpec"]["executors"]["exec-train-lstm"]["container"]["image"]
-    assert image.startswith("ghcr.io/") and "/ml:" in image
-    mapping = yaml.safe_load((COMPILED / "crop_type_mapping.yaml").read_text())
-    assert "accelerator" not in json.dumps(mapping["deploymentSpec"])
-
-
-@pytest.fixture
-def kfp_local(tmp_path):
-    import kfp.local
-
-    root = tmp_path / "pipeline_root"
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-                   workspace_root=str(tmp_path / "workspace"))
-    return root
+def test_network_steps_run_on_the_ml_image():
+    for pipeline, step in (("crop_type_training", "exec-train-lstm"), ("crop_type_mapping", "exec-tile-classifier")):
+        spec = next(yaml.safe_load_all((COMPILED / f"{pipeline}.yaml").read_text()))
+        assert spec["deploymentSpec"]["executors"][step]["container"]["image"] == ML_IMAGE
 
 
 def test_training_pipeline_runs_locally(chain, kfp_local):

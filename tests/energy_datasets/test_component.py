@@ -11,32 +11,16 @@ from components.energy_datasets.component import energy_dataset
 from components.energy_datasets.params import StageParams
 
 from .conftest import FILES, write_catalogue
-from tests.kfp_contract import KFP_TYPES, component_default
-
-
+from tests.kfp_contract import assert_inputs_match_params
 
 
 def test_component_inputs_match_declared_params():
+    assert_inputs_match_params(energy_dataset, StageParams, {"name"})
     inputs = energy_dataset.component_spec.inputs
-    specs = {s.name: s for s in StageParams.specs()}
-    assert set(inputs) - {"name"} == set(specs)
     assert inputs["name"].type == "String" and inputs["name"].default is None
-    for name, spec in specs.items():
-        assert inputs[name].type == KFP_TYPES[spec.kind], name
-        assert inputs[name].default == component_default(spec), name
     outputs = energy_dataset.component_spec.outputs
     assert {k: v.type for k, v in outputs.items()} == {"dataset": "system.Dataset@0.0.1",
                                                        "report": "system.Markdown@0.0.1"}
-
-
-@pytest.fixture
-def kfp_local(tmp_path):
-    import kfp.local
-
-    root = tmp_path / "pipeline_root"
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-                   workspace_root=str(tmp_path / "workspace"))
-    return root
 
 
 def test_component_runs_locally(kfp_local, server, tmp_path):

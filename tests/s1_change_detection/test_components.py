@@ -9,31 +9,20 @@ import pytest
 from components.s1_change_detection.component import s1_change_detection
 from components.s1_change_detection.params import S1CDParams
 
-KFP_TYPES = {"str": "String", "optional_str": "String", "list": "String", "float": "Float", "int": "Integer",
-             "bool": "Boolean"}
+from tests.kfp_contract import assert_inputs_match_params
+
 COMPONENT_ONLY = {"input1_uri", "input2_uri", "input1", "input2"}
 
 
 def test_component_inputs_match_declared_params():
-    inputs = s1_change_detection.component_spec.inputs
-    specs = {s.name: s for s in S1CDParams.specs()}
-    assert set(inputs) - COMPONENT_ONLY == set(specs)
-    for name, spec in specs.items():
-        default = "" if spec.default is None else (",".join(spec.default) if isinstance(spec.default, tuple)
-                                                   else spec.default)
-        assert inputs[name].type == KFP_TYPES[spec.kind], name
-        assert inputs[name].default == default, name
+    assert_inputs_match_params(s1_change_detection, S1CDParams, COMPONENT_ONLY)
 
 
-def test_s1_change_runs_locally(real_slc, tmp_path):
-    import kfp.local
-
+def test_s1_change_runs_locally(real_slc, kfp_local, tmp_path):
     from pipelines.s1_change import s1_change
     from tests.fixtures import s1_products
 
-    root = tmp_path / "pipeline_root"
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-                   workspace_root=str(tmp_path / "workspace"))
+    root = kfp_local
     a = s1_products.write_slc(tmp_path / "a", source=real_slc, bursts=(4, 1), samples=(9000, 160))
     b = s1_products.write_slc(tmp_path / "b", source=real_slc, bursts=(4, 1), samples=(9000, 160), date=1,
                               shift_days=12)

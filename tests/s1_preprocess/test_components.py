@@ -1,5 +1,5 @@
 """The S1 pre-processing components and the s1_ard pipeline: signatures in line with the
-declared parameters, compiled YAML in sync, and a real local run with kfp.local."""
+declared parameters, the compiled fan-out, and a real local run with kfp.local."""
 
 from __future__ import annotations
 
@@ -15,42 +15,14 @@ from components.s1_preprocess.params import S1GRDParams, S1SLCParams
 from tests.fixtures import s1_products
 
 COMPILED = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
-KFP_TYPES = {"str": "String", "optional_str": "String", "list": "String", "float": "Float", "int": "Integer",
-             "bool": "Boolean"}
+from tests.kfp_contract import assert_inputs_match_params
+
 COMPONENT_ONLY = {"product_uri", "input_product"}
-
-
-def _default(spec):
-    if spec.default is None:
-        return ""
-    if isinstance(spec.default, tuple):
-        return ",".join(spec.default)
-    return spec.default
 
 
 @pytest.mark.parametrize("component, params", [(s1_grd_preprocess, S1GRDParams), (s1_slc_preprocess, S1SLCParams)])
 def test_component_inputs_match_declared_params(component, params):
-    inputs = component.component_spec.inputs
-    specs = {s.name: s for s in params.specs()}
-    assert set(inputs) - COMPONENT_ONLY == set(specs)
-    for name, spec in specs.items():
-        assert inputs[name].type == KFP_TYPES[spec.kind], name
-        assert inputs[name].default == _default(spec), name
-
-
-def test_compiled_yaml_is_in_sync(tmp_path):
-    from kfp import compiler
-
-    from pipelines.s1_ard import s1_ard
-    from pipelines.s1_change import s1_change
-
-    for name, func in (("s1_ard", s1_ard), ("s1_change", s1_change)):
-        fresh = tmp_path / f"{name}.yaml"
-        compiler.Compiler().compile(func, str(fresh))
-        committed = COMPILED / fresh.name
-        assert committed.exists(), f"run `make compile`: {committed} is missing"
-        assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(committed.read_text()), \
-            f"{committed.name} is stale: run `make compile`"
+    assert_inputs_match_params(component, params, COMPONENT_ONLY)
 
 
 def test_s1_ard_fans_out_in_parallel():
@@ -60,16 +32,6 @@ def test_s1_ard_fans_out_in_parallel():
     assert loop["iteratorPolicy"]["parallelismLimit"] == 4
     executor = spec["deploymentSpec"]["executors"]["exec-s1-grd-preprocess"]["container"]
     assert executor["image"].startswith("ghcr.io/") and "pip install" not in json.dumps(executor["command"])
-
-
-@pytest.fixture
-def kfp_local(tmp_path):
-    import kfp.local
-
-    root = tmp_path / "pipeline_root"
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-                   workspace_root=str(tmp_path / "workspace"))
-    return root
 
 
 def test_s1_ard_runs_locally_on_two_products(kfp_local, real_grd, tmp_path):

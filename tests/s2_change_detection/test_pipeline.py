@@ -15,20 +15,14 @@ import yaml
 from components.s2_change_detection.component import check_pair, s2_change_detection
 from components.s2_change_detection.params import S2ChangeParams
 from tests.s2_change_detection.pairs import PLANTED, write_pair
-from tests.kfp_contract import KFP_TYPES, component_default
+from tests.kfp_contract import assert_inputs_match_params, component_default
 
 COMPILED = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
 COMPONENT_ONLY = {"input1_uri", "input2_uri", "input1", "input2"}
 
 
-
 def test_component_inputs_match_declared_params():
-    inputs = s2_change_detection.component_spec.inputs
-    specs = {s.name: s for s in S2ChangeParams.specs()}
-    assert set(inputs) - COMPONENT_ONLY == set(specs)
-    for name, spec in specs.items():
-        assert inputs[name].type == KFP_TYPES[spec.kind], name
-        assert inputs[name].default == component_default(spec), name
+    assert_inputs_match_params(s2_change_detection, S2ChangeParams, COMPONENT_ONLY)
 
 
 def test_component_outputs():
@@ -50,29 +44,6 @@ def test_pipeline_defaults_follow_the_params():
         assert got == default, name
 
 
-def test_compiled_yaml_is_in_sync(tmp_path):
-    from kfp import compiler
-
-    from pipelines.s2_change import s2_change
-
-    fresh = tmp_path / "s2_change.yaml"
-    compiler.Compiler().compile(s2_change, str(fresh))
-    assert yaml.safe_load(fresh.read_text()) == yaml.safe_load((COMPILED / "s2_change.yaml").read_text()), \
-        "s2_change.yaml is stale: run `make compile`"
-
-
-def test_registered_for_make_compile():
-    """pipelines/compile.py lists s2_change (read statically: importing it imports every pipeline)."""
-    import ast
-
-    tree = ast.parse((COMPILED.parent / "compile.py").read_text())
-    assigned = [n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
-                and any(getattr(t, "id", "") == "PIPELINES" for t in n.targets)]
-    assert assigned and isinstance(assigned[0], ast.Dict)
-    entries = {k.value: v.id for k, v in zip(assigned[0].keys, assigned[0].values)}
-    assert entries.get("s2_change") == "s2_change"
-
-
 def test_compiled_pipeline_preprocesses_both_products_in_parallel():
     spec = yaml.safe_load((COMPILED / "s2_change.yaml").read_text())
     tasks = spec["root"]["dag"]["tasks"]
@@ -88,16 +59,6 @@ def test_compiled_pipeline_preprocesses_both_products_in_parallel():
     for executor in spec["deploymentSpec"]["executors"].values():
         assert executor["container"]["image"].startswith("ghcr.io/")
         assert "pip install" not in json.dumps(executor["container"]["command"])
-
-
-@pytest.fixture
-def kfp_local(tmp_path):
-    import kfp.local
-
-    root = tmp_path / "pipeline_root"
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-                   workspace_root=str(tmp_path / "workspace"))
-    return root
 
 
 def test_pipeline_runs_locally(kfp_local, tmp_path):

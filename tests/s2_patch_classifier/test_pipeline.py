@@ -1,32 +1,23 @@
 """The components and the s2_segmentation pipeline: signatures kept in line with the declared
-parameters, the training steps placed on GPU nodes, compiled YAML in sync, and a local run
-(kfp.local) of extract -> pretrain -> train -> predict with a tiny model."""
+parameters, the steps' image, and a local run (kfp.local) of extract -> pretrain -> train ->
+predict with a tiny model. (Compiled YAML in sync and GPU placement: tests/pipelines.)"""
 
 import json
 
 import numpy as np
-import pytest
 import rasterio
 import yaml
-from kfp import compiler
 
 from components.s2_patch_classifier import component
 from components.s2_patch_classifier.params import S2PatchClassifierParams
 from pipelines.compile import COMPILED
 from pipelines.s2_segmentation import s2_segmentation
+from tests.kfp_contract import KFP_TYPES, component_default
 
 from .fixtures import synthetic_tile
 
-KFP_TYPES = {"str": "String", "optional_str": "String", "list": "String", "float": "Float", "int": "Integer",
-             "bool": "Boolean"}
 ARTIFACT_OR_URI = {"input_uri", "input_data", "tiles_uri", "tiles", "patches", "pretrained_encoder", "model"}
 STEPS = (component.extract_patches, component.pretrain_encoder, component.train_model, component.predict_tiles)
-
-
-def _default(spec):
-    if spec.default is None:
-        return ""
-    return ",".join(spec.default) if isinstance(spec.default, tuple) else spec.default
 
 
 def _check(comp, specs):
@@ -36,7 +27,7 @@ def _check(comp, specs):
             continue
         assert name in specs, f"{comp.name}: {name} is not a declared parameter"
         assert inp.type == KFP_TYPES[specs[name].kind], name
-        assert inp.default == _default(specs[name]), name
+        assert inp.default == component_default(specs[name]), name
     return set(inputs) - ARTIFACT_OR_URI
 
 
@@ -48,41 +39,10 @@ def test_components_match_declared_params():
     assert component.ML_IMAGE.startswith("ghcr.io/") and "/ml:" in component.ML_IMAGE
 
 
-def _compiled(tmp_path):
-    path = tmp_path / "s2_segmentation.yaml"
-    compiler.Compiler().compile(s2_segmentation, str(path))
-    return path
-
-
-def test_compiled_yaml_is_in_sync(tmp_path):
-    committed = COMPILED / "s2_segmentation.yaml"
-    assert committed.exists(), "run `make compile`"
-    assert list(yaml.safe_load_all(_compiled(tmp_path).read_text())) == list(yaml.safe_load_all(committed.read_text()))
-
-
-def test_training_runs_on_gpu_nodes(tmp_path):
-    spec, platform = list(yaml.safe_load_all((COMPILED / "s2_segmentation.yaml").read_text()))
-    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for name in ("exec-train-model", "exec-train-model-2", "exec-pretrain-encoder"):
-        resources = spec["deploymentSpec"]["executors"][name]["container"]["resources"]
-        assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
-        assert k8s[name]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
-        assert k8s[name]["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
-    for name in ("exec-predict-tiles", "exec-predict-tiles-2", "exec-extract-patches"):
-        assert "accelerator" not in spec["deploymentSpec"]["executors"][name]["container"].get("resources", {})
+def test_steps_run_on_the_ml_image():
+    spec = next(yaml.safe_load_all((COMPILED / "s2_segmentation.yaml").read_text()))
     image = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]["image"]
     assert image == component.ML_IMAGE
-
-
-@pytest.fixture
-def kfp_local(tmp_path, monkeypatch):
-    import kfp.local
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the steps are child processes
-    root = tmp_path / "pipeline_root"
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-                   workspace_root=str(tmp_path / "workspace"))
-    return root
 
 
 def test_pipeline_runs_locally(kfp_local, tmp_path):
