@@ -51,6 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.child import measure  # noqa: E402
+
 TARGET_RATIO = 5.0
 BLOCK = 512
 # Bump when the generated tile or model change, so that old caches are not reused.
@@ -188,10 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from components.common.logs import setup_logging
-    from components.crop_lstm.classify_service import run, windows
+    from components.crop_lstm.classify_service import windows
     from components.crop_lstm.composites import find_composites, find_model_and_mask
     from components.crop_lstm.h5io import load_model
-    from components.crop_lstm.params import ClassifyParams
 
     setup_logging()
     torch.set_num_threads(args.threads)
@@ -235,15 +236,19 @@ def main(argv: list[str] | None = None) -> int:
             # the plain loop's time per block does not depend on the mask: extrapolate it by pixels
             estimate = base["seconds"] / base["pixels"] * grid.width * grid.height
             estimate_cpu = base["cpu_seconds"] / base["pixels"] * grid.width * grid.height
-            t, c = time.perf_counter(), time.process_time()
-            result = run(str(folder / "input"), str(folder / "mc"), ClassifyParams(threads=args.threads),
-                         str(tmp / "service"))
-            full, full_cpu = time.perf_counter() - t, time.process_time() - c
-            timings = json.loads(Path(result.run_record).read_text())["timings_s"]
+            # the command in a child process of its own, so that its peak memory is its own
+            child = measure([sys.executable, "-m", "components.crop_lstm.classify_cli", "--input_dir",
+                             str(folder / "input"), "--mc_dir", str(folder / "mc"), "--output_dir",
+                             str(tmp / "service"), "--threads", str(args.threads)], log=tmp / "service.log")
+            if child["rc"] != 0:
+                raise SystemExit(f"tile_classifier failed:\n{child['tail']}")
+            full, full_cpu = child["seconds"], child["cpu_s"]
+            record = json.loads((tmp / "service" / "run.json").read_text())
             report["full_tile"] = {"tile_classifier_seconds": round(full, 1),
                                    "tile_classifier_cpu_seconds": round(full_cpu, 1),
-                                   "classification_seconds": timings.get("classify blocks"),
-                                   "metrics": result.metrics,
+                                   "tile_classifier_peak_mib": child["peak_mib"],
+                                   "classification_seconds": record["timings_s"].get("classify blocks"),
+                                   "metrics": record["outputs"]["metrics"],
                                    "plain_torch_loop_estimate_seconds": round(estimate, 1),
                                    "plain_torch_loop_estimate_cpu_seconds": round(estimate_cpu, 1),
                                    "ratio": round(estimate / full, 2), "ratio_cpu_time": round(estimate_cpu / full_cpu, 2)}

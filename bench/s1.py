@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.child import measure  # noqa: E402
 from tests.fixtures import s1_products  # noqa: E402
 
 
@@ -37,13 +36,8 @@ def _child(cmd: list[str]) -> tuple[float, float, float, int]:
     """(wall seconds, CPU seconds, peak RSS GiB of the child, exit status). CPU seconds do not
     depend on what else the machine runs: on an idle 2-core machine the wall time is between
     CPU/2 and CPU."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, max(after.ru_maxrss, before.ru_maxrss) / 1024 ** 2, proc.returncode
+    m = measure(cmd)
+    return m["seconds"], m["cpu_s"], m["peak_mib"] / 1024, m["rc"]
 
 
 def bench_grd(root: Path) -> dict:

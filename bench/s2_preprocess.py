@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench.child import child_env, measure  # noqa: E402
 
 TARGETS = {"max_s": 60, "max_peak_mib": 2048, "max_ratio": 1.5}
 BANDS_10M = ("B02", "B03", "B04", "B08")
@@ -82,20 +83,6 @@ def ensure_tile(size: int, *, regenerate: bool = False) -> tuple[Path, float | N
     return product, elapsed
 
 
-def measure(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-            log: Path) -> dict:
-    """Run ``cmd`` as a fresh child; wall time, peak RSS of that child alone, exit status, output tail."""
-    with open(log, "wb") as fh:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    tail = log.read_text(errors="replace")[-2000:]
-    return {"seconds": round(wall, 2), "peak_mib": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is KiB on Linux
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), "rc": proc.returncode, "tail": tail}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=10980, help="tile side in 10 m pixels, a multiple of 6 (default 10980)")
@@ -112,14 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="s2-preprocess-bench-"))
     outdir = work / "out"
     outdir.mkdir()
-    env_base = dict(os.environ)
-    env_base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env_base.get("PYTHONPATH")]))
-
     decode = measure([sys.executable, "-c", _DECODE_CHILD, *band_files],
-                     env=dict(env_base, GDAL_NUM_THREADS="ALL_CPUS"), log=work / "decode.log")
+                     env=child_env(GDAL_NUM_THREADS="ALL_CPUS"), log=work / "decode.log")
     pre = measure([sys.executable, "-m", "components.s2_preprocess.cli", "--input", str(product),
                    "--outdir", str(outdir), "--cloudmask", "L2A", "--landseamask", "Sea"],
-                  env=env_base, cwd=REPO, log=work / "preprocess.log")
+                  log=work / "preprocess.log")
 
     ok_decode, ok_pre = decode["rc"] == 0, pre["rc"] == 0
     ratio = round(pre["seconds"] / decode["seconds"], 2) if ok_decode and ok_pre else None

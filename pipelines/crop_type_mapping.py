@@ -30,9 +30,10 @@ def crop_type_mapping(
     mc = monthlycomposite(input_uri=input_uri, tile=tile, season_start=season_start, empty_months=empty_months,
                           block_size=block_size)
     mc.set_display_name("monthlycomposite")
-    mc.set_cpu_limit("4").set_memory_request("4Gi").set_memory_limit("16Gi")
+    # block-wise medians: 356 MiB measured with 7 acquisitions a month (bench/monthlycomposite.py)
+    mc.set_cpu_limit("4").set_memory_request("1Gi").set_memory_limit("4Gi")
     classify = tile_classifier(composites=mc.outputs["composites"], model_uri=model_uri, mask_uri=mask_uri,
                                majority_size=majority_size, min_region_px=min_region_px, connectivity=connectivity,
                                block_size=block_size, batch_pixels=batch_pixels, engine="auto")
     classify.set_display_name("tile_classifier")
-    classify.set_cpu_limit("8").set_memory_request("4Gi").set_memory_limit("8Gi")
+    classify.set_cpu_limit("8").set_memory_request("4Gi").set_memory_limit("8Gi")  # 2.4 GiB on a full tile
