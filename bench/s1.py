@@ -8,7 +8,7 @@
    Target: coherence <= 120 s per sub-swath.
 
 Each service runs in a child process, so the peak resident memory reported is its own
-(``ru_maxrss`` of the children). The inputs are written to a temporary folder (about 1 GB and
+(``bench/child.py``). The inputs are written to a temporary folder (about 1 GB and
 2.5 GB) that is removed at the end; ``--keep DIR`` writes them there and reuses them.
 
     .venv/bin/python bench/s1.py [--only grd|cd] [--keep DIR]

@@ -2,7 +2,7 @@
 
 Generates once (and caches) a full-size synthetic Level-2A tile written like ESA's products
 (10980 x 10980 B02/B03/B04/B08 at 10 m, lossless JPEG 2000 with 1024 x 1024 tiles, SCL at 20 m),
-then measures, each in a fresh child process whose peak RSS is read with ``os.wait4``:
+then measures, each in a fresh child process whose own peak RSS is read (``bench/child.py``):
 
 (a) GDAL decoding the four 10 m bands fully (``GDAL_NUM_THREADS=ALL_CPUS``);
 (b) ``S2-preprocess --input <product> --outdir <tmp> --cloudmask L2A --landseamask Sea``.
