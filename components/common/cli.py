@@ -39,7 +39,7 @@ def build_parser(prog: str, description: str, params_cls: type[ServiceParams],
                  inputs: list[tuple[tuple[str, ...], str]]) -> argparse.ArgumentParser:
     """``inputs``: (flags, help) of the required non-parameter arguments such as --input."""
     parser = OneLineParser(prog=prog, description=description,
-                            formatter_class=_HelpFormatter)
+                           formatter_class=_HelpFormatter)
     for flags, help_text in inputs:
         parser.add_argument(*flags, dest=flags[0].lstrip("-").replace("-", "_"), required=True, help=help_text)
     for spec in params_cls.specs():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
-import os
 import tempfile
 import threading
 import time
@@ -32,6 +31,7 @@ from rasterio.windows import Window
 
 from components import __version__
 from components.common import outputs, storage
+from components.common.cpus import usable_cpus
 from components.common.logs import Progress, Steps
 from components.timesen2crop.legend import COLOURS
 
@@ -90,7 +90,7 @@ class Engine:
         self.pool = None
         use_torch = params.engine == "torch" or (params.engine == "auto" and torch.cuda.is_available())
         self.kind = "torch" if use_torch else "onnxruntime"
-        threads = params.threads or len(os.sched_getaffinity(0))
+        threads = params.threads or usable_cpus()
         if use_torch:
             self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
             self.model = model.to(self.device).eval()

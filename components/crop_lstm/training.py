@@ -28,9 +28,9 @@ def cpu_threads(batch_size: int, hidden_size: int) -> int:
     """Intra-op threads for CPU training: the small matrix products of mini-batch LSTM training
     lose more to thread synchronisation than they gain (about 10x slower on 2 busy cores with
     batch 16), so one thread unless the batches are large."""
-    import os
+    from components.common.cpus import usable_cpus
 
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cpus()
     return max(1, min(cores, batch_size * hidden_size // WORK_PER_THREAD))
 
 

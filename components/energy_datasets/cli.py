@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def list_main(argv: list[str]) -> int:
     p = OneLineParser(prog=f"{PROG} list", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Show the datasets of the catalogue with source, licence, format "
-                       "and access method.")
+                      description="Show the datasets of the catalogue with source, licence, format "
+                      "and access method.")
     p.add_argument("--catalogue", default=None, help="Catalogue YAML replacing the built-in one (also: "
                    "environment variable ENERGY_DATASETS_CATALOGUE)")
     p.add_argument("--json", action="store_true", help="Print the catalogue as JSON")

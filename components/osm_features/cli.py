@@ -52,8 +52,8 @@ def serve_parser() -> OneLineParser:
     import argparse
 
     p = OneLineParser(prog=f"{PROG} serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Web service: GET /feature-types, GET /features?types=...&aoi=WKT "
-                       "(GeoJSON), and a map page at /. The extract is indexed once at start.")
+                      description="Web service: GET /feature-types, GET /features?types=...&aoi=WKT "
+                      "(GeoJSON), and a map page at /. The extract is indexed once at start.")
     p.add_argument("--input", "-i", required=True, help=INPUTS[0][1])
     p.add_argument("--host", default="127.0.0.1", help="Address to listen on")
     p.add_argument("--port", type=int, default=8000, help="Port to listen on")
@@ -93,7 +93,7 @@ def classes_main(argv: list[str]) -> int:
     import argparse
 
     p = OneLineParser(prog=f"{PROG} classes", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="List the feature classes and groups of the data dictionary.")
+                      description="List the feature classes and groups of the data dictionary.")
     p.add_argument("--dictionary", default=None, help="Data dictionary YAML (default: built-in)")
     p.add_argument("--json", action="store_true", help="Print the full definitions as JSON")
     args = p.parse_args(argv)

@@ -20,7 +20,6 @@ import contextlib
 import datetime as dt
 import logging
 import math
-import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from rasterio.windows import Window
 
 from components import __version__
 from components.common import outputs, storage
+from components.common.cpus import usable_cpus
 from components.common.errors import ServiceError
 from components.common.logs import Progress, Steps
 from components.timesen2crop.legend import BAND_WAVELENGTH_NM, BANDS, normalise_band, season_months
@@ -163,7 +163,7 @@ def _composite_month(acqs: list[Acquisition], bands: dict[Path, BoaBands], grid:
                    transform=grid.transform)
     clear_px = 0
     with contextlib.ExitStack() as stack, rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=256):
-        workers = len(os.sched_getaffinity(0))
+        workers = usable_cpus()
         pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="median"))
         boas = [stack.enter_context(rasterio.open(a.boa.path)) for a in acqs]
         lais = [stack.enter_context(rasterio.open(a.lai.path)) for a in acqs]

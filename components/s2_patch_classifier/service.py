@@ -33,6 +33,7 @@ import torch
 
 from components import __version__
 from components.common import outputs, storage
+from components.common.cpus import cpu_quota
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.logs import Steps
 
@@ -97,21 +98,6 @@ def run(input_uri: str, params: S2PatchClassifierParams, outdir: str) -> Classif
     _check(params)
     with storage.output_folder(outdir) as local_out:
         return _run(input_uri, params, outdir, local_out)
-
-
-def cpu_quota() -> int | None:
-    """CPUs granted by the container's cgroup (a pod's CPU limit), when one is set."""
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]  # cgroup v2
-        return None if quota == "max" else max(1, int(int(quota) // int(period)))
-    except (OSError, ValueError):
-        pass
-    try:
-        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())  # cgroup v1
-        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        return None if quota <= 0 else max(1, quota // period)
-    except (OSError, ValueError):
-        return None
 
 
 def _limit_threads() -> None:

@@ -4,12 +4,12 @@ Pure NumPy, plus the (parallel) loop over the archive's sample files."""
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from components.common.cpus import usable_cpus
 from components.common.errors import ServiceError
 from components.common.logs import Progress
 from components.s2_harmonization.kernels import masked_median
@@ -99,7 +99,7 @@ def load_tiles(archive: Archive, tiles: list[Tile], classes: set[int] | None, te
             for start in range(0, len(files), CHUNK_FILES):
                 tasks.append((tile.name, cid, files[start:start + CHUNK_FILES], len(tile.dates), month_of_date))
     total = sum(len(t[2]) for t in tasks)
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or usable_cpus()
     reader = archive.reader()
     progress = Progress(total, "samples", log)
     results: list[tuple[str, int, Chunk]] = []
