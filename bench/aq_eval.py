@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench.harness import cache_dir  # noqa: E402
 
 TARGETS = {"crps_vs_bilinear_mae_max": 0.8, "rank_flatness_max": 0.10}
 SCENE_VERSION = 1
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
     from components.aq_downscaling.service import run_evaluate, run_generate, run_preproc, run_train
     from tests.fixtures.cams_products import make_scene, scene_config, write_scene
 
-    cache = Path(os.environ.get("EO_BENCH_CACHE", Path.home() / ".cache" / "eo-kfp-bench"))
+    cache = cache_dir()
     scene_dir = cache / f"aq-scene-v{SCENE_VERSION}-d{args.days}-s{args.seed}"
     t_start = time.perf_counter()
     if not (scene_dir / "done").exists():

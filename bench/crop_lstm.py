@@ -51,16 +51,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.child import measure  # noqa: E402
+from bench.harness import cache_dir, measure  # noqa: E402
 
 TARGET_RATIO = 5.0
 BLOCK = 512
 # Bump when the generated tile or model change, so that old caches are not reused.
 TILE_VERSION = 2
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EO_BENCH_CACHE", Path.home() / ".cache" / "eo-kfp-bench"))
 
 
 def prepare(size: int, crop_fraction: float, uniform: bool) -> Path:

@@ -30,13 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.child import measure  # noqa: E402
+from bench.harness import cache_dir, measure  # noqa: E402
 
 FULL_TILE_PX = 10980 * 10980
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EO_BENCH_CACHE", Path.home() / ".cache" / "eo-kfp-bench"))
 
 
 def prepare(size: int, step_days: int) -> Path:

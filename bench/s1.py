@@ -8,7 +8,7 @@
    Target: coherence <= 120 s per sub-swath.
 
 Each service runs in a child process, so the peak resident memory reported is its own
-(``bench/child.py``). The inputs are written to a temporary folder (about 1 GB and
+(``bench/harness.py``). The inputs are written to a temporary folder (about 1 GB and
 2.5 GB) that is removed at the end; ``--keep DIR`` writes them there and reuses them.
 
     .venv/bin/python bench/s1.py [--only grd|cd] [--keep DIR]
@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.child import measure  # noqa: E402
+from bench.harness import measure  # noqa: E402
 from tests.fixtures import s1_products  # noqa: E402
 
 

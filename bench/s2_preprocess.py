@@ -2,7 +2,7 @@
 
 Generates once (and caches) a full-size synthetic Level-2A tile written like ESA's products
 (10980 x 10980 B02/B03/B04/B08 at 10 m, lossless JPEG 2000 with 1024 x 1024 tiles, SCL at 20 m),
-then measures, each in a fresh child process whose own peak RSS is read (``bench/child.py``):
+then measures, each in a fresh child process whose own peak RSS is read (``bench/harness.py``):
 
 (a) GDAL decoding the four 10 m bands fully (``GDAL_NUM_THREADS=ALL_CPUS``);
 (b) ``S2-preprocess --input <product> --outdir <tmp> --cloudmask L2A --landseamask Sea``.
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.child import child_env, measure  # noqa: E402
+from bench.harness import cache_dir, child_env, measure  # noqa: E402
 
 TARGETS = {"max_s": 60, "max_peak_mib": 2048, "max_ratio": 1.5}
 BANDS_10M = ("B02", "B03", "B04", "B08")
@@ -51,10 +51,6 @@ with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
             ds.read(1, out=buf)
 print(f"decoded {len(sys.argv) - 1} bands in {time.perf_counter() - t0:.2f} s", flush=True)
 """
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EO_BENCH_CACHE", Path.home() / ".cache" / "eo-kfp-bench"))
 
 
 def bench_spec(size: int):

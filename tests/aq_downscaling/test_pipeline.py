@@ -37,7 +37,7 @@ def test_component_interfaces():
 
 
 def test_compiled_steps_and_order():
-    """(GPU placement of the training step: tests/pipelines/test_gpu_steps.py.)"""
+    """Every step on the ML image, in chain order (GPU placement: tests/pipelines/test_gpu_steps.py)."""
     spec = next(yaml.safe_load_all((COMPILED / "aq_downscaling.yaml").read_text()))
     for ex in spec["deploymentSpec"]["executors"].values():
         assert ex["container"]["image"] == ML_IMAGE

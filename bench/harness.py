@@ -1,5 +1,5 @@
-"""Run one command as a fresh child process and read its own cost: wall seconds, CPU seconds and
-peak resident memory.
+"""What the benchmarks share: their cache folder, and running one command as a fresh child process
+to read its own cost: wall seconds, CPU seconds and peak resident memory.
 
 The peak is read by a small launcher process (this file run as a script) that starts the command
 and waits for it with ``os.wait4``. Read directly by the benchmark, a child's ``ru_maxrss`` would
@@ -18,6 +18,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def cache_dir() -> Path:
+    """Generated benchmark inputs, kept between runs: ``$EO_BENCH_CACHE`` or ``~/.cache/eo-kfp-bench``."""
+    return Path(os.environ.get("EO_BENCH_CACHE", Path.home() / ".cache" / "eo-kfp-bench"))
 
 
 def child_env(**extra: str) -> dict[str, str]:
