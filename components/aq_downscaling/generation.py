@@ -74,33 +74,192 @@ def save_model(path: Path, generator, arch: dict, variables: dict, stats: dict, 
     return path
 
 
-def load_model(path: Path) -> TrainedModel:
-    import torch
+MODEL_KEYS = ("arch", "variables", "stats", "static_params", "lr_grid", "static_fields", "config_yaml", "generator")
+ARCH_LIMITS = {"lr_channels": (1, 64), "static_channels": (0, 64), "out_channels": (1, 64),
+               "generator_filters": (1, 1024), "noise_channels": (1, 256), "residual_blocks": (0, 64),
+               "factor": (2, 1024)}
+OTHER_FORMATS = {"s2-patch-classifier-model": "an s2-patch-classifier model",
+                 "s2-patch-classifier-encoder": "an s2-patch-classifier encoder checkpoint"}
+WHAT = "an aqgan model file"
 
+
+def load_model(path: Path) -> TrainedModel:
+    """The model of a ``model.pt`` written by aqgan-train, checked before use: the file's kind and
+    version, the architecture and variables it records, its statistics, grid and static fields,
+    and generator weights that fit that architecture exactly. Anything else is a ServiceError
+    naming the file."""
+    from .config import load_config
     from .model import Generator
+    from .modelfile import first_words, load_weights, read_torch_file, require
 
     path = Path(path)
     if not path.is_file():
         raise ServiceError(f"model file not found: {path} (train one with aqgan-train)")
+    name = path.name
+    state = read_torch_file(path, WHAT)
+    _check_kind(state, path)
+    require(state, MODEL_KEYS, path)
+    arch = _check_arch(state["arch"], path)
+    lr_vars, hr_vars, static_vars = _check_variables(state["variables"], arch, path)
+    _check_stats(state["stats"], lr_vars + hr_vars + static_vars, path)
+    _check_static_params(state["static_params"], static_vars, path)
+    lr_grid = _check_grid(state["lr_grid"], path)
+    static_fields = _check_static_fields(state["static_fields"], len(static_vars), lr_grid, arch["factor"], path)
+    if not isinstance(state["config_yaml"], str):
+        raise ServiceError(f"{name}: its configuration is not readable (not YAML text)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise ServiceError(f"not an aqgan model file: {path} ({' '.join(str(exc).split())[:160]})") from None
-    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-        raise ServiceError(f"not an aqgan model file: {path} (a training checkpoint? use model.pt)")
-    if state.get("format_version") != MODEL_FORMAT_VERSION:
-        raise ServiceError(f"{path}: model format version {state.get('format_version')} is not supported")
-    arch = state["arch"]
+        load_config(text=state["config_yaml"])
+    except Exception as e:  # noqa: BLE001 - YAML and schema errors alike
+        raise ServiceError(f"{name}: its configuration is not readable ({first_words(e)})") from None
     gen = Generator(arch["lr_channels"], arch["static_channels"], arch["out_channels"], arch["generator_filters"],
                     arch["noise_channels"], arch["residual_blocks"], arch["factor"], tuple(arch["skip"]))
-    gen.load_state_dict(state["generator"])
+    load_weights(gen, state["generator"], path, "generator")
     gen.eval()
-    v = state["variables"]
     meta = {k: state[k] for k in ("epochs", "trained_on", "created", "software_version", "history", "dataset",
                                   "train_start", "train_end") if k in state}
-    return TrainedModel(gen, arch, list(v["low_res"]), list(v["high_res"]), list(v["static"]), state["stats"],
-                        state["static_params"], Grid(**state["lr_grid"]), state["static_fields"].numpy(),
-                        state["config_yaml"], meta)
+    return TrainedModel(gen, arch, lr_vars, hr_vars, static_vars, state["stats"], state["static_params"], lr_grid,
+                        static_fields, state["config_yaml"], meta)
+
+
+def _check_kind(state, path: Path) -> None:
+    name = path.name
+    if not isinstance(state, dict):
+        raise ServiceError(f"{name} is not {WHAT} (it holds a {type(state).__name__}, not a model)")
+    fmt = state.get("format")
+    if fmt == MODEL_FORMAT:
+        version = state.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MODEL_FORMAT_VERSION:
+            raise ServiceError(f"{name}: model format version {version!r} is not supported (this software reads "
+                               f"version {MODEL_FORMAT_VERSION})")
+        return
+    if fmt in OTHER_FORMATS:
+        raise ServiceError(f"{name} is {OTHER_FORMATS[fmt]}, not an aqgan model (give the model.pt of aqgan-train)")
+    if {"critic", "opt_g", "generator"} <= set(state):
+        raise ServiceError(f"{name} is a training checkpoint of aqgan-train, not a model: give the model.pt it "
+                           "writes at the end")
+    raise ServiceError(f"{name} is not {WHAT} (no {MODEL_FORMAT!r} format mark; give the model.pt of aqgan-train)")
+
+
+def _check_arch(arch, path: Path) -> dict:
+    from .modelfile import integer
+
+    name = path.name
+    if not isinstance(arch, dict):
+        raise ServiceError(f"{name}: arch is not a table of hyper-parameters")
+    for key, (lo, hi) in ARCH_LIMITS.items():
+        if key not in arch:
+            raise ServiceError(f"{name}: arch.{key} is missing")
+        integer(arch[key], path, f"arch.{key}", lo, hi)
+    factor = arch["factor"]
+    if factor & (factor - 1):
+        raise ServiceError(f"{name}: arch.factor is {factor}, not a power of two (2, 4, 8, ...)")
+    skip = arch.get("skip")
+    if not isinstance(skip, (list, tuple)) or len(skip) != arch["out_channels"]:
+        raise ServiceError(f"{name}: arch.skip is {skip!r}, not a list of {arch['out_channels']} input indexes")
+    for i, value in enumerate(skip):
+        integer(value, path, f"arch.skip[{i}]", -1, arch["lr_channels"] - 1)
+    return arch
+
+
+def _names(value, path: Path, key: str) -> list:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ServiceError(f"{path.name}: variables.{key} is not a list of names")
+    if len(set(value)) != len(value):
+        raise ServiceError(f"{path.name}: variables.{key} names a variable twice ({', '.join(value)})")
+    return list(value)
+
+
+def _check_variables(variables, arch: dict, path: Path) -> tuple[list, list, list]:
+    from .config import HIGH_RES_OUTPUTS, LOW_RES_VARIABLES, NAME_RE
+
+    name = path.name
+    if not isinstance(variables, dict):
+        raise ServiceError(f"{name}: variables is not a table of low_res, high_res and static names")
+    for key in ("low_res", "high_res", "static"):
+        if key not in variables:
+            raise ServiceError(f"{name}: variables.{key} is missing")
+    lr_vars = _names(variables["low_res"], path, "low_res")
+    hr_vars = _names(variables["high_res"], path, "high_res")
+    static_vars = _names(variables["static"], path, "static")
+    for v in lr_vars:
+        if v not in LOW_RES_VARIABLES:
+            raise ServiceError(f"{name}: unknown low-resolution input {v!r} (known: {', '.join(LOW_RES_VARIABLES)})")
+    for v in hr_vars:
+        if v not in HIGH_RES_OUTPUTS:
+            raise ServiceError(f"{name}: unknown high-resolution output {v!r} (known: {', '.join(HIGH_RES_OUTPUTS)})")
+    for v in static_vars:
+        if not NAME_RE.match(v):
+            raise ServiceError(f"{name}: {v!r} is not a name of a static input")
+    for label, found, key, what in (("low-resolution inputs", lr_vars, "lr_channels", "input channels"),
+                                    ("high-resolution outputs", hr_vars, "out_channels", "output channels"),
+                                    ("static inputs", static_vars, "static_channels", "static channels")):
+        if len(found) != arch[key]:
+            raise ServiceError(f"{name}: {len(found)} {label} for {arch[key]} {what} (arch.{key})")
+    skip = [lr_vars.index(v) if v in lr_vars else -1 for v in hr_vars]
+    if list(arch["skip"]) != skip:
+        raise ServiceError(f"{name}: arch.skip {list(arch['skip'])} does not match the variables (expected {skip})")
+    return lr_vars, hr_vars, static_vars
+
+
+def _check_stats(stats, names: list, path: Path) -> None:
+    from .modelfile import number
+
+    name = path.name
+    if not isinstance(stats, dict):
+        raise ServiceError(f"{name}: stats is not a table of normalisation statistics")
+    for v in names:
+        s = stats.get(v)
+        if s is None:
+            raise ServiceError(f"{name}: no normalisation statistics for {v}")
+        if not isinstance(s, dict) or s.get("transform") not in ("log", "none"):
+            raise ServiceError(f"{name}: the normalisation statistics of {v} are not valid ({s!r:.80})")
+        number(s.get("mean"), path, f"stats.{v}.mean")
+        number(s.get("std"), path, f"stats.{v}.std", positive=True)
+
+
+def _check_static_params(params, names: list, path: Path) -> None:
+    from .modelfile import number
+
+    name = path.name
+    if not isinstance(params, dict):
+        raise ServiceError(f"{name}: static_params is not a table")
+    for v in names:
+        p = params.get(v, {})
+        if not isinstance(p, dict) or p.get("transform", "none") not in ("minmax", "none"):
+            raise ServiceError(f"{name}: the scaling of static input {v} is not valid ({p!r:.80})")
+        if p.get("transform") == "minmax":
+            number(p.get("min"), path, f"static_params.{v}.min")
+            number(p.get("max"), path, f"static_params.{v}.max")
+
+
+def _check_grid(grid, path: Path) -> Grid:
+    from .modelfile import integer, number
+
+    name = path.name
+    keys = ("south", "west", "res", "rows", "cols")
+    if not isinstance(grid, dict) or set(grid) != set(keys):
+        raise ServiceError(f"{name}: lr_grid is not a grid ({', '.join(keys)})")
+    south, west = number(grid["south"], path, "lr_grid.south"), number(grid["west"], path, "lr_grid.west")
+    res = number(grid["res"], path, "lr_grid.res", positive=True)
+    rows, cols = integer(grid["rows"], path, "lr_grid.rows", 1), integer(grid["cols"], path, "lr_grid.cols", 1)
+    if not (-90 <= south and south + rows * res <= 90 + 1e-6):
+        raise ServiceError(f"{name}: lr_grid spans latitudes {south:g}..{south + rows * res:g}, outside -90..90")
+    return Grid(south, west, res, rows, cols)
+
+
+def _check_static_fields(values, channels: int, grid: Grid, factor: int, path: Path) -> np.ndarray:
+    import torch
+
+    name = path.name
+    want = (channels, grid.rows * factor, grid.cols * factor)
+    if not isinstance(values, torch.Tensor) or not values.is_floating_point():
+        raise ServiceError(f"{name}: static_fields is not a floating-point tensor")
+    if tuple(values.shape) != want:
+        raise ServiceError(f"{name}: static fields are {'x'.join(map(str, values.shape))}, the model's grid needs "
+                           f"{'x'.join(map(str, want))}")
+    if not bool(torch.isfinite(values).all()):
+        raise ServiceError(f"{name}: non-finite values in the static fields")
+    return values.float().numpy()
 
 
 def generate(model: TrainedModel, lr_phys: np.ndarray, static_norm: np.ndarray, members: int, seed: int,

@@ -322,6 +322,10 @@ def run_generate(cfg: Config, dataset: str | None, start: str, end: str, model_f
     with _staged(outdir) as (work, stage, published):
         with steps.step("load model"):
             model = load_model(_local(model_path, work / "model"))
+        unknown = [v for v in model.static_variables if v not in ds.static]
+        if unknown:
+            raise ServiceError(f"{Path(model_path).name} needs the static input {', '.join(unknown)}, which "
+                               f"dataset {name} does not configure (paths.datasets.{name}.static)")
         lr_grid, hr_grid = D.grids(cfg, model.factor, model.lr_grid.res / 1.0 / model.factor)
         with steps.step("open inputs"):
             inputs = D.open_dataset(cfg, name, ds, tuple(model.lr_variables), (), work / "inputs")
@@ -394,7 +398,8 @@ def run_predict(input_file: str, model_file: str, output: str | None = None, mem
         f = GriddedFile.open(local, "cams_global")
         missing = [v for v in model.lr_variables if v not in f.variables]
         if missing:
-            raise ServiceError(f"{src_name} lacks the model's low-resolution inputs {', '.join(missing)} (it holds "
+            raise ServiceError(f"{src_name} lacks the model's low-resolution inputs {', '.join(missing)} ("
+                               f"{Path(model_file).name} takes {', '.join(model.lr_variables)}; the file holds "
                                f"{', '.join(f.variables) or 'none'})")
         times = f.times if f.times.size else np.array([np.datetime64("1970-01-01T00:00:00")])
         lr_grid = model.lr_grid

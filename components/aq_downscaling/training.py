@@ -91,11 +91,55 @@ def checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+CHECKPOINT_KEYS = ("arch", "variables", "generator", "critic", "opt_g", "opt_d", "rng", "torch_rng", "history")
+CHECKPOINT = "an aqgan-train checkpoint"
+
+
 def load_checkpoint(path: Path) -> dict:
+    """The contents of a checkpoint, checked for its kind and its keys (the weights are checked
+    when they are loaded: :func:`restore`)."""
+    from .modelfile import read_torch_file, require
+
+    state = read_torch_file(path, CHECKPOINT)
+    if not isinstance(state, dict):
+        raise ServiceError(f"{path.name} is not {CHECKPOINT} (it holds a {type(state).__name__})")
+    if "format" in state:
+        raise ServiceError(f"{path.name} is not {CHECKPOINT}: it is a file of format {state['format']!r} "
+                           "(a model.pt?)")
+    require(state, CHECKPOINT_KEYS, path)
+    return state
+
+
+def restore(path: Path, state: dict, gen, critic, opt_g, opt_d, rng: torch.Generator) -> list[dict]:
+    """Load a checkpoint's weights, optimiser and random states; returns its loss history."""
+    from .modelfile import first_words, load_weights
+
+    load_weights(gen, state["generator"], path, "generator")
+    load_weights(critic, state["critic"], path, "critic")
+    for opt, key, label in ((opt_g, "opt_g", "generator's"), (opt_d, "opt_d", "critic's")):
+        try:
+            opt.load_state_dict(state[key])
+            _check_optimiser_shapes(opt)
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+            raise ServiceError(f"{path.name}: the {label} optimiser state does not fit the model "
+                               f"({first_words(e)})") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user problem
-        raise ServiceError(f"cannot read checkpoint {path}: {' '.join(str(exc).split())[:200]}") from None
+        rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ServiceError(f"{path.name}: its random number state is not valid ({first_words(e)})") from None
+    history = state["history"]
+    if not isinstance(history, (list, tuple)) or not all(isinstance(r, dict) for r in history):
+        raise ServiceError(f"{path.name}: its loss history is not a list of epochs")
+    return list(history)
+
+
+def _check_optimiser_shapes(opt) -> None:
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for key, value in opt.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and tuple(value.shape) != tuple(p.shape):
+                    raise ValueError(f"{key} is {list(value.shape)} for a parameter of {list(p.shape)}")
 
 
 def train(cfg: Config, data: TrainData, arch: dict, ckpt_dir: Path, resume: bool,
@@ -119,13 +163,7 @@ def train(cfg: Config, data: TrainData, arch: dict, ckpt_dir: Path, resume: bool
         if state.get("arch") != arch or state.get("variables") != data.meta.get("variables"):
             raise ServiceError(f"--resume: checkpoint {path.name} was made with another architecture or other "
                                "variables than the configuration")
-        gen.load_state_dict(state["generator"])
-        critic.load_state_dict(state["critic"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        history = list(state["history"])
+        history = restore(path, state, gen, critic, opt_g, opt_d, rng)
         start_epoch = epoch + 1
         log.info("resuming from %s (epoch %d of %d)", path.name, epoch, t.epochs)
     n = data.lr.shape[0]

@@ -10,9 +10,15 @@ feature's GeoJSON text prepared); requests then only query the trees. Endpoints:
                           a GeoJSON FeatureCollection (``application/geo+json``)
 * ``GET /health``
 
-Refusals carry ``{"detail": "<one line>"}``: 400 for a bad request (unknown type, bad or
-missing AoI, AoI outside the extract), 413 when the AoI is larger than ``max_aoi_km2`` or the
-answer would hold more than ``max_features`` features.
+Refusals carry ``{"detail": "<one line>"}`` naming the parameter and the value: 400 for a bad
+request (unknown or repeated parameter, unknown type, bad or missing AoI, AoI outside the
+extract), 404 for an unknown path, 405 for a method other than GET, 413 when the AoI is larger
+than ``max_aoi_km2``, a parameter longer than ``MAX_PARAMETER_CHARS`` or the answer would hold
+more than ``max_features`` features; an unexpected failure is 500 ``{"detail": "internal
+error"}`` with the details in the log only.
+
+The AoI's area is that of the region the features are selected from, the polygon as drawn in
+lon/lat (straight edges in degrees), on the WGS 84 ellipsoid: see :func:`aoi_area_km2`.
 """
 
 from __future__ import annotations
@@ -27,11 +33,16 @@ from pathlib import Path
 
 import numpy as np
 import shapely
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel
 from pyproj import Geod
-from shapely.geometry import box
+from shapely.geometry import MultiPolygon, Polygon, box
+from shapely.geometry.base import BaseGeometry
+from starlette.exceptions import HTTPException
 
 from components.common import storage
-from components.common.aoi import EPSG_4326, load_aoi
 from components.common.errors import ServiceError
 
 from .dictionary import Dictionary, load_dictionary
@@ -41,8 +52,36 @@ from .writer import feature_json
 log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).with_name("map.html")
-_WKT_POLYGON = re.compile(r"^\s*(SRID\s*=\s*\d+\s*;\s*)?(MULTI)?POLYGON\b", re.IGNORECASE)
+FEATURES_PARAMETERS = ("types", "aoi", "bbox", "clip")
+# Longest value of one query parameter (a WKT polygon of some 5,000 vertices); longer is a 413.
+MAX_PARAMETER_CHARS = 100_000
+# What the HTTP server buffers of a request line and headers: room for the longest parameters,
+# percent-encoded, so that they get the service's own 413 line.
+MAX_REQUEST_HEAD_BYTES = 1024 * 1024
+
+_WKT_POLYGON = re.compile(r"^\s*(SRID\s*=\s*(?P<srid>\d+)\s*;\s*)?(?P<wkt>(MULTI)?POLYGON\b.*)$",
+                          re.IGNORECASE | re.DOTALL)
+_NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+_NOT_FINITE = re.compile(r"^\s*[+-]?(nan|inf|infinity)\s*$", re.IGNORECASE)
 _GEOD = Geod(ellps="WGS84")
+# Gauss-Legendre nodes and weights on [0, 1] for the integral along each edge.
+_GL_T, _GL_W = (lambda x, w: ((x + 1) / 2, w / 2))(*np.polynomial.legendre.leggauss(8))
+
+
+class BadRequest(ServiceError):
+    """A refusal of the web service: its HTTP status and one line."""
+
+    status = 400
+
+
+class TooLarge(BadRequest):
+    status = 413
+
+
+class Refusal(BaseModel):
+    """Every refusal: one line naming the parameter and the value."""
+
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -78,19 +117,176 @@ class FeatureIndex:
         return {c: np.sort(self.trees[c].query(area, predicate="intersects")) for c in classes}
 
 
-def create_app(index: FeatureIndex, limits: Limits):
-    from fastapi import FastAPI, HTTPException, Query
-    from fastapi.responses import HTMLResponse, Response
+# --- the AoI -----------------------------------------------------------------------------------
 
+def aoi_area_km2(geometry: BaseGeometry) -> float:
+    """Area in km² on the WGS 84 ellipsoid of a valid lon/lat (multi)polygon, taken as drawn in
+    lon/lat: its edges are straight lines in degrees (along a parallel where the latitude is
+    constant), which is how the features are selected.
+
+    On the ellipsoid, the area between the equator and latitude φ over a longitude span Δλ
+    (radians) is ``Δλ·F(φ)`` with ``F(φ) = a²·q(φ)/2`` (q: the authalic function), so a ring
+    encloses ``|∮ F(φ) dλ|``, integrated exactly enough along each edge by Gauss-Legendre
+    quadrature. Rings are measured one by one without their sign (shell minus holes), so a
+    ring's winding does not matter; a box 360° wide, one reaching a pole and the whole world
+    (510,065,621.7 km²) come out right, where a geodesic polygon of the same vertices does not.
+    """
+    total = 0.0
+    for polygon in getattr(geometry, "geoms", (geometry,)):
+        if polygon.is_empty:
+            continue
+        total += _ring_area_m2(polygon.exterior.coords)
+        total -= sum(_ring_area_m2(r.coords) for r in polygon.interiors)
+    return max(total, 0.0) / 1e6
+
+
+def _ring_area_m2(coords) -> float:
+    xy = np.radians(np.asarray(coords, dtype=float)[:, :2])
+    lon, lat = xy[:, 0], xy[:, 1]
+    dlon = np.diff(lon)
+    lat_at = lat[:-1, None] + np.diff(lat)[:, None] * _GL_T[None, :]
+    mean_f = (_authalic_f(lat_at) * _GL_W[None, :]).sum(axis=1)
+    return abs(float(np.sum(dlon * mean_f)))
+
+
+def _authalic_f(lat: np.ndarray) -> np.ndarray:
+    """``a²·q(φ)/2``: the area between the equator and latitude φ per radian of longitude."""
+    e2 = _GEOD.es
+    e = np.sqrt(e2)
+    s = np.sin(lat)
+    q = (1 - e2) * (s / (1 - e2 * s * s) + np.arctanh(e * s) / e)
+    return _GEOD.a ** 2 * q / 2
+
+
+def lonlat_box(west: float, south: float, east: float, north: float) -> BaseGeometry:
+    """The box, or when ``west > east`` the box crossing the antimeridian (RFC 7946, 5.2) as
+    the two boxes either side of it."""
+    if west <= east:
+        return box(west, south, east, north)
+    parts = [box(w, south, e, north) for w, e in ((west, 180.0), (-180.0, east)) if e > w]
+    return parts[0] if len(parts) == 1 else MultiPolygon(parts)
+
+
+def parse_bbox(text: str) -> BaseGeometry:
+    """``minlon,minlat,maxlon,maxlat`` in degrees; ``minlon > maxlon`` crosses the antimeridian."""
+    values = text.split(",")
+    shown = _short(text)
+    if len(values) != 4 or not all(_NUMBER.match(v) or _NOT_FINITE.match(v) for v in values):
+        raise BadRequest(f"bbox must be minlon,minlat,maxlon,maxlat (4 numbers, degrees): {shown}")
+    west, south, east, north = (float(v) for v in values)
+    if not all(np.isfinite(v) for v in (west, south, east, north)):
+        raise BadRequest(f"bbox has a value that is not a finite number: {shown}")
+    if not (-180 <= west <= 180 and -180 <= east <= 180):
+        raise BadRequest(f"bbox longitudes must lie within [-180, 180]: {shown}")
+    if not (-90 <= south < north <= 90):
+        raise BadRequest(f"bbox latitudes must lie within [-90, 90] with minlat < maxlat: {shown}")
+    area = lonlat_box(west, south, east, north)
+    if west == east or area.is_empty or area.area <= 0:
+        raise BadRequest(f"bbox has no width (minlon = maxlon; minlon > maxlon is a box crossing "
+                         f"the antimeridian): {shown}")
+    return area
+
+
+def parse_aoi(text: str) -> BaseGeometry:
+    """A WKT POLYGON or MULTIPOLYGON in lon/lat (an ``SRID=4326;`` prefix is allowed), as a
+    valid (multi)polygon with an area; invalid ones are repaired as the command line does."""
+    shown = _short(text)
+    m = _WKT_POLYGON.match(text)
+    if not m:
+        # only WKT here: a file path in a request must never be opened
+        raise BadRequest(f"aoi must be a WKT POLYGON or MULTIPOLYGON in lon/lat: {shown}")
+    if m.group("srid") is not None and int(m.group("srid")) != 4326:
+        raise BadRequest(f"aoi must be in lon/lat (EPSG:4326): SRID={int(m.group('srid'))} is not "
+                         f"accepted here: {shown}")
+    try:
+        with np.errstate(invalid="ignore"):  # NaN coordinates are refused below
+            geometry = shapely.from_wkt(m.group("wkt"))
+    except (shapely.errors.ShapelyError, ValueError) as exc:
+        raise BadRequest(f"aoi is not valid WKT: {shown} ({' '.join(str(exc).split())})") from None
+    if geometry is None or geometry.is_empty:
+        raise BadRequest(f"aoi is empty: {shown}")
+    if not isinstance(geometry, (Polygon, MultiPolygon)):
+        raise BadRequest(f"aoi must be a WKT POLYGON or MULTIPOLYGON in lon/lat: {shown}")
+    geometry = shapely.force_2d(geometry)
+    xy = shapely.get_coordinates(geometry)
+    if not np.isfinite(xy).all():
+        raise BadRequest(f"aoi has a coordinate that is not a finite number: {shown}")
+    minx, miny = xy.min(axis=0)
+    maxx, maxy = xy.max(axis=0)
+    if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
+        raise BadRequest(f"aoi coordinates must be lon/lat in degrees (longitude within [-180, 180], "
+                         f"latitude within [-90, 90]): bounds ({minx:g}, {miny:g}, {maxx:g}, "
+                         f"{maxy:g}) of {shown}")
+    if not geometry.is_valid:
+        reason = shapely.is_valid_reason(geometry)
+        geometry = _polygonal(shapely.make_valid(geometry))
+        if not geometry.is_empty:
+            log.info("aoi was invalid (%s) and was repaired", reason)
+    if geometry.is_empty or geometry.area <= 0:
+        raise BadRequest(f"aoi has no area (degenerate, or invalid and cannot be repaired): {shown}")
+    return geometry
+
+
+def _polygonal(geometry: BaseGeometry) -> BaseGeometry:
+    """The polygons of what make_valid returned, as one valid (multi)polygon."""
+    if isinstance(geometry, (Polygon, MultiPolygon)):
+        return geometry
+    parts = [g for g in getattr(geometry, "geoms", ()) if isinstance(g, (Polygon, MultiPolygon))
+             and not g.is_empty]
+    return shapely.union_all(parts) if parts else Polygon()
+
+
+def _short(value: str, limit: int = 120) -> str:
+    """A request value for a one-line message: quoted, on one line, at most ``limit`` long."""
+    text = " ".join(str(value).split()) if str(value).strip() else str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _one_line(text, limit: int = 2000) -> str:
+    line = " ".join(str(text).split()) or "error"
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
+# --- the application ---------------------------------------------------------------------------
+
+def create_app(index: FeatureIndex, limits: Limits) -> FastAPI:
     from components import __version__
 
     app = FastAPI(title="osm-features", version=__version__,
                   description="Human features from OpenStreetMap by class and area of interest. "
-                  "Data © OpenStreetMap contributors, ODbL 1.0.")
+                  "Data © OpenStreetMap contributors, ODbL 1.0. Every refusal is "
+                  '`{"detail": "<one line>"}` naming the parameter and the value.')
     dictionary = index.dictionary
-    extent = box(*index.info.bounds) if index.info.bounds else (
-        box(*index.stats.bounds) if index.stats.bounds else None)
+    extent = _extent(index)
     page = PAGE.read_text(encoding="utf-8")
+    refusals = {400: {"model": Refusal, "description": "Bad request"},
+                413: {"model": Refusal, "description": "AoI, parameter or answer too large"}}
+
+    @app.exception_handler(BadRequest)
+    async def refused(request: Request, exc: BadRequest) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(exc.one_line())}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_line(exc)}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_refusal(request: Request, exc: HTTPException) -> JSONResponse:
+        path = request.url.path
+        if exc.status_code == 404:
+            detail = f"no such path: {_short(path)} (see /docs)"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "GET")
+            detail = f"method {request.method} is not allowed on {_short(path)}: allowed {allowed}"
+        else:
+            detail = _one_line(exc.detail)
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error answering %s %s: %s: %s", request.method, request.url.path,
+                  type(exc).__name__, _one_line(exc, 300))
+        return JSONResponse({"detail": "internal error"}, status_code=500)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def map_page() -> str:
@@ -113,32 +309,34 @@ def create_app(index: FeatureIndex, limits: Limits):
             "limits": {"max_aoi_km2": limits.max_aoi_km2, "max_features": limits.max_features},
         }
 
-    @app.get("/features")
-    def features(types: str | None = Query(None, description="Comma-separated classes or groups"),
+    @app.get("/features", response_class=Response,
+             responses={200: {"content": {"application/geo+json": {}},
+                              "description": "GeoJSON FeatureCollection"}, **refusals})
+    def features(request: Request,
+                 types: str | None = Query(None, description="Comma-separated classes or groups"),
                  aoi: str | None = Query(None, description="WKT POLYGON or MULTIPOLYGON, lon/lat"),
-                 bbox: str | None = Query(None, description="minlon,minlat,maxlon,maxlat"),
+                 bbox: str | None = Query(None, description="minlon,minlat,maxlon,maxlat in degrees; "
+                                          "minlon > maxlon crosses the antimeridian"),
                  clip: bool = Query(False, description="Clip lines and polygons to the AoI")) -> Response:
         t0 = time.perf_counter()
-        try:
-            if not types:
-                raise ServiceError("types is required: comma-separated feature classes or groups "
-                                   "(see /feature-types)")
-            classes = _served(types)
-            area = _area(aoi, bbox)
-        except ServiceError as e:
-            raise HTTPException(400, e.one_line()) from None
-        km2 = abs(_GEOD.geometry_area_perimeter(area)[0]) / 1e6
-        if km2 > limits.max_aoi_km2:
-            raise HTTPException(413, f"AoI of {km2:,.1f} km² is larger than the limit of "
-                                f"{limits.max_aoi_km2:,.1f} km²: use a smaller area")
+        _check_parameters(request)
+        if not types:
+            raise BadRequest("types is required: comma-separated feature classes or groups "
+                             "(see /feature-types)")
+        classes = _served(types)
+        name, area = _area(aoi, bbox)
+        km2 = aoi_area_km2(area)
+        if not km2 <= limits.max_aoi_km2:
+            raise TooLarge(f"{name} of {km2:,.1f} km² is larger than the limit of "
+                           f"{limits.max_aoi_km2:,.1f} km²: use a smaller area")
         if extent is not None and not (area.intersects(extent) and area.intersection(extent).area > 0):
-            raise HTTPException(400, f"AoI does not intersect the extract {index.info.name} "
-                                f"(extract lon/lat bounds {', '.join(f'{v:.4f}' for v in extent.bounds)})")
+            raise BadRequest(f"{name} does not intersect the extract {index.info.name} "
+                             f"(extract lon/lat bounds {', '.join(f'{v:.4f}' for v in extent.bounds)})")
         hits = index.query(classes, area)
         total = sum(len(v) for v in hits.values())
         if total > limits.max_features:
-            raise HTTPException(413, f"the answer would hold {total} features, more than the limit "
-                                f"of {limits.max_features}: use a smaller AoI or fewer types")
+            raise TooLarge(f"the answer would hold {total} features, more than the limit "
+                           f"of {limits.max_features}: use a smaller AoI or fewer types")
         parts = []
         for c in classes:
             if clip:
@@ -158,33 +356,68 @@ def create_app(index: FeatureIndex, limits: Limits):
         return Response(body, media_type="application/geo+json")
 
     def _served(types: str) -> tuple[str, ...]:
-        names = dictionary.expand(types.split(","), parameter="types")
+        try:
+            names = dictionary.expand(types.split(","), parameter="types")
+        except ServiceError as e:
+            raise BadRequest(e.one_line()) from None
         absent = [c for c in names if c not in index.classes]
         if absent:
-            raise ServiceError(f"types not served here: {', '.join(absent)} (served: "
-                               f"{', '.join(index.classes)})")
+            raise BadRequest(f"types not served here: {', '.join(absent)} (served: "
+                             f"{', '.join(index.classes)})")
         return names
 
-    def _area(aoi: str | None, bbox: str | None):
+    def _area(aoi: str | None, bbox: str | None) -> tuple[str, BaseGeometry]:
         if aoi and bbox:
-            raise ServiceError("give either aoi (WKT) or bbox, not both")
+            raise BadRequest("give either aoi (WKT) or bbox, not both")
         if bbox:
-            try:
-                minx, miny, maxx, maxy = (float(v) for v in bbox.split(","))
-            except ValueError:
-                raise ServiceError(f"bbox must be minlon,minlat,maxlon,maxlat: {bbox[:80]!r}") from None
-            if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
-                raise ServiceError(f"bbox is not an area in lon/lat degrees: {bbox[:80]!r}")
-            return box(minx, miny, maxx, maxy)
+            return "bbox", parse_bbox(bbox)
         if not aoi:
-            raise ServiceError("aoi is required: a WKT POLYGON or MULTIPOLYGON in lon/lat "
-                               "(or give bbox=minlon,minlat,maxlon,maxlat)")
-        if not _WKT_POLYGON.match(aoi):
-            # only WKT here: a file path in a request must never be opened
-            raise ServiceError(f"aoi must be a WKT POLYGON or MULTIPOLYGON in lon/lat: {aoi[:80]!r}")
-        return load_aoi(aoi).to_crs(EPSG_4326)
+            raise BadRequest("aoi is required: a WKT POLYGON or MULTIPOLYGON in lon/lat "
+                             "(or give bbox=minlon,minlat,maxlon,maxlat)")
+        return "aoi", parse_aoi(aoi)
 
     return app
+
+
+def _check_parameters(request: Request) -> None:
+    """Refuse unknown, repeated and overlong query parameters of /features."""
+    seen: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        seen.setdefault(key, []).append(value)
+    for key, values in seen.items():
+        if key not in FEATURES_PARAMETERS:
+            raise BadRequest(f"unknown parameter {_short(key, 40)} (value {_short(values[0], 40)}): "
+                             f"/features takes {', '.join(FEATURES_PARAMETERS)}")
+        if len(values) > 1:
+            raise BadRequest(f"parameter '{key}' is given {len(values)} times "
+                             f"({', '.join(_short(v, 40) for v in values[:3])}): give it once")
+        if len(values[0]) > MAX_PARAMETER_CHARS:
+            raise TooLarge(f"parameter '{key}' is {len(values[0])} characters long, more than the "
+                           f"limit of {MAX_PARAMETER_CHARS}: use a simpler polygon")
+
+
+def _validation_line(exc: RequestValidationError) -> str:
+    """One line for FastAPI's validation errors: the first one, naming parameter and value."""
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    e = errors[0]
+    loc = [str(x) for x in e.get("loc", ()) if x not in ("query", "path", "header", "body")]
+    name = ".".join(loc) or "request"
+    if e.get("type") == "missing":
+        return f"parameter '{name}' is required"
+    value = e.get("input")
+    msg = " ".join(str(e.get("msg", "invalid")).split())
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return _one_line(f"invalid value {_short(value, 80)} for parameter '{name}': {msg}{more}")
+
+
+def _extent(index: FeatureIndex) -> BaseGeometry | None:
+    bounds = index.info.bounds or index.stats.bounds
+    if not bounds:
+        return None
+    west, south, east, north = bounds
+    return lonlat_box(west, south, east, north)
 
 
 def load_index(input_uri: str, features: list[str], dictionary_path: str | None) -> FeatureIndex:
@@ -225,7 +458,8 @@ def serve(input_uri: str, host: str, port: int, features: list[str], dictionary_
     index = load_index(input_uri, features, dictionary_path)
     sock = _bind(host, port)
     app = create_app(index, limits)
-    config = uvicorn.Config(app, host=host, port=sock.getsockname()[1], log_level="info")
+    config = uvicorn.Config(app, host=host, port=sock.getsockname()[1], log_level="info",
+                            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
     log.info("serving %s on http://%s:%d (max AoI %.0f km², max %d features)", index.info.name, host,
              sock.getsockname()[1], limits.max_aoi_km2, limits.max_features)
     uvicorn.Server(config).run(sockets=[sock])

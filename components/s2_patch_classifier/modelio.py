@@ -9,6 +9,10 @@ The metadata keeps everything prediction needs: the architecture, the band order
 from __future__ import annotations
 
 import json
+import math
+import pickle
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -16,7 +20,7 @@ import torch
 from components import __version__
 from components.common.errors import ServiceError
 
-from .model import Arch, UNet, build
+from .model import ENCODER_BLOCKS, Arch, UNet, build
 
 MODEL_FORMAT = "s2-patch-classifier-model"
 ENCODER_FORMAT = "s2-patch-classifier-encoder"
@@ -55,51 +59,276 @@ def save_encoder(path: Path, model, meta: dict) -> Path:
     return path
 
 
-def _load(path: Path, kind: str) -> dict:
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_GLOBAL = re.compile(r"unsupported global", re.IGNORECASE)
+WHAT = {MODEL_FORMAT: "a PyTorch model file of this service", ENCODER_FORMAT: "an encoder checkpoint of this service"}
+KIND = {MODEL_FORMAT: "a model from train", ENCODER_FORMAT: "an encoder checkpoint from --action pretrain"}
+OTHER_FORMATS = {"aqgan-model": "an aqgan model (aqgan-train)", "eo-kfp-services.crop-lstm": "a crop-type LSTM model"}
+MIN_WIDTH, MAX_WIDTH = 4, 128  # the encoder widths the service trains (--width)
+MODEL_META_KEYS = ("arch", "bands", "classes", "patch_size", "stats", "colours")
+ENCODER_META_KEYS = ("bands", "encoder", "width", "stats")
+
+
+def _first_words(exc: BaseException, limit: int = 120) -> str:
+    """The first sentence of an exception's message, on one line."""
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r}" if exc.args else "a key is missing"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    cut = text.find(". ")
+    text = text[:cut] if cut > 0 else text
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _existing(path: Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise ServiceError(f"model file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ServiceError(f"{path.name} is empty (0 bytes): not a model file")
+    return path
+
+
+def _load(path: Path, kind: str) -> dict:
+    """The checkpoint dict of a file written by :func:`save_pytorch` or :func:`save_encoder`, read
+    with ``weights_only=True`` (tensors and plain data: a file from elsewhere cannot run code)."""
+    path = _existing(path)
+    what = WHAT[kind]
+    with open(path, "rb") as fh:
+        if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+            raise ServiceError(f"{path.name} is an HDF5 file (a crop-type LSTM or Keras model?), not {what}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our file"
-        raise ServiceError(f"{path.name} is not a PyTorch model file of this service "
-                           f"({' '.join(str(e).split())[:120]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != kind:
-        what = "an encoder checkpoint from --action pretrain" if kind == ENCODER_FORMAT else "a model from train"
-        raise ServiceError(f"{path.name} is not {what}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols of foreign files
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if _GLOBAL.search(str(e)):
+            raise ServiceError(f"{path.name} holds pickled Python objects (a whole pickled model?), not {what}: "
+                               "not loaded, as unpickling it could run code") from None
+        raise ServiceError(f"{path.name} is not {what}: not a readable PyTorch file") from None
+    except Exception as e:  # noqa: BLE001 - zip, unpickling and storage errors all mean a damaged file
+        detail = "" if isinstance(e, OSError) else f": {_first_words(e)}"
+        raise ServiceError(f"{path.name} is not {what}: not a readable PyTorch file (truncated or "
+                           f"corrupt{detail})") from None
+    fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if fmt != kind:
+        if fmt in KIND:
+            raise ServiceError(f"{path.name} is {KIND[fmt]}, not {KIND[kind]}")
+        if fmt in OTHER_FORMATS:
+            raise ServiceError(f"{path.name} is {OTHER_FORMATS[fmt]}, not {KIND[kind]}")
+        raise ServiceError(f"{path.name} is not {what} (not {KIND[kind]})")
+    missing = [k for k in ("meta", "state_dict") if k not in ckpt]
+    if missing:
+        raise ServiceError(f"{path.name} is incomplete: no {', '.join(repr(k) for k in missing)}")
     return ckpt
 
 
+def _fail(path: Path, problem: str):
+    raise ServiceError(f"{Path(path).name}: {problem}")
+
+
+def _integer(value, path: Path, key: str, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        _fail(path, f"{key} is {value!r}, not an integer {lo}..{hi}")
+    return value
+
+
+def _require(meta, keys, path: Path) -> dict:
+    if not isinstance(meta, dict):
+        _fail(path, "its metadata is not a table")
+    missing = [k for k in keys if k not in meta]
+    if missing:
+        raise ServiceError(f"{Path(path).name} is incomplete: its metadata has no "
+                           f"{', '.join(repr(k) for k in missing)}")
+    return meta
+
+
+def _encoder_name(value, path: Path) -> str:
+    if value not in ENCODER_BLOCKS:
+        _fail(path, f"unknown encoder {value!r} (known: {', '.join(ENCODER_BLOCKS)})")
+    return value
+
+
+def _bands(value, path: Path, channels: int | None) -> list[str]:
+    from components.common.sentinel2 import BAND_NAMES
+
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(b, str) for b in value):
+        _fail(path, f"bands is {value!r:.80}, not a list of band names")
+    for b in value:
+        if b not in BAND_NAMES:
+            _fail(path, f"unknown band {b!r} (known: {', '.join(BAND_NAMES)})")
+    if len(set(value)) != len(value):
+        _fail(path, f"bands names a band twice ({', '.join(value)})")
+    if channels is not None and len(value) != channels:
+        _fail(path, f"{len(value)} bands ({', '.join(value)}) for {channels} input channels")
+    return list(value)
+
+
+def _stats(value, path: Path, n: int) -> dict:
+    if not isinstance(value, dict):
+        _fail(path, "stats is not a table of normalisation statistics")
+    for key in ("low", "high", "mean", "std"):
+        v = value.get(key)
+        if not isinstance(v, (list, tuple)):
+            _fail(path, f"stats.{key} is missing or not a list")
+        if len(v) != n:
+            _fail(path, f"stats.{key} has {len(v)} values for {n} bands")
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v):
+            _fail(path, f"stats.{key} holds values that are not finite numbers")
+    if any(s <= 0 for s in value["std"]):
+        _fail(path, "stats.std holds a standard deviation <= 0")
+    return value
+
+
+def check_meta(meta, path: Path) -> dict:
+    """The metadata of a model (PyTorch or ONNX), checked: known architecture, Sentinel-2 bands
+    matching its input channels, classes matching its outputs, a patch size the service uses,
+    statistics and colours for every band and class. Returns it; a problem is a ServiceError."""
+    from .params import PATCH_SIZES
+
+    _require(meta, MODEL_META_KEYS, path)
+    arch = _require(meta["arch"], ("in_channels", "num_classes", "encoder", "width"), path)
+    unknown = sorted(set(arch) - {"in_channels", "num_classes", "encoder", "width"})
+    if unknown:
+        _fail(path, f"arch has unknown keys {', '.join(unknown)}")
+    n = _integer(arch["in_channels"], path, "arch.in_channels", 1, 13)
+    k = _integer(arch["num_classes"], path, "arch.num_classes", 2, 256)
+    _encoder_name(arch["encoder"], path)
+    _integer(arch["width"], path, "arch.width", MIN_WIDTH, MAX_WIDTH)
+    _bands(meta["bands"], path, n)
+    classes = meta["classes"]
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, int) and not isinstance(c, bool)
+                                                         and 0 <= c <= 255 for c in classes):
+        _fail(path, f"classes is {classes!r:.80}, not a list of class ids 0-255")
+    if len(classes) != k:
+        _fail(path, f"{len(classes)} classes for {k} network outputs")
+    if classes[0] != 0 or len(set(classes)) != len(classes):
+        _fail(path, f"classes {classes} must start with background 0 and name each class once")
+    if meta["patch_size"] not in PATCH_SIZES or isinstance(meta["patch_size"], bool):
+        _fail(path, f"patch size {meta['patch_size']!r} is not one of {', '.join(map(str, PATCH_SIZES))}")
+    _stats(meta["stats"], path, n)
+    colours = meta["colours"]
+    if not isinstance(colours, (list, tuple)) or len(colours) != k or not all(
+            isinstance(c, (list, tuple)) and len(c) in (3, 4) and
+            all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c) for c in colours):
+        _fail(path, f"colours is not one RGB colour (0-255) per class ({k} classes)")
+    return meta
+
+
+def _describe(arch: Arch) -> str:
+    return f"{arch.encoder}, width {arch.width}, {arch.in_channels} bands, {arch.num_classes} classes"
+
+
+def load_weights(module, state, path: Path, label: str, described: str) -> None:
+    """Load ``state`` into ``module`` (strict); a mismatch is one line summarising the first
+    missing, unexpected and mis-shaped weights."""
+    name = Path(path).name
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        _fail(path, f"the {label} weights are not a table of named tensors")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            _fail(path, f"the {label} weight {key} is not a tensor ({type(value).__name__})")
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shapes:
+        def few(names):
+            return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        parts = (["missing " + few(missing)] if missing else []) + (["unexpected " + few(unexpected)] if unexpected
+                                                                   else [])
+        parts += [f"{k} is {list(state[k].shape)}, the architecture needs {list(expected[k].shape)}"
+                  for k in shapes[:2]]
+        if len(shapes) > 2:
+            parts.append(f"{len(shapes) - 2} more of other shapes")
+        raise ServiceError(f"{name}: the {label} weights do not match its architecture ({described}): "
+                           f"{'; '.join(parts)}")
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            _fail(path, f"non-finite values in weight {key}")
+    try:
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, ValueError) as e:
+        _fail(path, f"the {label} weights do not load ({_first_words(e)})")
+
+
 def load_pytorch(path: Path) -> tuple[UNet, dict]:
+    """The model of a file written by ``train`` (in eval mode) and its checked metadata."""
     ckpt = _load(path, MODEL_FORMAT)
-    meta = ckpt["meta"]
-    model = build(Arch(**meta["arch"]))
-    model.load_state_dict(ckpt["state_dict"])
+    meta = check_meta(ckpt["meta"], path)
+    arch = Arch(**meta["arch"])
+    model = build(arch)
+    load_weights(model, ckpt["state_dict"], path, "model", _describe(arch))
     return model.eval(), meta
 
 
 def load_encoder(path: Path) -> tuple[dict, dict]:
+    """The weights (a ResNetEncoder state dict, checked against the architecture its metadata
+    records) and metadata of an encoder checkpoint of ``--action pretrain``."""
+    from .model import ResNetEncoder
+
     ckpt = _load(path, ENCODER_FORMAT)
-    return ckpt["state_dict"], ckpt["meta"]
+    meta = _require(ckpt["meta"], ENCODER_META_KEYS, path)
+    encoder = _encoder_name(meta["encoder"], path)
+    width = _integer(meta["width"], path, "width", MIN_WIDTH, MAX_WIDTH)
+    channels = meta.get("in_channels")
+    if channels is not None:
+        _integer(channels, path, "in_channels", 1, 13)
+    bands = _bands(meta["bands"], path, channels)
+    _stats(meta["stats"], path, len(bands))
+    load_weights(ResNetEncoder(len(bands), encoder, width), ckpt["state_dict"], path, "encoder",
+                 f"{encoder}, width {width}, {len(bands)} bands")
+    return ckpt["state_dict"], meta
 
 
 def read_meta(path: Path) -> dict:
-    """The metadata of a PyTorch or ONNX model file."""
+    """The checked metadata of a PyTorch or ONNX model file; for ONNX, also the graph's input and
+    output checked against it (bands, window size, classes)."""
     path = Path(path)
-    if path.suffix.lower() == ".onnx":
-        import onnx
+    if path.suffix.lower() != ".onnx":
+        return load_pytorch(path)[1]
+    import onnx
 
-        if not path.is_file():
-            raise ServiceError(f"model file not found: {path}")
-        try:
-            proto = onnx.load(str(path), load_external_data=False)
-        except Exception as e:  # noqa: BLE001
-            raise ServiceError(f"{path.name} is not a readable ONNX file ({' '.join(str(e).split())[:120]})") from None
-        props = {p.key: p.value for p in proto.metadata_props}
-        if META_KEY not in props:
-            raise ServiceError(f"{path.name} is an ONNX file without this service's metadata (bands, classes)")
-        return json.loads(props[META_KEY])
-    return _load(path, MODEL_FORMAT)["meta"]
+    path = _existing(path)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf decoding errors of any kind
+        raise ServiceError(f"{path.name} is not a readable ONNX file ({_first_words(e)})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    if META_KEY not in props:
+        raise ServiceError(f"{path.name} is an ONNX file without this service's metadata (bands, classes)")
+    try:
+        meta = json.loads(props[META_KEY])
+    except ValueError:
+        raise ServiceError(f"{path.name}: its metadata ({META_KEY}) is not readable JSON") from None
+    check_meta(meta, path)
+    _check_graph(proto, meta, path)
+    return meta
+
+
+def _dims(value_info) -> list:
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return []
+    return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+
+
+def _check_graph(proto, meta: dict, path: Path) -> None:
+    graph = proto.graph
+    initialisers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initialisers]
+    if len(inputs) != 1 or not graph.output:
+        _fail(path, f"the ONNX graph has {len(inputs)} inputs and {len(graph.output)} outputs, not one of each")
+    bands, patch, k = meta["bands"], meta["patch_size"], len(meta["classes"])
+    dims = _dims(inputs[0])
+    if len(dims) != 4:
+        _fail(path, f"the ONNX graph takes a {len(dims)}-D input, not windows (batch, bands, rows, cols)")
+    if dims[1] is not None and dims[1] != len(bands):
+        _fail(path, f"the ONNX graph takes {dims[1]} bands, its metadata lists {len(bands)} ({', '.join(bands)})")
+    if any(d is not None and d != patch for d in dims[2:]):
+        _fail(path, f"the ONNX graph takes {dims[2]}x{dims[3]} px windows, its metadata says {patch}")
+    out = _dims(graph.output[0])
+    if len(out) == 4 and out[1] is not None and out[1] != k:
+        _fail(path, f"the ONNX graph gives {out[1]} classes, its metadata lists {k}")
 
 
 def base_meta(arch: Arch, bands, classes, patch_size: int, stats: dict, simplified: bool) -> dict:

@@ -127,6 +127,10 @@ def _run(input_uri: str, params: S2PatchClassifierParams, outdir: str, local_out
                     (name != "pretrained_weights" or params.pretrained)
                 if needed:
                     extra[name] = _locate(storage.fetch_input(value, work / name), name)
+        encoder = None
+        if "pretrained_weights" in extra and params.action in ("train", "full"):
+            with steps.step("check the pre-trained encoder"):  # before any patch is cut
+                encoder = (*modelio.load_encoder(extra["pretrained_weights"]), extra["pretrained_weights"].name)
         result = ClassifierResult(params.action, "", "")
         summary = {}
         action = params.action
@@ -148,10 +152,10 @@ def _run(input_uri: str, params: S2PatchClassifierParams, outdir: str, local_out
             else:
                 ps = patchmod.open_patches(local_input)
                 _check_patches(ps, params)
-            encoder_file = extra.get("pretrained_weights")
-            if params.pretrained and encoder_file is None:  # full: pre-train on the input tiles first
-                encoder_file = _pretrain(local_input, params, stage, device, steps, result, patches=ps)
-            _train(ps, params, stage, device, steps, result, encoder_file)
+            if params.pretrained and encoder is None:  # full: pre-train on the input tiles first
+                path = _pretrain(local_input, params, stage, device, steps, result, patches=ps)
+                encoder = (*modelio.load_encoder(path), path.name)
+            _train(ps, params, stage, device, steps, result, encoder)
             if action == "full":
                 target = extra.get("predict_input", local_input)
                 (stage / "predictions").mkdir()
@@ -184,14 +188,22 @@ def _locate(path: Path, role: str) -> Path:
     if role == "pretrained_weights":
         found = [path / ENCODER_FILE] if (path / ENCODER_FILE).is_file() else []
     else:
-        record = path / "run.json"
-        named = json.loads(record.read_text()).get("outputs", {}).get("model") if record.is_file() else None
+        named = _model_named_in(path / "run.json")
         found = [path / named] if named and (path / named).is_file() else \
             sorted(p for p in path.iterdir() if p.suffix.lower() in (".pt", ".pth", ".onnx") and p.name != ENCODER_FILE)
     if len(found) != 1:
         what = "an encoder_pretrained.pt" if role == "pretrained_weights" else "one model file (.pt or .onnx)"
         raise ServiceError(f"--{role} {path} is a folder without {what}")
     return found[0]
+
+
+def _model_named_in(record: Path) -> str | None:
+    """The model file named by the run.json of a train output folder (None without a usable one)."""
+    try:
+        named = json.loads(record.read_text()).get("outputs", {}).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return named if isinstance(named, str) and named and "/" not in named else None
 
 
 def _rel_key(published: str, outdir: str) -> str:
@@ -262,16 +274,18 @@ def _pretrain(source: Path, params: S2PatchClassifierParams, stage: Path, device
 
 
 def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, device, steps: Steps,
-           result: ClassifierResult, encoder_file: Path | None) -> None:
+           result: ClassifierResult, encoder: tuple[dict, dict, str] | None) -> None:
+    """``encoder``: (weights, metadata) of :func:`modelio.load_encoder` and the file's name, with
+    ``--pretrained``."""
     state, stats = None, None
     if params.pretrained:
-        state, emeta = modelio.load_encoder(encoder_file)
+        state, emeta, name = encoder
         if list(emeta["bands"]) != list(ps.bands):
-            raise ServiceError(f"the pre-trained encoder was trained on bands {','.join(emeta['bands'])}, the patches "
-                               f"hold {','.join(ps.bands)}")
+            raise ServiceError(f"{name}: the pre-trained encoder was trained on bands {','.join(emeta['bands'])}, "
+                               f"the patches hold {','.join(ps.bands)}")
         if (emeta["encoder"], emeta["width"]) != (params.encoder, params.width):
-            raise ServiceError(f"the pre-trained encoder is {emeta['encoder']} of width {emeta['width']}, not "
-                               f"--encoder {params.encoder} --width {params.width}")
+            raise ServiceError(f"{name}: the pre-trained encoder is {emeta['encoder']} of width {emeta['width']}, "
+                               f"not --encoder {params.encoder} --width {params.width}")
         stats = emeta["stats"]
     cfg = TrainConfig(criterion=params.criterion, epochs=params.epochs, batch_size=params.batch_size, lr=params.lr,
                       data_aug=params.data_aug, val_fraction=params.val_fraction, seed=params.seed,
@@ -354,8 +368,7 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
     with steps.step("find tiles"):
         tiles = find_tiles(source)
         for t in tiles:  # every tile checked before any is classified
-            t.check_bands(tuple(meta["bands"]))
-            patchmod.check_size(t, meta["patch_size"])
+            _check_tile(t, meta, Path(model_file).name)
     names = set()
     for t in tiles:
         stem = f"{t.name}_classes"
@@ -380,6 +393,18 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
     if main:
         result.product = result.predictions[0]
     result.scores.setdefault("engine", predictor.engine)
+
+
+def _check_tile(tile, meta: dict, model_name: str) -> None:
+    """A tile must hold the bands the model takes and be at least one window large."""
+    try:
+        tile.check_bands(tuple(meta["bands"]))
+    except ServiceError as e:
+        raise ServiceError(f"{e.one_line()}; the model {model_name} takes {', '.join(meta['bands'])}") from None
+    p = meta["patch_size"]
+    if tile.width < p or tile.height < p:
+        raise ServiceError(f"tile {tile.name} is {tile.height}x{tile.width} px, smaller than the {p} px windows of "
+                           f"the model {model_name}")
 
 
 _DATE = re.compile(r"(20\d\d)-?([01]\d)-?([0-3]\d)")

@@ -125,10 +125,10 @@ def test_refuses_a_large_result(server):
     ({"types": "spaceport", "aoi": VADUZ_WKT}, "invalid value 'spaceport' for parameter 'types': allowed feature classes airport"),
     ({"aoi": VADUZ_WKT}, "types is required"),
     ({"types": "airport"}, "aoi is required"),
-    ({"types": "airport", "aoi": "POLYGON((9.5 47.1, 9.6"}, "AoI is neither a readable vector file nor valid WKT"),
+    ({"types": "airport", "aoi": "POLYGON((9.5 47.1, 9.6"}, "aoi is not valid WKT"),
     ({"types": "airport", "aoi": "/etc/hostname"}, "aoi must be a WKT POLYGON or MULTIPOLYGON"),
     ({"types": "airport", "aoi": "POLYGON((10 45,10.1 45,10.1 45.1,10 45.1,10 45))"},
-     "AoI does not intersect the extract liechtenstein-2013-08-03.osm.pbf"),
+     "aoi does not intersect the extract liechtenstein-2013-08-03.osm.pbf"),
     ({"types": "airport", "bbox": "9.6,47.2,9.5"}, "bbox must be minlon,minlat,maxlon,maxlat"),
     ({"types": "airport", "aoi": VADUZ_WKT, "bbox": "9.5,47.1,9.6,47.2"}, "either aoi (WKT) or bbox"),
 ])

@@ -46,7 +46,8 @@ def inputs(tmp_path_factory):
                              {"low": [0] * 4, "high": [1] * 4, "mean": [0] * 4, "std": [1] * 4}, False)
     modelio.save_pytorch(root / "b5_model.pt", build(arch), meta)
     modelio.save_encoder(root / "encoder_b11.pt", ResNetEncoder(1, "resnet14", 8),
-                         {"bands": ["B11"], "encoder": "resnet14", "width": 8, "stats": meta["stats"]})
+                         {"bands": ["B11"], "encoder": "resnet14", "width": 8,
+                          "stats": {"low": [0], "high": [1], "mean": [0], "std": [1]}})
     return root
 
 
