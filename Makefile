@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test compile bench images ai4eu-images clean
+.PHONY: install demo test compile bench images e2e ai4eu-images clean
 
 install: $(VENV)/.installed
 
@@ -24,10 +24,19 @@ compile: install
 VERSION = $(shell $(PYTHON) -c "import re;print(re.search(r'__version__ = \"(.+)\"', open('components/__init__.py').read())[1])")
 REGISTRY ?= ghcr.io/eo-kfp-services
 
+# eo and ml (and snap when SNAP_INSTALLER names ESA's installer in images/snap/), with Podman or
+# Docker; PYTHON_BASE=debian (default) builds the base from Debian's packages (images/build.sh).
 images:
-	for name in eo ml snap; do docker build -f images/$$name/Dockerfile -t $(REGISTRY)/$$name:$(VERSION) . || exit 1; done
+	REGISTRY=$(REGISTRY) VERSION=$(VERSION) images/build.sh eo ml $(if $(SNAP_INSTALLER),snap)
 
-# One AI4EU Experiments image per service, on top of the eo or ml image (build those first).
+# Every compiled pipeline run in its images (kfp.local.DockerRunner) against SeaweedFS. Needs
+# root for Podman; starts Podman's Docker API service (images/podman-setup.sh) and builds the images.
+e2e: install
+	DOCKER_HOST=$$(images/podman-setup.sh) && $(MAKE) images && \
+	  DOCKER_HOST=$$DOCKER_HOST EO_E2E_REQUIRED=1 $(PY) -m pytest tests/e2e -p no:xdist -q --durations=0
+
+# One AI4EU Experiments image per model of `eo-ai4eu list` (the services and the data broker
+# product-broker), on top of the eo or ml image (build those first).
 ai4eu-images: install
 	$(PY) -m components.common.ai4eu list | while read -r service base name; do \
 	  docker build -f images/ai4eu/Dockerfile --build-arg BASE_IMAGE=$(REGISTRY)/$$base:$(VERSION) \

@@ -5,4 +5,4 @@ from components import __version__
 REGISTRY = "ghcr.io/eo-kfp-services"
 EO_IMAGE = f"{REGISTRY}/eo:{__version__}"  # GDAL stack + kfp + this package
 ML_IMAGE = f"{REGISTRY}/ml:{__version__}"  # the same with CUDA PyTorch, for training and inference
-SNAP_IMAGE = f"{REGISTRY}/snap:{__version__}"  # ESA SNAP gpt + esa-snappy
+SNAP_IMAGE = f"{REGISTRY}/snap:{__version__}"  # ESA SNAP gpt, for --engine snap

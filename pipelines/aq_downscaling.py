@@ -9,6 +9,7 @@ HTML report). ``config`` is the YAML text of the aqgan configuration (absolute o
 from kfp import dsl
 
 from components.aq_downscaling.component import aq_evaluate, aq_generate, aq_preproc, aq_train
+from pipelines.cluster import step
 from pipelines.gpu import on_gpu
 
 
@@ -17,13 +18,12 @@ from pipelines.gpu import on_gpu
 def aq_downscaling(config: str, train_start: str, train_end: str, test_start: str, test_end: str,
                    dataset: str = "", members: int = 0):
     pre = aq_preproc(config=config, dataset=dataset, start_date=train_start, end_date=train_end)
-    pre.set_display_name("aqgan-preproc").set_cpu_limit("2").set_memory_request("4Gi").set_memory_limit("16Gi")
+    step(pre, "aqgan-preproc", cpu="2", memory=("4Gi", "16Gi"))
     train = aq_train(tiles=pre.outputs["tiles"], config=config, dataset=dataset, start_date=train_start,
                      end_date=train_end)
-    train.set_display_name("aqgan-train").set_memory_request("8Gi").set_memory_limit("32Gi")
-    on_gpu(train)
+    on_gpu(step(train, "aqgan-train", memory=("8Gi", "32Gi")))
     gen = aq_generate(model=train.outputs["model"], config=config, dataset=dataset, start_date=test_start,
                       end_date=test_end, members=members)
-    gen.set_display_name("aqgan-generate").set_cpu_limit("2").set_memory_request("4Gi").set_memory_limit("16Gi")
+    step(gen, "aqgan-generate", cpu="2", memory=("4Gi", "16Gi"))
     ev = aq_evaluate(ensemble=gen.outputs["ensemble"], config=config, dataset=dataset)
-    ev.set_display_name("aqgan-evaluate").set_cpu_limit("2").set_memory_request("2Gi").set_memory_limit("8Gi")
+    step(ev, "aqgan-evaluate", cpu="2", memory=("2Gi", "8Gi"))

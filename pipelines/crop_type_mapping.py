@@ -10,6 +10,7 @@ from kfp import dsl
 
 from components.crop_lstm.component import tile_classifier
 from components.s2_harmonization.component import monthlycomposite
+from pipelines.cluster import step
 
 
 @dsl.pipeline(name="crop-type-mapping", description="Sentinel-2 BOA + LAI time series -> 12 monthly median "
@@ -29,11 +30,9 @@ def crop_type_mapping(
 ):
     mc = monthlycomposite(input_uri=input_uri, tile=tile, season_start=season_start, empty_months=empty_months,
                           block_size=block_size)
-    mc.set_display_name("monthlycomposite")
     # block-wise medians: 356 MiB measured with 7 acquisitions a month (bench/monthlycomposite.py)
-    mc.set_cpu_limit("4").set_memory_request("1Gi").set_memory_limit("4Gi")
+    step(mc, "monthlycomposite", cpu="4", memory=("1Gi", "4Gi"))
     classify = tile_classifier(composites=mc.outputs["composites"], model_uri=model_uri, mask_uri=mask_uri,
                                majority_size=majority_size, min_region_px=min_region_px, connectivity=connectivity,
                                block_size=block_size, batch_pixels=batch_pixels, engine="auto")
-    classify.set_display_name("tile_classifier")
-    classify.set_cpu_limit("8").set_memory_request("4Gi").set_memory_limit("8Gi")  # 2.4 GiB on a full tile
+    step(classify, "tile_classifier", cpu="8", memory=("4Gi", "8Gi"))  # 2.4 GiB on a full tile

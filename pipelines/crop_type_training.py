@@ -11,6 +11,7 @@ from kfp import dsl
 
 from components.crop_lstm.component import train_lstm
 from components.timesen2crop.component import timesen2crop
+from pipelines.cluster import step
 from pipelines.gpu import on_gpu
 
 
@@ -41,12 +42,9 @@ def crop_type_training(
     data = timesen2crop(archive_uri=archive_uri, tiles=tiles, val_tiles=val_tiles, test_tiles=test_tiles,
                         temporal=temporal, season_start=season_start, usable_conditions=usable_conditions,
                         non_clear=non_clear, classes=classes, bad_files=bad_files)
-    data.set_display_name("timesen2crop")
-    data.set_cpu_limit("8").set_memory_request("4Gi").set_memory_limit("16Gi")
+    step(data, "timesen2crop", cpu="8", memory=("4Gi", "16Gi"))
     train = train_lstm(training_data=data.outputs["dataset"], validation_data=data.outputs["val_dataset"],
                        n_epochs=n_epochs, batch_size=batch_size, class_weights=class_weights,
                        learning_rate=learning_rate, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
                        bidirectional=bidirectional, seed=seed, device="auto", model_name=model_name)
-    train.set_display_name("train_lstm")
-    train.set_memory_request("8Gi").set_memory_limit("16Gi")
-    on_gpu(train)
+    on_gpu(step(train, "train_lstm", memory=("8Gi", "16Gi")))

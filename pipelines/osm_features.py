@@ -4,9 +4,12 @@ from kfp import dsl
 
 from components.osm_features.component import osm_features as extract_features
 from components.osm_features.component import store_product
+from pipelines.cluster import step
 
 
-@dsl.pipeline(name="osm-features", description="Extract the features of the chosen classes in an "
+# Not "osm-features", the name of its extraction component: kfp reads a compiled pipeline named
+# like one of its components back as that one component (components.load_component_from_file).
+@dsl.pipeline(name="osm-human-features", description="Extract the features of the chosen classes in an "
               "AoI from an OSM extract with osm-features (GeoJSON or GeoPackage + STAC item + "
               "quicklook), then store the product in a folder or s3:// prefix.")
 def osm_features(
@@ -20,9 +23,6 @@ def osm_features(
 ):
     extract = extract_features(input_uri=input_uri, features=features, aoi=aoi, format=format,
                                clip=clip, dictionary=dictionary)
-    extract.set_display_name("osm-features")
-    extract.set_cpu_limit("2").set_memory_request("1Gi").set_memory_limit("4Gi")
-    extract.set_retry(1)
+    step(extract, "osm-features", cpu="2", memory=("1Gi", "4Gi"))
     store = store_product(product=extract.outputs["product"], destination=destination)
-    store.set_display_name("store")
-    store.set_cpu_limit("1").set_memory_limit("1Gi")
+    step(store, "store", cpu="1", memory=("256Mi", "1Gi"))

@@ -1,10 +1,21 @@
-"""``s1_ard``: analysis-ready Sentinel-1 backscatter, many GRD products pre-processed in parallel."""
+"""``s1_ard``: analysis-ready Sentinel-1 backscatter, many GRD products pre-processed in parallel.
+
+``engine`` chooses the processor: "native" (the default, on the EO image) or "snap" (the seed's
+SNAP graph run by ``gpt``, on the SNAP image). KFP fixes a step's image at compile time, so each
+product's step is one of two branches; any other value goes to the native step, which rejects it
+with the service's one-line message.
+"""
 
 from kfp import dsl
 
-from components.s1_preprocess.component import s1_grd_preprocess
+from components.s1_preprocess.component import s1_grd_preprocess, s1_grd_preprocess_snap
+from pipelines.cluster import step
 
 DEFAULT_PARALLELISM = 4
+# SNAP's gpt is a JVM whose heap is sized from the container's memory limit (see
+# components.s1_preprocess.snap_graphs.gpt_memory); a full scene wants a heap of several GiB,
+# so its step asks for more than the native engine's bounded strips need.
+SNAP_MEMORY = ("8Gi", "16Gi")
 
 
 @dsl.pipeline(name="s1-ard", description="Pre-process a list of Sentinel-1 GRD products (URIs) in parallel with "
@@ -23,12 +34,14 @@ def s1_ard(
     dem_geoid_height: float = 0.0,
     projection: str = "WGS84",
     output_format: str = "GeoTIFF",
+    engine: str = "native",
 ):
     with dsl.ParallelFor(products, parallelism=DEFAULT_PARALLELISM) as uri:
-        task = s1_grd_preprocess(
+        args = dict(
             product_uri=uri, polarization=polarization, calibration=calibration, speckle=speckle, aoi=aoi,
             resolution=resolution, landseamask=landseamask, landseamask_tolerance=landseamask_tolerance, dem=dem,
-            dem_geoid_height=dem_geoid_height, projection=projection, output_format=output_format)
-        task.set_display_name("S1-GRD-preprocess")
-        task.set_cpu_limit("2").set_memory_request("3Gi").set_memory_limit("6Gi")
-        task.set_retry(2)
+            dem_geoid_height=dem_geoid_height, projection=projection, output_format=output_format, engine=engine)
+        with dsl.If(engine == "snap"):
+            step(s1_grd_preprocess_snap(**args), "S1-GRD-preprocess (SNAP)", cpu="2", memory=SNAP_MEMORY)
+        with dsl.Else():
+            step(s1_grd_preprocess(**args), "S1-GRD-preprocess", cpu="2", memory=("3Gi", "6Gi"))

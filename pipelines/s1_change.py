@@ -1,8 +1,19 @@
-"""``s1_change``: a Sentinel-1 SLC pair to coherence, backscatters, ACD/MTC composites and a change mask."""
+"""``s1_change``: a Sentinel-1 SLC pair to coherence, backscatters, ACD/MTC composites and a change mask.
+
+``engine`` chooses the processor: "native" (the default, on the EO image) or "snap" (the seed's
+SNAP graphs run by ``gpt``, on the SNAP image); the step is one of two branches because KFP
+fixes a step's image at compile time. Any other value goes to the native step, which rejects it.
+"""
 
 from kfp import dsl
 
-from components.s1_change_detection.component import s1_change_detection
+from components.s1_change_detection.component import s1_change_detection, s1_change_detection_snap
+from pipelines.cluster import step
+
+# SNAP's gpt is a JVM whose heap is sized from the container's memory limit (see
+# components.s1_preprocess.snap_graphs.gpt_memory); coregistering a pair wants a heap of several
+# GiB, so its step asks for more than the native engine needs.
+SNAP_MEMORY = ("8Gi", "16Gi")
 
 
 @dsl.pipeline(name="s1-change", description="S1-CD on an SLC pair (URIs of the same track, 6 x n days apart): "
@@ -25,13 +36,15 @@ def s1_change(
     landseamask: str = "None",
     projection: str = "WGS84",
     output_format: str = "GeoTIFF",
+    engine: str = "native",
 ):
-    task = s1_change_detection(
+    args = dict(
         input1_uri=input1, input2_uri=input2, polarization=polarization, calibration=calibration, speckle=speckle,
         aoi=aoi, resolution=resolution, subswaths=subswaths, coherence_window_rg=coherence_window_rg,
         coherence_window_az=coherence_window_az, percentile_low=percentile_low, percentile_high=percentile_high,
         change_db=change_db, change_coherence=change_coherence, landseamask=landseamask, projection=projection,
-        output_format=output_format)
-    task.set_display_name("S1-CD")
-    task.set_cpu_limit("2").set_memory_request("4Gi").set_memory_limit("8Gi")
-    task.set_retry(1)
+        output_format=output_format, engine=engine)
+    with dsl.If(engine == "snap"):
+        step(s1_change_detection_snap(**args), "S1-CD (SNAP)", cpu="2", memory=SNAP_MEMORY)
+    with dsl.Else():
+        step(s1_change_detection(**args), "S1-CD", cpu="2", memory=("4Gi", "8Gi"))

@@ -3,6 +3,7 @@
 from kfp import dsl
 
 from components.s2_preprocess.component import s2_preprocess
+from pipelines.cluster import step
 
 DEFAULT_PARALLELISM = 4
 
@@ -31,6 +32,4 @@ def s2_ard(
             landseamask_tolerance=landseamask_tolerance, cloudmask=cloudmask, cloud_classes=cloud_classes,
             aoi=aoi, upsampling=upsampling, downsampling=downsampling, flagdownsampling=flagdownsampling,
             projection=projection, output_format=output_format, toa=toa)
-        task.set_display_name("S2-preprocess")
-        task.set_cpu_limit("2").set_memory_request("2Gi").set_memory_limit("4Gi")
-        task.set_retry(2)
+        step(task, "S2-preprocess", cpu="2", memory=("2Gi", "4Gi"))

@@ -8,6 +8,7 @@ from kfp import dsl
 
 from components.s2_change_detection.component import check_pair, s2_change_detection
 from components.s2_preprocess.component import s2_preprocess
+from pipelines.cluster import step
 
 
 @dsl.pipeline(name="s2-change", description="Sentinel-2 change detection (Change Vector Analysis) between "
@@ -32,21 +33,18 @@ def s2_change(
     normalisation: str = "Regression",
 ):
     check = check_pair(product1=product1, product2=product2)
-    check.set_display_name("check pair")
+    step(check, "check pair", cpu="1", memory=("256Mi", "1Gi"))
     check.set_caching_options(False)
     pre = []
     for i, uri in enumerate((product1, product2), start=1):
         task = s2_preprocess(product_uri=uri, resolution=resolution, bands=bands, cloudmask=cloudmask,
                              cloud_classes=cloud_classes, aoi=aoi, projection="UTM(Auto)", output_format="GeoTIFF")
         task.after(check)
-        task.set_display_name(f"S2-preprocess {i}")
-        task.set_cpu_limit("2").set_memory_request("2Gi").set_memory_limit("4Gi")
-        task.set_retry(2)
+        step(task, f"S2-preprocess {i}", cpu="2", memory=("2Gi", "4Gi"))
         pre.append(task)
     cd = s2_change_detection(
         input1=pre[0].outputs["product"], input2=pre[1].outputs["product"], resolution=resolution, bands=bands,
         aoi=aoi, projection=projection, numberClasses=numberClasses, referenceVector=referenceVector,
         levelConfidence=levelConfidence, output_format=output_format, filter_size=filter_size,
         min_area=min_area, noise_model=noise_model, normalisation=normalisation, cloud_classes=cloud_classes)
-    cd.set_display_name("S2-CD")
-    cd.set_cpu_limit("2").set_memory_request("2Gi").set_memory_limit("6Gi")
+    step(cd, "S2-CD", cpu="2", memory=("2Gi", "6Gi"))

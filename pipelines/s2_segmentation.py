@@ -8,14 +8,17 @@ logs IoU and F1 per class, the confusion matrix and a report to the Kubeflow UI.
 from kfp import dsl
 
 from components.s2_patch_classifier.component import extract_patches, predict_tiles, pretrain_encoder, train_model
+from pipelines.cluster import step
 from pipelines.gpu import on_gpu
+
+# host memory of a training step: the patch set is held in memory (8-bit patches; a large set of
+# 256-px patches is a few GiB) beside the CUDA context
+GPU_TRAINING_MEMORY = ("8Gi", "16Gi")
 
 
 def _predict(model, tiles_uri, overlap):
     task = predict_tiles(model=model, tiles_uri=tiles_uri, overlap=overlap)
-    task.set_display_name("predict")
-    task.set_cpu_limit("4").set_memory_request("4Gi").set_memory_limit("8Gi")
-    return task
+    return step(task, "predict", cpu="4", memory=("4Gi", "8Gi"))
 
 
 @dsl.pipeline(name="s2-segmentation", description="Train a U-Net (ResNet-50 encoder, optional self-supervised "
@@ -44,8 +47,7 @@ def s2_segmentation(
 ):
     extract = extract_patches(tiles_uri=train_tiles, bands=bands, selected_classes=selected_classes,
                               simplified=simplified, patch_size=patch_size, seed=seed)
-    extract.set_display_name("extract patches")
-    extract.set_cpu_limit("2").set_memory_request("2Gi").set_memory_limit("8Gi")
+    step(extract, "extract patches", cpu="2", memory=("2Gi", "8Gi"))
     common = dict(patches=extract.outputs["patches"], criterion=criterion, bands=bands,
                   selected_classes=selected_classes, data_aug=data_aug, batch_size=batch_size, epochs=epochs,
                   patch_size=patch_size, lr=lr, model_format=model_format, quantize=quantize, encoder=encoder, width=width,
@@ -54,15 +56,12 @@ def s2_segmentation(
     with dsl.If(pretrained == True):  # noqa: E712 - a KFP condition, not a Python comparison
         pre = pretrain_encoder(patches=extract.outputs["patches"], epochs=epochs, pretrain_epochs=pretrain_epochs,
                                batch_size=batch_size, lr=lr, encoder=encoder, width=width, seed=seed)
-        pre.set_display_name("self-supervised pre-training")
-        on_gpu(pre)
+        on_gpu(step(pre, "self-supervised pre-training", memory=GPU_TRAINING_MEMORY))
         fine = train_model(pretrained=True, pretrained_encoder=pre.outputs["encoder_weights"], **common)
-        fine.set_display_name("train (pre-trained encoder)")
-        on_gpu(fine)
+        on_gpu(step(fine, "train (pre-trained encoder)", memory=GPU_TRAINING_MEMORY))
         _predict(fine.outputs["model"], predict_tiles_uri, overlap)
     with dsl.Else():
         scratch = train_model(pretrained=False, **common)
-        scratch.set_display_name("train")
-        on_gpu(scratch)
+        on_gpu(step(scratch, "train", memory=GPU_TRAINING_MEMORY))
         _predict(scratch.outputs["model"], predict_tiles_uri, overlap)
 

@@ -13,15 +13,38 @@ log = logging.getLogger(__name__)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
+    """Our handler on the root logger, unless the process already has one: under KFP's executor
+    the root logger already prints to the pod log, and a second handler would print every line
+    twice."""
     root = logging.getLogger()
-    if any(getattr(h, "_eo_handler", False) for h in root.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
-    handler._eo_handler = True
-    root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("rasterio").setLevel(logging.WARNING)
+    if any(_prints_to_console(h) for h in root.handlers):
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    root.addHandler(handler)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (test runners swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _prints_to_console(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    return stream is not None and (stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+                                   or getattr(stream, "name", None) in ("<stdout>", "<stderr>"))
 
 
 class Steps:

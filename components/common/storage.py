@@ -38,6 +38,7 @@ _CREDENTIAL_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenie
                      "AuthorizationHeaderMalformed", "InvalidSecurity"}
 _MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"}
 _CHUNK = 1024 * 1024
+TRANSFER_ATTEMPTS = 3
 _PROGRESS_EVERY_S = 30.0
 
 
@@ -208,8 +209,35 @@ def _get_or_none(client, bucket: str, key: str):
         raise
 
 
-def _download(response, key: str, target: Path, size: int | None) -> int:
-    """Stream one GET response to ``target`` through a temporary name in the same folder."""
+class _Interrupted(Exception):
+    """A transfer cut off before its last byte."""
+
+
+def _download(client, bucket: str, key: str, target: Path, size: int | None, response=None) -> int:
+    """Download one object to ``target`` through a temporary name in the same folder.
+
+    The client's own retries cover requests that fail before an answer; a body cut off on the
+    way (connection reset, short read) is fetched again here, up to ``TRANSFER_ATTEMPTS`` times.
+    Only such transport failures are retried: an error answer (missing key, denied) is final.
+    """
+    import urllib3
+
+    for attempt in range(1, TRANSFER_ATTEMPTS + 1):
+        try:
+            return _stream(response or client.get_object(bucket, key), key, target, size)
+        except (_Interrupted, urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError) as exc:
+            if attempt == TRANSFER_ATTEMPTS:
+                reason = exc if isinstance(exc, _Interrupted) else _one_line(getattr(exc, "args", [exc])[0])
+                raise ServiceError(f"download of {key} from {_endpoint_label()} interrupted "
+                                   f"{TRANSFER_ATTEMPTS} times ({reason})") from None
+            log.warning("%s: transfer interrupted (%s); fetching it again (attempt %d of %d)",
+                        key, _one_line(exc)[:120], attempt + 1, TRANSFER_ATTEMPTS)
+            time.sleep(0.5 * attempt)
+            response = None
+    raise AssertionError("unreachable")
+
+
+def _stream(response, key: str, target: Path, size: int | None) -> int:
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
     written, start = 0, time.monotonic()
     last = start
@@ -227,7 +255,7 @@ def _download(response, key: str, target: Path, size: int | None) -> int:
                     total = f" of {size / 1e6:.1f} MB" if size else ""
                     log.info("  %s: %.1f MB%s (%.0f s)", key, written / 1e6, total, now - start)
         if size is not None and written != size:
-            raise ServiceError(f"incomplete download of {key}: {written} of {size} bytes")
+            raise _Interrupted(f"{written} of {size} bytes")
         os.replace(tmp, target)
     finally:
         response.close()
@@ -266,7 +294,7 @@ def fetch_input(uri: str, workdir: Path) -> Path:
             response = _get_or_none(client, bucket, key)
             if response is not None:
                 length = response.headers.get("content-length")
-                size = _download(response, key, target, int(length) if length else None)
+                size = _download(client, bucket, key, target, int(length) if length else None, response)
                 _log_done(uri, 1, size, start)
                 return target
 
@@ -280,8 +308,7 @@ def fetch_input(uri: str, workdir: Path) -> Path:
                     _safe_join(root, rel.rstrip("/"), uri).mkdir(parents=True, exist_ok=True)
                 continue
             target = _safe_join(root, rel, uri)
-            total += _download(client.get_object(bucket, obj.object_name),
-                               obj.object_name, target, obj.size)
+            total += _download(client, bucket, obj.object_name, target, obj.size)
             count += 1
         if count == 0:
             raise ServiceError(f"not found in object storage: {uri} (no object or prefix)")

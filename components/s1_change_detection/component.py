@@ -1,12 +1,14 @@
 """The Kubeflow Pipelines component of S1-CD: a lightweight Python component on the project's
-EO image. Its parameters mirror ``S1CDParams`` one to one (a test keeps them from drifting
-apart); lists are comma-separated strings and an empty string means "not given"."""
+EO image, and the same on the SNAP image (``s1_change_detection_snap``) for ``engine="snap"``.
+Its parameters mirror ``S1CDParams`` one to one (a test keeps them from drifting apart); lists
+are comma-separated strings and an empty string means "not given"."""
 
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Output
 
 from components.images import EO_IMAGE
+from components.s1_preprocess.component import snap_variant
 
 
 @dsl.component(base_image=EO_IMAGE, install_kfp_package=False)
@@ -67,3 +69,6 @@ def s1_change_detection(
                 percentile_high=percentile_high, change_db=change_db, change_coherence=change_coherence,
                 subswaths=subswaths, refine_coregistration=refine_coregistration,
                 thermal_noise_removal=thermal_noise_removal))
+
+
+s1_change_detection_snap = snap_variant(s1_change_detection)

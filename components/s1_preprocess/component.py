@@ -1,6 +1,8 @@
 """The Kubeflow Pipelines components of S1-GRD-preprocess and S1-SLC-preprocess: lightweight
 Python components on the project's EO image (which carries kfp and this package, so nothing is
-installed at start).
+installed at start), and the same components on the SNAP image (``*_snap``, which also carries
+SNAP's ``gpt``) for ``engine="snap"``. KFP fixes a step's image when the pipeline is compiled,
+so a pipeline picks one of the two with ``dsl.If`` on its ``engine`` parameter.
 
 Their parameters mirror ``S1GRDParams`` / ``S1SLCParams`` one to one (a test keeps them from
 drifting apart); lists are comma-separated strings and an empty string means "not given". (No
@@ -11,7 +13,16 @@ postponed annotations here: KFP reads the real annotation objects.)
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Output
 
-from components.images import EO_IMAGE
+from components.images import EO_IMAGE, SNAP_IMAGE
+
+
+def snap_variant(component):
+    """``component`` on the SNAP image, named ``<name>-snap``: the same function, inputs and
+    outputs. The function it runs keeps its own name (the one its source defines, which the
+    container's executor looks up); only the component's name and image differ."""
+    variant = dsl.component(component.python_func, base_image=SNAP_IMAGE, install_kfp_package=False)
+    variant.component_spec.name = variant.name = f"{component.name}-snap"
+    return variant
 
 
 @dsl.component(base_image=EO_IMAGE, install_kfp_package=False)
@@ -106,3 +117,7 @@ def s1_slc_preprocess(
         dem_geoid_height=dem_geoid_height, orbit=orbit, projection=projection, output_format=output_format,
         engine=engine, graph_only=graph_only, calibration=calibration, thermal_noise_removal=thermal_noise_removal,
         subswaths=subswaths))
+
+
+s1_grd_preprocess_snap = snap_variant(s1_grd_preprocess)
+s1_slc_preprocess_snap = snap_variant(s1_slc_preprocess)

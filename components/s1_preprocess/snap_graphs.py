@@ -327,12 +327,64 @@ def find_gpt() -> str | None:
     return None
 
 
+CGROUP = Path("/sys/fs/cgroup")
+MIB = 1024 * 1024
+# gpt's heap: this share of the container's memory limit. The rest is for the JVM's own memory
+# (metaspace, thread stacks, direct buffers of the readers and writers) and the Python step that
+# runs gpt; a JVM that outgrows the limit is killed by the kernel without a message.
+HEAP_FRACTION = 0.75
+MIN_HEAP_MIB = 512
+# SNAP's tile cache (gpt -c, 1024M by default): this share of the heap, so that a large heap is
+# used for tiles and the operators keep room of their own.
+TILE_CACHE_FRACTION = 0.5
+
+
+def container_memory_limit(cgroup: Path | None = None) -> int | None:
+    """Bytes the container may use (a pod's memory limit), when one is set (cgroup v2 or v1)."""
+    cgroup = CGROUP if cgroup is None else cgroup
+    try:
+        text = (cgroup / "memory.max").read_text().strip()  # cgroup v2
+        return None if text == "max" else int(text)
+    except (OSError, ValueError):
+        pass
+    try:
+        value = int((cgroup / "memory" / "memory.limit_in_bytes").read_text())  # cgroup v1
+    except (OSError, ValueError):
+        return None
+    return None if value >= 1 << 60 else value  # v1 writes "no limit" as a huge page-aligned number
+
+
+def gpt_memory(limit: int | None) -> tuple[int, int] | None:
+    """gpt's heap and tile cache in MiB for a container limited to ``limit`` bytes; None without
+    a limit (gpt then keeps the heap of its own ``gpt.vmoptions``)."""
+    if not limit:
+        return None
+    heap = max(MIN_HEAP_MIB, int(limit * HEAP_FRACTION) // MIB)
+    return heap, int(heap * TILE_CACHE_FRACTION)
+
+
+def gpt_invocation(exe: str, graph_file: Path, memory: tuple[int, int] | None, env: dict) -> tuple[list, dict]:
+    """The command line and environment running ``graph_file``: the heap goes to the JVM in
+    ``_JAVA_OPTIONS`` (which the JVM reads whatever its launcher's options) and the tile cache to
+    gpt's ``-c``; a heap the environment already sets there is left as it is, with gpt's cache."""
+    cmd, env = [exe, str(graph_file)], dict(env)
+    options = env.get("_JAVA_OPTIONS", "")
+    if memory is not None and "-Xmx" not in options:
+        heap, cache = memory
+        cmd += ["-c", f"{cache}M"]
+        env["_JAVA_OPTIONS"] = f"{options} -Xmx{heap}m".strip()
+    return cmd, env
+
+
 def run_gpt(graph_file: Path, timeout: float | None = None) -> None:
     exe = find_gpt()
     if exe is None:
         raise ServiceError("SNAP is not installed (no gpt on PATH or in $SNAP_HOME/bin): use --engine native, "
                            "or --graph_only true to write the graph for gpt")
-    proc = subprocess.run([exe, str(graph_file)], capture_output=True, text=True, timeout=timeout)
+    cmd, env = gpt_invocation(exe, graph_file, gpt_memory(container_memory_limit()), os.environ)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        # the JVM's own notice of _JAVA_OPTIONS is not gpt's message
+        errors = [line for line in proc.stderr.strip().splitlines() if not line.startswith("Picked up _JAVA_")]
+        tail = (errors or proc.stdout.strip().splitlines())[-1:] or ["no output"]
         raise ServiceError(f"SNAP gpt failed on {graph_file.name}: {tail[0]}")

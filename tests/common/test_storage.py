@@ -241,3 +241,30 @@ def test_keys_cannot_escape_workdir(tmp_path):
     os.symlink(tmp_path / "outside", root / "link", target_is_directory=True)
     with pytest.raises(ServiceError, match="unsafe object key"):
         storage._safe_join(root, "link/x.txt", "s3://b/X.SAFE")
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("cuts, fetched", [(1, True), (storage.TRANSFER_ATTEMPTS, False)])
+def test_interrupted_transfer_is_fetched_again(s3_env, bucket, tmp_path, monkeypatch, cuts, fetched):
+    """A body cut off mid-transfer is a transient fault: fetched again, up to TRANSFER_ATTEMPTS
+    times, for an object and for the objects of a prefix; then one line naming the object."""
+    from tests.fixtures.cutting_proxy import CuttingProxy
+
+    payload = os.urandom(300_000)
+    staging = tmp_path / "staging" / "P.SAFE"
+    staging.mkdir(parents=True)
+    (staging / "band.jp2").write_bytes(payload)
+    storage.publish(staging.parent, f"s3://{bucket}/cut")
+    with CuttingProxy(s3_env.ports["s3"], cut=lambda line: "band.jp2" in line, max_cuts=cuts) as proxy:
+        monkeypatch.setenv("S3_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        for uri, path in ((f"s3://{bucket}/cut/P.SAFE/band.jp2", "band.jp2"), (f"s3://{bucket}/cut/P.SAFE", "P.SAFE/band.jp2")):
+            proxy.cuts_left = cuts
+            work = tmp_path / f"work-{path.count('/')}"
+            if fetched:
+                got = storage.fetch_input(uri, work)
+                assert (work / path).read_bytes() == payload and got.exists()
+            else:
+                with pytest.raises(ServiceError, match="band.jp2"):
+                    storage.fetch_input(uri, work)
+                assert not [p for p in work.rglob("*") if p.is_file()]
+        assert len(proxy.cut_requests) == 2 * cuts

@@ -73,3 +73,19 @@ def test_documented_apply_leaves_out_every_template():
         kept = [d for d in render(overlay) if d["metadata"].get("labels", {}).get("eo-kfp-services/template") != "true"]
         assert kept and "REPLACE_ME" not in yaml.safe_dump_all(kept)
         assert not [d for d in kept if d["kind"] == "Secret"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[o.name for o in OVERLAYS])
+def test_every_name_the_pipelines_use_is_created(overlay):
+    """The secret, ConfigMap and volume that pipelines/cluster.py compiles into every step exist,
+    with the keys it maps, and the endpoint is the one the launcher uses."""
+    from pipelines.cluster import CONFIG_MAP_TO_ENV, SECRET_TO_ENV, ClusterPolicy
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in render(overlay)}
+    policy = ClusterPolicy()
+    assert set(SECRET_TO_ENV) <= set(docs["Secret", policy.s3_secret]["stringData"])
+    storage = docs["ConfigMap", policy.storage_config_map]["data"]
+    assert set(CONFIG_MAP_TO_ENV) <= set(storage)
+    assert ("PersistentVolumeClaim", policy.products_pvc) in docs
+    launcher = yaml.safe_load(docs["ConfigMap", "kfp-launcher"]["data"]["providers"])["s3"]["default"]
+    assert storage["S3_ENDPOINT_URL"] == f"http://{launcher['endpoint']}"

@@ -29,7 +29,7 @@ def test_component_inputs_match_declared_params():
 
 def test_compiled_pipeline_extracts_then_stores():
     assert PIPELINES["osm_features"] is osm_features
-    spec = yaml.safe_load((COMPILED / "osm_features.yaml").read_text())
+    spec = next(yaml.safe_load_all((COMPILED / "osm_features.yaml").read_text()))
     assert list(spec["root"]["dag"]["tasks"]) == ["osm-features", "store-product"]
 
 

@@ -65,10 +65,40 @@ def test_submit_sends_the_compiled_pipeline_and_parameters(kfp_api, tmp_path, ca
     run = next(r for r in requests if r[0] == "POST" and r[1] == "/apis/v2beta1/runs")
     body = run[2]
     assert body["experiment_id"] == "exp-7"
-    assert body["pipeline_spec"]["pipelineInfo"]["name"] == "s2-ard"
+    # with a platform section the client sends both: the Kubernetes settings reach the cluster
+    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "s2-ard"
+    executors = body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors["exec-s2-preprocess"]["secretAsEnv"][0]["secretName"] == "mlpipeline-minio-artifact"
     assert body["runtime_config"]["parameters"] == {"products": ["s3://eo-inputs/a.zip", "s3://eo-inputs/b.zip"],
                                                     "resolution": 20.0, "cloudmask": "L2A"}
     assert run[3] == "Bearer secret-token"
+    assert body["service_account"] == "eo-pipeline-runner"
+
+
+def test_integer_for_a_float_parameter_is_accepted(kfp_api, tmp_path, capsys):
+    host, requests = kfp_api
+    params = tmp_path / "params.yaml"
+    params.write_text("products: [s3://eo-inputs/a.zip]\nresolution: 60\n")
+    assert main(["submit", "s2_ard", "--host", host, "--params", str(params)]) == 0
+    run = next(r for r in requests if r[0] == "POST" and r[1] == "/apis/v2beta1/runs")
+    assert run[2]["runtime_config"]["parameters"]["resolution"] == 60.0
+
+
+@pytest.mark.parametrize("text, line", [
+    ("products: [a]\nresolution: sixty\n", "parameter resolution: 'sixty' is not a float"),
+    ("products: [a]\ntoa: 1\n", "parameter toa: 1 is not a boolean"),
+    ("products: a.zip\n", "parameter products: 'a.zip' is not a list"),
+    ("products: [a]\nresolution: true\n", "parameter resolution: True is not a float"),
+])
+def test_wrong_parameter_type_is_one_line(kfp_api, tmp_path, capsys, text, line):
+    host, requests = kfp_api
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    with pytest.raises(SystemExit) as e:
+        main(["submit", "s2_ard", "--host", host, "--params", str(params)])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == f"pipelines: error: {line}\n"
+    assert requests == []
 
 
 def test_unknown_parameter_is_refused_before_any_request(kfp_api, tmp_path, capsys):
@@ -85,7 +115,7 @@ def test_unknown_parameter_is_refused_before_any_request(kfp_api, tmp_path, caps
 def test_run_locally_from_a_params_file(tmp_path, capsys):
     product = write_s2_product(tmp_path / "p", size_10m=60)
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"products": [str(product)], "resolution": 60.0, "bands": "B2,B3"}))
+    params.write_text(yaml.safe_dump({"products": [str(product)], "resolution": 60, "bands": "B2,B3"}))
     assert main(["run", "s2_ard", "--params", str(params), "--root", str(tmp_path / "root")]) == 0
     assert len(list((tmp_path / "root").rglob("*_60m.tif"))) == 1
 

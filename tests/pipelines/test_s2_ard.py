@@ -30,7 +30,7 @@ def test_component_outputs():
 
 
 def test_compiled_pipeline_fans_out_in_parallel():
-    spec = yaml.safe_load((COMPILED / "s2_ard.yaml").read_text())
+    spec = next(yaml.safe_load_all((COMPILED / "s2_ard.yaml").read_text()))
     loop = next(t for name, t in spec["root"]["dag"]["tasks"].items() if name.startswith("for-loop"))
     assert loop["parameterIterator"]["items"]["inputParameter"].endswith("products")
     assert loop["iteratorPolicy"]["parallelismLimit"] == 4

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.s1_change_detection.component import s1_change_detection
+from components.s1_change_detection.component import s1_change_detection, s1_change_detection_snap
 from components.s1_change_detection.params import S1CDParams
 
 from tests.kfp_contract import assert_inputs_match_params
@@ -14,8 +14,9 @@ from tests.kfp_contract import assert_inputs_match_params
 COMPONENT_ONLY = {"input1_uri", "input2_uri", "input1", "input2"}
 
 
-def test_component_inputs_match_declared_params():
-    assert_inputs_match_params(s1_change_detection, S1CDParams, COMPONENT_ONLY)
+@pytest.mark.parametrize("component", [s1_change_detection, s1_change_detection_snap])
+def test_component_inputs_match_declared_params(component):
+    assert_inputs_match_params(component, S1CDParams, COMPONENT_ONLY)
 
 
 def test_s1_change_runs_locally(real_slc, kfp_local, tmp_path):

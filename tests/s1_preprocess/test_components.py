@@ -10,7 +10,8 @@ import pytest
 import rasterio
 import yaml
 
-from components.s1_preprocess.component import s1_grd_preprocess, s1_slc_preprocess
+from components.s1_preprocess.component import (s1_grd_preprocess, s1_grd_preprocess_snap, s1_slc_preprocess,
+                                                s1_slc_preprocess_snap)
 from components.s1_preprocess.params import S1GRDParams, S1SLCParams
 from tests.fixtures import s1_products
 
@@ -20,13 +21,15 @@ from tests.kfp_contract import assert_inputs_match_params
 COMPONENT_ONLY = {"product_uri", "input_product"}
 
 
-@pytest.mark.parametrize("component, params", [(s1_grd_preprocess, S1GRDParams), (s1_slc_preprocess, S1SLCParams)])
+@pytest.mark.parametrize("component, params", [(s1_grd_preprocess, S1GRDParams), (s1_slc_preprocess, S1SLCParams),
+                                               (s1_grd_preprocess_snap, S1GRDParams),
+                                               (s1_slc_preprocess_snap, S1SLCParams)])
 def test_component_inputs_match_declared_params(component, params):
     assert_inputs_match_params(component, params, COMPONENT_ONLY)
 
 
 def test_s1_ard_fans_out_in_parallel():
-    spec = yaml.safe_load((COMPILED / "s1_ard.yaml").read_text())
+    spec = next(yaml.safe_load_all((COMPILED / "s1_ard.yaml").read_text()))  # then the platform spec
     loop = next(t for name, t in spec["root"]["dag"]["tasks"].items() if name.startswith("for-loop"))
     assert loop["parameterIterator"]["items"]["inputParameter"].endswith("products")
     assert loop["iteratorPolicy"]["parallelismLimit"] == 4

@@ -45,7 +45,7 @@ def test_pipeline_defaults_follow_the_params():
 
 
 def test_compiled_pipeline_preprocesses_both_products_in_parallel():
-    spec = yaml.safe_load((COMPILED / "s2_change.yaml").read_text())
+    spec = next(yaml.safe_load_all((COMPILED / "s2_change.yaml").read_text()))
     tasks = spec["root"]["dag"]["tasks"]
     pre = [name for name, t in tasks.items() if t["componentRef"]["name"] == "comp-s2-preprocess"
            or t["componentRef"]["name"].startswith("comp-s2-preprocess")]
