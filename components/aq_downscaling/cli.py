@@ -6,8 +6,9 @@
     aqgan-predict  FILE --model-file model.pt [--output out.nc]
 
 Every configuration key can be overridden with ``--set KEY=VALUE``; ``--help`` lists them all with
-their defaults. A problem the user can fix is printed as one line and exits with status 2 (the
-convention of ``components.common.cli``).
+their defaults. A failure is printed as one line with its exit status: 2 for a problem the user can
+fix, 3 for the machine (disk full), 128 + signal when stopped by SIGTERM/SIGINT (the contract of
+``components.common.contract``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import logging
 import sys
 
-from components.common.errors import ServiceError
+from components.common.contract import exit_status
 from components.common.logs import setup_logging
 
 MODELS = ("srgan",)
@@ -53,11 +54,11 @@ def _parser(prog: str, description: str, dates: bool = True, model: bool = True)
 def _run(prog: str, parser: argparse.ArgumentParser, argv, body) -> int:
     args = parser.parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
-    try:
-        result = body(args)
-    except ServiceError as e:
-        sys.stderr.write(f"{prog}: error: {e.one_line()}\n")
-        return e.exit_code
+    outcome = []
+    status = exit_status(prog, lambda: outcome.append(body(args)))
+    if status:
+        return status
+    result = outcome[0]
     print(f"product: {result.product}")
     for name, value in result.files.items():
         if isinstance(value, str):

@@ -90,7 +90,7 @@ def load_model(path: Path) -> TrainedModel:
     naming the file."""
     from .config import load_config
     from .model import Generator
-    from .modelfile import first_words, load_weights, read_torch_file, require
+    from components.common.modelfile import first_words, load_weights, read_torch_file, require
 
     path = Path(path)
     if not path.is_file():
@@ -141,7 +141,7 @@ def _check_kind(state, path: Path) -> None:
 
 
 def _check_arch(arch, path: Path) -> dict:
-    from .modelfile import integer
+    from components.common.modelfile import integer
 
     name = path.name
     if not isinstance(arch, dict):
@@ -202,7 +202,7 @@ def _check_variables(variables, arch: dict, path: Path) -> tuple[list, list, lis
 
 
 def _check_stats(stats, names: list, path: Path) -> None:
-    from .modelfile import number
+    from components.common.modelfile import number
 
     name = path.name
     if not isinstance(stats, dict):
@@ -218,7 +218,7 @@ def _check_stats(stats, names: list, path: Path) -> None:
 
 
 def _check_static_params(params, names: list, path: Path) -> None:
-    from .modelfile import number
+    from components.common.modelfile import number
 
     name = path.name
     if not isinstance(params, dict):
@@ -233,7 +233,7 @@ def _check_static_params(params, names: list, path: Path) -> None:
 
 
 def _check_grid(grid, path: Path) -> Grid:
-    from .modelfile import integer, number
+    from components.common.modelfile import integer, number
 
     name = path.name
     keys = ("south", "west", "res", "rows", "cols")

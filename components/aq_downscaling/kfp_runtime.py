@@ -4,22 +4,19 @@ KFP's executor exposes only the artifact types of ``kfp.dsl``, not the decorator
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def _service(prog: str):
-    """Logging set up; a ServiceError becomes one line on stderr and exit status 2."""
-    from components.common.errors import ServiceError
+    """Logging set up and the failure contract around the step's whole body: a failure is one
+    line on stderr and its exit status (2, 3, or 128 + signal for SIGTERM/SIGINT)."""
+    from components.common.contract import guarded
     from components.common.logs import setup_logging
 
     setup_logging()
-    try:
+    with guarded(prog):
         yield
-    except ServiceError as e:
-        sys.stderr.write(f"{prog}: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
 
 
 def _config(text: str):
@@ -29,19 +26,23 @@ def _config(text: str):
 
 
 def preproc(config: str, dataset: str, start: str, end: str, tiles) -> None:
-    from components.aq_downscaling.service import run_preproc
-
     with _service("aqgan-preproc"):
+        from components.aq_downscaling.service import run_preproc
+
         result = run_preproc(_config(config), dataset or None, start, end, outdir=tiles.path)
-    tiles.metadata.update({"product": Path(result.product).name, "tiles": result.metrics["tiles"],
-                           "time_steps": result.metrics["time_steps"]})
+        tiles.metadata.update({"product": Path(result.product).name, "tiles": result.metrics["tiles"],
+                               "time_steps": result.metrics["time_steps"]})
 
 
 def train(config: str, dataset: str, start: str, end: str, tiles, model, metrics, losses) -> None:
+    with _service("aqgan-train"):
+        _train(config, dataset, start, end, tiles, model, metrics, losses)
+
+
+def _train(config: str, dataset: str, start: str, end: str, tiles, model, metrics, losses) -> None:
     from components.aq_downscaling.service import run_train
 
-    with _service("aqgan-train"):
-        result = run_train(_config(config), dataset or None, start, end, tiles=tiles.path, models_dir=model.path)
+    result = run_train(_config(config), dataset or None, start, end, tiles=tiles.path, models_dir=model.path)
     final = result.metrics["final"]
     model.metadata.update({"product": "model.pt", "epochs": result.metrics["epochs"],
                            "device": result.metrics["device"]})
@@ -52,15 +53,18 @@ def train(config: str, dataset: str, start: str, end: str, tiles, model, metrics
 
 
 def generate(config: str, dataset: str, start: str, end: str, members: int, model, ensemble, quicklook) -> None:
+    with _service("aqgan-generate"):
+        _generate(config, dataset, start, end, members, model, ensemble, quicklook)
+
+
+def _generate(config: str, dataset: str, start: str, end: str, members: int, model, ensemble, quicklook) -> None:
     import base64
 
     from components.aq_downscaling.evaluation import png_bytes
     from components.aq_downscaling.service import run_generate
 
-    with _service("aqgan-generate"):
-        result = run_generate(_config(config), dataset or None, start, end,
-                              model_file=str(Path(model.path) / "model.pt"), outdir=ensemble.path,
-                              members=members or None)
+    result = run_generate(_config(config), dataset or None, start, end, model_file=str(Path(model.path) / "model.pt"),
+                          outdir=ensemble.path, members=members or None)
     ensemble.metadata.update({"product": Path(result.product).name, "members": result.metrics["members"],
                               "time_steps": result.metrics["time_steps"]})
     png = base64.b64encode(png_bytes(result.files["quicklook"])).decode()
@@ -73,16 +77,16 @@ def generate(config: str, dataset: str, start: str, end: str, members: int, mode
 
 
 def evaluate(config: str, dataset: str, ensemble, metrics, report) -> None:
-    import tempfile
+    with _service("aqgan-evaluate"):
+        from components.aq_downscaling.service import run_evaluate
+        from components.common.outputs import work_folder
 
-    from components.aq_downscaling.service import run_evaluate
-
-    with _service("aqgan-evaluate"), tempfile.TemporaryDirectory() as tmp:
-        result = run_evaluate(_config(config), dataset or None, ensemble.path, str(Path(tmp) / "evaluation"))
-        Path(report.path).write_text(Path(result.files["report"]).read_text())
-    for key in ("crps", "bilinear_mae", "lanczos_mae", "crps_vs_bilinear_mae", "ensemble_mean_rmse", "bilinear_rmse",
-                "lanczos_rmse", "spread_skill", "rank_flatness"):
-        metrics.log_metric(key, float(result.metrics[key]))
+        with work_folder(None, "aqgan-evaluate-") as tmp:
+            result = run_evaluate(_config(config), dataset or None, ensemble.path, str(tmp / "evaluation"))
+            Path(report.path).write_text(Path(result.files["report"]).read_text())
+        for key in ("crps", "bilinear_mae", "lanczos_mae", "crps_vs_bilinear_mae", "ensemble_mean_rmse",
+                    "bilinear_rmse", "lanczos_rmse", "spread_skill", "rank_flatness"):
+            metrics.log_metric(key, float(result.metrics[key]))
 
 
 def losses_html(history: list[dict]) -> str:

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from components.common import storage
-from components.common.errors import ServiceError
+from components.common.errors import _ENVIRONMENT_ERRNOS, ServiceError
+from components.common.readers import check_netcdf_size, reading
 
 from .grid import Grid, Regridder, choose_method
 
@@ -159,6 +160,8 @@ class GriddedFile:
         except OSError as exc:
             raise ServiceError(f"not a readable netCDF file: {path} ({' '.join(str(exc).split())})") from None
         try:
+            # a classic netCDF file cut short reads as fill values, silently
+            check_netcdf_size(path, f"{kind} file {Path(path).name}")
             lat_name = next((n for n in LAT_NAMES if n in ds.variables), None)
             lon_name = next((n for n in LON_NAMES if n in ds.variables), None)
             if lat_name is None or lon_name is None:
@@ -229,7 +232,8 @@ class GriddedFile:
                     index.append(t_index)
                 else:
                     index.append(self._level_index(ds, dim, level_axis_values))
-            data = var[tuple(index)]
+            with _damage(self.path, nc_name):
+                data = var[tuple(index)]
             units = getattr(var, "units", "")
         arr = np.ma.filled(np.ma.asarray(data, dtype=np.float64), np.nan)
         if arr.ndim != 2:
@@ -383,7 +387,8 @@ def _read_unconverted(f: GriddedFile, name: str, rg: Regridder) -> np.ndarray:
                 index.append(slice(None))
             else:
                 index.append(0)
-        arr = np.ma.filled(np.ma.asarray(var[tuple(index)], dtype=np.float64), np.nan)
+        with _damage(f.path, nc_name):
+            arr = np.ma.filled(np.ma.asarray(var[tuple(index)], dtype=np.float64), np.nan)
     if f.lat_flip:
         arr = arr[::-1]
     if f.lon_order is not None:
@@ -412,8 +417,28 @@ def _static_raster(path: Path, grid: Grid, name: str, requested: str) -> np.ndar
         method = choose_method(requested, step, grid.res)
         resampling = Resampling.average if method == "conservative" else Resampling.bilinear
         dst = np.full((grid.rows, grid.cols), np.nan, np.float64)
-        reproject(rasterio.band(src, 1), dst, dst_transform=from_origin(grid.west, grid.north, grid.res, grid.res),
-                  dst_crs="EPSG:4326", dst_nodata=np.nan, resampling=resampling,
-                  src_nodata=src.nodata)
+        with reading(path, f"static input {name}: {path.name}"):
+            reproject(rasterio.band(src, 1), dst, dst_transform=from_origin(grid.west, grid.north, grid.res, grid.res),
+                      dst_crs="EPSG:4326", dst_nodata=np.nan, resampling=resampling, src_nodata=src.nodata)
     dst = dst[::-1]  # north-up raster rows -> ascending latitude
     return _static_units(name, units, dst, path.name)
+
+
+class _damage:
+    """A read error of netCDF data (a damaged HDF5 chunk, bytes missing) as one line naming the
+    file and the variable."""
+
+    def __init__(self, path: Path, variable: str):
+        self.path, self.variable = Path(path), variable
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+            return False  # the machine, not the file: the contract reports it
+        if isinstance(exc, (OSError, RuntimeError)) and not isinstance(exc, ServiceError):
+            detail = " ".join(str(exc).split()).replace(f": '{self.path}'", "")
+            raise ServiceError(f"{self.path.name}: cannot read {self.variable}: truncated or corrupt netCDF file "
+                               f"({detail})") from None
+        return False

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from components import __version__
 from components.common import outputs, storage
-from components.common.errors import ServiceError
+from components.common.errors import ServiceError, from_os_error
 from components.common.logs import Progress, Steps
 
 from . import data as D
@@ -63,12 +62,15 @@ def _staged(outdir: str):
         while not p.exists():
             created.append(p)
             p = p.parent
-        out.mkdir(parents=True, exist_ok=True)
         parent = out
     published: dict = {}
     try:
-        with tempfile.TemporaryDirectory(prefix=".aqgan-", dir=parent) as work:
-            work = Path(work)
+        if parent is not None:
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise from_os_error(exc, f"cannot create output folder {outdir}") from None
+        with outputs.work_folder(parent, ".aqgan-") as work:
             stage = work / "stage"
             stage.mkdir()
             holder: dict = {}
@@ -80,6 +82,8 @@ def _staged(outdir: str):
         for p in created:
             with contextlib.suppress(OSError):
                 p.rmdir()
+        if parent is None:
+            storage.remove_created_bucket(outdir)
         raise
 
 

@@ -98,7 +98,7 @@ CHECKPOINT = "an aqgan-train checkpoint"
 def load_checkpoint(path: Path) -> dict:
     """The contents of a checkpoint, checked for its kind and its keys (the weights are checked
     when they are loaded: :func:`restore`)."""
-    from .modelfile import read_torch_file, require
+    from components.common.modelfile import read_torch_file, require
 
     state = read_torch_file(path, CHECKPOINT)
     if not isinstance(state, dict):
@@ -112,7 +112,7 @@ def load_checkpoint(path: Path) -> dict:
 
 def restore(path: Path, state: dict, gen, critic, opt_g, opt_d, rng: torch.Generator) -> list[dict]:
     """Load a checkpoint's weights, optimiser and random states; returns its loss history."""
-    from .modelfile import first_words, load_weights
+    from components.common.modelfile import first_words, load_weights
 
     load_weights(gen, state["generator"], path, "generator")
     load_weights(critic, state["critic"], path, "critic")

@@ -1,7 +1,9 @@
 """The command line of every service, generated from its parameter declaration.
 
 Every flag of the dataclass is offered under its own name and the seed's spellings; a
-``ServiceError`` (and any argument error) is printed as one line and exits with status 2.
+failure is printed as one line with its exit status (:mod:`components.common.errors`: 2 for
+what the user can fix, 3 for the environment, 128 + signal when stopped), as is any argument
+error (status 2).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import sys
 from typing import Callable
 
-from .errors import ServiceError
+from .contract import exit_status
 from .logs import setup_logging
 from .params import ServiceParams
 
@@ -54,17 +56,21 @@ def build_parser(prog: str, description: str, params_cls: type[ServiceParams],
 
 def run_cli(prog: str, description: str, params_cls: type[ServiceParams],
             inputs: list[tuple[tuple[str, ...], str]], run: Callable, argv: list[str] | None = None) -> int:
-    """Parse, validate, run; ServiceError -> one line on stderr and exit status 2."""
+    """Parse, validate, run under the failure contract; returns the exit status."""
     parser = build_parser(prog, description, params_cls, inputs)
     args = vars(parser.parse_args(argv))
     setup_logging(logging.DEBUG if args.pop("verbose") else logging.INFO)
     input_names = [flags[0].lstrip("-").replace("-", "_") for flags, _ in inputs]
-    try:
+    outcome = []
+
+    def body():
         params = params_cls.from_strings({k: v for k, v in args.items() if k not in input_names})
-        result = run(*(args[n] for n in input_names), params)
-    except ServiceError as e:
-        sys.stderr.write(f"{prog}: error: {e.one_line()}\n")
-        return e.exit_code
+        outcome.append(run(*(args[n] for n in input_names), params))
+
+    status = exit_status(prog, body)
+    if status:
+        return status
+    result = outcome[0]
     for name, value in vars(result).items() if hasattr(result, "__dict__") else []:
         if isinstance(value, str):
             print(f"{name}: {value}")

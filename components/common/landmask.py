@@ -40,6 +40,7 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from scipy import ndimage
 
 from .errors import InvalidParameter, ServiceError
+from .readers import reading
 
 log = logging.getLogger(__name__)
 
@@ -315,8 +316,11 @@ def _dem_classes(path: str, crs: CRS, transform: Affine, shape, inner) -> np.nda
             raise ServiceError(f"DEM file has no coordinate reference system: {path}")
         dem = np.full(shape, np.nan, dtype=np.float32)
         try:
-            reproject(rasterio.band(src, 1), dem, src_nodata=src.nodata, dst_transform=transform,
-                      dst_crs=crs, dst_nodata=np.nan, resampling=Resampling.bilinear)
+            with reading(path, f"DEM file {path}"):  # damaged data: one line naming the file
+                reproject(rasterio.band(src, 1), dem, src_nodata=src.nodata, dst_transform=transform,
+                          dst_crs=crs, dst_nodata=np.nan, resampling=Resampling.bilinear)
+        except ServiceError:
+            raise
         except Exception as exc:  # GDAL read/warp errors come as several exception types
             raise ServiceError(f"DEM file cannot be read: {path}: {_one_line(exc)}") from None
     valid = np.isfinite(dem)

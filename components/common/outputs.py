@@ -1,21 +1,36 @@
 """Writing products and their sidecars: Cloud Optimized GeoTIFF (or another GDAL format),
 quicklook PNG, STAC item and run.json. Files are written under a temporary name in the same
-folder and renamed at the end, so a failed run leaves nothing half-written."""
+folder and renamed at the end, so a failed run leaves nothing half-written.
+
+Also where a run writes and how a write can fail: the output folder (:func:`output_folder`),
+the temporary work folder beside it (:func:`work_folder`), the pre-flight check of the output
+size (:func:`check_output_size`), and a failed write as one line naming the file
+(:func:`write_failure`): a full disk, a quota or a file-size limit is an
+:class:`~.errors.EnvironmentFailure` (exit status 3), whether Python or GDAL met it."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
+import logging
 import os
 import platform
+import re
+import resource
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from .errors import ServiceError
+from .contract import checkpoint
+from .errors import EnvironmentFailure, ServiceError, from_os_error
+
+log = logging.getLogger(__name__)
 
 # ZSTD level 1 with the horizontal predictor: about the size of DEFLATE level 6 on reflectance
 # bands, written three times faster (measured on a full 10 m tile; see bench/s2_preprocess.py).
@@ -27,14 +42,238 @@ STAC_VERSION = "1.1.0"
 PROJECTION_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 
 
+# ------------------------------------------------------------------------------------------
+# Where a run writes, and how a write fails
+
+# A grid larger than this per band is refused before any work: a 31 600 px square, a whole
+# Sentinel-2 tile at 3.5 m, a whole Sentinel-1 IW scene at 10 m in lon/lat (0.7 Gpx).
+MAX_GRID_PIXELS = 1_000_000_000
+
+# The machine's reasons for a failed write. EFBIG (a file larger than the filesystem or the
+# process's file-size limit, ``ulimit -f``, allow) is the contract's full disk in another form.
+WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                errno.EFBIG: "file too large: the filesystem's or the process's file-size limit (ulimit -f) "
+                             "is reached", errno.EIO: "input/output error"}
+# GDAL names them in its messages ...
+_GDAL_FREE_SPACE = re.compile(r"free disk space available is (\d+) bytes, whereas (\d+) are at least necessary")
+_GDAL_REASONS = (("no space left on device", errno.ENOSPC),
+                 ("disk quota exceeded", errno.EDQUOT), ("file too large", errno.EFBIG),
+                 ("input/output error", errno.EIO))
+# ... except when its writer thread met them: then only these say a write failed
+_GDAL_WRITE_FAILED = ("write failed", "write error", "_tiffwriteproc", "failed to write", "cannot write",
+                      "error while writing", "short write")
+# a write that fails with less than this left on the device failed for want of space
+LOW_SPACE_BYTES = 64 * 2 ** 20
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if abs(nbytes) < 1000 or unit == "TB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    raise AssertionError("unreachable")
+
+
+def _messages(exc: BaseException) -> list[str]:
+    """The messages of ``exc`` and of the exceptions it was raised from (GDAL's first error
+    often sits in the cause: "Write failed. See previous exception for details.")."""
+    found, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        found.append(" ".join(str(exc).split()))
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
+def _is_gdal(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("rasterio")
+
+
+def _diagnose(target: Path) -> int | None:
+    """Why a write under ``target`` failed when GDAL does not say: ask the filesystem."""
+    folder = target if target.is_dir() else target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(folder).free < LOW_SPACE_BYTES:
+            return errno.ENOSPC
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return errno.EFBIG
+    return None
+
+
+def _is_under(path: str | os.PathLike, folder: Path) -> bool:
+    try:
+        return Path(path).absolute().is_relative_to(folder.absolute())
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_temporary_of(path: Path, target: Path) -> bool:
+    """True for the temporary names :func:`atomic_path` and :func:`write_product` write ``target``
+    under (``.<name>.<random>.part`` beside it, or a file in such a folder)."""
+    if target.is_dir() or not _is_under(path, target.parent):
+        return False
+    parts = path.absolute().relative_to(target.parent.absolute()).parts
+    return bool(parts) and parts[0].startswith(f".{target.name}.")
+
+
+def _os_failure(exc: OSError, path: Path) -> ServiceError:
+    doing = f"writing {path}" if exc.errno != errno.EIO else str(path)  # EIO: a read, maybe
+    if exc.errno in WRITE_ERRNOS:
+        return EnvironmentFailure(f"{doing}: {WRITE_ERRNOS[exc.errno]}")
+    return from_os_error(exc, doing)
+
+
+def write_failure(exc: BaseException, target: Path | str) -> ServiceError | None:
+    """The one-line failure for ``exc`` met while writing ``target`` (a file, or a folder being
+    written in), or None when ``exc`` is not a failed write (it then keeps its own handling).
+
+    - a full disk, a quota, a file-size limit or a device error, from Python (the ``OSError``'s
+      number) or from GDAL (its message, else the free space and the limits of the process):
+      :class:`EnvironmentFailure`, naming the file;
+    - another ``OSError`` on the file ``target`` itself or its temporary name (permission
+      refused, read-only filesystem): :class:`ServiceError` naming it;
+    - anything else, a reader's error on an input included (also one in a work folder given as
+      ``target``): None.
+    """
+    if isinstance(exc, ServiceError):
+        return None
+    target = Path(target)
+    if isinstance(exc, OSError) and not _is_gdal(exc):
+        if exc.errno is None:
+            return None
+        where = Path(os.fspath(exc.filename)) if exc.filename else target
+        if _is_temporary_of(where, target):
+            where = target
+        if exc.errno in WRITE_ERRNOS or where == target:
+            return _os_failure(exc, where)
+        return None
+    if not _is_gdal(exc):
+        return None
+    doing = f"writing in {target}" if target.is_dir() else f"writing {target}"
+    messages = _messages(exc)
+    text = " ".join(messages).lower()
+    checked = _GDAL_FREE_SPACE.search(text)
+    if checked:  # GDAL's own check of the free space before it creates a raster
+        free, need = (int(v) for v in checked.groups())
+        return EnvironmentFailure(f"{doing}: not enough free space on the device (GDAL: about {_size(need)} "
+                                  f"needed, {_size(free)} free)")
+    for words, number in _GDAL_REASONS:
+        if words in text:
+            return EnvironmentFailure(f"{doing}: {WRITE_ERRNOS[number]}")
+    if any(words in text for words in _GDAL_WRITE_FAILED):
+        number = _diagnose(target)
+        reason = WRITE_ERRNOS[number] if number else f"GDAL: {messages[-1]}"
+        return EnvironmentFailure(f"{doing} failed: {reason}")
+    return None
+
+
+@contextlib.contextmanager
+def writing(target: Path | str) -> Iterator[None]:
+    """Within the block, a failed write of ``target`` ends the run with one line naming it
+    (:func:`write_failure`); any other exception goes on unchanged."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - sorted by write_failure; the rest re-raised
+        failure = write_failure(exc, target)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+@contextlib.contextmanager
+def output_folder(dest: str) -> Iterator[Path | None]:
+    """:func:`components.common.storage.output_folder` (the write check, the local folder created
+    if needed and removed again when the run fails before writing into it), with a folder that
+    cannot be created (``/proc/x``: root passes the write check, ``mkdir`` then fails) reported as
+    one line naming it."""
+    from . import storage
+
+    with contextlib.ExitStack() as stack:
+        try:
+            local = stack.enter_context(storage.output_folder(dest))
+        except OSError as exc:
+            raise from_os_error(exc, f"cannot create output folder {dest}") from None
+        yield local
+
+
+@contextlib.contextmanager
+def work_folder(parent: Path | None, prefix: str) -> Iterator[Path]:
+    """A temporary work folder in ``parent`` (the output folder, so that publishing the products
+    is a rename; the system's temporary folder for None), removed when the block ends however it
+    ends: a failure, or SIGTERM/SIGINT raising :class:`~.errors.Interrupted`. A write that fails
+    in the block for the machine's reasons ends the run with one line (:func:`write_failure`)."""
+    try:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as exc:
+        raise from_os_error(exc, f"cannot create a work folder in {parent or tempfile.gettempdir()}") from None
+    try:
+        with writing(path):
+            yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def check_output_size(rows: int, cols: int, bytes_per_pixel: int, folder: Path, *, parameter: str, value,
+                      extra_bytes: int = 0) -> None:
+    """Before any work: refuse a grid of more than :data:`MAX_GRID_PIXELS` per band
+    (:class:`ServiceError`), and an output that does not fit in the free space of ``folder``, the
+    work folder (:class:`EnvironmentFailure`). ``bytes_per_pixel`` counts every full-size raster
+    the run holds at once, each uncompressed (the temporary assembled raster and the product:
+    a 4-band uint16 product is 2 x 4 x 2 bytes), ``extra_bytes`` other temporary files. Both
+    lines name the parameter that set the grid (``--resolution 1``)."""
+    flag = f"--{parameter} {value:g}" if isinstance(value, (int, float)) else f"--{parameter} {value}"
+    pixels = rows * cols
+    if pixels > MAX_GRID_PIXELS:
+        raise ServiceError(f"{flag} gives an output grid of {cols} x {rows} px ({pixels / 1e6:.0f} Mpx per band), "
+                           f"more than the {MAX_GRID_PIXELS / 1e6:.0f} Mpx a product may have: choose a coarser "
+                           f"{parameter} or a smaller AoI")
+    need = pixels * bytes_per_pixel + extra_bytes
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise from_os_error(exc, f"cannot read the free space of {folder}") from None
+    if need > free:
+        raise EnvironmentFailure(
+            f"not enough free space in {folder} for the output at {flag}: about {_size(need)} needed "
+            f"({cols} x {rows} px, {bytes_per_pixel} bytes a pixel over the temporary rasters and the product), "
+            f"{_size(free)} free; choose a coarser {parameter}, a smaller AoI, or give the run more disk")
+    log.debug("output grid %d x %d px: about %s needed, %s free in %s", cols, rows, _size(need), _size(free), folder)
+
+
+def check_valid(metrics: dict, minimum: float, what: str) -> None:
+    """A product with no valid pixel is logged as a WARNING; one with a smaller valid percentage
+    than ``minimum`` (``--min_valid_percent``; 0 accepts any) is refused (:class:`ServiceError`)
+    before it is written."""
+    valid = metrics.get("valid_percent", 0.0)
+    if not metrics.get("valid_pixels"):
+        log.warning("%s: the product has no valid pixel (every pixel is NoData: outside the footprint or "
+                    "the AoI, masked, or without data)", what)
+    if valid < minimum:
+        raise ServiceError(f"{what}: {valid:g} % of the pixels are valid, below --min_valid_percent {minimum:g}: "
+                           "no product written")
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path):
-    """Yield a temporary path next to ``final``; rename it into place only on success."""
+    """Yield a temporary path next to ``final``; rename it into place only on success. A write
+    that fails there (full disk, permissions) is one line naming ``final``."""
     final = Path(final)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")
     try:
-        yield tmp
-        os.replace(tmp, final)
+        try:
+            yield tmp
+            checkpoint()  # a stop that came during the write: the file is not put in place
+            os.replace(tmp, final)
+        except Exception as exc:  # noqa: BLE001 - failed writes sorted out; the rest re-raised
+            if isinstance(exc, OSError) and not _is_gdal(exc) and exc.errno is not None \
+                    and (exc.filename is None or os.fspath(exc.filename) in (str(tmp), str(final))):
+                raise _os_failure(exc, final) from None
+            failure = write_failure(exc, final)
+            if failure is None:
+                raise
+            raise failure from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -75,15 +314,20 @@ def write_product(src: Path, dst: Path, driver: str) -> Path:
 
     options = COG_OPTIONS if driver == "COG" else {}
     tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex[:8]}.part"
-    tmp.mkdir()
     try:
-        try:
-            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
-                rasterio.shutil.copy(src, tmp / dst.name, driver=driver, **options)
-        except rasterio.errors.RasterioError as e:
-            raise ServiceError(f"GDAL driver {driver} cannot write this product: {' '.join(str(e).split())}") from None
-        for f in tmp.iterdir():
-            os.replace(f, dst.parent / f.name)
+        with writing(dst):
+            tmp.mkdir()
+            try:
+                with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+                    rasterio.shutil.copy(src, tmp / dst.name, driver=driver, **options)
+            except rasterio.errors.RasterioError as e:
+                if write_failure(e, dst) is not None:
+                    raise
+                raise ServiceError(f"GDAL driver {driver} cannot write this product: "
+                                   f"{' '.join(str(e).split())}") from None
+            checkpoint()  # a stop that came during the write: the product is not put in place
+            for f in tmp.iterdir():
+                os.replace(f, dst.parent / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dst

@@ -5,7 +5,11 @@ Everything comes from the metadata: band files from ``Granule_List/IMAGE_FILE``,
 quantification value and the ``BOA_ADD_OFFSET`` / ``RADIO_ADD_OFFSET`` of baselines from 04.00,
 the tile grid from ``MTD_TL.xml``. Files listed but absent (real products are distributed that
 way, and GDAL's SENTINEL2 driver silently reads them as zeros) are detected here, and a needed
-one is an error naming the file. Zips are read in place through GDAL's ``/vsizip/``.
+one is an error naming the file. Zips are read in place through GDAL's ``/vsizip/``; the CRC of
+each member is checked once, when it is first used (GDAL does not check it).
+
+Every value taken from the metadata is checked (dates, numbers, codes, geometry): a bad one is a
+:class:`ServiceError` naming the file, the element and the value.
 """
 
 from __future__ import annotations
@@ -13,12 +17,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 from lxml import etree
 
 from .errors import ServiceError
+from .metadata import XmlValues, shown
+from .readers import check_zip_member
 
 BAND_NAMES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 NATIVE_RESOLUTION = {"B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10,
@@ -91,10 +99,20 @@ class S2Product:
     mask_files: dict[str, str]  # MSK_CLASSI / MSK_CLOUDS -> relative path
     _root: str = ""
     _members: frozenset[str] | None = field(default=None, repr=False)
+    _checked: set[str] = field(default_factory=set, repr=False)
 
     # -- files -------------------------------------------------------------------------------
     def gdal_path(self, rel: str) -> str:
+        """The GDAL path of a file to read; in a zip, the member's CRC is checked first (once)."""
+        if self._members is not None and rel not in self._checked:
+            archive, inner = _zip_member(self, rel)
+            check_zip_member(archive, inner, PurePosixPath(rel).name)
+            self._checked.add(rel)
         return f"{self._root}/{rel}"
+
+    def label(self, rel: str) -> str:
+        """How errors name a file of the product: its name and the product's."""
+        return f"{PurePosixPath(rel).name} in {self.name or Path(self.source).name}"
 
     def has_file(self, rel: str) -> bool:
         if self._members is not None:
@@ -134,9 +152,14 @@ class S2Product:
         return rel
 
 
+_BASELINE = re.compile(r"(\d{1,2})(?:\.(\d{1,2}))?")
+
+
 def baseline_tuple(text: str) -> tuple[int, int]:
-    major, _, minor = text.partition(".")
-    return int(major), int(minor or 0)
+    m = _BASELINE.fullmatch(text.strip())
+    if not m:
+        raise ValueError(f"not a processing baseline: {text!r}")
+    return int(m.group(1)), int(m.group(2) or 0)
 
 
 def open_product(path: str | Path) -> S2Product:
@@ -151,13 +174,12 @@ def open_product(path: str | Path) -> S2Product:
                 "input is neither a SAFE folder nor a zip archive"
             raise ServiceError(f"{what}: {p.name}")
         try:
+            # members are CRC-checked when used (S2Product.gdal_path, _read_member), whatever
+            # the archive's size: a full test of a 1 GB archive would read bands never used
             with zipfile.ZipFile(p) as z:
                 members = frozenset(n for n in z.namelist() if not n.endswith("/"))
-                bad = z.testzip() if p.stat().st_size < 50_000_000 else None
         except (zipfile.BadZipFile, OSError) as e:
             raise ServiceError(f"corrupt zip archive {p.name}: {e}") from None
-        if bad:
-            raise ServiceError(f"corrupt zip archive {p.name}: bad CRC for {bad}")
         mtd = sorted(n for n in members if re.search(r"(^|/)MTD_MSIL(1C|2A)\.xml$", n))
         if not mtd:
             raise ServiceError(f"not a Sentinel-2 product: {p.name} holds no MTD_MSIL1C.xml or MTD_MSIL2A.xml")
@@ -180,17 +202,28 @@ def open_product(path: str | Path) -> S2Product:
                      sensing_time=dt.datetime.min, relative_orbit=0, tile="", crs="", grids={},
                      quantification=10000.0, offsets={}, footprint_lonlat=None, band_files={},
                      mask_files={}, _root=root, _members=members)
-    _parse_product_metadata(prod, _parse_xml(prod, mtd_name))
+    _parse_product_metadata(prod, _parse_xml(prod, mtd_name), PurePosixPath(mtd_name).name)
     return prod
 
 
-def _read_member(prod: S2Product, rel: str) -> bytes:
-    if prod._members is None:
-        return Path(prod._root, rel).read_bytes()
+def _zip_member(prod: S2Product, rel: str) -> tuple[str, str]:
+    """(archive path, member name) of a file of a zipped product."""
     archive, _, inner_root = prod._root.removeprefix("/vsizip/").partition(".zip")
     inner = (inner_root.strip("/") + "/" if inner_root.strip("/") else "") + rel
-    with zipfile.ZipFile(archive + ".zip") as z:
-        return z.read(inner)
+    return archive + ".zip", inner
+
+
+def _read_member(prod: S2Product, rel: str) -> bytes:
+    """A (small) file of the product; ``zipfile`` checks the member's CRC as it reads."""
+    if prod._members is None:
+        return Path(prod._root, rel).read_bytes()
+    archive, inner = _zip_member(prod, rel)
+    try:
+        with zipfile.ZipFile(archive) as z:
+            return z.read(inner)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise ServiceError(f"corrupt zip archive {Path(archive).name}: member {PurePosixPath(rel).name} is "
+                           f"damaged ({' '.join(str(e).split())})") from None
 
 
 def _parse_xml(prod: S2Product, rel: str):
@@ -203,46 +236,50 @@ def _parse_xml(prod: S2Product, rel: str):
                            f"{' '.join(str(e).split())}") from None
 
 
-def _text(root, tag: str, required: str | None = None) -> str | None:
-    el = root.find(f".//{tag}")
-    if el is None or el.text is None:
-        if required:
-            raise ServiceError(f"metadata {required} has no {tag}")
-        return None
-    return el.text.strip()
+RELATIVE_ORBITS = 143  # Sentinel-2 relative orbits are numbered 1..143
 
 
-def _parse_product_metadata(prod: S2Product, root) -> None:
-    from shapely.geometry import Polygon
-
-    where = "MTD_MSIL*.xml"
-    ptype = _text(root, "PRODUCT_TYPE", where)
+def _parse_product_metadata(prod: S2Product, root, file: str) -> None:
+    uri = (root.findtext(".//PRODUCT_URI") or "").strip() or Path(prod.source).name
+    prod.name = re.sub(r"\.(SAFE|zip)$", "", uri)
+    v = XmlValues(root, file, prod.name)
+    ptype = v.text("PRODUCT_TYPE")
     if ptype not in ("S2MSI1C", "S2MSI2A"):
         raise ServiceError(f"unsupported Sentinel-2 product type {ptype} (S2MSI1C or S2MSI2A expected)")
     prod.level = "L1C" if ptype == "S2MSI1C" else "L2A"
-    prod.baseline = _text(root, "PROCESSING_BASELINE", where)
-    uri = _text(root, "PRODUCT_URI") or Path(prod.source).name
-    prod.name = re.sub(r"\.(SAFE|zip)$", "", uri)
-    prod.spacecraft = _text(root, "SPACECRAFT_NAME") or ""
-    start = _text(root, "PRODUCT_START_TIME", where)
-    prod.sensing_time = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
-    prod.relative_orbit = int(_text(root, "SENSING_ORBIT_NUMBER") or 0)
+    prod.baseline = v.text("PROCESSING_BASELINE")
+    try:
+        baseline_tuple(prod.baseline)
+    except ValueError:
+        raise v.error("PROCESSING_BASELINE", prod.baseline, "is not a processing baseline (such as 04.00)") from None
+    prod.spacecraft = v.text("SPACECRAFT_NAME", required=False) or ""
+    prod.sensing_time = v.time("PRODUCT_START_TIME")
+    prod.relative_orbit = v.integer("SENSING_ORBIT_NUMBER", minimum=1, maximum=RELATIVE_ORBITS, required=False) or 0
 
-    ids = {el.get("bandId"): normalise_band(el.get("physicalBand"))
-           for el in root.iter("Spectral_Information")}
+    ids = {}
+    for el in root.iter("Spectral_Information"):
+        band_id = v.integer("Spectral_Information bandId", value=el.get("bandId") or "", minimum=0,
+                            maximum=len(BAND_NAMES) - 1)
+        physical = normalise_band(el.get("physicalBand") or "")
+        if physical not in BAND_NAMES:
+            raise v.error("Spectral_Information physicalBand", el.get("physicalBand"), "is not a Sentinel-2 band")
+        ids[str(band_id)] = physical
     q_tag = "BOA_QUANTIFICATION_VALUE" if prod.level == "L2A" else "QUANTIFICATION_VALUE"
-    prod.quantification = float(_text(root, q_tag, where))
+    prod.quantification = v.number(q_tag, positive=True)
     off_tag = "BOA_ADD_OFFSET" if prod.level == "L2A" else "RADIO_ADD_OFFSET"
     for el in root.iter(off_tag):
-        band = ids.get(el.get("band_id"))
+        offset = v.number(off_tag, el=el)
+        band = ids.get((el.get("band_id") or "").strip())
         if band:
-            prod.offsets[band] = float(el.text)
+            prod.offsets[band] = offset
     if prod.has_offset and not prod.offsets:
-        raise ServiceError(f"metadata of {prod.name} (baseline {prod.baseline}) lacks {off_tag}")
+        raise ServiceError(f"{file} of {prod.name} (baseline {prod.baseline}) lacks {off_tag}")
 
     granule_dir = None
     for el in root.iter("IMAGE_FILE"):
-        rel = el.text.strip()
+        rel = v.text("IMAGE_FILE", el=el)
+        if rel.startswith("/") or ".." in PurePosixPath(rel).parts:
+            raise v.error("IMAGE_FILE", rel, "is not a path inside the product")
         rel = rel if rel.endswith(".jp2") else rel + ".jp2"
         granule_dir = granule_dir or "/".join(rel.split("/")[:2])
         m = _FILE_BAND.search(rel[:-4])
@@ -252,25 +289,61 @@ def _parse_product_metadata(prod: S2Product, root) -> None:
         res = int(m.group(2)) if m.group(2) else NATIVE_RESOLUTION.get(band, 10)
         prod.band_files[(band, res)] = rel
     if granule_dir is None:
-        raise ServiceError(f"metadata of {prod.name} lists no image files")
+        raise ServiceError(f"{file} of {prod.name} lists no image files (IMAGE_FILE)")
 
-    ring = [float(v) for v in (_text(root, "EXT_POS_LIST", where) or "").split()]
-    prod.footprint_lonlat = Polygon(list(zip(ring[1::2], ring[0::2])))
+    prod.footprint_lonlat = _footprint(v)
 
-    tl = _parse_xml(prod, f"{granule_dir}/MTD_TL.xml")
-    prod.crs = _text(tl, "HORIZONTAL_CS_CODE", "MTD_TL.xml")
+    tl_rel = f"{granule_dir}/MTD_TL.xml"
+    t = XmlValues(_parse_xml(prod, tl_rel), "MTD_TL.xml", prod.name)
+    prod.crs = _epsg(t)
     tile = re.search(r"_(T\d\d[A-Z]{3})_", prod.name + "_")
     prod.tile = tile.group(1) if tile else ""
-    sizes = {int(s.get("resolution")): (int(s.findtext("NROWS")), int(s.findtext("NCOLS")))
-             for s in tl.iter("Size")}
-    for g in tl.iter("Geoposition"):
-        res = int(g.get("resolution"))
+    sizes = {}
+    for el in t.root.iter("Size"):
+        res = t.integer("Size resolution", value=el.get("resolution") or "", minimum=1)
+        sizes[res] = (t.integer("NROWS", within=el, minimum=1), t.integer("NCOLS", within=el, minimum=1))
+    for g in t.root.iter("Geoposition"):
+        res = t.integer("Geoposition resolution", value=g.get("resolution") or "", minimum=1)
         if res in sizes:
-            prod.grids[res] = Grid(prod.crs, float(g.findtext("ULX")), float(g.findtext("ULY")),
+            prod.grids[res] = Grid(prod.crs, t.number("ULX", within=g), t.number("ULY", within=g),
                                    float(res), *sizes[res])
     if 10 not in prod.grids:
-        raise ServiceError(f"MTD_TL.xml of {prod.name} has no 10 m tile geocoding")
-    for el in tl.iter("MASK_FILENAME"):
+        raise ServiceError(f"MTD_TL.xml of {prod.name} has no 10 m tile geocoding (Size and Geoposition)")
+    for el in t.root.iter("MASK_FILENAME"):
         kind = el.get("type")
-        if kind in ("MSK_CLASSI", "MSK_CLOUDS") and el.text:
+        if kind in ("MSK_CLASSI", "MSK_CLOUDS") and el.text and el.text.strip():
             prod.mask_files[kind] = el.text.strip()
+
+
+def _footprint(v: XmlValues):
+    """EXT_POS_LIST ("lat lon" pairs) as a lon/lat polygon."""
+    from shapely.geometry import Polygon
+
+    tag = "EXT_POS_LIST"
+    values = v.numbers(tag)
+    text = " ".join(v.text(tag).split())
+    if values.size % 2 or values.size < 6:
+        raise v.error(tag, shown(text), "is not a list of at least three lat lon pairs")
+    lat, lon = values[0::2], values[1::2]
+    if (np.abs(lat) > 90).any() or (np.abs(lon) > 180).any():
+        raise v.error(tag, shown(text), "holds a latitude outside -90..90 or a longitude outside -180..180")
+    polygon = Polygon(np.column_stack([lon, lat]))
+    if polygon.area == 0:
+        raise v.error(tag, shown(text), "does not enclose an area")
+    return polygon
+
+
+def _epsg(t: XmlValues) -> str:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    tag = "HORIZONTAL_CS_CODE"
+    code = t.text(tag)
+    m = re.fullmatch(r"EPSG:(\d{4,6})", code, re.IGNORECASE)
+    if not m:
+        raise t.error(tag, code, "is not an EPSG code (such as EPSG:32629)")
+    try:
+        CRS.from_epsg(int(m.group(1)))
+    except CRSError:
+        raise t.error(tag, code, "is not a known EPSG coordinate reference system") from None
+    return f"EPSG:{m.group(1)}"

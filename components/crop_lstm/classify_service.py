@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +30,10 @@ from rasterio.windows import Window
 
 from components import __version__
 from components.common import outputs, storage
+from components.common.contract import uninterrupted
 from components.common.cpus import usable_cpus
 from components.common.logs import Progress, Steps
+from components.common.readers import open_raster
 from components.timesen2crop.legend import COLOURS
 
 from .composites import Composite, GridInfo, check_mask, find_composites, find_model_and_mask
@@ -66,7 +67,7 @@ class ClassifyResult:
 
 
 def run(input_dir: str, mc_dir: str, params: ClassifyParams, output_dir: str) -> ClassifyResult:
-    with storage.output_folder(output_dir) as local_out:
+    with outputs.output_folder(output_dir) as local_out:
         return _run(input_dir, mc_dir, params, output_dir, local_out)
 
 
@@ -128,7 +129,9 @@ class Engine:
             for i in starts:
                 self._onnx(px, out, i)
         else:
-            for _ in self.pool.map(lambda i: self._onnx(px, out, i), starts):
+            with uninterrupted():  # map starts the workers: all registered before a stop takes effect
+                results = self.pool.map(lambda i: self._onnx(px, out, i), starts)
+            for _ in results:
                 pass
         return out
 
@@ -159,7 +162,9 @@ class BlockReader:
     def _datasets(self):
         ds = getattr(self._local, "ds", None)
         if ds is None:
-            ds = ([rasterio.open(c.path) for c in self.composites], rasterio.open(self.mask) if self.mask else None)
+            # reads of a damaged file end in one line naming it (components.common.readers)
+            ds = ([open_raster(c.path, f"{c.path.name} in mc_dir") for c in self.composites],
+                  open_raster(self.mask, f"mask {self.mask.name}") if self.mask else None)
             self._local.ds = ds
             with self._lock:
                 self._opened.append(ds)
@@ -203,7 +208,8 @@ def classify_blocks(reader: BlockReader, engine: Engine, grid: GridInfo, block: 
     infer_s = 0.0
     profile = dict(WORK_TIFF, width=grid.width, height=grid.height, crs=grid.crs, transform=grid.transform)
     with rasterio.open(raw, "w", **profile) as out, ThreadPoolExecutor(READERS) as pool:
-        pending = collections.deque(pool.submit(reader.read, w) for w in wins[:PREFETCH])
+        with uninterrupted():  # the workers start here: all registered before a stop takes effect
+            pending = collections.deque(pool.submit(reader.read, w) for w in wins[:PREFETCH])
         nxt = len(pending)
         while pending:
             win, idx, px, masked = pending.popleft().result()
@@ -279,8 +285,7 @@ def colour_quicklook(src: Path, png: Path, max_size: int = 1024) -> Path:
 def _run(input_dir: str, mc_dir: str, params: ClassifyParams, output_dir: str, local_out: Path | None) -> ClassifyResult:
     started = dt.datetime.now(dt.timezone.utc)
     steps = Steps(log)
-    with tempfile.TemporaryDirectory(prefix=".tcl-", dir=local_out) as work:
-        work = Path(work)
+    with outputs.work_folder(local_out, ".tcl-") as work:
         with steps.step("fetch and check inputs"):
             inputs = storage.fetch_input(input_dir, work / "input")
             model_path, mask = find_model_and_mask(inputs)

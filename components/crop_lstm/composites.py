@@ -8,9 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import rasterio
-
 from components.common.errors import ServiceError
+from components.common.readers import open_raster
 from components.timesen2crop.legend import normalise_band
 
 from .h5io import ModelInfo
@@ -98,19 +97,16 @@ def find_composites(mc_dir: Path, info: ModelInfo) -> tuple[list[Composite], Gri
     grid = first = None
     tile = None
     for path in _rasters(mc_dir):
-        try:
-            with rasterio.open(path) as ds:
-                month = _month_of(path, ds)
-                if month is None:
-                    raise ServiceError(f"{path.name} in mc_dir: no month in its name (YYYY-MM) or COMPOSITE_MONTH "
-                                       "tag: name monthly composites as monthlycomposite does")
-                if month in found:
-                    raise ServiceError(f"two composites for {month} in mc_dir: {found[month].path.name} and {path.name}")
-                g = GridInfo.of(ds)
-                bands = _feature_bands(ds, path, info)
-                tile = tile or ds.tags().get("TILE") or None
-        except rasterio.errors.RasterioIOError as e:
-            raise ServiceError(f"{path.name} in mc_dir is not a readable GeoTIFF: {' '.join(str(e).split())}") from None
+        with open_raster(path, f"{path.name} in mc_dir") as ds:
+            month = _month_of(path, ds)
+            if month is None:
+                raise ServiceError(f"{path.name} in mc_dir: no month in its name (YYYY-MM) or COMPOSITE_MONTH "
+                                   "tag: name monthly composites as monthlycomposite does")
+            if month in found:
+                raise ServiceError(f"two composites for {month} in mc_dir: {found[month].path.name} and {path.name}")
+            g = GridInfo.of(ds)
+            bands = _feature_bands(ds, path, info)
+            tile = tile or ds.tags().get("TILE") or None
         if grid is None:
             grid, first = g, path.name
         elif (g.width, g.height) != (grid.width, grid.height) or g.crs != grid.crs or \
@@ -149,11 +145,8 @@ def find_composites(mc_dir: Path, info: ModelInfo) -> tuple[list[Composite], Gri
 
 
 def check_mask(mask: Path, grid: GridInfo) -> None:
-    try:
-        with rasterio.open(mask) as ds:
-            g = GridInfo.of(ds)
-    except rasterio.errors.RasterioIOError as e:
-        raise ServiceError(f"mask {mask.name} is not a readable GeoTIFF: {' '.join(str(e).split())}") from None
+    with open_raster(mask, f"mask {mask.name}") as ds:
+        g = GridInfo.of(ds)
     if (g.width, g.height) != (grid.width, grid.height):
         raise ServiceError(f"mask {mask.name} is {g.size()} but the composites are {grid.size()}: the mask must cover "
                            "the composites' grid pixel for pixel")

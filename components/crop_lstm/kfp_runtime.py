@@ -13,25 +13,27 @@ def _has_arrays(folder: str) -> bool:
 def execute_train(input_uri: str, training_path: str, validation_path: str, model, metrics, confusion,
                   values: dict) -> None:
     """Body of train_lstm, importable and testable without KFP's executor."""
-    import sys
-
-    from components.common.errors import ServiceError
+    from components.common.contract import guarded
     from components.common.logs import setup_logging
+
+    setup_logging()
+    with guarded("train_lstm"):
+        _execute_train(input_uri, training_path, validation_path, model, metrics, confusion, values)
+
+
+def _execute_train(input_uri: str, training_path: str, validation_path: str, model, metrics, confusion,
+                   values: dict) -> None:
+    from components.common.errors import ServiceError
     from components.crop_lstm.params import TrainParams
     from components.crop_lstm.train_service import run
 
-    setup_logging()
     source = input_uri or training_path
     if not values.get("val") and _has_arrays(validation_path):
         values = dict(values, val=validation_path)
-    try:
-        if not source:
-            raise ServiceError("give input_uri or training_data")
-        params = TrainParams.from_strings(values)
-        result = run(source, params, model.path)
-    except ServiceError as e:
-        sys.stderr.write(f"train_lstm: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
+    if not source:
+        raise ServiceError("give input_uri or training_data")
+    params = TrainParams.from_strings(values)
+    result = run(source, params, model.path)
     m = result.metrics
     model.metadata.update({"framework": "pytorch", "file": f"{params.model_name}.h5",
                            "onnx": f"{params.model_name}.onnx", "classes": result.confusion["names"],
@@ -60,26 +62,31 @@ def _model_file(model_path: str, model_uri: str, work) -> "Path":
 def execute_classify(model_path: str, model_uri: str, mask_uri: str, composites_path: str, mc_uri: str,
                      crop_map, quicklook, metrics, values: dict) -> None:
     """Body of tile_classifier: assembles the seed's --input_dir (model + mask) and runs the service."""
-    import shutil
-    import sys
-    import tempfile
+    from components.common.contract import guarded
+    from components.common.logs import setup_logging
+
+    setup_logging()
+    with guarded("tile_classifier"):
+        _execute_classify(model_path, model_uri, mask_uri, composites_path, mc_uri, crop_map, quicklook, metrics,
+                          values)
+
+
+def _execute_classify(model_path: str, model_uri: str, mask_uri: str, composites_path: str, mc_uri: str,
+                      crop_map, quicklook, metrics, values: dict) -> None:
     from pathlib import Path
 
-    from components.common import storage
+    from components.common import outputs, storage
     from components.common.errors import ServiceError
-    from components.common.logs import setup_logging
     from components.crop_lstm.classify_service import run
     from components.crop_lstm.params import ClassifyParams
     from components.s2_harmonization.kfp_runtime import html_page
 
-    setup_logging()
-    work = Path(tempfile.mkdtemp(prefix="tile-classifier-"))
-    try:
-        if not (model_path or model_uri):
-            raise ServiceError("give model (a train_lstm Model) or model_uri")
-        if not (composites_path or mc_uri):
-            raise ServiceError("give composites (a monthlycomposite Dataset) or mc_uri")
-        params = ClassifyParams.from_strings(values)
+    if not (model_path or model_uri):
+        raise ServiceError("give model (a train_lstm Model) or model_uri")
+    if not (composites_path or mc_uri):
+        raise ServiceError("give composites (a monthlycomposite Dataset) or mc_uri")
+    params = ClassifyParams.from_strings(values)
+    with outputs.work_folder(None, "tile-classifier-") as work:
         inputs = work / "input_dir"
         inputs.mkdir()
         h5 = _model_file(model_path, model_uri, work)
@@ -88,11 +95,6 @@ def execute_classify(model_path: str, model_uri: str, mask_uri: str, composites_
             mask = storage.fetch_input(mask_uri, work / "mask")
             (inputs / mask.name).symlink_to(mask.resolve())
         result = run(str(inputs), mc_uri or composites_path, params, crop_map.path)
-    except ServiceError as e:
-        sys.stderr.write(f"tile_classifier: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     crop_map.metadata.update({"crop_map": Path(result.crop_map).name, "stac": Path(result.stac).name,
                               **{k: v for k, v in result.metrics.items()}})
     for key, value in result.metrics.items():

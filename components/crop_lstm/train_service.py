@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +51,7 @@ class TrainResult:
 
 
 def run(input_dir: str, params: TrainParams, output_dir: str) -> TrainResult:
-    with storage.output_folder(output_dir) as local_out:
+    with outputs.output_folder(output_dir) as local_out:
         return _run(input_dir, params, output_dir, local_out)
 
 
@@ -144,8 +143,7 @@ def _run(input_dir: str, params: TrainParams, output_dir: str, local_out: Path |
     started = dt.datetime.now(dt.timezone.utc)
     steps = Steps(log)
     device = pick_device(params.device)
-    with tempfile.TemporaryDirectory(prefix=".trl-", dir=local_out) as work:
-        work = Path(work)
+    with outputs.work_folder(local_out, ".trl-") as work:
         with steps.step("fetch and check inputs"):
             folder = storage.fetch_input(input_dir, work / "input")
             if not folder.is_dir():

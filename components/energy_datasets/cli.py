@@ -4,7 +4,8 @@ Table 11) and their staging.
     energy-datasets list [--catalogue FILE] [--json]
     energy-datasets stage NAME --to DEST [--catalogue FILE] [--start ... --end ... --AoI ...]
 
-Every bad input is one line on stderr and exit status 2.
+Every failure is one line on stderr and its exit status: 2 for a bad input, 3 when the machine
+fails (disk full), 128 + signal when stopped (the contract of ``components.common.contract``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import sys
 
 from components.common.cli import OneLineParser, build_parser
-from components.common.errors import ServiceError
+from components.common.contract import exit_status
 from components.common.logs import setup_logging
 
 from .params import StageParams
@@ -55,13 +56,17 @@ def list_main(argv: list[str]) -> int:
                    "environment variable ENERGY_DATASETS_CATALOGUE)")
     p.add_argument("--json", action="store_true", help="Print the catalogue as JSON")
     args = p.parse_args(argv)
-    try:
+    loaded = []
+
+    def load():
         from .catalogue import load_catalogue
 
-        catalogue = load_catalogue(args.catalogue)
-    except ServiceError as e:
-        sys.stderr.write(f"{PROG} list: error: {e.one_line()}\n")
-        return e.exit_code
+        loaded.append(load_catalogue(args.catalogue))
+
+    status = exit_status(f"{PROG} list", load)
+    if status:
+        return status
+    catalogue = loaded[0]
     if args.json:
         print(json.dumps({"catalogue": catalogue.source,
                           "datasets": [d.describe() for d in catalogue.datasets.values()]}, indent=1))
@@ -93,14 +98,17 @@ def stage_main(argv: list[str]) -> int:
     args = vars(stage_parser().parse_args(argv))
     setup_logging(logging.DEBUG if args.pop("verbose") else logging.INFO)
     name, dest = args.pop("name"), args.pop("to")
-    try:
+    staged = []
+
+    def body():
         from .stage import stage
 
-        params = StageParams.from_strings(args)
-        result = stage(name, dest, params)
-    except ServiceError as e:
-        sys.stderr.write(f"{PROG} stage: error: {e.one_line()}\n")
-        return e.exit_code
+        staged.append(stage(name, dest, StageParams.from_strings(args)))
+
+    status = exit_status(f"{PROG} stage", body)
+    if status:
+        return status
+    result = staged[0]
     print(f"folder: {result.folder}")
     print(f"manifest: {result.manifest}")
     for f in result.files:

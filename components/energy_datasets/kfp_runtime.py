@@ -9,22 +9,23 @@ SERVICE = "energy-datasets"
 def execute(name: str, dataset, report, values: dict) -> None:
     """Body of the component, importable and testable without KFP's executor. The artifact's
     folder receives ``<name>/`` (files and manifest.json)."""
+    from components.common.contract import guarded
+    from components.common.logs import setup_logging
+
+    setup_logging()
+    with guarded(SERVICE):
+        _execute(name, dataset, report, values)
+
+
+def _execute(name: str, dataset, report, values: dict) -> None:
     import json
-    import sys
     from pathlib import Path
 
-    from components.common.errors import ServiceError
-    from components.common.logs import setup_logging
     from components.energy_datasets.params import StageParams
     from components.energy_datasets.stage import stage
 
-    setup_logging()
-    try:
-        params = StageParams.from_strings(values)
-        result = stage(name, dataset.path, params)
-    except ServiceError as e:
-        sys.stderr.write(f"{SERVICE}: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
+    params = StageParams.from_strings(values)
+    result = stage(name, dataset.path, params)
     manifest = json.loads(Path(result.manifest).read_text())
     info = manifest["dataset"]
     dataset.metadata.update({"dataset": name, "licence": info["licence"], "source": info["source"],

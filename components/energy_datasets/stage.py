@@ -27,7 +27,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from pathlib import Path
 from components import __version__
 from components.common import outputs, storage
 from components.common.aoi import EPSG_4326, load_aoi
-from components.common.errors import InvalidParameter, ServiceError
+from components.common.errors import InvalidParameter, ServiceError, from_os_error
 
 from .catalogue import Dataset, RemoteFile, load_catalogue
 from .params import StageParams
@@ -104,12 +103,15 @@ def stage(name: str, dest: str, params: StageParams) -> StageResult:
     target = _join(dest, name)
     local_root = None if storage.is_s3(dest) else Path(dest)
     created = local_root is not None and not local_root.exists()
-    if local_root is not None:
-        local_root.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc)
     try:
-        with tempfile.TemporaryDirectory(prefix=".energy-", dir=local_root) as tmp:
-            stage_dir = Path(tmp) / name
+        if local_root is not None:
+            try:
+                local_root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise from_os_error(exc, f"cannot create output folder {dest}") from None
+        with outputs.work_folder(local_root, ".energy-") as tmp:
+            stage_dir = tmp / name
             stage_dir.mkdir()
             if cds is not None:
                 entries = _write_cds(cds, stage_dir)

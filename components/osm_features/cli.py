@@ -4,7 +4,8 @@
     osm-features serve --input FILE.osm.pbf [--host 127.0.0.1] [--port 8000] ...
     osm-features classes [--dictionary FILE] [--json]
 
-Every bad input is one line on stderr and exit status 2.
+Every failure is one line on stderr and its exit status: 2 for a bad input, 3 when the machine
+fails (disk full), 128 + signal when stopped (the contract of ``components.common.contract``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import sys
 
 from components.common.cli import OneLineParser, run_cli
+from components.common.contract import exit_status
 from components.common.errors import ServiceError
 from components.common.logs import setup_logging
 
@@ -71,22 +73,22 @@ def serve_parser() -> OneLineParser:
 def serve_main(argv: list[str]) -> int:
     args = serve_parser().parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
-    prog = f"{PROG} serve"
-    try:
-        from .web import Limits, serve
+    return exit_status(f"{PROG} serve", lambda: _serve(args))
 
-        if args.max_aoi_km2 <= 0:
-            raise ServiceError(f"invalid value {args.max_aoi_km2!r} for parameter 'max_aoi_km2': "
-                               "allowed a number > 0")
-        if args.max_features < 1:
-            raise ServiceError(f"invalid value {args.max_features!r} for parameter 'max_features': "
-                               "allowed a number >= 1")
-        serve(args.input, args.host, args.port, args.features.split(","), args.dictionary,
-              Limits(args.max_aoi_km2, args.max_features))
-    except ServiceError as e:
-        sys.stderr.write(f"{prog}: error: {e.one_line()}\n")
-        return e.exit_code
-    return 0
+
+def _serve(args) -> None:
+    """Until SIGTERM or SIGINT: the server stops, then the contract reports the signal (status
+    128 + signal, as a pod stopped by Kubernetes)."""
+    from .web import Limits, serve
+
+    if args.max_aoi_km2 <= 0:
+        raise ServiceError(f"invalid value {args.max_aoi_km2!r} for parameter 'max_aoi_km2': "
+                           "allowed a number > 0")
+    if args.max_features < 1:
+        raise ServiceError(f"invalid value {args.max_features!r} for parameter 'max_features': "
+                           "allowed a number >= 1")
+    serve(args.input, args.host, args.port, args.features.split(","), args.dictionary,
+          Limits(args.max_aoi_km2, args.max_features))
 
 
 def classes_main(argv: list[str]) -> int:
@@ -97,13 +99,17 @@ def classes_main(argv: list[str]) -> int:
     p.add_argument("--dictionary", default=None, help="Data dictionary YAML (default: built-in)")
     p.add_argument("--json", action="store_true", help="Print the full definitions as JSON")
     args = p.parse_args(argv)
-    try:
+    loaded = []
+
+    def load():
         from .dictionary import load_dictionary
 
-        d = load_dictionary(args.dictionary)
-    except ServiceError as e:
-        sys.stderr.write(f"{PROG} classes: error: {e.one_line()}\n")
-        return e.exit_code
+        loaded.append(load_dictionary(args.dictionary))
+
+    status = exit_status(f"{PROG} classes", load)
+    if status:
+        return status
+    d = loaded[0]
     if args.json:
         print(json.dumps({"classes": d.describe(), "groups": d.groups}, indent=1))
         return 0

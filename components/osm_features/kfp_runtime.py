@@ -8,26 +8,28 @@ SERVICE = "osm-features"
 
 def execute(input_uri: str, input_path: str, product, quicklook, metrics, values: dict) -> None:
     """Body of the extraction component, importable and testable without KFP's executor."""
+    from components.common.contract import guarded
+    from components.common.logs import setup_logging
+
+    setup_logging()
+    with guarded(SERVICE):
+        _execute(input_uri, input_path, product, quicklook, metrics, values)
+
+
+def _execute(input_uri: str, input_path: str, product, quicklook, metrics, values: dict) -> None:
     import base64
     import html
-    import sys
     from pathlib import Path
 
     from components.common.errors import ServiceError
-    from components.common.logs import setup_logging
     from components.osm_features.params import OsmFeaturesParams
     from components.osm_features.service import run
 
-    setup_logging()
     source = input_uri or input_path
-    try:
-        if not source:
-            raise ServiceError("give input_uri or input_pbf")
-        params = OsmFeaturesParams.from_strings(values)
-        result = run(source, params, product.path)
-    except ServiceError as e:
-        sys.stderr.write(f"{SERVICE}: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
+    if not source:
+        raise ServiceError("give input_uri or input_pbf")
+    params = OsmFeaturesParams.from_strings(values)
+    result = run(source, params, product.path)
     total = sum(result.counts.values())
     product.metadata.update({"product": Path(result.product).name, "stac": Path(result.stac).name,
                              "quicklook": Path(result.quicklook).name, "features": total})
@@ -58,21 +60,17 @@ def _thumbnail(path, size: int = 384) -> bytes:
 def store(product_path: str, destination: str) -> str:
     """Body of the store component."""
     import logging
-    import sys
     from pathlib import Path
 
     from components.common import storage
-    from components.common.errors import ServiceError
+    from components.common.contract import guarded
     from components.common.logs import setup_logging
 
     setup_logging()
     if not destination.strip():
         logging.getLogger(__name__).info("no destination: the product stays in the artifact store")
         return ""
-    try:
+    with guarded(f"{SERVICE} store"):
         storage.check_writable(destination)
         written = storage.publish(Path(product_path), destination.strip())
-    except ServiceError as e:
-        sys.stderr.write(f"{SERVICE} store: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
     return "\n".join(written)

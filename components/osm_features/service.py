@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def run(input_uri: str, params: OsmFeaturesParams, outdir: str) -> OsmFeaturesRe
     if re.search(r"\.(geojson|gpkg|json)$", str(outdir).rstrip("/"), re.IGNORECASE):
         raise ServiceError(f"--output is a folder (or s3:// prefix), not a file name: {outdir} "
                            "(the product is written inside it as <extract>_features.<format>)")
-    with storage.output_folder(outdir) as local_out:
+    with outputs.output_folder(outdir) as local_out:
         return _run(input_uri, params, outdir, local_out, aoi, dictionary)
 
 
@@ -68,8 +67,7 @@ def _run(input_uri, params, outdir, local_out, aoi, dictionary) -> OsmFeaturesRe
     started = dt.datetime.now(dt.timezone.utc)
     steps = Steps(log)
     name = Path(str(input_uri).rstrip("/")).name
-    with tempfile.TemporaryDirectory(prefix=".osm-", dir=local_out) as work:
-        work = Path(work)
+    with outputs.work_folder(local_out, ".osm-") as work:
         with steps.step("fetch input"):
             local_input = storage.fetch_input(input_uri, work / "input")
             if local_input.is_dir():

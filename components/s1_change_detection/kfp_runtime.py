@@ -5,24 +5,27 @@ from __future__ import annotations
 
 
 def execute(input1: str, input2: str, products, quicklook, metrics, values: dict) -> None:
-    import sys
+    """Body of the component, importable and testable without KFP's executor."""
+    from components.common.contract import guarded
+    from components.common.logs import setup_logging
+
+    setup_logging()
+    with guarded("S1-CD"):
+        _execute(input1, input2, products, quicklook, metrics, values)
+
+
+def _execute(input1: str, input2: str, products, quicklook, metrics, values: dict) -> None:
     from pathlib import Path
 
     from components.common.errors import ServiceError
-    from components.common.logs import setup_logging
     from components.s1_change_detection.params import S1CDParams
     from components.s1_change_detection.service import run
     from components.s1_preprocess.kfp_runtime import thumbnail_html
 
-    setup_logging()
-    try:
-        if not input1 or not input2:
-            raise ServiceError("give input1_uri and input2_uri (or the input1/input2 datasets)")
-        params = S1CDParams.from_strings(values)
-        result = run(input1, input2, params, products.path)
-    except ServiceError as e:
-        sys.stderr.write(f"S1-CD: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
+    if not input1 or not input2:
+        raise ServiceError("give input1_uri and input2_uri (or the input1/input2 datasets)")
+    params = S1CDParams.from_strings(values)
+    result = run(input1, input2, params, products.path)
     products.metadata.update({role: Path(p).name for role, p in result.products.items()})
     for key in ("change_percent", "coherence_valid_percent", "temporal_baseline_days"):
         if key in result.metrics:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,8 +68,8 @@ class CDResult:
 
 def run(input1: str, input2: str, params: S1CDParams, outdir: str) -> CDResult:
     aoi, driver, ext, crs = s1.check_common(params)
-    with storage.output_folder(outdir) as local_out, \
-            tempfile.TemporaryDirectory(prefix=".s1cd-", dir=local_out) as work:
+    with outputs.output_folder(outdir) as local_out, \
+            outputs.work_folder(local_out, ".s1cd-") as work:
         return _process(input1, input2, params, outdir, Path(work), aoi, driver, ext, crs)
 
 
@@ -100,6 +99,8 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
         raise ServiceError(f"the pair has no common sub-swath among {', '.join(params.subswaths)} for {pol}")
     images1 = [p1.image(s, pol) for s in swaths]
     grid = geocoding.make_grid(crs, resolution, s1.footprint(images1), aoi)
+    # coherence and both backscatters (float32) geocoded, RGB composites and change mask (7 bytes), and as products
+    outputs.check_output_size(grid.rows, grid.cols, 2 * (3 * 4 + 7), work, parameter="resolution", value=resolution)
     src1 = s1.load_orbit(p1, images1[0], params.orbit)[1]
     log.info("%s + %s: %.1f days, %s, sub-swaths %s, output grid %dx%d", p1.name, p2.name, days, pol,
              ",".join(swaths), grid.cols, grid.rows)

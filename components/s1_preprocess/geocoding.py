@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 
 import numpy as np
 from affine import Affine
@@ -415,9 +416,11 @@ def read_dem(path: str, grid: Grid, row_off: int, col_off: int, height: int, wid
     import rasterio
     from rasterio.warp import Resampling, reproject
 
+    from components.common.readers import open_raster
+
     out = np.full((height, width), np.nan, np.float32)
-    with rasterio.open(path) as src:
-        reproject(rasterio.band(src, 1), out, src_nodata=src.nodata, dst_nodata=np.nan,
+    with open_raster(path, f"DEM file {os.path.basename(path)}") as src, src.guard():
+        reproject(rasterio.band(src.dataset, 1), out, src_nodata=src.nodata, dst_nodata=np.nan,
                   dst_transform=grid.window_transform(row_off, col_off), dst_crs=grid.crs,
                   resampling=Resampling.bilinear)
     return out + np.float32(geoid_height)
@@ -425,8 +428,6 @@ def read_dem(path: str, grid: Grid, row_off: int, col_off: int, height: int, wid
 
 def check_dem(path: str, footprint_lonlat) -> None:
     """ServiceError unless ``path`` is a georeferenced raster overlapping the footprint."""
-    import os
-
     import rasterio
     from rasterio.warp import transform_bounds
     from shapely.geometry import box

@@ -23,25 +23,26 @@ def thumbnail_html(title: str, png: str, rows: dict) -> str:
 
 def execute(kind: str, product_uri: str, input_path: str, product, quicklook, metrics, values: dict) -> None:
     """Body of the components, importable and testable without KFP's executor."""
-    import sys
+    from components.common.contract import guarded
+    from components.common.logs import setup_logging
+
+    setup_logging()
+    with guarded(f"S1-{kind}-preprocess"):
+        _execute(kind, product_uri, input_path, product, quicklook, metrics, values)
+
+
+def _execute(kind: str, product_uri: str, input_path: str, product, quicklook, metrics, values: dict) -> None:
     from pathlib import Path
 
     from components.common.errors import ServiceError
-    from components.common.logs import setup_logging
     from components.s1_preprocess.params import S1GRDParams, S1SLCParams
     from components.s1_preprocess.service import run_grd, run_slc
 
-    setup_logging()
-    prog = f"S1-{kind}-preprocess"
     source = product_uri or input_path
-    try:
-        if not source:
-            raise ServiceError("give product_uri or input_product")
-        params = (S1GRDParams if kind == "GRD" else S1SLCParams).from_strings(values)
-        result = (run_grd if kind == "GRD" else run_slc)(source, params, product.path)
-    except ServiceError as e:
-        sys.stderr.write(f"{prog}: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
+    if not source:
+        raise ServiceError("give product_uri or input_product")
+    params = (S1GRDParams if kind == "GRD" else S1SLCParams).from_strings(values)
+    result = (run_grd if kind == "GRD" else run_slc)(source, params, product.path)
     if not hasattr(result, "product"):  # --engine snap --graph_only: the graph is the output
         product.metadata.update({"graph": Path(result.graph).name})
         Path(quicklook.path).write_text(f"<html><body><p>SNAP graph {Path(result.graph).name}</p></body></html>")

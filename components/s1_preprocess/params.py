@@ -75,6 +75,10 @@ class S1GRDParams(S1CommonParams):
     border_limit: int = param(500, "Border noise: deepest trim in samples (SNAP borderLimit)", minimum=0)
     trim_threshold: float = param(0.5, "Border noise: noise-removed intensity (DN^2) below which border "
                                   "samples are trimmed (SNAP trimThreshold)", minimum=0)
+    min_valid_percent: float = param(
+        0.0, "Fail (exit status 2, no product written) when fewer than this percentage of the output "
+        "pixels are valid; 0 accepts any product, and an empty one is logged as a warning",
+        minimum=0, maximum=100)
 
 
 @dataclass(frozen=True)
@@ -84,3 +88,7 @@ class S1SLCParams(S1CommonParams):
     thermal_noise_removal: bool = param(True, "Subtract the annotated thermal noise (SNAP ThermalNoiseRemoval)")
     subswaths: tuple[str, ...] = param(("IW1", "IW2", "IW3"), "IW sub-swaths to process (ignored for SM)",
                                        choices=("IW1", "IW2", "IW3"))
+    min_valid_percent: float = param(
+        0.0, "Fail (exit status 2, no product written) when fewer than this percentage of the output "
+        "pixels are valid; 0 accepts any product, and an empty one is logged as a warning",
+        minimum=0, maximum=100)

@@ -10,6 +10,11 @@ state vectors and the GRD slant/ground range conversion. What it lacks is added 
 * the TOPS burst list with the valid-sample ranges used by the deburst;
 * the few annotation fields the processing needs (a plain ElementTree read: fast).
 
+Every value read from the metadata (manifest, annotation, calibration and noise XML) is checked
+before use: numbers finite (LUTs > 0, noise >= 0), counts whole, times ISO 8601; a bad one is a
+:class:`ServiceError` naming the file, the element and the value. So is a damaged measurement
+TIFF, whenever a read meets the damage.
+
 A product is opened from a ``.SAFE`` folder or a ``.zip`` (extracted with path checks into the
 work folder). Everything a user can get wrong is a :class:`ServiceError` with one line.
 """
@@ -29,7 +34,9 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from components.common.errors import ServiceError
+from components.common.errors import _ENVIRONMENT_ERRNOS, ServiceError
+from components.common.metadata import XmlValues
+from components.common.readers import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,9 @@ IPF_AZIMUTH_NOISE = 2.90
 IPF_BORDER_MASKED = 2.90
 
 SPEED_OF_LIGHT = 299_792_458.0
+RELATIVE_ORBITS = 175  # Sentinel-1 relative orbits are numbered 1..175
+SAFE_NS = "http://www.esa.int/safe/sentinel-1.0"
+S1SARL1_NS = "http://www.esa.int/safe/sentinel-1.0/sentinel-1/sar/level-1"
 ONE_SECOND = np.timedelta64(1_000_000_000, "ns")
 
 _NAME_RE = re.compile(r"^(S1[A-D])_(IW|EW|S[1-6]|WV)_(GRD[HMF]?|SLC)_.")
@@ -94,37 +104,37 @@ class Image:
         prod = root.find("generalAnnotation/productInformation")
         if info is None or prod is None:
             raise ServiceError(f"corrupt annotation {self.annotation.name}: no imageInformation")
-        self.lines = int(_text(info, "numberOfLines"))
-        self.samples = int(_text(info, "numberOfSamples"))
-        self.first_line_time = np.datetime64(_text(info, "productFirstLineUtcTime"), "ns")
-        self.last_line_time = np.datetime64(_text(info, "productLastLineUtcTime"), "ns")
-        self.azimuth_time_interval = float(_text(info, "azimuthTimeInterval"))
-        self.range_pixel_spacing = float(_text(info, "rangePixelSpacing"))
-        self.azimuth_pixel_spacing = float(_text(info, "azimuthPixelSpacing"))
-        self.slant_range_time = float(_text(info, "slantRangeTime"))
-        self.incidence_mid = float(_text(info, "incidenceAngleMidSwath"))
-        self.range_sampling_rate = float(_text(prod, "rangeSamplingRate"))
-        self.radar_frequency = float(_text(prod, "radarFrequency"))
-        self.projection = _text(prod, "projection")
-        steering = prod.find("azimuthSteeringRate")
-        self.azimuth_steering_rate = float(steering.text) if steering is not None else 0.0
-        self.bursts, self.lines_per_burst, self.samples_per_burst = _bursts(root)
+        v = self.values = XmlValues(root, self.annotation.name, product.name)
+        self.lines = v.integer("numberOfLines", within=info, minimum=1)
+        self.samples = v.integer("numberOfSamples", within=info, minimum=1)
+        self.first_line_time = v.time64("productFirstLineUtcTime", within=info)
+        self.last_line_time = v.time64("productLastLineUtcTime", within=info)
+        if self.last_line_time < self.first_line_time:
+            raise v.error("productLastLineUtcTime", v.text("productLastLineUtcTime", within=info),
+                          "is before productFirstLineUtcTime")
+        self.azimuth_time_interval = v.number("azimuthTimeInterval", within=info, positive=True)
+        self.range_pixel_spacing = v.number("rangePixelSpacing", within=info, positive=True)
+        self.azimuth_pixel_spacing = v.number("azimuthPixelSpacing", within=info, positive=True)
+        self.slant_range_time = v.number("slantRangeTime", within=info, positive=True)
+        self.incidence_mid = v.number("incidenceAngleMidSwath", within=info, minimum=0, maximum=90)
+        self.range_sampling_rate = v.number("rangeSamplingRate", within=prod, positive=True)
+        self.radar_frequency = v.number("radarFrequency", within=prod, positive=True)
+        self.projection = v.text("projection", within=prod)
+        self.azimuth_steering_rate = v.number("azimuthSteeringRate", False, within=prod) or 0.0
+        self.bursts, self.lines_per_burst, self.samples_per_burst = _bursts(v)
 
     # -- pixels ------------------------------------------------------------------------------
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
-        """The measurement window: uint16 DN (GRD) or complex64 (SLC)."""
-        import rasterio
+        """The measurement window: uint16 DN (GRD) or complex64 (SLC). A damaged TIFF is a
+        ServiceError naming it, whichever read meets the damage."""
         from rasterio.windows import Window
 
-        try:
-            with _quiet_rasterio(), rasterio.open(self.measurement) as ds:
-                if (ds.height, ds.width) != (self.lines, self.samples):
-                    raise ServiceError(f"measurement {self.measurement.name} is {ds.width}x{ds.height} but "
-                                       f"its annotation says {self.samples}x{self.lines}")
-                return ds.read(1, window=Window(col_off, row_off, width, height))
-        except rasterio.errors.RasterioError as e:
-            raise ServiceError(f"cannot read measurement {self.measurement.name}: {_one_line(e)}") from None
+        with _quiet_rasterio(), open_raster(self.measurement, f"{self.measurement.name} in {self.product.name}") as ds:
+            if (ds.height, ds.width) != (self.lines, self.samples):
+                raise ServiceError(f"measurement {self.measurement.name} is {ds.width}x{ds.height} but "
+                                   f"its annotation says {self.samples}x{self.lines}")
+            return ds.read(1, window=Window(col_off, row_off, width, height))
 
     # -- metadata that xarray-sentinel parses ------------------------------------------------
 
@@ -133,6 +143,7 @@ class Image:
         """The calibration LUTs (xarray Dataset: sigmaNought, betaNought, gamma, dn on line x pixel)."""
         from xarray_sentinel import sentinel1
 
+        _check_calibration(self.calibration_file, self.product.name)
         try:
             return sentinel1.open_calibration_dataset(str(self.calibration_file), attrs={})
         except ServiceError:
@@ -146,6 +157,7 @@ class Image:
         """The geolocation grid (xarray Dataset on azimuth_time x slant_range_time, with line/pixel)."""
         from xarray_sentinel import sentinel1
 
+        _check_geolocation_grid(self.values)
         try:
             return sentinel1.open_gcp_dataset(str(self.annotation), attrs={})
         except Exception as e:
@@ -156,7 +168,11 @@ class Image:
         """Annotation orbit state vectors (xarray Dataset: position, velocity on axis x azimuth_time)."""
         from xarray_sentinel import sentinel1
 
-        return sentinel1.open_orbit_dataset(str(self.annotation), attrs={})
+        _check_orbit(self.values)
+        try:
+            return sentinel1.open_orbit_dataset(str(self.annotation), attrs={})
+        except Exception as e:
+            raise ServiceError(f"corrupt orbit state vectors in {self.annotation.name}: {_one_line(e)}") from None
 
     @functools.cached_property
     def coordinate_conversion(self):
@@ -165,13 +181,19 @@ class Image:
 
         if self.projection != "Ground Range":
             return None
-        return sentinel1.open_coordinate_conversion_dataset(str(self.annotation), attrs={})
+        _check_coordinate_conversion(self.values)
+        try:
+            return sentinel1.open_coordinate_conversion_dataset(str(self.annotation), attrs={})
+        except Exception as e:
+            raise ServiceError(f"corrupt slant/ground range conversion in {self.annotation.name}: "
+                               f"{_one_line(e)}") from None
 
     # -- metadata parsed here ----------------------------------------------------------------
 
     @functools.cached_property
     def noise_range(self) -> NoiseRange | None:
         root = _parse_xml(self.noise_file)
+        v = XmlValues(root, self.noise_file.name, self.product.name)
         vectors = root.findall("noiseRangeVectorList/noiseRangeVector")
         lut_tag = "noiseRangeLut"
         if not vectors:  # IPF < 2.9 layout
@@ -180,31 +202,30 @@ class Image:
         if not vectors:
             return None
         lines, pixels, luts = [], [], []
-        for v in vectors:
-            lines.append(int(_text(v, "line")))
-            pixels.append(np.array(_text(v, "pixel").split(), dtype=np.float64))
-            luts.append(np.array(_text(v, lut_tag).split(), dtype=np.float64))
-            if pixels[-1].size != luts[-1].size or pixels[-1].size == 0:
-                raise ServiceError(f"corrupt noise annotation {self.noise_file.name}: pixel and LUT counts differ")
+        for vec in vectors:
+            lines.append(v.integer("line", within=vec))
+            pixels.append(v.numbers("pixel", within=vec, integer=True).astype(np.float64))
+            luts.append(v.numbers(lut_tag, within=vec, nonnegative=True, count=pixels[-1].size))
         return NoiseRange(np.array(lines, np.float64), pixels, luts)
 
     @functools.cached_property
     def noise_azimuth(self) -> list[NoiseAzimuthBlock]:
         root = _parse_xml(self.noise_file)
+        v = XmlValues(root, self.noise_file.name, self.product.name)
         blocks = []
-        for v in root.findall("noiseAzimuthVectorList/noiseAzimuthVector"):
-            lines = np.array(_text(v, "line").split(), dtype=np.float64)
-            lut = np.array(_text(v, "noiseAzimuthLut").split(), dtype=np.float64)
-            if lines.size != lut.size or lines.size == 0:
-                raise ServiceError(f"corrupt noise annotation {self.noise_file.name}: azimuth line and LUT "
-                                   f"counts differ")
-            swath = v.findtext("swath") or self.swath
+        for vec in root.findall("noiseAzimuthVectorList/noiseAzimuthVector"):
+            lines = v.numbers("line", within=vec, integer=True).astype(np.float64)
+            lut = v.numbers("noiseAzimuthLut", within=vec, nonnegative=True, count=lines.size)
+            swath = v.text("swath", False, within=vec) or self.swath
             # SLC vectors may omit the rectangle: then it is the whole image
-            first_line = int(v.findtext("firstAzimuthLine") or 0)
-            last_line = int(v.findtext("lastAzimuthLine") or self.lines - 1)
-            first_sample = int(v.findtext("firstRangeSample") or 0)
-            last_sample = int(v.findtext("lastRangeSample") or self.samples - 1)
-            blocks.append(NoiseAzimuthBlock(swath, first_line, last_line, first_sample, last_sample, lines, lut))
+            first_line = v.integer("firstAzimuthLine", False, within=vec)
+            last_line = v.integer("lastAzimuthLine", False, within=vec)
+            first_sample = v.integer("firstRangeSample", False, within=vec)
+            last_sample = v.integer("lastRangeSample", False, within=vec)
+            blocks.append(NoiseAzimuthBlock(swath, 0 if first_line is None else first_line,
+                                            self.lines - 1 if last_line is None else last_line,
+                                            0 if first_sample is None else first_sample,
+                                            self.samples - 1 if last_sample is None else last_sample, lines, lut))
         return blocks
 
     @property
@@ -229,6 +250,21 @@ class S1Product:
         if not manifest.is_file():
             raise ServiceError(f"not a Sentinel-1 SAFE product: {source} has no manifest.safe")
         try:
+            root = ElementTree.parse(manifest).getroot()
+        except (ElementTree.ParseError, OSError) as e:
+            raise ServiceError(f"corrupt manifest.safe in {source}: {_one_line(e)}") from None
+        self.manifest_values = mv = XmlValues(root, "manifest.safe", self.name)
+        # checked here: xarray-sentinel would read a bad number as "not a Sentinel-1 product"
+        for tag, low, high in ((f"{{{SAFE_NS}}}orbitNumber", 1, None),
+                               (f"{{{SAFE_NS}}}relativeOrbitNumber", 1, RELATIVE_ORBITS),
+                               (f"{{{S1SARL1_NS}}}missionDataTakeID", 0, None)):
+            for el in root.findall(f".//{tag}"):
+                mv.integer(tag, el=el, minimum=low, maximum=high)
+        self.start_time = mv.time64(f"{{{SAFE_NS}}}startTime")
+        self.stop_time = mv.time64(f"{{{SAFE_NS}}}stopTime")
+        if self.stop_time < self.start_time:
+            raise mv.error("stopTime", mv.text(f"{{{SAFE_NS}}}stopTime"), "is before startTime")
+        try:
             attrs, files = esa_safe.parse_manifest_sentinel1.__wrapped__(str(manifest))
         except ValueError as e:
             raise ServiceError(f"not a Sentinel-1 product: {source} ({_one_line(e)})") from None
@@ -241,9 +277,8 @@ class S1Product:
         self.relative_orbit = int(attrs["relative_orbit_number"])
         self.absolute_orbit = int(attrs["orbit_number"])
         self.orbit_pass = attrs["pass"]
-        self.start_time = np.datetime64(attrs["start_time"], "ns")
-        self.stop_time = np.datetime64(attrs["stop_time"], "ns")
-        self.ipf_version = _ipf_version(manifest)
+        self.ipf_version = _ipf_version(mv)
+        self.footprint_lonlat  # noqa: B018 - checked now, whatever uses it later
         self._files: dict[tuple[str, str], dict[str, Path]] = {}
         kinds = {"s1Level1ProductSchema": "annotation", "s1Level1CalibrationSchema": "calibration",
                  "s1Level1NoiseSchema": "noise", "s1Level1MeasurementSchema": "measurement"}
@@ -297,17 +332,23 @@ class S1Product:
                                f"{', '.join(available) or 'none'}")
         return pol
 
-    @property
+    @functools.cached_property
     def footprint_lonlat(self):
-        """The manifest footprint as a shapely Polygon in lon/lat."""
+        """The manifest footprint as a shapely Polygon in lon/lat (checked when the product opens)."""
         import shapely
 
-        text = ElementTree.parse(self.path / "manifest.safe").getroot().findtext(
-            ".//{http://www.opengis.net/gml}coordinates")
-        if not text:
-            raise ServiceError(f"corrupt manifest.safe in {self.name}: no footprint")
-        pts = [tuple(float(v) for v in p.split(",")) for p in text.split()]
-        return shapely.Polygon([(lon, lat) for lat, lon in pts])
+        mv = self.manifest_values
+        tag = "{http://www.opengis.net/gml}coordinates"
+        text = mv.text(tag)
+        pts = []
+        for pair in text.split():
+            lat, _, lon = pair.partition(",")
+            pts.append((mv.number(tag, value=lon, minimum=-180, maximum=180),
+                        mv.number(tag, value=lat, minimum=-90, maximum=90)))
+        polygon = shapely.Polygon(pts) if len(pts) >= 3 else None
+        if polygon is None or polygon.area == 0:
+            raise mv.error(tag, text, "is not a footprint (at least three lat,lon points enclosing an area)")
+        return polygon
 
     @property
     def sensing_time(self) -> dt.datetime:
@@ -348,7 +389,9 @@ def open_product(path: Path, workdir: Path, *, expect: str | None = None) -> S1P
 
 
 def _extract(archive: Path, workdir: Path) -> Path:
-    """Extract the SAFE folder of a zip, refusing members that would land outside ``workdir``."""
+    """Extract the SAFE folder of a zip, refusing members that would land outside ``workdir``;
+    ``zipfile`` checks each member's CRC as it is copied."""
+    member = None
     try:
         with zipfile.ZipFile(archive) as zf:
             names = zf.namelist()
@@ -367,11 +410,20 @@ def _extract(archive: Path, workdir: Path) -> Path:
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
+                member = info.filename
                 with zf.open(info) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst, 8 << 20)
     except ServiceError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, zlib_error()) as e:
+    except (zipfile.BadZipFile, EOFError, zlib_error()) as e:
+        if member is not None:
+            why = "its CRC-32 does not match" if "crc" in str(e).lower() else _one_line(e)
+            raise ServiceError(f"corrupt zip archive {archive.name}: member {Path(member).name} is damaged "
+                               f"({why})") from None
+        raise ServiceError(f"corrupt zip archive {archive.name}: {_one_line(e)}") from None
+    except OSError as e:
+        if e.errno in _ENVIRONMENT_ERRNOS:
+            raise  # a full disk while extracting: the contract reports the environment
         raise ServiceError(f"corrupt zip archive {archive.name}: {_one_line(e)}") from None
     manifest = manifests[0]
     return root / (manifest[: -len("/manifest.safe")] if "/" in manifest else "")
@@ -394,33 +446,81 @@ def _parse_xml(path: Path) -> ElementTree.Element:
         raise ServiceError(f"cannot read {Path(path).name}: {e.strerror or e}") from None
 
 
-def _text(node: ElementTree.Element, tag: str) -> str:
-    value = node.findtext(tag)
-    if value is None:
-        raise ServiceError(f"corrupt annotation: element {tag} missing")
-    return value.strip()
-
-
-def _bursts(root: ElementTree.Element) -> tuple[list[Burst], int, int]:
-    timing = root.find("swathTiming")
+def _bursts(v: XmlValues) -> tuple[list[Burst], int, int]:
+    timing = v.root.find("swathTiming")
     if timing is None:
         return [], 0, 0
-    lines = int(timing.findtext("linesPerBurst") or 0)
-    samples = int(timing.findtext("samplesPerBurst") or 0)
+    lines = v.integer("linesPerBurst", False, within=timing, minimum=0) or 0
+    samples = v.integer("samplesPerBurst", False, within=timing, minimum=0) or 0
     bursts = []
     for b in timing.findall("burstList/burst"):
-        bursts.append(Burst(np.datetime64(_text(b, "azimuthTime"), "ns"),
-                            np.array(_text(b, "firstValidSample").split(), dtype=np.int64),
-                            np.array(_text(b, "lastValidSample").split(), dtype=np.int64)))
+        first = v.numbers("firstValidSample", within=b, integer=True, count=lines or None)
+        last = v.numbers("lastValidSample", within=b, integer=True, count=first.size)
+        bursts.append(Burst(v.time64("azimuthTime", within=b), first, last))
     return bursts, lines, samples
 
 
-def _ipf_version(manifest: Path) -> float:
-    text = manifest.read_text(errors="replace")
-    m = re.search(r'<safe:software[^>]*name="Sentinel-1 IPF"[^>]*version="([0-9.]+)"', text)
-    if not m:
-        m = re.search(r'<safe:software[^>]*version="([0-9.]+)"[^>]*name="Sentinel-1 IPF"', text)
-    return float(m.group(1)) if m else 0.0
+def _ipf_version(mv: XmlValues) -> float:
+    """The IPF version of the manifest (0.0 when it names none)."""
+    for el in mv.root.findall(f".//{{{SAFE_NS}}}software"):
+        if el.get("name") == "Sentinel-1 IPF":
+            text = (el.get("version") or "").strip()
+            if not re.fullmatch(r"\d{1,3}(\.\d{1,3})?", text):
+                raise mv.error("software version", text, "is not a Sentinel-1 IPF version (such as 003.40)")
+            return float(text)
+    return 0.0
+
+
+def _check_calibration(path: Path, product: str) -> None:
+    """Every calibration vector: time, line, whole pixels, and LUTs of finite values > 0."""
+    v = XmlValues(_parse_xml(path), path.name, product)
+    vectors = v.root.findall("calibrationVectorList/calibrationVector")
+    if not vectors:
+        raise v.missing("calibrationVector")
+    for vec in vectors:
+        v.time64("azimuthTime", within=vec)
+        v.integer("line", within=vec)
+        pixels = v.numbers("pixel", within=vec, integer=True)
+        for tag in ("sigmaNought", "betaNought", "gamma", "dn"):
+            if vec.find(tag) is not None:
+                v.numbers(tag, within=vec, positive=True, count=pixels.size)
+
+
+def _check_geolocation_grid(v: XmlValues) -> None:
+    points = v.root.findall("geolocationGrid/geolocationGridPointList/geolocationGridPoint")
+    if len(points) < 4:
+        raise ServiceError(f"{v.where}: the geolocation grid has {len(points)} points, at least 4 expected")
+    for pt in points:
+        v.time64("azimuthTime", within=pt)
+        v.number("slantRangeTime", within=pt, positive=True)
+        v.integer("line", within=pt)
+        v.integer("pixel", within=pt)
+        v.number("latitude", within=pt, minimum=-90, maximum=90)
+        v.number("longitude", within=pt, minimum=-180, maximum=180)
+        v.number("height", within=pt)
+        for tag in ("incidenceAngle", "elevationAngle"):
+            v.number(tag, False, within=pt)
+
+
+def _check_orbit(v: XmlValues) -> None:
+    vectors = v.root.findall("generalAnnotation/orbitList/orbit")
+    if len(vectors) < 2:
+        raise ServiceError(f"{v.where}: {len(vectors)} orbit state vectors, at least 2 expected")
+    for orb in vectors:
+        v.time64("time", within=orb)
+        for part in ("position", "velocity"):
+            for axis in "xyz":
+                v.number(f"{part}/{axis}", within=orb)
+
+
+def _check_coordinate_conversion(v: XmlValues) -> None:
+    for cc in v.root.findall("coordinateConversion/coordinateConversionList/coordinateConversion"):
+        v.time64("azimuthTime", within=cc)
+        v.number("slantRangeTime", within=cc, positive=True)
+        v.number("sr0", within=cc)
+        v.numbers("srgrCoefficients", within=cc)
+        v.number("gr0", within=cc)
+        v.numbers("grsrCoefficients", within=cc)
 
 
 def _to_datetime(t: np.datetime64) -> dt.datetime:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from components.common.aoi import AoI, aoi_mask, load_aoi, require_overlap
 from components.common.errors import ServiceError
 from components.common.landmask import LandSeaMask
 from components.common.logs import Progress, Steps
+from components.common.readers import open_raster
 
 from . import filters, geocoding, radar, snap_graphs
 from .params import S1CommonParams, S1GRDParams, S1SLCParams
@@ -91,9 +91,8 @@ def check_common(params: S1CommonParams):
 
 def _run(service: str, kind: str, input_uri: str, params, outdir: str) -> S1Result:
     aoi, driver, ext, crs = check_common(params)
-    with storage.output_folder(outdir) as local_out, \
-            tempfile.TemporaryDirectory(prefix=".s1p-", dir=local_out) as work:
-        return _process(service, kind, input_uri, params, outdir, Path(work), aoi, driver, ext, crs)
+    with outputs.output_folder(outdir) as local_out, outputs.work_folder(local_out, ".s1p-") as work:
+        return _process(service, kind, input_uri, params, outdir, work, aoi, driver, ext, crs)
 
 
 def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, ext, crs) -> S1Result:
@@ -120,9 +119,13 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
     grid = geocoding.make_grid(crs, resolution, footprint(images), aoi)
     log.info("%s: %s %s IPF %.2f, %s, output grid %dx%d in %s", product.name, product.product_type,
              product.mode, product.ipf_version, pol, grid.cols, grid.rows, grid.crs.to_string())
+    # the geocoded raster and the product (float32), and the radar images at most whole and multilooked
+    radar_bytes = 4 * sum(im.lines * im.samples // math.prod(looks_for(im, resolution)) for im in images)
+    outputs.check_output_size(grid.rows, grid.cols, 2 * 4, work, parameter="resolution", value=resolution,
+                              extra_bytes=radar_bytes)
     sources = []
     for image in images:
-        with steps.step(f"radar processing {image.swath}"):
+        with steps.step(f"radar processing {image.swath}"), outputs.writing(work / f"radar_{image.swath}.tif"):
             src = radar_source(product, image, params, grid, resolution, work, kind)
         if src is not None:
             sources.append(src)
@@ -131,10 +134,11 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
     assembled = work / "assembled.tif"
     landsea = LandSeaMask(grid.crs, grid.transform, grid.shape, params.landseamask, params.landseamask_tolerance,
                           params.dem) if params.landseamask != "None" else None
-    with steps.step("geocode"):
+    with steps.step("geocode"), outputs.writing(assembled):
         metrics = geocode(sources, grid, assembled, db=params.calibration.endswith("DB"), aoi=aoi,
                           landsea=landsea, dem=params.dem, dem_geoid_height=params.dem_geoid_height,
                           band=f"{params.calibration}_{pol}")
+    outputs.check_valid(metrics, params.min_valid_percent, product.name)
     metrics.update({"geocoding": "range-Doppler terrain correction" if params.dem else "ellipsoid (geolocation grid)",
                     "orbit": orbit_source + (" (used by the terrain correction)" if params.dem else
                                              " (not needed: ellipsoid geocoding uses the geolocation grid)"),
@@ -250,7 +254,7 @@ def radar_source(product, image: Image, params, grid, resolution, work: Path, ki
 
 
 def _dem_height_range(dem: str, geoid: float) -> tuple[float, float]:
-    with rasterio.open(dem) as src:
+    with open_raster(dem, f"DEM file {Path(dem).name}") as src:
         data = src.read(1, out_shape=(min(src.height, 512), min(src.width, 512)), masked=True)
     if data.count() == 0:
         return 0.0, 1000.0

@@ -6,24 +6,15 @@ from __future__ import annotations
 SERVICE = "S2-CD"
 
 
-def _fail(message: str) -> None:
-    import sys
-
-    sys.stderr.write(f"{SERVICE}: error: {message}\n")
-    raise SystemExit(2)
-
-
 def check_names(product1: str, product2: str) -> str:
     """The tile both product names carry; exit 2 when they name different tiles."""
-    from components.common.errors import ServiceError
+    from components.common.contract import guarded
     from components.common.logs import setup_logging
     from components.s2_change_detection.inputs import check_tile_names
 
     setup_logging()
-    try:
+    with guarded(SERVICE):
         return check_tile_names(product1, product2)
-    except ServiceError as e:
-        _fail(e.one_line())
 
 
 def _thumbnail(path: str, size: int = 256) -> str:
@@ -41,23 +32,27 @@ def _thumbnail(path: str, size: int = 256) -> str:
 
 def execute(input1: str, input2: str, change, quicklook, report, metrics, values: dict) -> None:
     """Body of the change-detection component, importable and testable without KFP's executor."""
+    from components.common.contract import guarded
+    from components.common.logs import setup_logging
+
+    setup_logging()
+    with guarded(SERVICE):
+        _execute(input1, input2, change, quicklook, report, metrics, values)
+
+
+def _execute(input1: str, input2: str, change, quicklook, report, metrics, values: dict) -> None:
     import html
     from pathlib import Path
 
     from components.common.errors import ServiceError
-    from components.common.logs import setup_logging
     from components.s2_change_detection.params import S2ChangeParams
     from components.s2_change_detection.rendering import class_colour
     from components.s2_change_detection.service import run
 
-    setup_logging()
-    try:
-        if not input1 or not input2:
-            raise ServiceError("give input1_uri or input1, and input2_uri or input2")
-        params = S2ChangeParams.from_strings(values)
-        result = run(input1, input2, params, change.path)
-    except ServiceError as e:
-        _fail(e.one_line())
+    if not input1 or not input2:
+        raise ServiceError("give input1_uri or input1, and input2_uri or input2")
+    params = S2ChangeParams.from_strings(values)
+    result = run(input1, input2, params, change.path)
     change.metadata.update({"product": Path(result.product).name, "cva": Path(result.cva).name,
                             "stac": Path(result.stac).name, "report": Path(result.report).name,
                             **result.metrics})

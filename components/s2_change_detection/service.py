@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +82,7 @@ def run(input1: str, input2: str, params: S2ChangeParams, outdir: str) -> CDResu
     aoi = load_aoi(params.aoi) if params.aoi else None
     driver, ext = outputs.resolve_format(params.output_format)
     crs = target_crs(params.projection)
-    with storage.output_folder(outdir) as local_out:
+    with outputs.output_folder(outdir) as local_out:
         return _run(input1, input2, params, outdir, local_out, aoi, driver, ext, crs)
 
 
@@ -91,8 +90,7 @@ def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_ou
          aoi: AoI | None, driver: str, ext: str, crs: CRS | None) -> CDResult:
     started = dt.datetime.now(dt.timezone.utc)
     steps = Steps(log)
-    with tempfile.TemporaryDirectory(prefix=".s2cd-", dir=local_out) as work:
-        work = Path(work)
+    with outputs.work_folder(local_out, ".s2cd-") as work:
         with steps.step("fetch and check inputs"):
             pair = [identify(role, uri, _fetch(role, uri, work)) for role, uri in (("input1", input1), ("input2", input2))]
             check_pair(pair[0], pair[1], params.bands, params.resolution, aoi)
@@ -110,6 +108,9 @@ def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_ou
             stacks.append(Path(result.product))
             pre_metrics[item.role] = result.metrics
         grid = common_grid(stacks[0], stacks[1], params.resolution, aoi)
+        # the CVA magnitude (float32) and the classes (uint8), temporary and as products
+        outputs.check_output_size(grid.rows, grid.cols, 2 * (4 + 1), work, parameter="resolution",
+                                  value=params.resolution)
         log.info("common grid: %d x %d px of %g in %s", grid.cols, grid.rows, grid.resolution, grid.crs)
         use_scl = all(p.kind == "product" and p.level == "L2A" for p in pair)
         classes_tif, cva_tif = work / "classes.tif", work / "cva.tif"

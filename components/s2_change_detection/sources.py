@@ -14,6 +14,7 @@ from rasterio.windows import Window
 
 from components.common.aoi import AoI, aoi_mask
 from components.common.errors import ServiceError
+from components.common.readers import open_raster
 from components.common.sentinel2 import NODATA_DN, Grid, S2Product
 from components.s2_preprocess.sampling import SourceRaster, Strip
 
@@ -62,7 +63,7 @@ class StackReader:
     def __init__(self, path: Path, bands: tuple[str, ...], grid: Grid):
         from components.common.sentinel2 import normalise_band
 
-        self.ds = rasterio.open(path)
+        self.ds = open_raster(path)
         names = [normalise_band(d) if d else "" for d in self.ds.descriptions]
         self.indexes = [names.index(b) + 1 for b in bands]
         self.scale = np.array([self.ds.scales[i - 1] for i in self.indexes], np.float32)[:, None, None]
@@ -80,14 +81,15 @@ class StackReader:
         self.vrt = None
         if not same:
             coarser = grid.resolution > max(abs(t.a), abs(t.e)) * (1 + EPS)
-            self.vrt = WarpedVRT(self.ds, crs=grid.crs, transform=grid_transform(grid), width=grid.cols,
+            self.vrt = WarpedVRT(self.ds.dataset, crs=grid.crs, transform=grid_transform(grid), width=grid.cols,
                                  height=grid.rows, nodata=self.nodata,
                                  resampling=Resampling.average if coarser else Resampling.nearest)
 
     def read(self, row0: int, row1: int) -> tuple[np.ndarray, np.ndarray]:
         """(reflectance float32 (bands, rows, cols), data mask (rows, cols))."""
         if self.vrt is not None:
-            dn = self.vrt.read(self.indexes, window=Window(0, row0, self.grid.cols, row1 - row0))
+            with self.ds.guard():
+                dn = self.vrt.read(self.indexes, window=Window(0, row0, self.grid.cols, row1 - row0))
         else:
             dn = self._read_clipped(self.offset_rc[0] + row0, self.offset_rc[1], row1 - row0, self.grid.cols)
         has_data = (dn != self.nodata).all(axis=0)
@@ -120,7 +122,7 @@ class SclReader:
 
     def __init__(self, product: S2Product, grid: Grid):
         rel, res = product.band_source("SCL", grid.resolution)
-        self.source = SourceRaster(product.gdal_path(rel), product.grids[res])
+        self.source = SourceRaster(product.gdal_path(rel), product.grids[res], label=product.label(rel))
         self.grid = grid
 
     def read(self, row0: int, row1: int) -> np.ndarray:

@@ -22,24 +22,26 @@ def html_page(title: str, png: str, rows: dict) -> str:
 
 def execute(input_uri: str, input_path: str, composites, quicklook, metrics, values: dict) -> None:
     """Body of the component, importable and testable without KFP's executor."""
-    import sys
+    from components.common.contract import guarded
+    from components.common.logs import setup_logging
+
+    setup_logging()
+    with guarded("monthlycomposite"):
+        _execute(input_uri, input_path, composites, quicklook, metrics, values)
+
+
+def _execute(input_uri: str, input_path: str, composites, quicklook, metrics, values: dict) -> None:
     from pathlib import Path
 
     from components.common.errors import ServiceError
-    from components.common.logs import setup_logging
     from components.s2_harmonization.params import MonthlyCompositeParams
     from components.s2_harmonization.service import run
 
-    setup_logging()
     source = input_uri or input_path
-    try:
-        if not source:
-            raise ServiceError("give input_uri or input_data")
-        params = MonthlyCompositeParams.from_strings(values)
-        result = run(source, params, composites.path)
-    except ServiceError as e:
-        sys.stderr.write(f"monthlycomposite: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
+    if not source:
+        raise ServiceError("give input_uri or input_data")
+    params = MonthlyCompositeParams.from_strings(values)
+    result = run(source, params, composites.path)
     composites.metadata.update({"composites": [Path(p).name for p in result.composites],
                                 "stac": Path(result.stac).name, **result.metrics})
     for key, value in result.metrics.items():

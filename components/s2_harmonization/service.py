@@ -20,7 +20,6 @@ import contextlib
 import datetime as dt
 import logging
 import math
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +30,11 @@ from rasterio.windows import Window
 
 from components import __version__
 from components.common import outputs, storage
+from components.common.contract import uninterrupted
 from components.common.cpus import usable_cpus
 from components.common.errors import ServiceError
 from components.common.logs import Progress, Steps
+from components.common.readers import open_raster
 from components.timesen2crop.legend import BAND_WAVELENGTH_NM, BANDS, normalise_band, season_months
 
 from .inventory import Acquisition, pair
@@ -85,7 +86,7 @@ class BoaBands:
 
 
 def run(input_dir: str, params: MonthlyCompositeParams, output_dir: str) -> CompositeResult:
-    with storage.output_folder(output_dir) as local_out:
+    with outputs.output_folder(output_dir) as local_out:
         return _run(input_dir, params, output_dir, local_out)
 
 
@@ -107,6 +108,12 @@ def boa_bands(ds, name: str) -> BoaBands:
                            "that order")
     scales = np.array([ds.scales[i - 1] for i in indexes], np.float64)
     offsets = np.array([ds.offsets[i - 1] for i in indexes], np.float64)
+    for what, values, ok in (("scale", scales, np.isfinite(scales) & (scales > 0)),
+                             ("offset", offsets, np.isfinite(offsets))):
+        if not ok.all():
+            k = int(np.flatnonzero(~ok)[0])
+            raise ServiceError(f"REFBOA/{name}: band {BANDS[k]} has {what} {float(values[k])!r}: a finite number"
+                               f"{' > 0' if what == 'scale' else ''} is needed")
     # scale 1: DNs already are reflectance x 10000 (an offset is then in DN); otherwise DN * scale +
     # offset is reflectance.
     reflective = ~np.isclose(scales, 1.0)
@@ -122,16 +129,12 @@ def _check_inputs(acqs: list[Acquisition]) -> tuple[Grid, dict[Path, BoaBands]]:
     bands: dict[Path, BoaBands] = {}
     for a in acqs:
         for img, folder in ((a.boa, "REFBOA"), (a.lai, "LAI")):
-            try:
-                with rasterio.open(img.path) as ds:
-                    g = _grid(ds)
-                    if folder == "REFBOA":
-                        bands[img.path] = boa_bands(ds, img.path.name)
-                    elif ds.count < 1:
-                        raise ServiceError(f"LAI/{img.path.name} has no band")
-            except rasterio.errors.RasterioIOError as e:
-                raise ServiceError(f"{folder}/{img.path.name} is not a readable GeoTIFF: "
-                                   f"{' '.join(str(e).split())}") from None
+            with open_raster(img.path, f"{folder}/{img.path.name}") as ds:
+                g = _grid(ds)
+                if folder == "REFBOA":
+                    bands[img.path] = boa_bands(ds, img.path.name)
+                elif ds.count < 1:
+                    raise ServiceError(f"LAI/{img.path.name} has no band")
             if grid is None:
                 grid, first = g, f"{folder}/{img.path.name}"
             elif not g.same(grid):
@@ -152,8 +155,10 @@ def _composite_rows(pool: ThreadPoolExecutor, workers: int, boa: np.ndarray, lai
     release the GIL), joined back into the block."""
     rows = boa.shape[1]
     step = -(-rows // workers)
-    parts = list(pool.map(lambda r: composite_block(boa[:, r:r + step], lai[r:r + step], boa_nd[r:r + step],
-                                                    lai_nd[r:r + step]), range(0, rows, step)))
+    with uninterrupted():  # map starts the workers: all registered before a stop takes effect
+        results = pool.map(lambda r: composite_block(boa[:, r:r + step], lai[r:r + step], boa_nd[r:r + step],
+                                                     lai_nd[r:r + step]), range(0, rows, step))
+    parts = list(results)
     return np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=0)
 
 
@@ -165,8 +170,9 @@ def _composite_month(acqs: list[Acquisition], bands: dict[Path, BoaBands], grid:
     with contextlib.ExitStack() as stack, rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=256):
         workers = usable_cpus()
         pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="median"))
-        boas = [stack.enter_context(rasterio.open(a.boa.path)) for a in acqs]
-        lais = [stack.enter_context(rasterio.open(a.lai.path)) for a in acqs]
+        # reads of damaged inputs end in one line naming the file (components.common.readers)
+        boas = [stack.enter_context(open_raster(a.boa.path, f"REFBOA/{a.boa.path.name}")) for a in acqs]
+        lais = [stack.enter_context(open_raster(a.lai.path, f"LAI/{a.lai.path.name}")) for a in acqs]
         out = stack.enter_context(rasterio.open(dst, "w", **profile))
         for win in _windows(grid, params.block_size):
             h, w = int(win.height), int(win.width)
@@ -207,8 +213,7 @@ def _run(input_dir: str, params: MonthlyCompositeParams, output_dir: str, local_
     started = dt.datetime.now(dt.timezone.utc)
     steps = Steps(log)
     months = season_months(params.season_start)
-    with tempfile.TemporaryDirectory(prefix=".mcomp-", dir=local_out) as work:
-        work = Path(work)
+    with outputs.work_folder(local_out, ".mcomp-") as work:
         with steps.step("fetch input"):
             local_input = storage.fetch_input(input_dir, work / "input")
         if not local_input.is_dir():

@@ -8,28 +8,27 @@ import base64
 import html
 import io
 import json
-import sys
 from pathlib import Path
 
 PROG = "s2-patch-classifier"
 
 
 def execute(source: str, outdir: str, values: dict):
-    """Run one action; a ServiceError ends the step with the service's one-line message."""
-    from components.common.errors import ServiceError
+    """Run one action under the failure contract: a failure (SIGTERM and SIGINT included) ends
+    the step with the service's one-line message and its exit status."""
+    from components.common.contract import guarded
     from components.common.logs import setup_logging
-    from components.s2_patch_classifier.params import S2PatchClassifierParams
-    from components.s2_patch_classifier.service import run
 
     setup_logging()
-    try:
+    with guarded(PROG):
+        from components.common.errors import ServiceError
+        from components.s2_patch_classifier.params import S2PatchClassifierParams
+        from components.s2_patch_classifier.service import run
+
         if not source:
             raise ServiceError("give the input as a URI or as an upstream artifact")
         params = S2PatchClassifierParams.from_strings(values)
         return run(source, params, outdir)
-    except ServiceError as e:
-        sys.stderr.write(f"{PROG}: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
 
 
 def log_scores(result, metrics, confusion, report) -> None:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
-import re
-import warnings
 from pathlib import Path
 
 import torch
 
 from components import __version__
 from components.common.errors import ServiceError
+from components.common.modelfile import first_words, integer, load_weights, read_torch_file
 
 from .model import ENCODER_BLOCKS, Arch, UNet, build
 
@@ -59,24 +57,12 @@ def save_encoder(path: Path, model, meta: dict) -> Path:
     return path
 
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_GLOBAL = re.compile(r"unsupported global", re.IGNORECASE)
 WHAT = {MODEL_FORMAT: "a PyTorch model file of this service", ENCODER_FORMAT: "an encoder checkpoint of this service"}
 KIND = {MODEL_FORMAT: "a model from train", ENCODER_FORMAT: "an encoder checkpoint from --action pretrain"}
 OTHER_FORMATS = {"aqgan-model": "an aqgan model (aqgan-train)", "eo-kfp-services.crop-lstm": "a crop-type LSTM model"}
 MIN_WIDTH, MAX_WIDTH = 4, 128  # the encoder widths the service trains (--width)
 MODEL_META_KEYS = ("arch", "bands", "classes", "patch_size", "stats", "colours")
 ENCODER_META_KEYS = ("bands", "encoder", "width", "stats")
-
-
-def _first_words(exc: BaseException, limit: int = 120) -> str:
-    """The first sentence of an exception's message, on one line."""
-    if isinstance(exc, KeyError):
-        return f"no {exc.args[0]!r}" if exc.args else "a key is missing"
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    cut = text.find(". ")
-    text = text[:cut] if cut > 0 else text
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _existing(path: Path) -> Path:
@@ -92,23 +78,8 @@ def _load(path: Path, kind: str) -> dict:
     """The checkpoint dict of a file written by :func:`save_pytorch` or :func:`save_encoder`, read
     with ``weights_only=True`` (tensors and plain data: a file from elsewhere cannot run code)."""
     path = _existing(path)
+    ckpt = read_torch_file(path, WHAT[kind])
     what = WHAT[kind]
-    with open(path, "rb") as fh:
-        if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
-            raise ServiceError(f"{path.name} is an HDF5 file (a crop-type LSTM or Keras model?), not {what}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about pickle protocols of foreign files
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if _GLOBAL.search(str(e)):
-            raise ServiceError(f"{path.name} holds pickled Python objects (a whole pickled model?), not {what}: "
-                               "not loaded, as unpickling it could run code") from None
-        raise ServiceError(f"{path.name} is not {what}: not a readable PyTorch file") from None
-    except Exception as e:  # noqa: BLE001 - zip, unpickling and storage errors all mean a damaged file
-        detail = "" if isinstance(e, OSError) else f": {_first_words(e)}"
-        raise ServiceError(f"{path.name} is not {what}: not a readable PyTorch file (truncated or "
-                           f"corrupt{detail})") from None
     fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
     if fmt != kind:
         if fmt in KIND:
@@ -124,12 +95,6 @@ def _load(path: Path, kind: str) -> dict:
 
 def _fail(path: Path, problem: str):
     raise ServiceError(f"{Path(path).name}: {problem}")
-
-
-def _integer(value, path: Path, key: str, lo: int, hi: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        _fail(path, f"{key} is {value!r}, not an integer {lo}..{hi}")
-    return value
 
 
 def _require(meta, keys, path: Path) -> dict:
@@ -190,10 +155,10 @@ def check_meta(meta, path: Path) -> dict:
     unknown = sorted(set(arch) - {"in_channels", "num_classes", "encoder", "width"})
     if unknown:
         _fail(path, f"arch has unknown keys {', '.join(unknown)}")
-    n = _integer(arch["in_channels"], path, "arch.in_channels", 1, 13)
-    k = _integer(arch["num_classes"], path, "arch.num_classes", 2, 256)
+    n = integer(arch["in_channels"], path, "arch.in_channels", 1, 13)
+    k = integer(arch["num_classes"], path, "arch.num_classes", 2, 256)
     _encoder_name(arch["encoder"], path)
-    _integer(arch["width"], path, "arch.width", MIN_WIDTH, MAX_WIDTH)
+    integer(arch["width"], path, "arch.width", MIN_WIDTH, MAX_WIDTH)
     _bands(meta["bands"], path, n)
     classes = meta["classes"]
     if not isinstance(classes, (list, tuple)) or not all(isinstance(c, int) and not isinstance(c, bool)
@@ -218,39 +183,6 @@ def _describe(arch: Arch) -> str:
     return f"{arch.encoder}, width {arch.width}, {arch.in_channels} bands, {arch.num_classes} classes"
 
 
-def load_weights(module, state, path: Path, label: str, described: str) -> None:
-    """Load ``state`` into ``module`` (strict); a mismatch is one line summarising the first
-    missing, unexpected and mis-shaped weights."""
-    name = Path(path).name
-    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        _fail(path, f"the {label} weights are not a table of named tensors")
-    for key, value in state.items():
-        if not isinstance(value, torch.Tensor):
-            _fail(path, f"the {label} weight {key} is not a tensor ({type(value).__name__})")
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or shapes:
-        def few(names):
-            return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        parts = (["missing " + few(missing)] if missing else []) + (["unexpected " + few(unexpected)] if unexpected
-                                                                   else [])
-        parts += [f"{k} is {list(state[k].shape)}, the architecture needs {list(expected[k].shape)}"
-                  for k in shapes[:2]]
-        if len(shapes) > 2:
-            parts.append(f"{len(shapes) - 2} more of other shapes")
-        raise ServiceError(f"{name}: the {label} weights do not match its architecture ({described}): "
-                           f"{'; '.join(parts)}")
-    for key, value in state.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            _fail(path, f"non-finite values in weight {key}")
-    try:
-        module.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError, ValueError) as e:
-        _fail(path, f"the {label} weights do not load ({_first_words(e)})")
-
-
 def load_pytorch(path: Path) -> tuple[UNet, dict]:
     """The model of a file written by ``train`` (in eval mode) and its checked metadata."""
     ckpt = _load(path, MODEL_FORMAT)
@@ -269,10 +201,10 @@ def load_encoder(path: Path) -> tuple[dict, dict]:
     ckpt = _load(path, ENCODER_FORMAT)
     meta = _require(ckpt["meta"], ENCODER_META_KEYS, path)
     encoder = _encoder_name(meta["encoder"], path)
-    width = _integer(meta["width"], path, "width", MIN_WIDTH, MAX_WIDTH)
+    width = integer(meta["width"], path, "width", MIN_WIDTH, MAX_WIDTH)
     channels = meta.get("in_channels")
     if channels is not None:
-        _integer(channels, path, "in_channels", 1, 13)
+        integer(channels, path, "in_channels", 1, 13)
     bands = _bands(meta["bands"], path, channels)
     _stats(meta["stats"], path, len(bands))
     load_weights(ResNetEncoder(len(bands), encoder, width), ckpt["state_dict"], path, "encoder",
@@ -292,7 +224,7 @@ def read_meta(path: Path) -> dict:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf decoding errors of any kind
-        raise ServiceError(f"{path.name} is not a readable ONNX file ({_first_words(e)})") from None
+        raise ServiceError(f"{path.name} is not a readable ONNX file ({first_words(e)})") from None
     props = {p.key: p.value for p in proto.metadata_props}
     if META_KEY not in props:
         raise ServiceError(f"{path.name} is an ONNX file without this service's metadata (bands, classes)")

@@ -96,7 +96,7 @@ def _check(params: S2PatchClassifierParams) -> None:
 def run(input_uri: str, params: S2PatchClassifierParams, outdir: str) -> ClassifierResult:
     """Run ``params.action`` on ``input_uri`` (a folder, a file or an s3:// URI) into ``outdir``."""
     _check(params)
-    with storage.output_folder(outdir) as local_out:
+    with outputs.output_folder(outdir) as local_out:
         return _run(input_uri, params, outdir, local_out)
 
 
@@ -114,8 +114,7 @@ def _run(input_uri: str, params: S2PatchClassifierParams, outdir: str, local_out
     steps = Steps(log)
     device = resolve_device(params.device)
     _limit_threads()
-    with tempfile.TemporaryDirectory(prefix=".s2pc-", dir=local_out) as work:
-        work = Path(work)
+    with outputs.work_folder(local_out, ".s2pc-") as work:
         stage = work / "stage"
         stage.mkdir()
         with steps.step("fetch inputs"):

@@ -11,6 +11,8 @@ downsampling method (or nearest neighbour when upsampling).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from lxml import etree
 
@@ -37,17 +39,19 @@ class CloudMask:
                 raise ServiceError(f"cloudmask L2A needs the scene classification of a Level-2A product; "
                                    f"{product.name} is {product.level}: use cloudmask L1C")
             rel, res = product.band_source("SCL", target_resolution)
-            scl = SourceRaster(product.gdal_path(rel), product.grids[res])
+            scl = SourceRaster(product.gdal_path(rel), product.grids[res], label=product.label(rel))
             self._sources = [_ClassifiedSource(scl, lambda a: np.isin(a, self.classes))]
             self.source_file = rel
         elif kind == "L1C":
             if "MSK_CLASSI" in product.mask_files:
                 rel = product.require_file(product.mask_files["MSK_CLASSI"], "cloud mask")
-                self._sources = [_ClassifiedSource(SourceRaster(product.gdal_path(rel), product.grids[60], band=b),
-                                                   lambda a: a > 0) for b in CLASSI_CLOUD_BANDS]
+                path = product.gdal_path(rel)
+                self._sources = [_ClassifiedSource(SourceRaster(path, product.grids[60], band=b,
+                                                                label=product.label(rel)), lambda a: a > 0)
+                                 for b in CLASSI_CLOUD_BANDS]
             elif "MSK_CLOUDS" in product.mask_files:
                 rel = product.require_file(product.mask_files["MSK_CLOUDS"], "cloud mask")
-                self._polygons = parse_cloud_gml(product.read_bytes(rel), rel)
+                self._polygons = parse_cloud_gml(product.read_bytes(rel), product.label(rel))
             else:
                 raise ServiceError(f"{product.name} lists no cloud mask (MSK_CLASSI or MSK_CLOUDS) in MTD_TL.xml")
             self.source_file = rel
@@ -84,25 +88,40 @@ class _ClassifiedSource(SourceRaster):
         return self._classify(super()._read_clipped(row0, col0, rows, cols)).astype(np.uint8)
 
 
-def parse_cloud_gml(data: bytes, name: str) -> list:
-    """OPAQUE and CIRRUS polygons of an ESA MSK_CLOUDS_B00.gml (coordinates in the tile CRS)."""
+def parse_cloud_gml(data: bytes, file: str) -> list:
+    """OPAQUE and CIRRUS polygons of an ESA MSK_CLOUDS_B00.gml (coordinates in the tile CRS);
+    ``file`` names it in errors."""
     from shapely.geometry import Polygon
 
     try:
         root = etree.fromstring(data)
     except etree.XMLSyntaxError as e:
-        raise ServiceError(f"corrupt cloud mask {name}: {e}") from None
+        raise ServiceError(f"corrupt cloud mask {file}: {' '.join(str(e).split())}") from None
     polygons = []
     for feature in root.iter("{*}MaskFeature"):
         kind = feature.findtext("{*}maskType")
         if kind not in GML_CLOUD_TYPES:
             continue
         for poly in feature.iter("{*}Polygon"):
-            rings = []
-            for pos in poly.iter("{*}posList"):
-                dim = int(pos.get("srsDimension", "2"))
-                v = [float(t) for t in pos.text.split()]
-                rings.append(list(zip(v[0::dim], v[1::dim])))
+            rings = [_ring(pos, file) for pos in poly.iter("{*}posList")]
             if rings:
                 polygons.append(Polygon(rings[0], rings[1:]))
     return polygons
+
+
+def _ring(pos, file: str) -> list[tuple[float, ...]]:
+    """The coordinates of a gml:posList, checked: finite numbers, whole points, a closable ring."""
+    dim_text = pos.get("srsDimension", "2")
+    if dim_text.strip() not in ("2", "3"):
+        raise ServiceError(f"cloud mask {file}: posList srsDimension {dim_text!r} is not 2 or 3")
+    dim = int(dim_text)
+    text = " ".join((pos.text or "").split())
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    try:
+        v = [float(t) for t in text.split()]
+    except ValueError:
+        raise ServiceError(f"cloud mask {file}: posList {shown!r} is not a list of coordinates") from None
+    if len(v) % dim or len(v) < 3 * dim or not all(map(math.isfinite, v)):
+        raise ServiceError(f"cloud mask {file}: posList {shown!r} is not a ring of at least three "
+                           f"{dim}-D points")
+    return list(zip(v[0::dim], v[1::dim]))

@@ -34,6 +34,7 @@ def s2_preprocess(
     projection: str = "UTM(Auto)",
     output_format: str = "GeoTIFF",
     toa: bool = False,
+    min_valid_percent: float = 0.0,
 ):
     """Sentinel-2 pre-processing of one product (a URI, or a Dataset from an upstream step)."""
     from components.s2_preprocess.kfp_runtime import execute
@@ -43,4 +44,4 @@ def s2_preprocess(
                  landseamask_tolerance=landseamask_tolerance, dem=dem, cloudmask=cloudmask,
                  cloud_classes=cloud_classes, aoi=aoi, upsampling=upsampling, downsampling=downsampling,
                  flagdownsampling=flagdownsampling, projection=projection, output_format=output_format,
-                 toa=toa))
+                 toa=toa, min_valid_percent=min_valid_percent))

@@ -6,28 +6,30 @@ from __future__ import annotations
 
 def execute(product_uri: str, input_path: str, product, quicklook, metrics, values: dict) -> None:
     """Body of the component, importable and testable without KFP's executor."""
+    from components.common.contract import guarded
+    from components.common.logs import setup_logging
+
+    setup_logging()
+    with guarded("S2-preprocess"):
+        _execute(product_uri, input_path, product, quicklook, metrics, values)
+
+
+def _execute(product_uri: str, input_path: str, product, quicklook, metrics, values: dict) -> None:
     import base64
     import io
-    import sys
     from pathlib import Path
 
     from PIL import Image
 
     from components.common.errors import ServiceError
-    from components.common.logs import setup_logging
     from components.s2_preprocess.params import S2PreprocessParams
     from components.s2_preprocess.service import run
 
-    setup_logging()
     source = product_uri or input_path
-    try:
-        if not source:
-            raise ServiceError("give product_uri or input_product")
-        params = S2PreprocessParams.from_strings(values)
-        result = run(source, params, product.path)
-    except ServiceError as e:
-        sys.stderr.write(f"S2-preprocess: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
+    if not source:
+        raise ServiceError("give product_uri or input_product")
+    params = S2PreprocessParams.from_strings(values)
+    result = run(source, params, product.path)
     product.metadata.update({"product": Path(result.product).name, "stac": Path(result.stac).name,
                              "quicklook": Path(result.quicklook).name, **result.metrics})
     for key in ("valid_percent", "cloud_percent"):

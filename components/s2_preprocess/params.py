@@ -44,6 +44,10 @@ class S2PreprocessParams(ServiceParams):
     output_format: str = param("GeoTIFF", "GeoTIFF (Cloud Optimized) or any GDAL raster driver name")
     toa: bool = param(False, "Accept a Level-1C product without Sen2Cor and write top-of-atmosphere "
                       "reflectance")
+    min_valid_percent: float = param(
+        0.0, "Fail (exit status 2, no product written) when fewer than this percentage of the output "
+        "pixels are valid; 0 accepts any product, and an empty one is logged as a warning",
+        minimum=0, maximum=100)
 
     def __post_init__(self):
         object.__setattr__(self, "bands", tuple(normalise_band(b) for b in self.bands))

@@ -8,12 +8,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import rasterio
 from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
+from components.common.errors import ServiceError
+from components.common.readers import open_raster
 from components.common.sentinel2 import Grid
 
 from . import resampling
@@ -47,11 +48,21 @@ def _integral(x: float) -> bool:
 
 
 class SourceRaster:
-    """One band of a raster file on the tile grid at its own resolution."""
+    """One band of a raster file on the tile grid at its own resolution. A damaged file (at its
+    opening or in any later read) is a ServiceError naming ``label`` (default: the file's name
+    and its product's)."""
 
-    def __init__(self, path: str, grid: Grid, band: int = 1, nodata: int = 0):
+    def __init__(self, path: str, grid: Grid, band: int = 1, nodata: int = 0, label: str | None = None):
         self.path, self.grid, self.band, self.nodata = path, grid, band, nodata
-        self.ds = rasterio.open(path)
+        self.ds = open_raster(path, label)
+        if (self.ds.height, self.ds.width) != (grid.rows, grid.cols):
+            # e.g. a decimated copy in a folder of another resolution: read on the declared grid,
+            # its pixels would land in a corner of the tile and the rest would be NoData
+            size = f"{self.ds.width} x {self.ds.height} px of {abs(self.ds.transform.a):g} m"
+            self.ds.close()
+            raise ServiceError(f"{self.ds.label}: {size}, but a {grid.resolution:g} m raster of this tile is "
+                               f"{grid.cols} x {grid.rows} px: the file does not match the resolution it is "
+                               "declared at")
 
     def close(self) -> None:
         self.ds.close()

@@ -13,7 +13,8 @@ import logging
 import math
 import shutil
 import subprocess
-import tempfile
+import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from rasterio.crs import CRS
 from components import __version__
 from components.common import outputs, storage
 from components.common.aoi import AoI, aoi_mask, load_aoi, require_overlap
+from components.common.contract import uninterrupted
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.landmask import LandSeaMask
 from components.common.logs import Progress, Steps
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "S2-preprocess"
 STRIP_METRES = 10240  # strips of 1024 rows at 10 m: one row of JP2 tiles per read
+STRIP_PIXELS = 1 << 24  # 16.8 Mpx: a strip of a whole tile at 10 m is 11.2 Mpx
 SEN2COR = "L2A_Process"
 METRES_PER_DEGREE = 111_320.0
 EPS = 1e-6  # in pixels
@@ -60,7 +63,7 @@ def run(input_uri: str, params: S2PreprocessParams, outdir: str) -> S2Result:
     aoi = load_aoi(params.aoi) if params.aoi else None
     driver, ext = outputs.resolve_format(params.output_format)
     target_crs = _target_crs(params.projection)
-    with storage.output_folder(outdir) as local_out:
+    with outputs.output_folder(outdir) as local_out:
         return _run(input_uri, params, outdir, local_out, aoi, driver, ext, target_crs)
 
 
@@ -69,8 +72,7 @@ def _run(input_uri: str, params: S2PreprocessParams, outdir: str, local_out: Pat
     started = dt.datetime.now(dt.timezone.utc)
     steps = Steps(log)
     # Work next to the destination so the final moves are renames, not copies.
-    with tempfile.TemporaryDirectory(prefix=".s2p-", dir=local_out) as work:
-        work = Path(work)
+    with outputs.work_folder(local_out, ".s2p-") as work:
         with steps.step("fetch input"):
             local_input = storage.fetch_input(input_uri, work / "input")
         with steps.step("open product"):
@@ -78,13 +80,19 @@ def _run(input_uri: str, params: S2PreprocessParams, outdir: str, local_out: Pat
             product = _ensure_level(product, params, work)
         log.info("%s: %s, baseline %s, tile %s", product.name, product.level, product.baseline, product.tile)
         grid = _output_grid(product, params.resolution, aoi)
+        reproject = target_crs is not None and CRS.from_user_input(product.crs) != target_crs
+        # uint16 bands in the assembled raster, the product and the reprojected raster if any
+        outputs.check_output_size(grid.rows, grid.cols, (3 if reproject else 2) * len(params.bands) * 2, work,
+                                  parameter="resolution", value=params.resolution)
         stage = work / "stage"
         stage.mkdir()
         stem = f"{product.name}_{params.resolution:g}m"
         assembled = work / "assembled.tif"
-        metrics = _assemble(product, params, grid, aoi, assembled, steps)
-        if target_crs is not None and CRS.from_user_input(product.crs) != target_crs:
-            with steps.step(f"reproject to {target_crs.to_string()}"):
+        with outputs.writing(assembled):
+            metrics = _assemble(product, params, grid, aoi, assembled, steps)
+        outputs.check_valid(metrics, params.min_valid_percent, product.name)
+        if reproject:
+            with steps.step(f"reproject to {target_crs.to_string()}"), outputs.writing(work / "reprojected.tif"):
                 assembled = _reproject(assembled, target_crs, params, aoi, work / "reprojected.tif")
         main = stage / f"{stem}{ext}"
         with steps.step(f"write {driver}"):
@@ -133,7 +141,10 @@ def _ensure_level(product: S2Product, params: S2PreprocessParams, work: Path) ->
                            f"Sen2Cor, or pass --toa true to write top-of-atmosphere reflectance")
     safe = Path(product.source)
     if safe.is_file():
-        shutil.unpack_archive(safe, work / "l1c")
+        try:
+            shutil.unpack_archive(safe, work / "l1c", format="zip")
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise ServiceError(f"corrupt zip archive {safe.name}: {' '.join(str(e).split())}") from None
         safe = next((work / "l1c").glob("*.SAFE"))
     out = work / "sen2cor"
     out.mkdir()
@@ -174,7 +185,7 @@ def _assemble(product: S2Product, params: S2PreprocessParams, grid: Grid, aoi: A
             rel, res = product.band_source(band, params.resolution)
             if res != NATIVE_RESOLUTION[band]:
                 log.warning("%s: native file absent, reading ESA's %d m copy %s", band, res, Path(rel).name)
-            sources.append(SourceRaster(product.gdal_path(rel), product.grids[res]))
+            sources.append(SourceRaster(product.gdal_path(rel), product.grids[res], label=product.label(rel)))
         clouds = None
         if params.cloudmask != "None":
             clouds = CloudMask(product, params.cloudmask, tuple(int(c) for c in params.cloud_classes),
@@ -186,7 +197,8 @@ def _assemble(product: S2Product, params: S2PreprocessParams, grid: Grid, aoi: A
     profile = {"driver": "GTiff", "width": grid.cols, "height": grid.rows, "count": len(sources),
                "dtype": "uint16", "crs": grid.crs, "transform": grid.transform, "nodata": NODATA_DN,
                "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER", "interleave": "band"}
-    strip_rows = max(1, round(STRIP_METRES / params.resolution))
+    # a strip is at most STRIP_PIXELS wide x high: bounded memory at fine resolutions too
+    strip_rows = max(1, min(round(STRIP_METRES / params.resolution), STRIP_PIXELS // grid.cols))
     counts = {"pixels": 0, "data": 0, "valid": 0, "cloud": 0}
     progress = Progress(math.ceil(grid.rows / strip_rows), "bands")
     gdal_env = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 512}
@@ -203,11 +215,13 @@ def _assemble(product: S2Product, params: S2PreprocessParams, grid: Grid, aoi: A
     try:
         with steps.step("resample and mask bands"), rasterio.Env(**gdal_env), \
                 rasterio.open(dst, "w", **profile) as out, ThreadPoolExecutor(max_workers=1) as reader:
-            pending = reader.submit(read_strip, strips[0])
+            with uninterrupted():
+                pending = reader.submit(read_strip, strips[0])
             for i, strip in enumerate(strips):
                 data, cloudy = pending.result()
                 if i + 1 < len(strips):
-                    pending = reader.submit(read_strip, strips[i + 1])
+                    with uninterrupted():
+                        pending = reader.submit(read_strip, strips[i + 1])
                 inside = np.ones(strip.shape, bool) if aoi is None else \
                     aoi_mask(aoi, grid.crs, strip.transform, strip.shape)
                 has_data = (data != NODATA_DN).all(axis=0) & inside

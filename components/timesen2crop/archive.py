@@ -26,6 +26,7 @@ import os
 import re
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -151,7 +152,7 @@ class Archive:
         if self.is_zip:
             if self._zip is None:
                 self._zip = zipfile.ZipFile(self.path)
-            return self._zip.read(member)
+            return read_member(self._zip, member, self.path.name)
         return (self.path / member).read_bytes()
 
     def close(self) -> None:
@@ -182,7 +183,17 @@ class Reader:
         z = _OPEN_ZIPS.get(key)
         if z is None:
             z = _OPEN_ZIPS[key] = zipfile.ZipFile(self.path)
-        return [z.read(m) for m in members]
+        return [read_member(z, m, Path(self.path).name) for m in members]
+
+
+def read_member(z: zipfile.ZipFile, member: str, archive: str) -> bytes:
+    """A member of the archive; its CRC is checked as it is read (by ``zipfile``): a damaged one
+    is a ServiceError naming it (picklable: also raised in worker processes)."""
+    try:
+        return z.read(member)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        why = "its CRC-32 does not match" if "crc" in str(e).lower() else " ".join(str(e).split())
+        raise ServiceError(f"corrupt zip archive {archive}: member {member} is damaged ({why})") from None
 
 
 def _join(prefix: str, name: str) -> str:

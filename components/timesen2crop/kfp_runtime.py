@@ -8,23 +8,24 @@ EMPTY_MARKER = "EMPTY.txt"
 
 def execute(archive_uri: str, dataset, val_dataset, test_dataset, metrics, values: dict) -> None:
     """Body of the component, importable and testable without KFP's executor."""
+    from components.common.contract import guarded
+    from components.common.logs import setup_logging
+
+    setup_logging()
+    with guarded("timesen2crop"):
+        _execute(archive_uri, dataset, val_dataset, test_dataset, metrics, values)
+
+
+def _execute(archive_uri: str, dataset, val_dataset, test_dataset, metrics, values: dict) -> None:
     import json
     import os
-    import sys
     from pathlib import Path
 
-    from components.common.errors import ServiceError
-    from components.common.logs import setup_logging
     from components.timesen2crop.params import TimeSen2CropParams
     from components.timesen2crop.service import run
 
-    setup_logging()
-    try:
-        params = TimeSen2CropParams.from_strings(values)
-        result = run(archive_uri, params, dataset.path)
-    except ServiceError as e:
-        sys.stderr.write(f"timesen2crop: error: {e.one_line()}\n")
-        raise SystemExit(2) from None
+    params = TimeSen2CropParams.from_strings(values)
+    result = run(archive_uri, params, dataset.path)
     root = Path(dataset.path)
     summary = json.loads((root / "dataset.json").read_text())
     for split, artifact in (("val", val_dataset), ("test", test_dataset)):

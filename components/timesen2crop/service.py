@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +47,7 @@ class TimeSen2CropResult:
 
 
 def run(input_dir: str, params: TimeSen2CropParams, output_dir: str) -> TimeSen2CropResult:
-    with storage.output_folder(output_dir) as local_out:
+    with outputs.output_folder(output_dir) as local_out:
         return _run(input_dir, params, output_dir, local_out)
 
 
@@ -103,8 +102,7 @@ def _check_scale(x: np.ndarray, split: str) -> None:
 def _run(input_dir: str, params: TimeSen2CropParams, output_dir: str, local_out: Path | None) -> TimeSen2CropResult:
     started = dt.datetime.now(dt.timezone.utc)
     steps = Steps(log)
-    with tempfile.TemporaryDirectory(prefix=".ts2c-", dir=local_out) as work:
-        work = Path(work)
+    with outputs.work_folder(local_out, ".ts2c-") as work:
         with steps.step("fetch input"):
             local_input = storage.fetch_input(input_dir, work / "input")
         with steps.step("index archive"):

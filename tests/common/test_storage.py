@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 import zipfile
 from pathlib import Path
 
@@ -11,30 +10,7 @@ import pytest
 
 from components.common import storage
 from components.common.errors import ServiceError
-
-S3_VARIABLES = ("S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
-                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "AWS_REGION", "AWS_DEFAULT_REGION")
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    for name in S3_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
-
-
-@pytest.fixture
-def s3_env(clean_env, s3_server):
-    for name, value in s3_server.env().items():
-        clean_env.setenv(name, value)
-    return s3_server
-
-
-@pytest.fixture
-def bucket():
-    return f"test-{uuid.uuid4().hex[:12]}"
-
+from tests.fixtures.storage_env import bucket, clean_env, s3_env  # noqa: F401  (fixtures)
 
 def _product(root: Path) -> Path:
     """A small .SAFE-like folder with nested files and binary content."""
@@ -92,8 +68,11 @@ def test_client_from_minio_variables(clean_env):
 
 
 def test_unreachable_endpoint(clean_env, tmp_path):
+    from components.common.errors import EnvironmentFailure
+
     clean_env.setenv("S3_ENDPOINT_URL", "http://127.0.0.1:1")
-    with pytest.raises(ServiceError, match=r"cannot reach S3 endpoint http://127\.0\.0\.1:1"):
+    clean_env.setenv("EO_S3_RETRIES", "0")  # no pauses between attempts
+    with pytest.raises(EnvironmentFailure, match=r"cannot reach S3 endpoint http://127\.0\.0\.1:1"):
         storage.fetch_input("s3://bucket-1/x.zip", tmp_path)
 
 

@@ -20,9 +20,10 @@ import pytest
 import rasterio
 from google.protobuf.descriptor_pb2 import DescriptorProto
 
-from components.common.ai4eu import (BROKERS, SERVICES, WRAPPERS, _request_params, _shared, compare_messages,
-                                     load_api, make_server, message_prefix, models, proto_for, request_message,
-                                     response_message)
+from components.common.ai4eu import (BROKERS, SERVICES, WRAPPERS, _request_params, compare_messages,
+                                     listen_address, listen_host, load_api, make_server, message_prefix, models,
+                                     proto_for, request_message, response_message, shared_path)
+from components.common.errors import ServiceError
 from tests.deploy.test_ai4eu_orchestrator import blueprint_models, blueprint_protofiles, merge_protos, merged_apis
 from tests.s2_change_detection.pairs import write_pair
 from tests.fixtures.s2_products import write_s2_product
@@ -148,10 +149,41 @@ def test_grpc_round_trip_runs_timesen2crop(tmp_path, monkeypatch):
 
 
 def test_shared_folder_resolves_paths_only(tmp_path, monkeypatch):
+    """Paths are taken in the shared folder; an inline WKT area (aoi) and s3:// URIs where the
+    service reads object storage pass unchanged; anything leading outside is refused."""
     monkeypatch.setenv("SHARED_FOLDER_PATH", str(tmp_path))
-    assert _shared("aoi.gpkg") == str(tmp_path / "aoi.gpkg")
-    for value in ("POLYGON((1 2, 3 4, 5 6, 1 2))", '{"type": "Polygon"}', "s3://eo/a.zip", "/data/a.zip", ""):
-        assert _shared(value) == value
+    assert shared_path("aoi", "aoi.gpkg", geometry=True) == str(tmp_path / "aoi.gpkg")
+    assert shared_path("input", str(tmp_path / "in" / "a.zip")) == str(tmp_path / "in" / "a.zip")
+    assert shared_path("input", ".") == str(tmp_path)
+    assert shared_path("aoi", "POLYGON((1 2, 3 4, 5 6, 1 2))", geometry=True) == "POLYGON((1 2, 3 4, 5 6, 1 2))"
+    assert shared_path("input", "s3://eo/a.zip", s3=True) == "s3://eo/a.zip"
+    for value, kwargs in (("/data/a.zip", {}), ("../a.zip", {}), ("s3://eo/a.zip", {}), ("", {}),
+                          ("POLYGON((1 2))/../../a.zip", {"geometry": True}), (".", {"output": True})):
+        with pytest.raises(ServiceError, match="^input "):
+            shared_path("input", value, **kwargs)
+
+
+def test_names_and_dates_are_not_paths(tmp_path, monkeypatch):
+    """A tile code or a date is not taken in the shared folder."""
+    monkeypatch.setenv("SHARED_FOLDER_PATH", str(tmp_path))
+    mc = load_api("monthlycomposite").messages["MonthlycompositeRequest"]
+    assert _request_params("monthlycomposite", mc(input_dir="in", output_path="out", tile="33UVP")) == {
+        "tile": "33UVP"}
+    energy = load_api("energy-datasets").messages["EnergyDatasetsRequest"]
+    assert _request_params("energy-datasets", energy(dataset="era5", start="2024-01-01", workdir="cache")) == {
+        "start": "2024-01-01", "workdir": str(tmp_path / "cache")}
+
+
+def test_listen_address(monkeypatch):
+    """127.0.0.1 unless --host or AI4EU_HOST says otherwise; the image listens on every interface."""
+    monkeypatch.delenv("AI4EU_HOST", raising=False)
+    assert listen_host() == "127.0.0.1"
+    monkeypatch.setenv("AI4EU_HOST", "::")
+    assert (listen_host(), listen_host("10.0.0.5")) == ("::", "10.0.0.5")
+    assert (listen_address("::", 8061), listen_address("[::1]", 1), listen_address("0.0.0.0", 8061)) == (
+        "[::]:8061", "[::1]:1", "0.0.0.0:8061")
+    dockerfile = (REPO / "images" / "ai4eu" / "Dockerfile").read_text()
+    assert re.search(r"^\s+AI4EU_HOST=:: \\$", dockerfile, re.M)
 
 
 def _serve(name: str):

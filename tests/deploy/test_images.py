@@ -62,3 +62,12 @@ def test_ai4eu_images_build_on_project_images():
     assert f"ARG BASE_IMAGE={REGISTRY}/eo:{__version__}\n" in text
     assert 'CMD ["eo-ai4eu", "serve"]' in text and "/model.proto" in text
     assert {entry.image for entry in SERVICES.values()} <= images - {"ai4eu", "snap"}
+
+
+def test_lock_pins_public_versions_only():
+    """A local version label (``torch==2.13.0+cpu``) exists on no package index: the ml image
+    could not install it. The public version resolves to the CUDA build from the index and to
+    the CPU build where a machine provides one."""
+    pins = [line.split("==", 1) for line in (REPO / "requirements.lock").read_text().splitlines()
+            if "==" in line and not line.startswith("#")]
+    assert pins and not [f"{name}=={version}" for name, version in pins if "+" in version]

@@ -144,7 +144,7 @@ CASES = [
     ("no REFBOA folder", "no_refboa", [], "has no REFBOA/ sub-folder"),
     ("two tiles", "two_tiles", [], "several tiles (33UVP, 33UWP): choose one with --tile"),
     ("tile absent", "two_tiles", ["--tile", "32TNT"], "holds no image of tile 32TNT"),
-    ("not a GeoTIFF", "text", [], "is not a readable GeoTIFF"),
+    ("not a GeoTIFF", "text", [], "truncated or corrupt GeoTIFF"),
     ("bad tile code", "grid", ["--tile", "Vienna"], "invalid value 'Vienna' for parameter 'tile'"),
     ("season without images", "grid", ["--season_start", "2020"], "no REFBOA image in the agronomic year 2020-09"),
     ("bad block size", "grid", ["--block_size", "10"], "parameter 'block_size': allowed a number >= 64"),

@@ -1,4 +1,4 @@
-"""Reading PyTorch files given by the user (``model.pt``, training checkpoints) safely.
+"""Reading PyTorch files given by the user (models, encoder and training checkpoints) safely.
 
 Files are read with ``torch.load(weights_only=True)``: tensors and plain data only, so a file
 from elsewhere cannot run code. Whatever is wrong with a file (empty, truncated, another kind of
@@ -71,9 +71,9 @@ def _few(names: list[str], n: int = 3) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def load_weights(module, state, path: Path, label: str) -> None:
+def load_weights(module, state, path: Path, label: str, described: str = "") -> None:
     """Load ``state`` into ``module`` (strict); a mismatch is one line summarising the first
-    missing, unexpected and mis-shaped weights."""
+    missing, unexpected and mis-shaped weights (``described``: the architecture, for it)."""
     import torch
 
     name = Path(path).name
@@ -96,7 +96,8 @@ def load_weights(module, state, path: Path, label: str) -> None:
             parts.append(f"{k} is {list(state[k].shape)}, the architecture needs {list(expected[k].shape)}")
         if len(shapes) > 2:
             parts.append(f"{len(shapes) - 2} more of other shapes")
-        raise ServiceError(f"{name}: the {label} weights do not match its architecture: {'; '.join(parts)}")
+        arch = f" ({described})" if described else ""
+        raise ServiceError(f"{name}: the {label} weights do not match its architecture{arch}: {'; '.join(parts)}")
     for key, value in state.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise ServiceError(f"{name}: non-finite values in weight {key} of the {label}")
