@@ -18,6 +18,7 @@ import torch
 
 from components.aq_downscaling.cli import generate_main, predict_main, preproc_main, train_main
 from tests.fixtures.cams_products import make_scene, scene_config, write_scene
+from tests.fixtures.corruption import crop_lstm_h5
 
 pytestmark = pytest.mark.xdist_group("aq_bad_models")
 
@@ -82,13 +83,7 @@ def _bytes(transform):
 
 
 def _hdf5(t, dest: Path) -> Path:
-    import h5py
-
-    dest = dest.with_name("crop_lstm.h5")
-    with h5py.File(dest, "w") as f:
-        f.attrs["format"] = "eo-kfp-services.crop-lstm"
-        f.create_dataset("weights/head.bias", data=np.zeros(3, np.float32))
-    return dest
+    return crop_lstm_h5(dest)
 
 
 def _patch_classifier(t, dest: Path) -> Path:

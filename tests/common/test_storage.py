@@ -227,7 +227,7 @@ def test_keys_cannot_escape_workdir(tmp_path):
 def test_interrupted_transfer_is_fetched_again(s3_env, bucket, tmp_path, monkeypatch, cuts, fetched):
     """A body cut off mid-transfer is a transient fault: fetched again, up to TRANSFER_ATTEMPTS
     times, for an object and for the objects of a prefix; then one line naming the object."""
-    from tests.fixtures.cutting_proxy import CuttingProxy
+    from tests.fixtures.s3_relay import CuttingProxy
 
     payload = os.urandom(300_000)
     staging = tmp_path / "staging" / "P.SAFE"
@@ -237,7 +237,7 @@ def test_interrupted_transfer_is_fetched_again(s3_env, bucket, tmp_path, monkeyp
     with CuttingProxy(s3_env.ports["s3"], cut=lambda line: "band.jp2" in line, max_cuts=cuts) as proxy:
         monkeypatch.setenv("S3_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
         for uri, path in ((f"s3://{bucket}/cut/P.SAFE/band.jp2", "band.jp2"), (f"s3://{bucket}/cut/P.SAFE", "P.SAFE/band.jp2")):
-            proxy.cuts_left = cuts
+            proxy.left = cuts
             work = tmp_path / f"work-{path.count('/')}"
             if fetched:
                 got = storage.fetch_input(uri, work)
@@ -246,4 +246,4 @@ def test_interrupted_transfer_is_fetched_again(s3_env, bucket, tmp_path, monkeyp
                 with pytest.raises(ServiceError, match="band.jp2"):
                     storage.fetch_input(uri, work)
                 assert not [p for p in work.rglob("*") if p.is_file()]
-        assert len(proxy.cut_requests) == 2 * cuts
+        assert len(proxy.spoiled) == 2 * cuts

@@ -254,7 +254,7 @@ def test_endpoint_that_never_accepts(clean_env, tmp_path):
 @pytest.mark.s3
 def test_server_errors_after_retries(s3_env, bucket, tmp_path, monkeypatch):
     """An object store that keeps answering 503 is the environment's failure, not the user's."""
-    from tests.fixtures.faulty_proxy import FaultyProxy
+    from tests.fixtures.s3_relay import FaultyProxy
 
     storage.publish(_stage(tmp_path / "src"), f"s3://{bucket}/p")
     with FaultyProxy(s3_env.ports["s3"], fail=lambda line: line.startswith("GET ")) as proxy:
@@ -264,7 +264,7 @@ def test_server_errors_after_retries(s3_env, bucket, tmp_path, monkeypatch):
         text = _failure(lambda: storage.fetch_input(uri, tmp_path / "work"), EnvironmentFailure)
     assert f"S3 endpoint http://127.0.0.1:{proxy.port}" in text and uri in text, text
     assert "503" in text, text
-    assert len(proxy.failed_requests) == 3  # the first try and two retries
+    assert len(proxy.spoiled) == 3  # the first try and two retries
 
 
 @pytest.mark.s3
@@ -324,7 +324,7 @@ def test_credentials_in_endpoint_are_not_logged(clean_env, caplog):
 def test_no_secret_in_any_message_or_log_line(s3_env, bucket, tmp_path, monkeypatch, caplog):
     """A round trip and an interrupted download through an endpoint URL with credentials in it:
     neither the failure nor any log record shows them."""
-    from tests.fixtures.cutting_proxy import CuttingProxy
+    from tests.fixtures.s3_relay import CuttingProxy
 
     stage = tmp_path / "stage" / "P.SAFE"
     stage.mkdir(parents=True)

@@ -12,7 +12,7 @@ import pytest
 
 from components.common import contract, storage
 from components.common.errors import EnvironmentFailure, Interrupted, ServiceError
-from tests.fixtures.faulty_proxy import FaultyProxy
+from tests.fixtures.s3_relay import FaultyProxy
 from tests.fixtures.storage_env import bucket, clean_env, s3_env  # noqa: F401  (fixtures)
 
 

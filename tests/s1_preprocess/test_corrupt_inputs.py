@@ -9,7 +9,6 @@ the shared sample products: skipped without them)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import zipfile
@@ -21,6 +20,7 @@ import rasterio.shutil
 
 from components.s1_preprocess.cli import main_grd, main_slc
 from tests.fixtures import s1_products
+from tests.fixtures.corruption import cut, one_file, scramble
 
 GRD_PROG, SLC_PROG = "S1-GRD-preprocess", "S1-SLC-preprocess"
 
@@ -38,11 +38,6 @@ def originals(real_grd, real_slc, dem_rome, tmp_path_factory):
 
 # -- corruptions (each takes the copied .SAFE folder and returns the input to give) ----------------
 
-def _one(safe: Path, pattern: str) -> Path:
-    found = sorted(safe.rglob(pattern))
-    assert len(found) == 1, (pattern, found)
-    return found[0]
-
 
 MEASUREMENT = "measurement/*.tiff"
 ANNOTATION = "annotation/s1*.xml"
@@ -50,27 +45,10 @@ CALIBRATION = "annotation/calibration/calibration-*.xml"
 NOISE = "annotation/calibration/noise-*.xml"
 
 
-def cut(pattern: str, keep: float):
-    def corrupt(safe: Path) -> Path:
-        f = _one(safe, pattern)
-        data = f.read_bytes()
-        f.write_bytes(data[: int(len(data) * keep)])
-        return safe
-    return corrupt
-
-
-def scramble(pattern: str):
-    def corrupt(safe: Path) -> Path:
-        f = _one(safe, pattern)
-        f.write_bytes(os.urandom(f.stat().st_size))
-        return safe
-    return corrupt
-
-
 def set_element(file_pattern: str, tag: str, value: str, after: str | None = None):
     """Replace the text of the first element ``tag`` (after the first ``after`` when given)."""
     def corrupt(safe: Path) -> Path:
-        f = _one(safe, file_pattern)
+        f = one_file(safe, file_pattern)
         text = f.read_text()
         start = text.index(after) if after else 0
         m = re.compile(rf"<{tag}(\s[^>]*)?>[^<]*</{tag}>").search(text, start)
@@ -83,7 +61,7 @@ def set_element(file_pattern: str, tag: str, value: str, after: str | None = Non
 def first_value(file_pattern: str, tag: str, value: str, after: str | None = None):
     """Replace the first value of the list held by the first element ``tag``."""
     def corrupt(safe: Path) -> Path:
-        f = _one(safe, file_pattern)
+        f = one_file(safe, file_pattern)
         text = f.read_text()
         start = text.index(after) if after else 0
         m = re.compile(rf"(<{tag}(?:\s[^>]*)?>)(\S+)").search(text, start)
@@ -95,7 +73,7 @@ def first_value(file_pattern: str, tag: str, value: str, after: str | None = Non
 
 def replace(file_pattern: str, old: str, new: str):
     def corrupt(safe: Path) -> Path:
-        f = _one(safe, file_pattern)
+        f = one_file(safe, file_pattern)
         text = f.read_text()
         assert re.search(old, text), old
         f.write_text(re.sub(old, new, text, count=1))

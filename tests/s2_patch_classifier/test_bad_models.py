@@ -21,6 +21,7 @@ import torch
 from components.s2_patch_classifier import modelio
 from components.s2_patch_classifier.cli import main
 from components.s2_patch_classifier.model import Arch, ResNetEncoder, build
+from tests.fixtures.corruption import crop_lstm_h5
 
 from .fixtures import SYNTH_BANDS, TINY, synthetic_tile
 
@@ -107,13 +108,7 @@ def _weights(change):
 
 
 def _hdf5(g, dest: Path) -> Path:
-    import h5py
-
-    dest = dest.with_name("crop_lstm.h5")
-    with h5py.File(dest, "w") as f:
-        f.attrs["format"] = "eo-kfp-services.crop-lstm"
-        f.create_dataset("weights/head.bias", data=np.zeros(3, np.float32))
-    return dest
+    return crop_lstm_h5(dest)
 
 
 def _aqgan(g, dest: Path) -> Path:

@@ -8,7 +8,6 @@ Every case corrupts a copy of one small product written by ``tests/fixtures``.""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import zipfile
@@ -21,6 +20,7 @@ import rasterio.shutil
 from affine import Affine
 
 from components.s2_preprocess.cli import main
+from tests.fixtures.corruption import cut, one_file, scramble
 from tests.fixtures.s2_products import write_s2_product
 
 PROG = "S2-preprocess"
@@ -45,33 +45,10 @@ def originals(tmp_path_factory):
 
 # -- corruptions (each takes the copied .SAFE folder and returns the input to give) ----------------
 
-def _one(safe: Path, pattern: str) -> Path:
-    found = sorted(safe.rglob(pattern))
-    assert len(found) == 1, (pattern, found)
-    return found[0]
-
-
-def cut(pattern: str, keep: float):
-    def corrupt(safe: Path) -> Path:
-        f = _one(safe, pattern)
-        data = f.read_bytes()
-        f.write_bytes(data[: int(len(data) * keep)])
-        return safe
-    return corrupt
-
-
-def scramble(pattern: str):
-    def corrupt(safe: Path) -> Path:
-        f = _one(safe, pattern)
-        f.write_bytes(os.urandom(f.stat().st_size))
-        return safe
-    return corrupt
-
-
 def set_element(file_pattern: str, tag: str, value: str | None, count: int = 1):
     """Replace the text of the first ``count`` elements ``tag`` (None: remove the elements)."""
     def corrupt(safe: Path) -> Path:
-        f = _one(safe, file_pattern)
+        f = one_file(safe, file_pattern)
         text = f.read_text()
         pattern = re.compile(rf"<{tag}(\s[^>]*)?>[^<]*</{tag}>" if value is not None else
                              rf"\s*<{tag}(\s[^>]*)?>[^<]*</{tag}>")
@@ -84,7 +61,7 @@ def set_element(file_pattern: str, tag: str, value: str | None, count: int = 1):
 
 def set_text(file_pattern: str, old: str, new: str):
     def corrupt(safe: Path) -> Path:
-        f = _one(safe, file_pattern)
+        f = one_file(safe, file_pattern)
         text = f.read_text()
         assert old in text, old
         f.write_text(text.replace(old, new, 1))
