@@ -17,7 +17,7 @@ import argparse
 import logging
 import sys
 
-from components.common.contract import exit_status
+from components.common.contract import run_guarded
 from components.common.logs import setup_logging
 
 MODELS = ("srgan",)
@@ -54,11 +54,9 @@ def _parser(prog: str, description: str, dates: bool = True, model: bool = True)
 def _run(prog: str, parser: argparse.ArgumentParser, argv, body) -> int:
     args = parser.parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
-    outcome = []
-    status = exit_status(prog, lambda: outcome.append(body(args)))
+    status, result = run_guarded(prog, lambda: body(args))
     if status:
         return status
-    result = outcome[0]
     print(f"product: {result.product}")
     for name, value in result.files.items():
         if isinstance(value, str):

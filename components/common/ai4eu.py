@@ -306,7 +306,7 @@ def _broker_proto(name: str) -> str:
         'syntax = "proto3";', "",
         f"// {name}: the first node of a pipeline. Each call of Next answers with the request of",
         f"// {target} for the next product listed in {PRODUCTS_ENV} (paths relative to SHARED_FOLDER_PATH,",
-        f"// comma- or newline-separated, or @FILE: a file of the shared folder, one per line; default",
+        "// comma- or newline-separated, or @FILE: a file of the shared folder, one per line; default",
         f"// {PRODUCTS_DEFAULT}), with the parameters of the JSON object in {PARAMS_ENV} and the output",
         f"// folder {OUTPUT_ENV}/product-NNNN; NOT_FOUND after the last one.",
         "message Empty {", "}", "",

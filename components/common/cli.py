@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Callable
 
-from .contract import exit_status
+from .contract import run_guarded
 from .logs import setup_logging
 from .params import ServiceParams
 
@@ -61,16 +61,14 @@ def run_cli(prog: str, description: str, params_cls: type[ServiceParams],
     args = vars(parser.parse_args(argv))
     setup_logging(logging.DEBUG if args.pop("verbose") else logging.INFO)
     input_names = [flags[0].lstrip("-").replace("-", "_") for flags, _ in inputs]
-    outcome = []
 
     def body():
         params = params_cls.from_strings({k: v for k, v in args.items() if k not in input_names})
-        outcome.append(run(*(args[n] for n in input_names), params))
+        return run(*(args[n] for n in input_names), params)
 
-    status = exit_status(prog, body)
+    status, result = run_guarded(prog, body)
     if status:
         return status
-    result = outcome[0]
     for name, value in vars(result).items() if hasattr(result, "__dict__") else []:
         if isinstance(value, str):
             print(f"{name}: {value}")

@@ -18,11 +18,12 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 from .errors import _ENVIRONMENT_ERRNOS, EnvironmentFailure, Interrupted, ServiceError
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+T = TypeVar("T")
 
 
 class _Stop:
@@ -111,11 +112,15 @@ def guarded(prog: str) -> Iterator[None]:
         raise SystemExit(failure.exit_code) from None
 
 
-def exit_status(prog: str, body: Callable[[], object]) -> int:
-    """``body()`` under :func:`guarded`; 0 on success, else the failure's exit status."""
+def run_guarded(prog: str, body: Callable[[], T]) -> tuple[int, T | None]:
+    """``body()`` under :func:`guarded`: (0, its result), or (the failure's exit status, None)."""
     try:
         with guarded(prog):
-            body()
+            return 0, body()
     except SystemExit as e:
-        return int(e.code or 0)
-    return 0
+        return int(e.code or 0), None
+
+
+def exit_status(prog: str, body: Callable[[], object]) -> int:
+    """``body()`` under :func:`guarded`; 0 on success, else the failure's exit status."""
+    return run_guarded(prog, body)[0]

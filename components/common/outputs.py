@@ -183,22 +183,6 @@ def writing(target: Path | str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def output_folder(dest: str) -> Iterator[Path | None]:
-    """:func:`components.common.storage.output_folder` (the write check, the local folder created
-    if needed and removed again when the run fails before writing into it), with a folder that
-    cannot be created (``/proc/x``: root passes the write check, ``mkdir`` then fails) reported as
-    one line naming it."""
-    from . import storage
-
-    with contextlib.ExitStack() as stack:
-        try:
-            local = stack.enter_context(storage.output_folder(dest))
-        except OSError as exc:
-            raise from_os_error(exc, f"cannot create output folder {dest}") from None
-        yield local
-
-
-@contextlib.contextmanager
 def work_folder(parent: Path | None, prefix: str) -> Iterator[Path]:
     """A temporary work folder in ``parent`` (the output folder, so that publishing the products
     is a rename; the system's temporary folder for None), removed when the block ends however it

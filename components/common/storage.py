@@ -931,7 +931,10 @@ def output_folder(dest: str) -> Iterator[Path | None]:
     local = None if is_s3(dest) else Path(dest)
     created = local is not None and not local.exists()
     if local is not None:
-        local.mkdir(parents=True, exist_ok=True)
+        try:  # root passes the write check of /proc/x, then mkdir fails
+            local.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise from_os_error(exc, f"cannot create output folder {_shown(dest)}") from None
     try:
         yield local
     except BaseException:

@@ -67,7 +67,7 @@ class ClassifyResult:
 
 
 def run(input_dir: str, mc_dir: str, params: ClassifyParams, output_dir: str) -> ClassifyResult:
-    with outputs.output_folder(output_dir) as local_out:
+    with storage.output_folder(output_dir) as local_out:
         return _run(input_dir, mc_dir, params, output_dir, local_out)
 
 

@@ -51,7 +51,7 @@ class TrainResult:
 
 
 def run(input_dir: str, params: TrainParams, output_dir: str) -> TrainResult:
-    with outputs.output_folder(output_dir) as local_out:
+    with storage.output_folder(output_dir) as local_out:
         return _run(input_dir, params, output_dir, local_out)
 
 

@@ -16,7 +16,7 @@ import logging
 import sys
 
 from components.common.cli import OneLineParser, build_parser
-from components.common.contract import exit_status
+from components.common.contract import run_guarded
 from components.common.logs import setup_logging
 
 from .params import StageParams
@@ -56,17 +56,15 @@ def list_main(argv: list[str]) -> int:
                    "environment variable ENERGY_DATASETS_CATALOGUE)")
     p.add_argument("--json", action="store_true", help="Print the catalogue as JSON")
     args = p.parse_args(argv)
-    loaded = []
 
     def load():
         from .catalogue import load_catalogue
 
-        loaded.append(load_catalogue(args.catalogue))
+        return load_catalogue(args.catalogue)
 
-    status = exit_status(f"{PROG} list", load)
+    status, catalogue = run_guarded(f"{PROG} list", load)
     if status:
         return status
-    catalogue = loaded[0]
     if args.json:
         print(json.dumps({"catalogue": catalogue.source,
                           "datasets": [d.describe() for d in catalogue.datasets.values()]}, indent=1))
@@ -98,17 +96,15 @@ def stage_main(argv: list[str]) -> int:
     args = vars(stage_parser().parse_args(argv))
     setup_logging(logging.DEBUG if args.pop("verbose") else logging.INFO)
     name, dest = args.pop("name"), args.pop("to")
-    staged = []
 
     def body():
         from .stage import stage
 
-        staged.append(stage(name, dest, StageParams.from_strings(args)))
+        return stage(name, dest, StageParams.from_strings(args))
 
-    status = exit_status(f"{PROG} stage", body)
+    status, result = run_guarded(f"{PROG} stage", body)
     if status:
         return status
-    result = staged[0]
     print(f"folder: {result.folder}")
     print(f"manifest: {result.manifest}")
     for f in result.files:

@@ -15,7 +15,7 @@ import logging
 import sys
 
 from components.common.cli import OneLineParser, run_cli
-from components.common.contract import exit_status
+from components.common.contract import exit_status, run_guarded
 from components.common.errors import ServiceError
 from components.common.logs import setup_logging
 
@@ -99,17 +99,15 @@ def classes_main(argv: list[str]) -> int:
     p.add_argument("--dictionary", default=None, help="Data dictionary YAML (default: built-in)")
     p.add_argument("--json", action="store_true", help="Print the full definitions as JSON")
     args = p.parse_args(argv)
-    loaded = []
 
     def load():
         from .dictionary import load_dictionary
 
-        loaded.append(load_dictionary(args.dictionary))
+        return load_dictionary(args.dictionary)
 
-    status = exit_status(f"{PROG} classes", load)
+    status, d = run_guarded(f"{PROG} classes", load)
     if status:
         return status
-    d = loaded[0]
     if args.json:
         print(json.dumps({"classes": d.describe(), "groups": d.groups}, indent=1))
         return 0

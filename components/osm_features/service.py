@@ -59,7 +59,7 @@ def run(input_uri: str, params: OsmFeaturesParams, outdir: str) -> OsmFeaturesRe
     if re.search(r"\.(geojson|gpkg|json)$", str(outdir).rstrip("/"), re.IGNORECASE):
         raise ServiceError(f"--output is a folder (or s3:// prefix), not a file name: {outdir} "
                            "(the product is written inside it as <extract>_features.<format>)")
-    with outputs.output_folder(outdir) as local_out:
+    with storage.output_folder(outdir) as local_out:
         return _run(input_uri, params, outdir, local_out, aoi, dictionary)
 
 

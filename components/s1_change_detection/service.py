@@ -68,7 +68,7 @@ class CDResult:
 
 def run(input1: str, input2: str, params: S1CDParams, outdir: str) -> CDResult:
     aoi, driver, ext, crs = s1.check_common(params)
-    with outputs.output_folder(outdir) as local_out, \
+    with storage.output_folder(outdir) as local_out, \
             outputs.work_folder(local_out, ".s1cd-") as work:
         return _process(input1, input2, params, outdir, Path(work), aoi, driver, ext, crs)
 

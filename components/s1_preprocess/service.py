@@ -91,7 +91,7 @@ def check_common(params: S1CommonParams):
 
 def _run(service: str, kind: str, input_uri: str, params, outdir: str) -> S1Result:
     aoi, driver, ext, crs = check_common(params)
-    with outputs.output_folder(outdir) as local_out, outputs.work_folder(local_out, ".s1p-") as work:
+    with storage.output_folder(outdir) as local_out, outputs.work_folder(local_out, ".s1p-") as work:
         return _process(service, kind, input_uri, params, outdir, work, aoi, driver, ext, crs)
 
 

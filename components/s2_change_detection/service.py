@@ -82,7 +82,7 @@ def run(input1: str, input2: str, params: S2ChangeParams, outdir: str) -> CDResu
     aoi = load_aoi(params.aoi) if params.aoi else None
     driver, ext = outputs.resolve_format(params.output_format)
     crs = target_crs(params.projection)
-    with outputs.output_folder(outdir) as local_out:
+    with storage.output_folder(outdir) as local_out:
         return _run(input1, input2, params, outdir, local_out, aoi, driver, ext, crs)
 
 

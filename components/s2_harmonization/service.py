@@ -86,7 +86,7 @@ class BoaBands:
 
 
 def run(input_dir: str, params: MonthlyCompositeParams, output_dir: str) -> CompositeResult:
-    with outputs.output_folder(output_dir) as local_out:
+    with storage.output_folder(output_dir) as local_out:
         return _run(input_dir, params, output_dir, local_out)
 
 

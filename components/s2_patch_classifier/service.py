@@ -96,7 +96,7 @@ def _check(params: S2PatchClassifierParams) -> None:
 def run(input_uri: str, params: S2PatchClassifierParams, outdir: str) -> ClassifierResult:
     """Run ``params.action`` on ``input_uri`` (a folder, a file or an s3:// URI) into ``outdir``."""
     _check(params)
-    with outputs.output_folder(outdir) as local_out:
+    with storage.output_folder(outdir) as local_out:
         return _run(input_uri, params, outdir, local_out)
 
 

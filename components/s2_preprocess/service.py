@@ -63,7 +63,7 @@ def run(input_uri: str, params: S2PreprocessParams, outdir: str) -> S2Result:
     aoi = load_aoi(params.aoi) if params.aoi else None
     driver, ext = outputs.resolve_format(params.output_format)
     target_crs = _target_crs(params.projection)
-    with outputs.output_folder(outdir) as local_out:
+    with storage.output_folder(outdir) as local_out:
         return _run(input_uri, params, outdir, local_out, aoi, driver, ext, target_crs)
 
 

@@ -47,7 +47,7 @@ class TimeSen2CropResult:
 
 
 def run(input_dir: str, params: TimeSen2CropParams, output_dir: str) -> TimeSen2CropResult:
-    with outputs.output_folder(output_dir) as local_out:
+    with storage.output_folder(output_dir) as local_out:
         return _run(input_dir, params, output_dir, local_out)
 
 
