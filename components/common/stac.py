@@ -116,7 +116,7 @@ def _band_json(band: Band, data_type: str) -> dict:
 
 def raster_item(item_id: str, raster: Path, href: str, when: dt.datetime, bands: Iterable[Band], *,
                 start: dt.datetime | None = None, end: dt.datetime | None = None, title: str | None = None,
-                properties: dict | None = None, asset_key: str = "data") -> pystac.Item:
+                properties: dict | None = None, asset_key: str = "data", media_type: str | None = None) -> pystac.Item:
     """An item for the raster ``raster`` (read for its grid, footprint and data type), published
     as ``href`` beside the item: footprint in lon/lat, projection fields, the data asset and its
     bands."""
@@ -136,15 +136,24 @@ def raster_item(item_id: str, raster: Path, href: str, when: dt.datetime, bands:
     if title:
         item.properties["title"] = title
     ProjectionExtension.ext(item, add_if_missing=True).apply(**grid)
-    add_raster_asset(item, asset_key, href, bands, data_type)
+    add_raster_asset(item, asset_key, href, bands, data_type, media_type=media_type)
+    return item
+
+
+def vector_item(item_id: str, geometry: dict, bbox: list[float], href: str, media_type: str, when: dt.datetime, *,
+                title: str | None = None, properties: dict | None = None) -> pystac.Item:
+    """An item for a vector product (GeoJSON, GeoPackage) covering ``geometry`` (lon/lat)."""
+    item = pystac.Item(item_id, geometry, bbox, _utc(when), dict(properties or {}))
+    item.add_asset("data", pystac.Asset(href, title=title, media_type=media_type, roles=["data"]))
     return item
 
 
 def add_raster_asset(item: pystac.Item, key: str, href: str, bands: Iterable[Band], data_type: str,
-                     title: str | None = None) -> pystac.Asset:
-    """Another raster of the same grid (a monthly composite, a second product of the run)."""
+                     title: str | None = None, media_type: str | None = None) -> pystac.Asset:
+    """A raster asset of the item (another one: a monthly composite of the same grid); a .tif is
+    taken for a COG unless ``media_type`` says otherwise."""
     bands = [_band_json(b, data_type) for b in bands]
-    media = COG_TYPE if href.endswith(".tif") else "application/octet-stream"
+    media = media_type or (COG_TYPE if href.endswith(".tif") else "application/octet-stream")
     asset = pystac.Asset(href, title=title, media_type=media, roles=["data"], extra_fields={"bands": bands})
     item.add_asset(key, asset)
     if any(k.startswith("eo:") for b in bands for k in b):
