@@ -78,6 +78,9 @@ def test_crop_map_format_and_sidecars(crop_map):
     areas = record["outputs"]["class_areas"]
     assert sum(a["pixels"] for a in areas.values()) == int((labels != NODATA).sum())
     assert record["outputs"]["metrics"]["classified_pixels"] > 0
+    import torch
+
+    assert record["software"]["torch"] == torch.__version__
 
 
 def test_without_mask_every_pixel_is_classified(chain, tmp_path):
