@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +108,15 @@ def _declare(item: pystac.Item, uri: str) -> None:
         item.stac_extensions.append(uri)
 
 
+def _nodata(value: float | None):
+    # STAC 1.1 spells the non-finite nodata values as strings (JSON has no NaN)
+    if value is not None and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
 def _band_json(band: Band, data_type: str) -> dict:
-    out = {"name": band.name, "description": band.description, "nodata": band.nodata, "data_type": data_type,
+    out = {"name": band.name, "description": band.description, "nodata": _nodata(band.nodata), "data_type": data_type,
            "unit": band.unit, "eo:common_name": band.common_name, "eo:center_wavelength": band.center_wavelength,
            "raster:scale": band.scale, "raster:offset": band.offset}
     return {k: v for k, v in out.items() if v is not None}
@@ -133,8 +141,7 @@ def raster_item(item_id: str, raster: Path, href: str, when: dt.datetime, bands:
     item = pystac.Item(item_id, geometry, list(shape(geometry).bounds), None if start and end else _utc(when),
                        dict(properties or {}), start_datetime=start and _utc(start),
                        end_datetime=end and _utc(end))
-    if title:
-        item.properties["title"] = title
+    item.common_metadata.title = title
     ProjectionExtension.ext(item, add_if_missing=True).apply(**grid)
     add_raster_asset(item, asset_key, href, bands, data_type, media_type=media_type)
     return item

@@ -129,6 +129,18 @@ def test_class_names_and_nodata_follow_the_classification_extension(tmp_path):
     assert written["links"] == [{"rel": "derived_from", "href": "s3://bucket/source.SAFE", "title": "source"}]
 
 
+def test_a_nan_nodata_is_written_as_stac_spells_it(tmp_path):
+    tif = tmp_path / "f.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=2, height=2, count=1, dtype="float32", crs="EPSG:4326",
+                       transform=rasterio.transform.from_origin(0, 1, 0.5, 0.5), nodata=float("nan")) as ds:
+        ds.write(np.zeros((1, 2, 2), np.float32))
+    item = stac.raster_item("f", tif, tif.name, dt.datetime(2020, 1, 1), [stac.Band("v", nodata=float("nan"))])
+    stac.write_item(item, tmp_path / "f.json")
+    written = json.loads((tmp_path / "f.json").read_text(), parse_constant=pytest.fail)  # strict JSON: no NaN
+    assert written["assets"]["data"]["bands"][0]["nodata"] == "nan"
+    validate_item(written)
+
+
 def test_an_item_naming_a_file_not_written_is_refused(tmp_path):
     tif = tmp_path / "a.tif"
     with rasterio.open(tif, "w", driver="GTiff", width=2, height=2, count=1, dtype="uint8", crs="EPSG:4326",
