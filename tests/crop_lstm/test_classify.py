@@ -71,8 +71,8 @@ def test_crop_map_format_and_sidecars(crop_map):
     classes = item["assets"]["data"]["classification:classes"]
     assert [c.get("title", c["name"]) for c in classes] == ["Grassland", "Maize", "Rapeseed", "Winter Wheat",
                                                            "no_data"]
-    assert classes[-1] == {"value": NODATA, "name": "no_data", "description": "not classified: masked or no observation",
-                           "nodata": True}
+    assert classes[-1] == {"value": NODATA, "name": "no_data", "nodata": True,
+                           "description": "not classified: masked or no observation"}
     assert (out / f"{stem}_quicklook.png").stat().st_size > 0
     record = json.loads((out / "run.json").read_text())
     areas = record["outputs"]["class_areas"]
