@@ -1,5 +1,5 @@
 """Writing products and their sidecars: Cloud Optimized GeoTIFF (or another GDAL format),
-quicklook PNG, STAC item and run.json. Files are written under a temporary name in the same
+quicklook PNG and run.json (STAC items: stac.py). Files are written under a temporary name in the same
 folder and renamed at the end, so a failed run leaves nothing half-written.
 
 Also where a run writes and how a write can fail: the output folder (:func:`output_folder`),
@@ -38,8 +38,6 @@ COG_OPTIONS = {"COMPRESS": "ZSTD", "LEVEL": "1", "PREDICTOR": "YES", "BLOCKSIZE"
                "OVERVIEWS": "AUTO", "RESAMPLING": "AVERAGE", "NUM_THREADS": "ALL_CPUS", "BIGTIFF": "IF_SAFER"}
 # Names users give for the default format; all mean a Cloud Optimized GeoTIFF.
 COG_NAMES = ("geotiff", "cog", "gtiff", "tif", "tiff")
-STAC_VERSION = "1.1.0"
-PROJECTION_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 
 
 # ------------------------------------------------------------------------------------------
@@ -340,41 +338,36 @@ def quicklook(src: Path, png: Path, rgb: tuple[int, int, int] | None = None, max
     return png
 
 
-def stac_item(item_id: str, product: Path, datetime: dt.datetime, properties: dict,
-              band_info: list[dict], assets: dict[str, dict]) -> dict:
-    """A STAC 1.1 item for a raster product: geometry from its bounds, projection fields,
-    per-band nodata/scale/offset (STAC 1.1 common band metadata)."""
-    import rasterio
-    from rasterio.warp import transform_geom
-    from shapely.geometry import box, mapping, shape
+# Libraries recorded when the run has loaded them (torch only in the ML services).
+OPTIONAL_LIBRARIES = ("torch", "onnxruntime", "scipy", "pyproj", "shapely", "osmium", "xarray", "netCDF4", "pystac")
 
-    with rasterio.open(product) as ds:
-        geom = transform_geom(ds.crs, "EPSG:4326", mapping(box(*ds.bounds)), antimeridian_cutting=True)
-        epsg = ds.crs.to_epsg()
-        proj = {"proj:code": f"EPSG:{epsg}" if epsg else None, "proj:shape": [ds.height, ds.width],
-                "proj:transform": list(ds.transform)[:6]}
-        if not epsg:
-            proj["proj:wkt2"] = ds.crs.to_wkt()
-        dtype = ds.dtypes[0]
-    data_asset = {"href": product.name, "roles": ["data"],
-                  "type": "image/tiff; application=geotiff; profile=cloud-optimized"
-                  if product.suffix == ".tif" else "application/octet-stream",
-                  "bands": [dict(b, data_type=dtype) for b in band_info]}
-    return {
-        "type": "Feature", "stac_version": STAC_VERSION, "stac_extensions": [PROJECTION_EXT],
-        "id": item_id, "geometry": geom, "bbox": list(shape(geom).bounds),
-        "properties": {"datetime": datetime.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
-                       **proj, **properties},
-        "links": [], "assets": {"data": data_asset, **assets},
-    }
+
+def software_versions() -> dict[str, str]:
+    """The versions that decide a product's values: this package, Python, NumPy, rasterio and
+    the GDAL and PROJ it runs on, and the optional libraries the run has imported."""
+    import sys
+
+    import rasterio
+
+    from components import __version__
+
+    versions = {"eo-kfp-services": __version__, "python": platform.python_version(), "numpy": np.__version__,
+                "rasterio": rasterio.__version__, "GDAL": rasterio.__gdal_version__,
+                "PROJ": rasterio.__proj_version__}
+    for name in OPTIONAL_LIBRARIES:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__version__", None):
+            versions[name] = str(module.__version__)
+    return versions
 
 
 def run_record(service: str, version: str, params: dict, inputs: list[dict], outputs: dict,
                timings: dict, started: dt.datetime) -> dict:
-    """The content of run.json: what ran, on what, with which resolved parameters, how long."""
+    """The content of run.json: what ran, on what, with which resolved parameters, how long, and
+    the software versions it ran with."""
     return {
         "service": service, "version": version, "params": params, "inputs": inputs, "outputs": outputs,
         "timings_s": timings, "started": started.isoformat(),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "python": platform.python_version(),
+        "python": platform.python_version(), "software": software_versions(),
     }

@@ -29,7 +29,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from components import __version__
-from components.common import outputs, storage
+from components.common import outputs, stac, storage
 from components.common.contract import uninterrupted
 from components.common.cpus import usable_cpus
 from components.common.logs import Progress, Steps
@@ -319,8 +319,9 @@ def _run(input_dir: str, mc_dir: str, params: ClassifyParams, output_dir: str, l
             areas = _class_areas(main, info)
         with steps.step("quicklook and STAC item"):
             ql = colour_quicklook(main, stage / f"{stem}_quicklook.png")
-            item = _stac(stem, main, composites, info, areas, ql, tile)
-            outputs.write_json(stage / f"{stem}.json", item)
+            item = _stac(stem, main, composites, info, areas, ql, tile, [(mc_dir, "monthly composites"),
+                                                                          (input_dir, f"model {model_path.name}")],
+                         output_dir)
         total = grid.width * grid.height
         px_s = counts["classified"] / counts["inference_seconds"] if counts["inference_seconds"] else 0.0
         metrics = {"classified_percent": round(100.0 * counts["classified"] / total, 3),
@@ -336,6 +337,7 @@ def _run(input_dir: str, mc_dir: str, params: ClassifyParams, output_dir: str, l
             {"crop_map": main.name, "stac": f"{stem}.json", "quicklook": ql.name, "metrics": metrics,
              "class_areas": areas}, steps.timings, started)
         outputs.write_json(stage / "run.json", record)
+        stac.write_item(item, stage / f"{stem}.json")  # last: it carries the size and checksum of run.json
         size_mb = main.stat().st_size / 1e6
         with steps.step("publish"):
             published = storage.publish(stage, output_dir, move=True)
@@ -362,22 +364,20 @@ def _class_areas(path: Path, info: ModelInfo) -> dict:
 
 
 def _stac(stem: str, main: Path, composites: list[Composite], info: ModelInfo, areas: dict, ql: Path,
-          tile: str | None) -> dict:
+          tile: str | None, sources: list[tuple[str, str]], output_dir: str):
     y0, m0 = map(int, composites[0].month.split("-"))
     y1, m1 = map(int, composites[-1].month.split("-"))
     start = dt.datetime(y0, m0, 1, tzinfo=dt.timezone.utc)
     end = dt.datetime(y1 + m1 // 12, m1 % 12 + 1, 1, tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1)
-    classes = [{"value": int(c), "name": n, "color_hint": "%02X%02X%02X" % COLOURS.get(int(c), (128, 128, 128))}
-               for c, n in zip(info.class_ids, info.class_names)]
-    band = {"name": "crop_type", "description": "crop type, TimeSen2Crop legend", "nodata": NODATA,
-            "classification:classes": classes}
-    props = {"start_datetime": start.isoformat().replace("+00:00", "Z"),
-             "end_datetime": end.isoformat().replace("+00:00", "Z"), "constellation": "sentinel-2", "gsd": 10,
-             "crop_type:class_areas": areas}
-    if tile:
-        props["s2:tile"] = tile
-    assets = {"thumbnail": {"href": ql.name, "type": "image/png", "roles": ["thumbnail", "overview"]},
-              "metadata": {"href": "run.json", "type": "application/json", "roles": ["metadata"]}}
-    item = outputs.stac_item(stem, main, start, props, [band], assets)
-    item["stac_extensions"].append("https://stac-extensions.github.io/classification/v2.0.0/schema.json")
+    item = stac.raster_item(stem, main, main.name, start, [stac.Band("crop_type", "crop type, TimeSen2Crop legend",
+                                                                     NODATA)],
+                            start=start, end=end, properties={"gsd": 10, "class_areas": areas})
+    stac.add_classes(item, [*[stac.Class(int(c), n, color=COLOURS.get(int(c), (128, 128, 128)),
+                                         count=areas[str(c)]["pixels"], percentage=areas[str(c)]["percent"])
+                              for c, n in zip(info.class_ids, info.class_names)],
+                            stac.Class(NODATA, "no_data", "not classified: masked or no observation", nodata=True)])
+    stac.add_sentinel2(item, tile=tile)
+    stac.add_processing(item, lineage=f"{SERVICE}: LSTM classification of {len(composites)} monthly composites")
+    stac.add_sidecars(item, ql.name)
+    stac.add_links(item, stac.location(output_dir, f"{stem}.json"), sources)
     return item

@@ -20,7 +20,7 @@ import shapely
 from shapely.geometry import box
 
 from components import __version__
-from components.common import outputs, storage
+from components.common import outputs, stac, storage
 from components.common.aoi import EPSG_4326, load_aoi, require_overlap
 from components.common.errors import ServiceError
 from components.common.logs import Steps
@@ -102,13 +102,9 @@ def _run(input_uri, params, outdir, local_out, aoi, dictionary) -> OsmFeaturesRe
             counts = {c: stats.features[c] for c in params.features}
             item = stac_item(stem, main, GEOJSON_TYPE if ext == ".geojson" else GPKG_TYPE, footprint,
                              _datetime(info, stats), {
-                                 "osm:source": name, "osm:classes": counts, "osm:feature_count": n,
-                                 "osm:dictionary": Path(dictionary.source).name},
-                             {"thumbnail": {"href": ql.name, "type": "image/png",
-                                            "roles": ["thumbnail", "overview"]},
-                              "metadata": {"href": "run.json", "type": "application/json",
-                                           "roles": ["metadata"]}})
-            outputs.write_json(stage / f"{stem}.json", item)
+                                 "osm_source": name, "osm_classes": counts, "osm_feature_count": n,
+                                 "osm_dictionary": Path(dictionary.source).name},
+                             (input_uri, name), stac.location(outdir, f"{stem}.json"))
         record = outputs.run_record(
             SERVICE, __version__, {**params.as_dict(), "dictionary_resolved": dictionary.source},
             [{"uri": input_uri, "id": name, "timestamp": info.timestamp, "generator": info.generator,
@@ -117,6 +113,7 @@ def _run(input_uri, params, outdir, local_out, aoi, dictionary) -> OsmFeaturesRe
              "classes": stats.as_dict(params.features)},
             steps.timings, started)
         outputs.write_json(stage / "run.json", record)
+        stac.write_item(item, stage / f"{stem}.json")  # last: it carries the size and checksum of run.json
         size_mb = main.stat().st_size / 1e6
         with steps.step("publish"):
             published = storage.publish(stage, outdir, move=True)

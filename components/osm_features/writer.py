@@ -20,7 +20,7 @@ import shapely
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
-from components.common.outputs import STAC_VERSION, atomic_path
+from components.common.outputs import atomic_path
 
 from .dictionary import Dictionary
 from .extract import Feature
@@ -217,20 +217,21 @@ class Quicklook:
         return png
 
 
-def stac_item(item_id: str, product: Path, media_type: str, footprint: BaseGeometry,
-              datetime: dt.datetime, properties: dict, assets: dict) -> dict:
-    """A STAC 1.1 item for a vector product."""
-    geometry = geometry_json(footprint)
-    return {
-        "type": "Feature", "stac_version": STAC_VERSION, "stac_extensions": [], "id": item_id,
-        "geometry": geometry, "bbox": _round(list(footprint.bounds)),
-        "properties": {"datetime": datetime.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                       "license": "ODbL-1.0", "providers": [
-                           {"name": "OpenStreetMap contributors", "roles": ["producer", "licensor"],
-                            "url": "https://www.openstreetmap.org/copyright"}],
-                       **properties},
-        "links": [{"rel": "license", "href": ODBL, "type": "text/html", "title": ATTRIBUTION}],
-        "assets": {"data": {"href": product.name, "type": media_type, "roles": ["data"],
-                            "title": "Features"}, **assets},
-    }
+def stac_item(item_id: str, product: Path, media_type: str, footprint: BaseGeometry, datetime: dt.datetime,
+              properties: dict, source: tuple[str, str], self_href: str):
+    """A STAC item for a vector product: OpenStreetMap data under the ODbL."""
+    import pystac
+
+    from components.common import stac
+
+    item = stac.vector_item(item_id, geometry_json(footprint), _round(list(footprint.bounds)), product.name,
+                            media_type, datetime, title="Features", properties=properties)
+    item.common_metadata.license = "ODbL-1.0"
+    item.common_metadata.providers = [pystac.Provider("OpenStreetMap contributors", roles=[
+        pystac.ProviderRole.PRODUCER, pystac.ProviderRole.LICENSOR], url="https://www.openstreetmap.org/copyright")]
+    item.add_link(pystac.Link("license", ODBL, media_type="text/html", title=ATTRIBUTION))
+    stac.add_processing(item, lineage="osm-features: objects matched by the class dictionary")
+    stac.add_sidecars(item, f"{product.stem}_quicklook.png")
+    stac.add_links(item, self_href, [source])
+    return item
 

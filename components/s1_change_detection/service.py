@@ -34,7 +34,7 @@ import rasterio
 from rasterio.windows import Window
 
 from components import __version__
-from components.common import outputs, storage
+from components.common import outputs, stac, storage
 from components.common.errors import ServiceError
 from components.common.landmask import LandSeaMask
 from components.common.logs import Progress, Steps
@@ -137,7 +137,7 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
         derived, stats = _derived(float_files, work, params)
     metrics.update(stats)
     stem = f"{p1.name[:32]}_{p2.name[17:32]}_{pol}"
-    products = {}
+    products, items = {}, {}
     descriptions = {"coherence": "interferometric coherence (0-1)",
                     "backscatter_date1": f"{params.calibration}0 {pol} of {p1.name} (linear)",
                     "backscatter_date2": f"{params.calibration}0 {pol} of {p2.name} (linear)",
@@ -154,14 +154,16 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
             outputs.write_product(src, main, driver)
             rgb = (1, 2, 3) if role in ("acd", "mtc") else None
             ql = outputs.quicklook(main if driver == "COG" else src, stage / f"{stem}_{role}_quicklook.png", rgb)
-            item = _stac(p1, p2, main, src, ql, role, descriptions[role], metrics, days)
-            outputs.write_json(stage / f"{stem}_{role}.json", item)
+            items[f"{stem}_{role}.json"] = _stac(p1, p2, main, src, ql, role, descriptions[role], metrics, days,
+                                                 pol, [input1, input2], outdir)
             products[role] = main.name
     record = outputs.run_record(SERVICE, __version__, params.as_dict(),
                                 [{"uri": input1, "id": p1.name, "role": "date 1"},
                                  {"uri": input2, "id": p2.name, "role": "date 2"}],
                                 {"products": products, "metrics": metrics}, steps.timings, started)
     outputs.write_json(stage / "run.json", record)
+    for name, item in items.items():  # last: they carry the size and checksum of run.json
+        stac.write_item(item, stage / name)
     with steps.step("publish"):
         published = storage.publish(stage, outdir, move=True)
     by_name = {Path(p).name: p for p in published}
@@ -388,19 +390,22 @@ def _masked(data: np.ndarray, nodata) -> np.ndarray:
     return data
 
 
-def _stac(p1, p2, main: Path, src: Path, ql: Path, role: str, description: str, metrics: dict, days: float) -> dict:
+def _stac(p1, p2, main: Path, src: Path, ql: Path, role: str, description: str, metrics: dict, days: float,
+          pol: str, uris: list[str], outdir: str):
     with rasterio.open(src) as ds:
-        bands = [{"name": ds.descriptions[i] or f"band{i + 1}", "description": description,
-                  "nodata": ds.nodata} for i in range(ds.count)]
-    props = {"platform": f"sentinel-1{p1.mission[-1].lower()}", "constellation": "sentinel-1",
-             "instruments": ["c-sar"], "gsd": metrics["resolution_m"], "sar:instrument_mode": p1.mode,
-             "sar:frequency_band": "C", "sat:relative_orbit": p1.relative_orbit,
-             "sat:orbit_state": p1.orbit_pass.lower(), "s1cd:role": role, "s1cd:date1": p1.name,
-             "s1cd:date2": p2.name, "s1cd:temporal_baseline_days": round(days, 4)}
-    assets = {"thumbnail": {"href": ql.name, "type": "image/png", "roles": ["thumbnail", "overview"]},
-              "metadata": {"href": "run.json", "type": "application/json", "roles": ["metadata"]}}
-    item = outputs.stac_item(main.stem, src, p1.sensing_time, props, bands, assets)
-    item["assets"]["data"]["href"] = main.name
+        bands = [stac.Band(ds.descriptions[i] or f"band{i + 1}", description, ds.nodata) for i in range(ds.count)]
+    start, end = sorted((p1.sensing_time, p2.sensing_time))
+    item = stac.raster_item(main.stem, src, main.name, p1.sensing_time, bands, start=start, end=end,
+                            properties={"gsd": metrics["resolution_m"], "change_role": role,
+                                        "temporal_baseline_days": round(days, 4)})
+    if role == "change":
+        stac.add_classes(item, [stac.Class(0, "no_change", "no change"), stac.Class(1, "change", description),
+                                stac.Class(255, "no_data", "no data", nodata=True)])
+    stac.add_sentinel1(item, mission=p1.mission, mode=p1.mode, product_type=p1.product_type, polarizations=[pol],
+                       relative_orbit=p1.relative_orbit, orbit_state=p1.orbit_pass)
+    stac.add_processing(item, lineage=f"{SERVICE}: {role} of {p1.name} (date 1) and {p2.name} (date 2)")
+    stac.add_sidecars(item, ql.name)
+    stac.add_links(item, stac.location(outdir, f"{main.stem}.json"), [(uris[0], p1.name), (uris[1], p2.name)])
     return item
 
 

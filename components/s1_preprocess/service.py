@@ -26,7 +26,7 @@ import rasterio
 from rasterio.windows import Window
 
 from components import __version__
-from components.common import outputs, storage
+from components.common import outputs, stac, storage
 from components.common.aoi import AoI, aoi_mask, load_aoi, require_overlap
 from components.common.errors import ServiceError
 from components.common.landmask import LandSeaMask
@@ -334,37 +334,35 @@ def publish_product(service, product: S1Product, params, assembled: Path, driver
         outputs.write_product(assembled, main, driver)
     with steps.step("quicklook and STAC item"):
         ql = outputs.quicklook(main if driver == "COG" else assembled, stage / f"{stem}_quicklook.png")
-        item = stac(product, params, main, assembled, ql, metrics, description)
-        outputs.write_json(stage / f"{stem}.json", item)
+        item = stac_item(service, product, params, main, assembled, ql, metrics, inputs, outdir,
+                         (extra or {}).get("polarization"), description)
     record = outputs.run_record(service, __version__, {**params.as_dict(), **(extra or {})}, inputs,
                                 {"product": main.name, "stac": f"{stem}.json", "quicklook": ql.name,
                                  "metrics": metrics}, steps.timings, started)
     outputs.write_json(stage / "run.json", record)
+    stac.write_item(item, stage / f"{stem}.json")  # last: it carries the size and checksum of run.json
     with steps.step("publish"):
         published = storage.publish(stage, outdir, move=True)
     by_name = {Path(p).name: p for p in published}
     return S1Result(by_name[main.name], by_name[f"{stem}.json"], by_name[ql.name], by_name["run.json"], metrics)
 
 
-def stac(product: S1Product, params, main: Path, assembled: Path, ql: Path, metrics: dict, description=None) -> dict:
+def stac_item(service: str, product: S1Product, params, main: Path, assembled: Path, ql: Path, metrics: dict,
+              inputs: list[dict], outdir: str, polarization: str | None, description=None):
     with rasterio.open(assembled) as ds:
         band_name = ds.descriptions[0] or "backscatter"
         units = ds.tags(1).get("units", "")
-    bands = [{"name": band_name, "description": description or f"calibrated backscatter ({units})",
-              "nodata": NODATA, "unit": units}]
-    props = {"platform": f"sentinel-1{product.mission[-1].lower()}", "constellation": "sentinel-1",
-             "instruments": ["c-sar"], "gsd": metrics.get("resolution_m"),
-             "sar:instrument_mode": product.mode, "sar:frequency_band": "C",
-             "sar:product_type": product.product_type, "sat:relative_orbit": product.relative_orbit,
-             "sat:absolute_orbit": product.absolute_orbit, "sat:orbit_state": product.orbit_pass.lower(),
-             "processing:software": {"eo-kfp-services": __version__}, "source_product": product.name,
-             "valid_percent": metrics["valid_percent"]}
-    assets = {"thumbnail": {"href": ql.name, "type": "image/png", "roles": ["thumbnail", "overview"]},
-              "metadata": {"href": "run.json", "type": "application/json", "roles": ["metadata"]}}
-    item = outputs.stac_item(main.stem, assembled, product.sensing_time, props, bands, assets)
-    item["assets"]["data"]["href"] = main.name
-    if main.suffix != ".tif":
-        item["assets"]["data"]["type"] = "application/octet-stream"
+    band = stac.Band(band_name, description or f"calibrated backscatter ({units})", NODATA, unit=units or None)
+    item = stac.raster_item(main.stem, assembled, main.name, product.sensing_time, [band],
+                            properties={"gsd": metrics.get("resolution_m"), "valid_percent": metrics["valid_percent"]})
+    stac.add_sentinel1(item, mission=product.mission, mode=product.mode, product_type=product.product_type,
+                       polarizations=[polarization] if polarization else product.polarisations,
+                       relative_orbit=product.relative_orbit, absolute_orbit=product.absolute_orbit,
+                       orbit_state=product.orbit_pass)
+    stac.add_processing(item, lineage=f"{service}: {params.calibration} calibration, speckle filter "
+                                      f"{metrics.get('speckle_filter')}, {metrics.get('geocoding')}")
+    stac.add_sidecars(item, ql.name)
+    stac.add_links(item, stac.location(outdir, f"{main.stem}.json"), [(i["uri"], i.get("id")) for i in inputs])
     return item
 
 

@@ -19,12 +19,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pystac
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from components import __version__
-from components.common import outputs, storage
+from components.common import outputs, stac, storage
 from components.common.aoi import AoI, aoi_mask, load_aoi
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.logs import Steps
@@ -146,11 +147,10 @@ def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_ou
             outputs.write_json(stage / f"S2-CD_{stem}_report.json", report)
             with outputs.atomic_path(stage / f"S2-CD_{stem}_report.md") as tmp:
                 tmp.write_text(report_markdown(f"S2-CD {stem}", summary, detection.class_stats))
-            item = _stac(main, classes_tif, ql, pair, params, detection, metrics, kind="classes",
-                         report=f"S2-CD_{stem}_report.json")
-            outputs.write_json(stage / f"S2-CD_{stem}.json", item)
-            item = _stac(cva_main, cva_tif, cva_ql, pair, params, detection, metrics, kind="cva")
-            outputs.write_json(stage / f"CVA_{stem}.json", item)
+            items = {f"S2-CD_{stem}.json": _stac(main, classes_tif, ql, pair, params, detection, metrics, outdir,
+                                                 kind="classes", report=f"S2-CD_{stem}_report.json"),
+                     f"CVA_{stem}.json": _stac(cva_main, cva_tif, cva_ql, pair, params, detection, metrics, outdir,
+                                               kind="cva")}
         record = outputs.run_record(
             SERVICE, __version__, {**params.as_dict(), "reference_resolved": list(params.reference),
                                    "projection_resolved": _crs_text(classes_tif)},
@@ -160,6 +160,8 @@ def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_ou
              "metrics": metrics, "method": _method(detection), "classes": detection.class_stats},
             steps.timings, started)
         outputs.write_json(stage / "run.json", record)
+        for name, item in items.items():  # last: they carry the size and checksum of run.json
+            stac.write_item(item, stage / name)
         size_mb = main.stat().st_size / 1e6
         with steps.step("publish"):
             published = storage.publish(stage, outdir, move=True)
@@ -267,30 +269,32 @@ def _summary(pair: list[PairInput], params: S2ChangeParams, detection: Detection
 
 
 def _stac(main: Path, readable: Path, ql: Path, pair: list[PairInput], params: S2ChangeParams,
-          detection: Detection, metrics: dict, *, kind: str, report: str | None = None) -> dict:
-    times = [p.sensing for p in pair if p.sensing]
+          detection: Detection, metrics: dict, outdir: str, *, kind: str, report: str | None = None):
+    times = sorted(p.sensing for p in pair if p.sensing)
     when = times[-1] if times else dt.datetime.now(dt.timezone.utc)
-    props = {"constellation": "sentinel-2", "instruments": ["msi"], "gsd": params.resolution,
-             "s2:tile": pair[0].tile or pair[1].tile or None,
-             "source_products": [p.name for p in pair], **metrics}
-    if len(times) == 2:
-        props["start_datetime"] = min(times).astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-        props["end_datetime"] = max(times).astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    span = {"start": times[0], "end": times[-1]} if len(times) == 2 else {}
     if kind == "classes":
-        bands = [{"name": "change_class", "nodata": NODATA_CLASS,
-                  "description": "0 no change, 1..N change classes (K-means on magnitude and angle), 255 no data"}]
-        props["change_classes"] = detection.class_stats
+        bands = [stac.Band("change_class", "0 no change, 1..N change classes (K-means on magnitude and angle), "
+                                           "255 no data", NODATA_CLASS)]
     else:
-        bands = [{"name": "magnitude", "nodata": cva.NODATA, "unit": "1",
-                  "description": "magnitude of the normalised difference vector (reflectance)"},
-                 {"name": "angle", "nodata": cva.NODATA, "unit": "deg",
-                  "description": "angle between the difference vector and the reference vector"}]
-    assets = {"thumbnail": {"href": ql.name, "type": "image/png", "roles": ["thumbnail", "overview"]},
-              "metadata": {"href": "run.json", "type": "application/json", "roles": ["metadata"]}}
+        bands = [stac.Band("magnitude", "magnitude of the normalised difference vector (reflectance)", cva.NODATA,
+                           unit="1"),
+                 stac.Band("angle", "angle between the difference vector and the reference vector", cva.NODATA,
+                           unit="deg")]
+    item = stac.raster_item(main.stem, readable, main.name, when, bands, **span,
+                            properties={"gsd": params.resolution, **metrics})
+    if kind == "classes":
+        colours = colour_table(detection.classes.k)
+        stac.add_classes(item, [stac.Class(0, "no_change", "no change", colours[0][:3]),
+                                *[stac.Class(c["class"], f"change_{c['class']}", f"change class {c['class']}: mean "
+                                             f"magnitude {c['mean_magnitude']}, mean angle {c['mean_angle_deg']} deg",
+                                             colours[c["class"]][:3], count=c["pixels"],
+                                             percentage=c["percent_of_valid"]) for c in detection.class_stats],
+                                stac.Class(NODATA_CLASS, "no_data", "no data", nodata=True)])
+    stac.add_sentinel2(item, tile=pair[0].tile or pair[1].tile or None)
+    stac.add_processing(item, lineage=f"{SERVICE}: change vector analysis of {pair[0].name} and {pair[1].name}")
+    stac.add_sidecars(item, ql.name)
     if report:
-        assets["report"] = {"href": report, "type": "application/json", "roles": ["metadata"]}
-    item = outputs.stac_item(main.stem, readable, when, props, bands, assets)
-    item["assets"]["data"]["href"] = main.name
-    if main.suffix != ".tif":
-        item["assets"]["data"]["type"] = "application/octet-stream"
+        item.add_asset("report", pystac.Asset(report, media_type=pystac.MediaType.JSON, roles=["metadata"]))
+    stac.add_links(item, stac.location(outdir, f"{main.stem}.json"), [(p.uri, p.name) for p in pair])
     return item

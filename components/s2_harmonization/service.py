@@ -29,7 +29,7 @@ import rasterio
 from rasterio.windows import Window
 
 from components import __version__
-from components.common import outputs, storage
+from components.common import outputs, stac, storage
 from components.common.contract import uninterrupted
 from components.common.cpus import usable_cpus
 from components.common.errors import ServiceError
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "monthlycomposite"
 SCALE = 1e-4  # output DN -> reflectance
+GEOTIFF = "image/tiff; application=geotiff"  # tiled, without overviews: not a COG
 REFLECTANCE_DN = 10000.0
 CREATION = {"driver": "GTiff", "dtype": "uint16", "nodata": NODATA, "tiled": True, "blockxsize": 512,
             "blockysize": 512, "compress": "deflate", "predictor": 2, "BIGTIFF": "IF_SAFER", "interleave": "band"}
@@ -254,8 +255,7 @@ def _run(input_dir: str, params: MonthlyCompositeParams, output_dir: str, local_
             best = max(range(len(months)), key=lambda i: per_month[i]["clear_percent"])
             ql = outputs.quicklook(paths[best], stage / f"{stem}_quicklook.png",
                                    tuple(BANDS.index(b) + 1 for b in ("B4", "B3", "B2")))
-            item = _stac(stem, paths, per_month, params, tile, ql)
-            outputs.write_json(stage / f"{stem}.json", item)
+            item = _stac(stem, paths, per_month, params, tile, ql, input_dir, output_dir)
         metrics = {"acquisitions": len(in_season), "empty_months": len(empty),
                    "clear_percent_mean": round(float(np.mean([p["clear_percent"] for p in per_month])), 3)}
         record = outputs.run_record(
@@ -265,6 +265,7 @@ def _run(input_dir: str, params: MonthlyCompositeParams, output_dir: str, local_
             {"composites": [p.name for p in paths], "stac": f"{stem}.json", "quicklook": ql.name,
              "months": per_month, "metrics": metrics}, steps.timings, started)
         outputs.write_json(stage / "run.json", record)
+        stac.write_item(item, stage / f"{stem}.json")  # last: it carries the size and checksum of run.json
         size_mb = sum(p.stat().st_size for p in paths) / 1e6
         with steps.step("publish"):
             published = storage.publish(stage, output_dir, move=True)
@@ -277,22 +278,22 @@ def _run(input_dir: str, params: MonthlyCompositeParams, output_dir: str, local_
 
 
 def _stac(stem: str, paths: list[Path], per_month: list[dict], params: MonthlyCompositeParams, tile: str | None,
-          ql: Path) -> dict:
+          ql: Path, input_dir: str, output_dir: str):
+    """One item for the 12 composites, an asset per month."""
     start = dt.datetime(params.season_start, 9, 1, tzinfo=dt.timezone.utc)
     end = dt.datetime(params.season_start + 1, 9, 1, tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1)
-    bands = [{"name": b, "description": f"Sentinel-2 {b}, monthly median", "nodata": NODATA, "scale": SCALE,
-              "offset": 0.0, "eo:center_wavelength": BAND_WAVELENGTH_NM[b] / 1000.0} for b in BANDS]
-    props = {"start_datetime": start.isoformat().replace("+00:00", "Z"),
-             "end_datetime": end.isoformat().replace("+00:00", "Z"), "constellation": "sentinel-2",
-             "instruments": ["msi"], "gsd": 10, "composite:method": "median of clear samples (LAI != 0)",
-             "composite:acquisitions": {p["month"]: p["acquisitions"] for p in per_month}}
-    if tile:
-        props["s2:tile"] = tile
-    assets = {"thumbnail": {"href": ql.name, "type": "image/png", "roles": ["thumbnail", "overview"]},
-              "metadata": {"href": "run.json", "type": "application/json", "roles": ["metadata"]}}
-    item = outputs.stac_item(stem, paths[0], start, props, bands, assets)
-    data = item["assets"].pop("data")
-    for p, m in zip(paths, per_month):
-        item["assets"][m["month"]] = dict(data, href=p.name, title=f"median composite {m['month']}",
-                                          type="image/tiff; application=geotiff")
+    bands = [stac.s2_band(b, f"Sentinel-2 {b}, monthly median", NODATA, SCALE, 0.0) for b in BANDS]
+    first, *others = zip(paths, per_month)
+    item = stac.raster_item(stem, first[0], first[0].name, start, bands, start=start, end=end,
+                            properties={"gsd": 10, "composite_method": "median of clear samples (LAI != 0)",
+                                        "composite_acquisitions": {p["month"]: p["acquisitions"] for p in per_month}},
+                            asset_key=first[1]["month"], media_type=GEOTIFF)
+    item.assets[first[1]["month"]].title = f"median composite {first[1]['month']}"
+    for path, month in others:
+        stac.add_raster_asset(item, month["month"], path.name, bands, "uint16", f"median composite {month['month']}",
+                              GEOTIFF)
+    stac.add_sentinel2(item, tile=tile)
+    stac.add_processing(item, lineage=f"{SERVICE}: monthly medians of the clear REFBOA samples")
+    stac.add_sidecars(item, ql.name)
+    stac.add_links(item, stac.location(output_dir, f"{stem}.json"), [(input_dir, "REFBOA/LAI time series")])
     return item

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from components import __version__
-from components.common import outputs, storage
+from components.common import outputs, stac, storage
 from components.common.cpus import cpu_quota
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.logs import Steps
@@ -41,7 +41,7 @@ from . import modelio, patches as patchmod
 from .data import find_tiles
 from .model import Arch
 from .params import S2PatchClassifierParams
-from .predict import colour_quicklook, open_predictor, predict_tile, to_cog
+from .predict import NODATA, colour_quicklook, open_predictor, predict_tile, to_cog
 from .train import TrainConfig, resolve_device, train
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _run(input_uri: str, params: S2PatchClassifierParams, outdir: str, local_out
         summary = {}
         action = params.action
         if action == "predict":
-            _predict(local_input, extra["model_file"], params, stage, device, steps, result)
+            _predict(local_input, extra["model_file"], params, stage, device, steps, result, outdir, input_uri)
             summary = result.scores
         elif action == "extract_data":
             ps = _extract(local_input, params, stage, steps, labelled=True)
@@ -159,7 +159,7 @@ def _run(input_uri: str, params: S2PatchClassifierParams, outdir: str, local_out
                 target = extra.get("predict_input", local_input)
                 (stage / "predictions").mkdir()
                 _predict(target, Path(result.model), params, stage / "predictions", device, steps, result,
-                         main=False)
+                         stac.location(outdir, "predictions"), params.predict_input or input_uri, main=False)
             summary = result.scores
         record = outputs.run_record(
             SERVICE, __version__, params.as_dict(), [{"uri": input_uri}] +
@@ -360,7 +360,8 @@ def _quantize(model, fp32: Path, path: Path, meta: dict, ps: patchmod.PatchSet, 
 
 
 def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, folder: Path, device, steps: Steps,
-             result: ClassifierResult, main: bool = True) -> None:
+             result: ClassifierResult, published: str, source_uri: str, main: bool = True) -> None:
+    """Classify every tile of ``source`` into ``folder`` (published as ``published``)."""
     with steps.step("open model"):
         predictor = open_predictor(model_file, device)
     meta = predictor.meta
@@ -380,18 +381,28 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
             tif = to_cog(raw, folder / f"{stem}.tif")
             raw.unlink()
         ql = colour_quicklook(tif, folder / f"{stem}_quicklook.png")
-        item = outputs.stac_item(
-            stem, tif, _date_of(t), {"title": f"{t.name} classified by s2-patch-classifier",
-                                     "classes": meta["classes"], "class_pixels": res.class_pixels,
-                                     "bands_used": meta["bands"]},
-            [{"name": "class", "nodata": 255}],
-            {"quicklook": {"href": ql.name, "type": "image/png", "roles": ["overview"]}})
-        outputs.write_json(folder / f"{stem}.json", item)
+        _write_stac(stem, tif, ql, t, meta, res.class_pixels, folder, published,
+                    [(source_uri, t.name), (params.model_file or str(model_file), f"model {Path(model_file).name}")])
         result.predictions.append(str(tif))
         log.info("product %s: %s, %d windows, %.1f s", tif.name, res.class_pixels, res.windows, res.seconds)
     if main:
         result.product = result.predictions[0]
     result.scores.setdefault("engine", predictor.engine)
+
+
+def _write_stac(stem: str, tif: Path, ql: Path, tile, meta: dict, class_pixels: dict, folder: Path, published: str,
+                sources: list[tuple[str, str]]) -> None:
+    band = stac.Band("class", "class index of the model's legend, 255 no data", NODATA)
+    item = stac.raster_item(stem, tif, tif.name, _date_of(tile), [band],
+                            title=f"{tile.name} classified by s2-patch-classifier",
+                            properties={"bands_used": list(meta["bands"])})
+    stac.add_classes(item, [*[stac.Class(int(c), f"class_{c}", color=tuple(rgb[:3]), count=class_pixels.get(str(c)))
+                              for c, rgb in zip(meta["classes"], meta["colours"])],
+                            stac.Class(NODATA, "no_data", "no data", nodata=True)])
+    stac.add_processing(item, lineage=f"{SERVICE}: sliding-window U-Net classification")
+    stac.add_sidecars(item, ql.name, record=None)  # run.json is written after the predictions
+    stac.add_links(item, stac.location(published, f"{stem}.json"), sources)
+    stac.write_item(item, folder / f"{stem}.json")
 
 
 def _check_tile(tile, meta: dict, model_name: str) -> None:

@@ -24,7 +24,7 @@ import rasterio
 from rasterio.crs import CRS
 
 from components import __version__
-from components.common import outputs, storage
+from components.common import outputs, stac, storage
 from components.common.aoi import AoI, aoi_mask, load_aoi, require_overlap
 from components.common.contract import uninterrupted
 from components.common.errors import InvalidParameter, ServiceError
@@ -101,14 +101,14 @@ def _run(input_uri: str, params: S2PreprocessParams, outdir: str, local_out: Pat
             rgb = _rgb_indexes(params.bands)
             # the COG's overviews make the quicklook read cheap
             ql = outputs.quicklook(main if driver == "COG" else assembled, stage / f"{stem}_quicklook.png", rgb)
-            item = _stac(product, params, main, assembled, ql, metrics)
-            outputs.write_json(stage / f"{stem}.json", item)
+            item = _stac(product, params, main, assembled, ql, metrics, input_uri, outdir)
         record = outputs.run_record(
             SERVICE, __version__, {**params.as_dict(), "projection_resolved": _crs_text(assembled)},
             [{"uri": input_uri, "id": product.name, "level": product.level, "baseline": product.baseline}],
             {"product": main.name, "stac": f"{stem}.json", "quicklook": ql.name, "metrics": metrics},
             steps.timings, started)
         outputs.write_json(stage / "run.json", record)
+        stac.write_item(item, stage / f"{stem}.json")
         size_mb = main.stat().st_size / 1e6
         with steps.step("publish"):
             published = storage.publish(stage, outdir, move=True)
@@ -296,20 +296,15 @@ def _crs_text(path: Path) -> str:
 
 
 def _stac(product: S2Product, params: S2PreprocessParams, main: Path, assembled: Path, ql: Path,
-          metrics: dict) -> dict:
-    bands = []
-    for b in params.bands:
-        scale, offset = product.scale_offset(b)
-        bands.append({"name": b, "description": f"Sentinel-2 {b}", "nodata": NODATA_DN, "scale": scale,
-                      "offset": offset, "eo:center_wavelength": BAND_WAVELENGTH_NM[b] / 1000.0})
-    props = {"platform": product.spacecraft.lower(), "constellation": "sentinel-2", "instruments": ["msi"],
-             "gsd": params.resolution, "s2:tile": product.tile, "s2:processing_baseline": product.baseline,
-             "processing:level": product.level, "eo:cloud_cover": metrics["cloud_percent"],
-             "valid_percent": metrics["valid_percent"], "source_product": product.name}
-    assets = {"thumbnail": {"href": ql.name, "type": "image/png", "roles": ["thumbnail", "overview"]},
-              "metadata": {"href": "run.json", "type": "application/json", "roles": ["metadata"]}}
-    item = outputs.stac_item(main.stem, assembled, product.sensing_time, props, bands, assets)
-    item["assets"]["data"]["href"] = main.name
-    if main.suffix != ".tif":
-        item["assets"]["data"]["type"] = "application/octet-stream"
+          metrics: dict, input_uri: str, outdir: str):
+    bands = [stac.s2_band(b, f"Sentinel-2 {b}", NODATA_DN, *product.scale_offset(b)) for b in params.bands]
+    item = stac.raster_item(main.stem, assembled, main.name, product.sensing_time, bands,
+                            properties={"gsd": params.resolution, "valid_percent": metrics["valid_percent"]})
+    stac.add_sentinel2(item, platform=product.spacecraft, tile=product.tile, baseline=product.baseline,
+                       product_uri=f"{product.name}.SAFE")
+    stac.add_cloud_cover(item, metrics["cloud_percent"])
+    stac.add_processing(item, level=product.level, lineage=f"{SERVICE}: bands resampled to {params.resolution:g} m, "
+                                                           f"cloud mask {params.cloudmask}")
+    stac.add_sidecars(item, ql.name)
+    stac.add_links(item, stac.location(outdir, f"{main.stem}.json"), [(input_uri, product.name)])
     return item

@@ -68,13 +68,19 @@ def test_crop_map_format_and_sidecars(crop_map):
     stem = tif.stem
     item = json.loads((out / f"{stem}.json").read_text())
     validate_item(item)
-    classes = item["assets"]["data"]["bands"][0]["classification:classes"]
-    assert [c["name"] for c in classes] == ["Grassland", "Maize", "Rapeseed", "Winter Wheat"]
+    classes = item["assets"]["data"]["classification:classes"]
+    assert [c.get("title", c["name"]) for c in classes] == ["Grassland", "Maize", "Rapeseed", "Winter Wheat",
+                                                           "no_data"]
+    assert classes[-1] == {"value": NODATA, "name": "no_data", "nodata": True,
+                           "description": "not classified: masked or no observation"}
     assert (out / f"{stem}_quicklook.png").stat().st_size > 0
     record = json.loads((out / "run.json").read_text())
     areas = record["outputs"]["class_areas"]
     assert sum(a["pixels"] for a in areas.values()) == int((labels != NODATA).sum())
     assert record["outputs"]["metrics"]["classified_pixels"] > 0
+    import torch
+
+    assert record["software"]["torch"] == torch.__version__
 
 
 def test_without_mask_every_pixel_is_classified(chain, tmp_path):

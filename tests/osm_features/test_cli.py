@@ -15,6 +15,8 @@ from components.osm_features.cli import main
 from components.osm_features.dictionary import load_dictionary
 from components.osm_features.params import OsmFeaturesParams
 
+from tests.stac_schema import validate_item
+
 from .conftest import VADUZ_WKT, run_cli
 
 
@@ -24,6 +26,7 @@ def test_geopackage_has_one_layer_per_class(liechtenstein, liechtenstein_vaduz, 
                   "--format", "gpkg")
     assert run.product.suffix == ".gpkg"
     assert run.stac["assets"]["data"]["type"] == "application/geopackage+sqlite3"
+    validate_item(run.stac)
     d = load_dictionary()
     wanted = d.expand(classes.split(","))
     layers = dict(pyogrio.list_layers(run.product))

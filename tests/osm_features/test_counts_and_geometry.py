@@ -122,7 +122,7 @@ def test_stac_item_and_run_record(liechtenstein_all):
     assert item["properties"]["license"] == "ODbL-1.0"
     assert item["assets"]["data"]["href"] == liechtenstein_all.product.name
     assert item["assets"]["data"]["type"] == "application/geo+json"
-    counts = item["properties"]["osm:classes"]
+    counts = item["properties"]["osm_classes"]
     assert counts == {k: v["features"] for k, v in liechtenstein_all.classes.items()}
     assert liechtenstein_all.record["inputs"][0]["bounds"] == pytest.approx([9.471078, 47.04774, 9.636217, 47.27128])
     from PIL import Image

@@ -11,6 +11,7 @@ import rasterio
 
 from components.s1_change_detection.cli import main
 from tests.fixtures import s1_products
+from tests.stac_schema import validate_item
 
 ROLES = ("coherence", "backscatter_date1", "backscatter_date2", "acd", "mtc", "change")
 
@@ -27,7 +28,9 @@ def test_change_products(slc_pair, tmp_path):
     assert abs(metrics["coregistration_shift"]["IW1"]["rows"]) < 0.1
     for role in ROLES:
         tif = out / products[role]
-        assert (out / tif.name.replace(".tif", ".json")).exists()
+        item = json.loads((out / tif.name.replace(".tif", ".json")).read_text())
+        validate_item(item)
+        assert [link["rel"] for link in item["links"]] == ["self", "derived_from", "derived_from"]
         assert (out / tif.name.replace(".tif", "_quicklook.png")).exists()
     with rasterio.open(out / products["coherence"]) as ds:
         coh = ds.read(1, masked=True).compressed()

@@ -15,6 +15,7 @@ from components.s1_preprocess.cli import main_grd, main_slc
 from components.s1_preprocess.params import S1GRDParams
 from components.s1_preprocess.product import open_product
 from tests.fixtures import s1_products
+from tests.stac_schema import validate_item
 
 ROME_AOI = "POLYGON((12.49 41.98, 12.53 41.98, 12.53 42.00, 12.49 42.00, 12.49 41.98))"
 
@@ -55,6 +56,8 @@ def test_grd_default_chain(grd_product, tmp_path):
     assert record["outputs"]["metrics"]["orbit"].startswith("annotation state vectors")
     assert record["params"]["speckle"] == "Lee Sigma"
     stac = json.loads((out / record["outputs"]["stac"]).read_text())
+    validate_item(stac)
+    assert stac["properties"]["sar:polarizations"] == ["VV"] and stac["properties"]["sat:relative_orbit"] > 0
     assert stac["properties"]["sar:instrument_mode"] == "IW" and stac["assets"]["data"]["href"] == tif.name
     assert (out / record["outputs"]["quicklook"]).stat().st_size > 0
     assert sorted(p.name for p in out.iterdir()) == sorted([tif.name, record["outputs"]["stac"],
@@ -145,6 +148,7 @@ def test_slc_chain(slc_product, tmp_path):
     tif, record = _run(main_slc, slc_product, tmp_path / "out", "--resolution", 20, "--calibration", "BetaDB")
     data, profile, _, _ = _read(tif)
     assert record["outputs"]["metrics"]["looks"] == [1, 4]
+    validate_item(json.loads((tmp_path / "out" / record["outputs"]["stac"]).read_text()))
     v = data.compressed()
     assert np.median(v) == pytest.approx(-8.0 + 1.0, abs=2.5)  # beta0 > sigma0 by 1/sin(incidence)
     assert v.size > 10000

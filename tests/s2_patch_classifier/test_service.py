@@ -8,6 +8,8 @@ import rasterio
 
 from components.s2_patch_classifier.cli import main
 
+from tests.stac_schema import validate_item
+
 from .fixtures import TINY, port_crop, synthetic_tile
 
 FAST = ["-patch_size", "64", "-b", "4"] + TINY
@@ -34,6 +36,9 @@ def test_full_on_a_real_port_crop(tmp_path, capsys):
     assert (out / "predictions" / "casablanca_classes_quicklook.png").stat().st_size > 0
     item = json.loads((out / "predictions" / "casablanca_classes.json").read_text())
     assert item["properties"]["datetime"].startswith("2023-04-26")
+    validate_item(item)
+    classes = item["assets"]["data"]["classification:classes"]
+    assert classes[1]["color_hint"] == "E6194B" and classes[-1]["nodata"]
     record = json.loads((out / "run.json").read_text())
     assert record["params"]["action"] == "full" and record["outputs"]["model"] == "model.pt"
     assert not [p for p in tmp_path.rglob(".s2pc-*")]
@@ -62,6 +67,7 @@ def test_actions_one_by_one_with_pretraining_and_onnx(tmp_path, capsys):
     assert metrics["int8_agreement"] > 0.9 and not list((tmp_path / "model").glob("*fp32*"))
     assert main(["-action", "predict", "-i", str(new), "-o", str(tmp_path / "pred"), "-model_file",
                  str(onnx_file)]) == 0
+    validate_item(json.loads((tmp_path / "pred" / "C_classes.json").read_text()))
     with rasterio.open(tmp_path / "pred" / "C_classes.tif") as ds:
         assert ds.shape == (80, 100) and set(np.unique(ds.read(1))) <= {0, 1, 2}
     record = json.loads((tmp_path / "pred" / "run.json").read_text())

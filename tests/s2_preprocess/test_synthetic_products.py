@@ -14,6 +14,7 @@ import rasterio
 from components.s2_preprocess.params import S2PreprocessParams
 from components.s2_preprocess.service import run
 from tests.fixtures.s2_products import cloud_regions, expected_scl, nodata_mask, write_s2_product
+from tests.stac_schema import validate_item
 
 SIZE = 120  # 10 m pixels: 60 at 20 m, 20 at 60 m
 CLOUDS = (3, 8, 9, 10)
@@ -214,6 +215,8 @@ def test_other_gdal_format(l2a, tmp_path):
         assert ds.driver == "ENVI" and ds.count == 2
     item = json.loads(Path(result.stac).read_text())
     assert item["assets"]["data"]["href"] == Path(result.product).name
+    assert item["assets"]["data"]["type"] == "application/octet-stream"
+    validate_item(item)
 
 
 def test_s3_in_and_out(l2a, tmp_path, s3_server, monkeypatch):
