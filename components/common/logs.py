@@ -104,11 +104,6 @@ class Progress:
             self._log.info("%s %3d%% (%d/%d), %s elapsed, ETA %s", self.label, decile * 10, self.done,
                            self.total, _interval(elapsed), _interval(left))
 
-    def close(self) -> None:
-        """End the bar early (a failed run), leaving the line it reached."""
-        if self._bar is not None:
-            self._bar.close()
-
 
 def _is_tty(stream) -> bool:
     try:
