@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 import time
 
@@ -70,26 +71,49 @@ class Steps:
 
 
 class Progress:
-    """A bar on a terminal, one timestamped line per 10 % otherwise (KFP pod logs)."""
+    """Progress of ``total`` work items. On a terminal a tqdm bar with the elapsed time and the
+    estimated time left, redrawn at every 1 %; otherwise (KFP pod logs, files) at most one log
+    line per 10 %, in the format of every other log line, with the same estimate."""
 
-    def __init__(self, total: int, label: str, logger: logging.Logger = log):
+    def __init__(self, total: int, label: str, logger: logging.Logger = log, *, stream=None):
         self.total, self.label, self.done = max(total, 1), label, 0
-        self._tty = sys.stderr.isatty()
+        stream = sys.stderr if stream is None else stream
         self._log = logger
-        self._last_decile = -1
+        self._last_decile = 0
         self._t0 = time.perf_counter()
+        self._bar = None
+        if _is_tty(stream):
+            from tqdm import tqdm
+
+            # redraw every 1 % of the items, however fast they come (no time throttle)
+            self._bar = tqdm(total=self.total, desc=label, file=stream, mininterval=0,
+                             miniters=max(1, math.ceil(self.total / 100)), leave=True)
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        frac = min(self.done / self.total, 1.0)
-        if self._tty:
-            bar = "#" * int(frac * 30)
-            sys.stderr.write(f"\r{self.label} [{bar:<30}] {frac:4.0%} {time.perf_counter() - self._t0:5.1f}s")
+        if self._bar is not None:
+            self._bar.update(min(n, self.total - self._bar.n))
             if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+                self._bar.close()
             return
-        decile = int(frac * 10)
-        if decile != self._last_decile:
+        decile = int(min(self.done / self.total, 1.0) * 10)
+        if decile > self._last_decile:
             self._last_decile = decile
-            self._log.info("%s %3d%% (%d/%d)", self.label, decile * 10, self.done, self.total)
+            elapsed = time.perf_counter() - self._t0
+            left = elapsed * (self.total - min(self.done, self.total)) / self.done
+            self._log.info("%s %3d%% (%d/%d), %s elapsed, ETA %s", self.label, decile * 10, self.done,
+                           self.total, _interval(elapsed), _interval(left))
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _interval(seconds: float) -> str:
+    """mm:ss or h:mm:ss, as the bar writes it."""
+    from tqdm import tqdm
+
+    return tqdm.format_interval(seconds)

@@ -37,7 +37,7 @@ def s2_change_detection(
     resolution: float = 10.0,
     bands: str = "B2,B3,B4,B8",
     aoi: str = "",
-    projection: str = "WGS84",
+    projection: str = "UTM(Auto)",
     numberClasses: int = 4,
     referenceVector: str = "",
     levelConfidence: float = 99.99,

@@ -30,8 +30,8 @@ class S2ChangeParams(ServiceParams):
                                    choices=BAND_NAMES)
     aoi: Optional[str] = param(None, "Area of interest: WKT polygon (lon/lat) or vector file "
                                "(GeoJSON, Shapefile, GeoPackage)", flags=("--AoI", "-p"))
-    projection: str = param("WGS84", "Output CRS: WGS84 (EPSG:4326), UTM(Auto) for the tile's UTM zone, "
-                            "any EPSG code or WKT; the change detection itself runs on the tile grid")
+    projection: str = param("UTM(Auto)", "Output CRS: UTM(Auto) keeps the grid of the inputs (the tile's UTM "
+                            "zone; no resampling), WGS84 (EPSG:4326, the seed's default), any EPSG code or WKT")
     numberClasses: int = param(4, "Number of classes the changed pixels are grouped into by K-means "
                                f"(1..{MAX_CLASSES})", flags=("--number_classes",), minimum=1,
                                maximum=MAX_CLASSES)

@@ -12,7 +12,7 @@ import numpy as np
 from components.common.cpus import usable_cpus
 from components.common.errors import ServiceError
 from components.common.logs import Progress
-from components.s2_harmonization.kernels import masked_median
+from components.common.medians import masked_median
 
 from .archive import Archive, Reader, Tile, parse_samples
 from .legend import MONTHS_PER_SEASON, month_index

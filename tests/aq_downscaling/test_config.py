@@ -147,3 +147,46 @@ def test_bad_command_line(argv, fragment, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and fragment in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_configurations_the_tests_write_load_and_round_trip(tmp_path):
+    from components.aq_downscaling.config import dump_config
+    from tests.fixtures.cams_products import scene_config
+
+    texts = [DEFAULT_CONFIG.read_text(), "training:\nmodel: {}\n",
+             scene_config(tmp_path, (42.0, 43.6, 11.0, 12.6), extra={"training.epochs": 1}),
+             "model: {input_frame: 4x4, output_frame: 16X16, noise_channels: 1e1}\n"
+             "training: {device: ' CPU ', content_loss: MSE, learning_rate: '1e-4'}\n"
+             "inputs: {low_res: 'pm2p5, u10'}\noutputs: {quantiles: 0.5, points: [[A, 45, 6]]}\n"
+             "paths: {tiles: 2021, datasets: {x.1: {era5: a.nc, static: {urban_frac: u.nc, "
+             "orog_scal: {path: o.tif, variable: '', transform: MINMAX}}}}}\n"]
+    for text in texts:
+        cfg = load_config(text=text)
+        assert load_config(text=dump_config(cfg)).as_dict() == cfg.as_dict()
+    last = load_config(text=texts[-1])
+    assert (last.factor, last.model.noise_channels) == (4, 10)
+    assert (last.training.device, last.training.content_loss) == ("cpu", "mse")
+    assert (last.inputs.low_res, last.outputs.quantiles, last.paths.tiles) == (("pm2p5", "u10"), (0.5,), "2021")
+    static = last.paths.datasets["x.1"].static["orog_scal"]
+    assert (static.path, static.variable, static.transform) == ("o.tif", None, "minmax")
+    assert load_config(text=texts[1]).as_dict() == Config().as_dict()
+
+
+@pytest.mark.parametrize("text, line", [
+    ("training: {lerning_rate: 0.1}", "unknown key 'training.lerning_rate' in the configuration (did you mean "
+                                      "'learning_rate'?): allowed in 'training': learning_rate, batch_size,"),
+    ("model: {input_frame: [0, 0]}", "invalid value [0, 0] for parameter 'model.input_frame': allowed two integers "
+                                     "[rows, cols] (or 'RxC'), each >= 1"),
+    ("outputs: {quantiles: [0.1, a]}", "invalid value 'a' for parameter 'outputs.quantiles[1]': allowed a number "
+                                       ">= 0 and <= 1"),
+    ("outputs: {points: [{name: X, lat: 95, lon: 6}]}", "invalid value 95 for parameter 'outputs.points[0].lat': "
+                                                        "allowed a number >= -90 and <= 90"),
+    ("paths: {datasets: [a]}", "invalid value ['a'] for parameter 'paths.datasets': allowed a mapping of names to "
+                               "{cams_global, cams_europe, era5, static}"),
+    ("model: {noise_channels: true}", "invalid value True for parameter 'model.noise_channels': allowed an integer "
+                                      ">= 1 and <= 256"),
+])
+def test_errors_name_the_key_the_value_as_written_and_what_is_allowed(text, line):
+    with pytest.raises(ServiceError) as info:
+        load_config(text=text)
+    assert info.value.one_line().startswith(line), info.value.one_line()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -31,3 +32,51 @@ def test_level_set_even_when_a_handler_exists():
                "from components.common.logs import setup_logging; setup_logging(logging.INFO)\n"
                "logging.getLogger('components.x').info('step marker')")
     assert "step marker" in out
+
+
+_PROGRESS = ("import logging\nfrom components.common.logs import Progress, setup_logging\nsetup_logging()\n"
+             "p = Progress({total}, 'tiles', logging.getLogger('components.x'))\n"
+             "for _ in range({total}): p.advance()\n")
+
+
+def test_progress_in_logs_at_most_one_line_per_10_percent_with_an_eta():
+    out = _run(_PROGRESS.format(total=1000))  # stderr is a pipe, as in a pod
+    lines = [line for line in out.splitlines() if "tiles" in line]
+    assert [line.split("tiles")[1].split("%")[0].strip() for line in lines] == [str(10 * i) for i in range(1, 11)]
+    # the log format of every other line: time, level, message; then elapsed time and ETA
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d INFO    tiles +\d+% \(\d+/1000\), \d\d:\d\d elapsed, ETA \d\d:\d\d",
+                            line) for line in lines), lines
+    assert lines[0].split("(")[1].startswith("100/1000")
+    assert "\r" not in out
+
+
+def test_progress_on_a_terminal_is_a_bar_redrawn_every_percent_with_an_eta():
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    # a terminal of 24 x 100 characters (a fresh pty has no size, and tqdm fits the bar to it)
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-c", _PROGRESS.format(total=400)], stdin=subprocess.DEVNULL,
+                            stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    frames = b"".join(chunks).decode().replace("\r\n", "\r").split("\r")
+    percents = [int(m.group(1)) for f in frames if (m := re.match(r"tiles: +(\d+)%", f))]
+    assert percents[-1] == 100 and sorted(set(percents)) == list(range(101)), percents
+    assert len(percents) <= 102  # one redraw per 1 %, not one per item
+    # elapsed<remaining: the ETA
+    assert re.search(r"\| 200/400 \[\d\d:\d\d<\d\d:\d\d", "\r".join(frames))

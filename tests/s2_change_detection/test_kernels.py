@@ -163,3 +163,24 @@ def test_median3x3_equals_scipy():
     a = rng.normal(size=(37, 53)).astype(np.float32)
     a[rng.random(a.shape) < 0.2] = 0.0  # ties
     np.testing.assert_array_equal(cva.median3x3(a), ndimage.median_filter(a, size=3, mode="nearest"))
+
+
+def test_kmeans_is_deterministic_per_seed_and_handles_identical_samples():
+    import warnings
+
+    rng = np.random.default_rng(5)
+    # two overlapping populations: the partition depends on the seeding, the seed fixes it
+    rho = np.concatenate([rng.normal(0.1, 0.05, 2000), rng.normal(0.2, 0.05, 2000)])
+    theta = np.concatenate([rng.normal(60, 30, 2000), rng.normal(100, 30, 2000)])
+    runs = [fit_polar_classes(rho, theta, 6, seed=s) for s in (7, 7, 8)]
+    np.testing.assert_array_equal(runs[0].centroids, runs[1].centroids)
+    np.testing.assert_array_equal(runs[0].assign(rho, theta), runs[1].assign(rho, theta))
+    # every restart converged: another seed lands within a small fraction of the feature spread
+    np.testing.assert_allclose(np.sort(runs[0].centroids[:, 1]), np.sort(runs[2].centroids[:, 1]), atol=15.0)
+    # all changed pixels alike: one class, no warning about duplicated centroids
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = fit_polar_classes(np.full(500, 0.3), np.full(500, 45.0), 4)
+    assert one.k == 1
+    np.testing.assert_allclose(one.centroids, [[0.3, 45.0]])
+    assert set(np.unique(one.assign(np.array([0.0, 1.0]), np.array([0.0, 180.0])))) == {1}

@@ -24,7 +24,7 @@ def test_help_lists_every_table_6_parameter(capsys):
 
 def test_defaults():
     p = S2ChangeParams()
-    assert (p.resolution, p.bands, p.aoi, p.projection) == (10.0, ("B2", "B3", "B4", "B8"), None, "WGS84")
+    assert (p.resolution, p.bands, p.aoi, p.projection) == (10.0, ("B2", "B3", "B4", "B8"), None, "UTM(Auto)")
     assert (p.numberClasses, p.referenceVector, p.levelConfidence, p.output_format) == (4, (), 99.99, "GeoTIFF")
     assert p.reference == (1.0, 0.0, 0.0, 0.0)
     assert S2ChangeParams(bands=("B2", "B3", "B4", "B8", "B11", "B12")).reference == (1.0, 0, 0, 0, 0, 0)

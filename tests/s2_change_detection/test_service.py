@@ -21,7 +21,7 @@ from tests.fixtures.s2_products import expected_scl, nodata_mask
 from tests.s2_change_detection.pairs import PLANTED, SIZE, write_pair
 from tests.stac_schema import validate_item
 
-UTM = {"projection": "UTM(Auto)", "numberClasses": 3}
+UTM = {"numberClasses": 3}  # the default projection keeps the inputs' UTM grid
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,14 @@ def pair(tmp_path_factory):
 def utm_run(pair, tmp_path_factory):
     out = tmp_path_factory.mktemp("utm")
     return run(str(pair[0]), str(pair[1]), S2ChangeParams.from_strings(UTM), str(out))
+
+
+def test_default_output_keeps_the_input_grid(pair, utm_run):
+    with rasterio.open(next(pair[0].rglob("*_B02_10m.jp2"))) as band:
+        crs, transform, shape = band.crs, band.transform, band.shape
+    for path in (utm_run.product, utm_run.cva):
+        with rasterio.open(path) as ds:
+            assert (ds.crs, ds.transform, ds.shape) == (crs, transform, shape)
 
 
 def _read(path, band=1):
@@ -137,7 +145,7 @@ def test_pre_processed_stacks_give_the_same_result(pair, utm_run, tmp_path):
     assert [i["tile"] for i in record["inputs"]] == ["T29UNU", "T29UNU"]
 
 
-def test_zip_input_aoi_and_default_projection(pair, tmp_path):
+def test_zip_input_aoi_and_wgs84_projection(pair, tmp_path):
     zipped = Path(shutil.make_archive(str(tmp_path / pair[1].stem), "zip", root_dir=pair[1].parent,
                                       base_dir=pair[1].name))
     with rasterio.open(next(pair[0].rglob("*_B02_10m.jp2"))) as ds:
@@ -148,7 +156,8 @@ def test_zip_input_aoi_and_default_projection(pair, tmp_path):
         right, bottom = ds.transform @ (95, 90)
         w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", left, bottom, right, top)
     aoi = f"POLYGON(({w} {s},{e} {s},{e} {n},{w} {n},{w} {s}))"
-    result = run(str(pair[0]), str(zipped), S2ChangeParams(aoi=aoi, numberClasses=3), str(tmp_path / "out"))
+    result = run(str(pair[0]), str(zipped), S2ChangeParams(aoi=aoi, numberClasses=3, projection="WGS84"),
+                 str(tmp_path / "out"))
     with rasterio.open(result.product) as ds:
         assert ds.crs.to_epsg() == 4326
         assert ds.res[0] == pytest.approx(10 / 111320)
@@ -180,7 +189,7 @@ def test_level_1c_pair_across_the_offset_baseline_has_no_change(tmp_path):
     a = write_s2_product(tmp_path / "a", size_10m=60, level="L1C", sensing="20220601T112121")
     b = write_s2_product(tmp_path / "b", size_10m=60, level="L1C", sensing="20220820T112119", seed=3,
                          baseline="03.01")
-    result = run(str(a), str(b), S2ChangeParams(projection="UTM(Auto)"), str(tmp_path / "out"))
+    result = run(str(a), str(b), S2ChangeParams(), str(tmp_path / "out"))
     classes = _read(result.product)
     assert set(np.unique(classes)) <= {0, 255} and (classes == 0).sum() > 2000
     record = json.loads(Path(result.run_record).read_text())

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.s2_harmonization.kernels import composite_block, masked_median, to_uint16
+from components.common.medians import masked_median
+from components.s2_harmonization.kernels import composite_block, to_uint16
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 8])
