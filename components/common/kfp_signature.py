@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import hashlib
 import inspect
 import linecache
 import textwrap
@@ -133,7 +134,8 @@ def _component_source(name: str, body: Callable, own: dict[str, str], generated:
 def _compile(name: str, source: str, body: Callable) -> Callable:
     # inspect.getsource (which KFP calls) reads a function's source through linecache: an entry
     # with no modification time is never checked against a file, so it stays
-    filename = f"<kfp component {body.__module__}.{name}>"
+    # (one entry per source text: a component built again from other params keeps its own)
+    filename = f"<kfp component {body.__module__}.{name} {hashlib.sha1(source.encode()).hexdigest()[:12]}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace: dict[str, Any] = {"__name__": body.__module__, body.__name__: body}
     # the names the container's module imports before the function (kfp's component_factory)
