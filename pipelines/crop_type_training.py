@@ -18,8 +18,8 @@ from pipelines.gpu import on_gpu
 
 @dsl.pipeline(name="crop-type-training", description="TimeSen2Crop archive -> monthly training arrays "
               "(tile-out validation) -> LSTM trained on a GPU node: .h5 + ONNX model, validation metrics.")
-# the validation set is timesen2crop's val_dataset output (not train_lstm's val folder), the
-# training device the GPU node's
+# the validation set is timesen2crop's val_dataset output (not train_lstm's val folder) and the
+# device "auto" (the GPU of the node on_gpu picks)
 @pipeline_params(timesen2crop, train_lstm, exclude=("workers", "val", "device"),
                  defaults={"val_tiles": "33TVN", "test_tiles": "33UVP"})
 def crop_type_training(archive_uri: str, params):

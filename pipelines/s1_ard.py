@@ -13,8 +13,9 @@ from components.s1_preprocess.component import s1_grd_preprocess, s1_grd_preproc
 from pipelines.cluster import step
 
 DEFAULT_PARALLELISM = 4
-# parameters the S1 pipelines leave at the service's defaults: the speckle filters' tuning, the
-# orbit file (taken from the product) and the SNAP graph dump
+# parameters the S1 pipelines leave at the service's defaults (a step is still run with them): the
+# speckle filters' tuning, the orbit (the annotation's state vectors), the SNAP graph dump, thermal
+# noise removal (on)
 SPECKLE_TUNING = ("filter_size_x", "filter_size_y", "damping_factor", "enl", "estimate_enl", "num_looks",
                   "window_size", "target_window_size", "sigma")
 NOT_EXPOSED = (*SPECKLE_TUNING, "orbit", "graph_only", "thermal_noise_removal")
@@ -27,8 +28,8 @@ SNAP_MEMORY = ("8Gi", "16Gi")
 @dsl.pipeline(name="s1-ard", description="Pre-process a list of Sentinel-1 GRD products (URIs) in parallel with "
               "S1-GRD-preprocess: thermal and border noise, calibration, speckle filter, geocoding, "
               "COG + STAC + quicklook.")
-@pipeline_params(s1_grd_preprocess, exclude=(*NOT_EXPOSED, "border_noise_removal", "border_limit",
-                                                "trim_threshold", "min_valid_percent"))
+@pipeline_params(s1_grd_preprocess, exclude=(*NOT_EXPOSED, "border_noise_removal", "border_limit", "trim_threshold",
+                                             "min_valid_percent"))
 def s1_ard(products: list, params):
     with dsl.ParallelFor(products, parallelism=DEFAULT_PARALLELISM) as uri:
         args = dict(product_uri=uri, **params.of(s1_grd_preprocess))

@@ -21,7 +21,7 @@ SNAP_MEMORY = ("8Gi", "16Gi")
 @dsl.pipeline(name="s1-change", description="S1-CD on an SLC pair (URIs of the same track, 6 x n days apart): "
               "coherence, backscatter of both dates, ACD and MTC RGBs and a change mask as COGs.")
 @pipeline_params(s1_change_detection, exclude=(*NOT_EXPOSED, "landseamask_tolerance", "dem", "dem_geoid_height",
-                                                "refine_coregistration"))
+                                               "refine_coregistration"))
 def s1_change(input1: str, input2: str, params):
     args = dict(input1_uri=input1, input2_uri=input2, **params.of(s1_change_detection))
     with dsl.If(params["engine"] == "snap"):

@@ -24,7 +24,7 @@ def _predict(model, tiles_uri, params):
 
 @dsl.pipeline(name="s2-segmentation", description="Train a U-Net (ResNet-50 encoder, optional self-supervised "
               "pre-training) on labelled Sentinel-2 tiles and classify new tiles with it.")
-# the steps' parameters; the model file is the training step's output, the device the node's
+# the steps' parameters; the model file is the training step's output, the device left at "auto"
 @pipeline_params(extract_patches, pretrain_encoder, train_model, predict_tiles, exclude=("model_file", "device"))
 def s2_segmentation(train_tiles: str, predict_tiles_uri: str, params):
     extract = extract_patches(tiles_uri=train_tiles, **params.of(extract_patches))
