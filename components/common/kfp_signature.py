@@ -126,7 +126,8 @@ def _component_source(name: str, body: Callable, own: dict[str, str], generated:
     lines = [f"def {name}(", *(f"    {s}," for s in signature), f"){returns}:",
              *([f"    {ast.unparse(ast.Constant(doc))}"] if doc else []),
              f"    return {body.__name__}(", *(f"        {n}={n}," for n in own),
-             f"        {PARAMS}=dict(", *(f"            {p.name}={p.name}," for p in generated), "        ),",
+             # a dict display, not dict(): a field may be named like a builtin
+             f"        {PARAMS}={{", *(f"            {p.name!r}: {p.name}," for p in generated), "        },",
              "    )", ""]
     return "\n".join(lines)
 

@@ -113,7 +113,7 @@ def test_a_new_field_reaches_the_compiled_component_and_pipelines(monkeypatch, t
     component = _compiled(fresh["components.s2_preprocess.component"].s2_preprocess, tmp_path)
     assert component["root"]["inputDefinitions"]["parameters"]["sharpen"] == {
         "defaultValue": 0.5, "isOptional": True, "parameterType": "NUMBER_DOUBLE"}
-    assert "sharpen=sharpen," in component["deploymentSpec"]["executors"]["exec-s2-preprocess"]["container"][
+    assert "'sharpen': sharpen," in component["deploymentSpec"]["executors"]["exec-s2-preprocess"]["container"][
         "command"][-1]
     for pipeline in (fresh["pipelines.s2_ard"].s2_ard, fresh["pipelines.s2_change"].s2_change):
         spec = _compiled(pipeline, tmp_path)
