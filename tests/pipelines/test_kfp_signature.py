@@ -72,8 +72,10 @@ def test_every_component_with_service_parameters_is_generated_from_them():
     for module, comp in _components():
         if hasattr(comp, "params_cls"):
             continue
-        declared = {p.name for m, c in _components() if m == module and hasattr(c, "params_cls") for p in c.kfp_params}
-        assert not declared & set(comp.component_spec.inputs or {}), (comp.name, declared & set(comp.component_spec.inputs))
+        declared = {p.name for m, c in _components() if m == module and hasattr(c, "params_cls")
+                    for p in c.kfp_params}
+        repeated = declared & set(comp.component_spec.inputs or {})
+        assert not repeated, (comp.name, repeated)
 
 
 def _tasks(spec: dict):
@@ -173,7 +175,7 @@ def test_pipeline_params_union_and_its_checks():
         ("uri", inspect.Parameter.empty), ("resolution", 10.0), ("cloudmask", "L2A"), ("sharpen", 0.5)]
     params = func("s3://b/k", 20.0, "None", 1.5)  # as kfp calls it: positionally
     assert params == {"resolution": 20.0, "cloudmask": "None", "sharpen": 1.5}
-    assert params.of(b, sharpen=0.0) == {"resolution": 20.0, "sharpen": 0.0}
+    assert isinstance(params, StepParams) and params.of(b, sharpen=0.0) == {"resolution": 20.0, "sharpen": 0.0}
     with pytest.raises(ValueError, match="declares no cloudmask"):
         params.of(b, cloudmask="L2A")
 
@@ -186,4 +188,3 @@ def test_pipeline_params_union_and_its_checks():
     with pytest.raises(ValueError, match="steps declare projection differently"):
         pipeline_params(c, other)(_pipeline_body)
     assert pipeline_params(c, other, defaults={"projection": "WGS84"})(_pipeline_body)("u") == {"projection": "WGS84"}
-    assert isinstance(params, StepParams)
