@@ -8,6 +8,7 @@ map. Both steps run on CPUs (inference through ONNX Runtime).
 
 from kfp import dsl
 
+from components.common.kfp_signature import pipeline_params
 from components.crop_lstm.component import tile_classifier
 from components.s2_harmonization.component import monthlycomposite
 from pipelines.cluster import step
@@ -15,24 +16,12 @@ from pipelines.cluster import step
 
 @dsl.pipeline(name="crop-type-mapping", description="Sentinel-2 BOA + LAI time series -> 12 monthly median "
               "composites -> crop-type map (LSTM, TimeSen2Crop legend) with morphological post-processing.")
-def crop_type_mapping(
-    input_uri: str,
-    model_uri: str,
-    mask_uri: str = "",
-    tile: str = "",
-    season_start: int = 2017,
-    empty_months: str = "error",
-    block_size: int = 512,
-    majority_size: int = 3,
-    min_region_px: int = 0,
-    connectivity: str = "8",
-    batch_pixels: int = 256,
-):
-    mc = monthlycomposite(input_uri=input_uri, tile=tile, season_start=season_start, empty_months=empty_months,
-                          block_size=block_size)
+# block_size is both steps': one value for both; inference picks its engine and threads itself
+@pipeline_params(monthlycomposite, tile_classifier, exclude=("engine", "threads"))
+def crop_type_mapping(input_uri: str, model_uri: str, mask_uri: str = "", *, params):
+    mc = monthlycomposite(input_uri=input_uri, **params.of(monthlycomposite))
     # block-wise medians: 356 MiB measured with 7 acquisitions a month (bench/monthlycomposite.py)
     step(mc, "monthlycomposite", cpu="4", memory=("1Gi", "4Gi"))
     classify = tile_classifier(composites=mc.outputs["composites"], model_uri=model_uri, mask_uri=mask_uri,
-                               majority_size=majority_size, min_region_px=min_region_px, connectivity=connectivity,
-                               block_size=block_size, batch_pixels=batch_pixels, engine="auto")
+                               **params.of(tile_classifier, engine="auto"))
     step(classify, "tile_classifier", cpu="8", memory=("4Gi", "8Gi"))  # 2.4 GiB on a full tile

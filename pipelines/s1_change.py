@@ -7,8 +7,10 @@ fixes a step's image at compile time. Any other value goes to the native step, w
 
 from kfp import dsl
 
+from components.common.kfp_signature import pipeline_params
 from components.s1_change_detection.component import s1_change_detection, s1_change_detection_snap
 from pipelines.cluster import step
+from pipelines.s1_ard import NOT_EXPOSED
 
 # SNAP's gpt is a JVM whose heap is sized from the container's memory limit (see
 # components.s1_preprocess.snap_graphs.gpt_memory); coregistering a pair wants a heap of several
@@ -18,33 +20,11 @@ SNAP_MEMORY = ("8Gi", "16Gi")
 
 @dsl.pipeline(name="s1-change", description="S1-CD on an SLC pair (URIs of the same track, 6 x n days apart): "
               "coherence, backscatter of both dates, ACD and MTC RGBs and a change mask as COGs.")
-def s1_change(
-    input1: str,
-    input2: str,
-    polarization: str = "VV",
-    calibration: str = "Sigma",
-    speckle: str = "Lee Sigma",
-    aoi: str = "",
-    resolution: float = 0.0,
-    subswaths: str = "IW1,IW2,IW3",
-    coherence_window_rg: int = 10,
-    coherence_window_az: int = 10,
-    percentile_low: float = 2.5,
-    percentile_high: float = 97.5,
-    change_db: float = 3.0,
-    change_coherence: float = 0.5,
-    landseamask: str = "None",
-    projection: str = "WGS84",
-    output_format: str = "GeoTIFF",
-    engine: str = "native",
-):
-    args = dict(
-        input1_uri=input1, input2_uri=input2, polarization=polarization, calibration=calibration, speckle=speckle,
-        aoi=aoi, resolution=resolution, subswaths=subswaths, coherence_window_rg=coherence_window_rg,
-        coherence_window_az=coherence_window_az, percentile_low=percentile_low, percentile_high=percentile_high,
-        change_db=change_db, change_coherence=change_coherence, landseamask=landseamask, projection=projection,
-        output_format=output_format, engine=engine)
-    with dsl.If(engine == "snap"):
+@pipeline_params(s1_change_detection, exclude=(*NOT_EXPOSED, "landseamask_tolerance", "dem", "dem_geoid_height",
+                                               "refine_coregistration"))
+def s1_change(input1: str, input2: str, params):
+    args = dict(input1_uri=input1, input2_uri=input2, **params.of(s1_change_detection))
+    with dsl.If(params["engine"] == "snap"):
         step(s1_change_detection_snap(**args), "S1-CD (SNAP)", cpu="2", memory=SNAP_MEMORY)
     with dsl.Else():
         step(s1_change_detection(**args), "S1-CD", cpu="2", memory=("4Gi", "8Gi"))

@@ -7,6 +7,7 @@ logs IoU and F1 per class, the confusion matrix and a report to the Kubeflow UI.
 
 from kfp import dsl
 
+from components.common.kfp_signature import pipeline_params
 from components.s2_patch_classifier.component import extract_patches, predict_tiles, pretrain_encoder, train_model
 from pipelines.cluster import step
 from pipelines.gpu import on_gpu
@@ -16,52 +17,29 @@ from pipelines.gpu import on_gpu
 GPU_TRAINING_MEMORY = ("8Gi", "16Gi")
 
 
-def _predict(model, tiles_uri, overlap):
-    task = predict_tiles(model=model, tiles_uri=tiles_uri, overlap=overlap)
+def _predict(model, tiles_uri, params):
+    task = predict_tiles(model=model, tiles_uri=tiles_uri, **params.of(predict_tiles))
     return step(task, "predict", cpu="4", memory=("4Gi", "8Gi"))
 
 
 @dsl.pipeline(name="s2-segmentation", description="Train a U-Net (ResNet-50 encoder, optional self-supervised "
               "pre-training) on labelled Sentinel-2 tiles and classify new tiles with it.")
-def s2_segmentation(
-    train_tiles: str,
-    predict_tiles_uri: str,
-    pretrained: bool = False,
-    bands: str = "",
-    selected_classes: str = "1",
-    simplified: bool = False,
-    criterion: str = "cross_entropy",
-    data_aug: bool = False,
-    batch_size: int = 2,
-    epochs: int = 20,
-    pretrain_epochs: int = 0,
-    patch_size: int = 256,
-    lr: float = 0.0001,
-    model_format: str = "pytorch",
-    quantize: str = "none",
-    encoder: str = "resnet50",
-    width: int = 64,
-    val_fraction: float = 0.2,
-    overlap: float = 0.25,
-    seed: int = 0,
-):
-    extract = extract_patches(tiles_uri=train_tiles, bands=bands, selected_classes=selected_classes,
-                              simplified=simplified, patch_size=patch_size, seed=seed)
+# the steps' parameters; the model file is the training step's output, the device left at "auto"
+@pipeline_params(extract_patches, pretrain_encoder, train_model, predict_tiles, exclude=("model_file", "device"))
+def s2_segmentation(train_tiles: str, predict_tiles_uri: str, params):
+    extract = extract_patches(tiles_uri=train_tiles, **params.of(extract_patches))
     step(extract, "extract patches", cpu="2", memory=("2Gi", "8Gi"))
-    common = dict(patches=extract.outputs["patches"], criterion=criterion, bands=bands,
-                  selected_classes=selected_classes, data_aug=data_aug, batch_size=batch_size, epochs=epochs,
-                  patch_size=patch_size, lr=lr, model_format=model_format, quantize=quantize, encoder=encoder, width=width,
-                  val_fraction=val_fraction, seed=seed)
+    patches = extract.outputs["patches"]
     # kfp.local cannot merge artifacts of two branches (dsl.OneOf), so each branch predicts
-    with dsl.If(pretrained == True):  # noqa: E712 - a KFP condition, not a Python comparison
-        pre = pretrain_encoder(patches=extract.outputs["patches"], epochs=epochs, pretrain_epochs=pretrain_epochs,
-                               batch_size=batch_size, lr=lr, encoder=encoder, width=width, seed=seed)
+    with dsl.If(params["pretrained"] == True):  # noqa: E712 - a KFP condition, not a Python comparison
+        pre = pretrain_encoder(patches=patches, **params.of(pretrain_encoder))
         on_gpu(step(pre, "self-supervised pre-training", memory=GPU_TRAINING_MEMORY))
-        fine = train_model(pretrained=True, pretrained_encoder=pre.outputs["encoder_weights"], **common)
+        fine = train_model(patches=patches, pretrained_encoder=pre.outputs["encoder_weights"],
+                           **params.of(train_model, pretrained=True))
         on_gpu(step(fine, "train (pre-trained encoder)", memory=GPU_TRAINING_MEMORY))
-        _predict(fine.outputs["model"], predict_tiles_uri, overlap)
+        _predict(fine.outputs["model"], predict_tiles_uri, params)
     with dsl.Else():
-        scratch = train_model(pretrained=False, **common)
+        scratch = train_model(patches=patches, **params.of(train_model, pretrained=False))
         on_gpu(step(scratch, "train", memory=GPU_TRAINING_MEMORY))
-        _predict(scratch.outputs["model"], predict_tiles_uri, overlap)
+        _predict(scratch.outputs["model"], predict_tiles_uri, params)
 

@@ -1,5 +1,8 @@
 """The contract between a service's declared parameters and its KFP component: same names,
-KFP types and defaults (lists as comma-separated strings, "not given" as an empty string)."""
+KFP types and defaults (lists as comma-separated strings, "not given" as an empty string).
+
+The components are generated from the params dataclasses (components.common.kfp_signature); this
+states the mapping again independently, in the compiled spec's type names, to check the generator."""
 
 from __future__ import annotations
 
