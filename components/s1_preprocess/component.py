@@ -107,6 +107,8 @@ def s1_slc_preprocess(
     calibration: str = "Sigma",
     thermal_noise_removal: bool = True,
     subswaths: str = "IW1,IW2,IW3",
+    calibration_constant: float = 0.0,
+    crop_offset: str = "",
     min_valid_percent: float = 0.0,
 ):
     """Sentinel-1 SLC pre-processing of one product (a URI, or a Dataset from an upstream step)."""
@@ -119,7 +121,8 @@ def s1_slc_preprocess(
         resolution=resolution, landseamask=landseamask, landseamask_tolerance=landseamask_tolerance, dem=dem,
         dem_geoid_height=dem_geoid_height, orbit=orbit, projection=projection, output_format=output_format,
         engine=engine, graph_only=graph_only, calibration=calibration, thermal_noise_removal=thermal_noise_removal,
-        subswaths=subswaths, min_valid_percent=min_valid_percent))
+        subswaths=subswaths, calibration_constant=calibration_constant, crop_offset=crop_offset,
+        min_valid_percent=min_valid_percent))
 
 
 s1_grd_preprocess_snap = snap_variant(s1_grd_preprocess)

@@ -170,40 +170,66 @@ def _column_trim(image, noise, params, a, b, e0, e1, from_top):
 
 
 def process_slc(product: S1Product, image: Image, params, looks, dst: str, progress=None,
-                plan: DeburstPlan | None = None) -> RadarRaster:
-    """Debursted (IW) or plain (SM), calibrated, noise-removed, multilooked, filtered intensity."""
+                plan: DeburstPlan | None = None, bounds=None) -> RadarRaster:
+    """Debursted (IW) or plain (SM), calibrated, noise-removed, multilooked, filtered intensity
+    of the debursted window ``bounds`` = (r0, r1, c0, c1) (default: all of it).
+
+    The window is widened to whole looks of the whole image's multilook grid, so its pixels are
+    those of the whole image processed at once; only its lines (so only the bursts holding them)
+    and samples are read."""
     ay, ax = looks
     kind = params.calibration.replace("DB", "")
     lut = calibration_lut(image, kind)
     noise = NoiseModel(image, product.ipf_version) if params.thermal_noise_removal else None
     spec = params.filter_spec()
-    if image.bursts:
-        plan = plan or deburst_plan(image)
-    else:
-        n = image.lines
-        plan = DeburstPlan(np.arange(n), np.zeros(n, np.int64), np.full(n, image.samples - 1), 0.0,
-                           image.azimuth_time_interval)
-    n_lines = plan.source_line.size
-    rows_ml, cols_ml = n_lines // ay, image.samples // ax
-    cols = np.arange(image.samples)
+    plan = plan or plan_for(image)
+    full_rows, full_cols = plan.source_line.size // ay, image.samples // ax
+    r0, r1, c0, c1 = bounds if bounds is not None else (0, full_rows * ay, 0, full_cols * ax)
+    m0, m1 = r0 // ay, min(full_rows, -(-r1 // ay))
+    n0, n1 = c0 // ax, min(full_cols, -(-c1 // ax))
+    rows_ml, cols_ml = m1 - m0, n1 - n0
+    e0, e1 = n0 * ax, n1 * ax
+    cols = np.arange(e0, e1)
 
     def strip(a0: int, a1: int) -> np.ndarray:
-        lines = plan.source_line[a0 * ay:a1 * ay]
+        k0, k1 = (m0 + a0) * ay, (m0 + a1) * ay
+        lines = plan.source_line[k0:k1]
         s0, s1 = int(lines.min()), int(lines.max()) + 1
-        block = image.read(s0, 0, s1 - s0, image.samples)[lines - s0]
-        valid = (block != 0) & (cols[None, :] >= plan.first_valid[a0 * ay:a1 * ay, None]) \
-            & (cols[None, :] <= plan.last_valid[a0 * ay:a1 * ay, None])
+        block = image.read(s0, e0, s1 - s0, e1 - e0)[lines - s0]
+        valid = (block != 0) & (cols[None, :] >= plan.first_valid[k0:k1, None]) \
+            & (cols[None, :] <= plan.last_valid[k0:k1, None])
         power = intensity(block)
         rows = lines.astype(np.float64)
         if noise is not None and not noise.empty:
-            power = denoise(power, noise.rows(rows, 0, image.samples), valid)
-        value = calibrate(power, lut.rows(rows, 0, image.samples))
+            power = denoise(power, noise.rows(rows, e0, e1), valid)
+        value = calibrate(power, lut.rows(rows, e0, e1))
         value[~valid] = np.nan
-        return multilook(value[:, :cols_ml * ax], ay, ax)
+        return multilook(value, ay, ax)
 
-    _run_strips(strip, rows_ml, cols_ml, spec.halo(), spec, dst, edges=(True, True, True, True), progress=progress)
-    return RadarRaster(dst, rows_ml, cols_ml, (ay - 1) / 2, (ax - 1) / 2, looks,
-                       plan.t_first + (ay - 1) / 2 * plan.interval, ay * plan.interval)
+    _run_strips(strip, rows_ml, cols_ml, spec.halo(), spec, dst,
+                edges=(m0 == 0, m1 == full_rows, n0 == 0, n1 == full_cols), progress=progress)
+    return RadarRaster(dst, rows_ml, cols_ml, m0 * ay + (ay - 1) / 2, n0 * ax + (ax - 1) / 2, looks,
+                       plan.t_first + (m0 * ay + (ay - 1) / 2) * plan.interval, ay * plan.interval)
+
+
+def data_bounds(image: Image, plan: DeburstPlan) -> tuple[int, int, int, int] | None:
+    """(r0, r1, c0, c1): the debursted lines and samples holding the image's pixels (all of them,
+    unless the measurement is a crop); None when no debursted line comes from the crop."""
+    if image.data_window is None:
+        return 0, plan.source_line.size, 0, image.samples
+    l0, l1, s0, s1 = image.data_window
+    inside = np.flatnonzero((plan.source_line >= l0) & (plan.source_line < l1))
+    if inside.size == 0:
+        return None
+    return int(inside[0]), int(inside[-1]) + 1, s0, s1
+
+
+def intersect(a, b):
+    """The intersection of two (r0, r1, c0, c1) windows, None when empty (or either is None)."""
+    if a is None or b is None:
+        return None
+    r0, r1, c0, c1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
+    return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
 
 def _run_strips(strip, rows: int, cols: int, halo: int, spec, dst: str, edges, progress=None):
