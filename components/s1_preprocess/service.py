@@ -308,6 +308,7 @@ def radar_source(product, image: Image, params, grid, resolution, work: Path, ki
     else:
         # only the lines and samples the output grid needs (with the filter's margin), within
         # the pixels the measurement holds
+        bounds = _grid_radar_bounds(inv_full, n_rows, image.samples, 8 + 2 * params.filter_spec().halo() * max(ay, ax))
         bounds = radar.intersect(bounds, radar.data_bounds(image, plan or radar.plan_for(image)))
         if bounds is None:
             log.info("%s: no overlap with the output grid", image.swath)
@@ -318,6 +319,28 @@ def radar_source(product, image: Image, params, grid, resolution, work: Path, ki
     # re-express the inverse map in raster coordinates: raster = (image - row0) / looks
     inv_full.maps = [((r - raster.row0) / ay, (c - raster.col0) / ax) for r, c in inv_full.maps]
     return Source(raster, inv_full)
+
+
+def _grid_radar_bounds(inverse: geocoding.InverseMap, rows: int, cols: int, margin: int):
+    """(r0, r1, c0, c1) of the radar image that the output grid maps into, from the grid's border
+    pixels (the map is one-to-one, so the interior maps inside; with a DEM, at both bounding
+    heights), clipped to the image; None when outside. Tighter than the coarse nodes, which run up
+    to a node step (32 output pixels) beyond the grid: for a small AoI that step is most of it."""
+    g = inverse.grid
+    border = [(0, 0, 1, g.cols), (g.rows - 1, 0, 1, g.cols), (0, 0, g.rows, 1), (0, g.cols - 1, g.rows, 1)]
+    r, c = [], []
+    for h in (inverse.heights if inverse.terrain else (None,)):
+        for win in border:
+            rr, cc = inverse.window(*win, dem=None if h is None else np.full(win[2:], h))
+            r.append(rr.ravel())
+            c.append(cc.ravel())
+    r, c = np.concatenate(r), np.concatenate(c)
+    ok = np.isfinite(r) & np.isfinite(c)
+    if not ok.any():
+        return None
+    r0, r1 = max(0, int(np.floor(r[ok].min())) - margin), min(rows, int(np.ceil(r[ok].max())) + margin + 1)
+    c0, c1 = max(0, int(np.floor(c[ok].min())) - margin), min(cols, int(np.ceil(c[ok].max())) + margin + 1)
+    return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
 
 def _dem_height_range(dem: str, geoid: float) -> tuple[float, float]:
