@@ -6,12 +6,17 @@
 2. ``S1-CD`` on a synthetic pair of one full IW sub-swath (IW1 of the sample SLC: 9 bursts x
    21632 samples), reported as the whole run and its co-registration + coherence step.
    Target: coherence <= 120 s per sub-swath.
+3. The radar work of ``S1-SLC-preprocess`` (read, deburst, calibration, multilook, Lee Sigma;
+   10 m) on the shared IW SLC (IW1 VV: 9 bursts, 13509 x 21632, constant pixels) for square
+   AoIs of growing side around the sub-swath's centre and for the whole sub-swath, measured in
+   this process as CPU seconds of that step: it is bounded by the AoI, so it grows with the
+   area read (CPU seconds per Mpx read about constant).
 
 Each service runs in a child process, so the peak resident memory reported is its own
 (``bench/harness.py``). The inputs are written to a temporary folder (about 1 GB and
 2.5 GB) that is removed at the end; ``--keep DIR`` writes them there and reuses them.
 
-    .venv/bin/python bench/s1.py [--only grd|cd] [--keep DIR]
+    .venv/bin/python bench/s1.py [--only grd|cd|slc-aoi] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -84,9 +89,53 @@ def bench_cd(root: Path) -> dict:
             "change_percent": record.get("outputs", {}).get("metrics", {}).get("change_percent")}
 
 
+def bench_slc_aoi(root: Path) -> list[dict]:
+    """The radar work of S1-SLC-preprocess (read, deburst, calibration, multilook, Lee Sigma) for
+    square AoIs of growing side around IW1's centre, and for the whole sub-swath, in this
+    process: CPU seconds of that step alone (the machine is shared: wall time is also printed).
+    A first small run warms up the compiled kernels and the parsed annotations."""
+    import numpy as np
+
+    from components.common.aoi import load_aoi
+    from components.s1_preprocess import geocoding, service
+    from components.s1_preprocess.params import S1SLCParams
+    from components.s1_preprocess.product import open_product
+
+    safe = s1_products.real_safe(s1_products.SLC_SAMPLE)
+    image = open_product(safe, root).image("IW1", "VV")
+    model, rows = service.gcp_model(image)
+    lon, lat, _ = (float(v[0]) for v in model.forward(np.array([rows / 2]), np.array([image.samples / 2])))
+    crs = geocoding.target_crs("WGS84")
+    results = []
+    for side in (0.01, 0.025, 0.05, 0.1, 0.2, None):
+        h = (side or 0) / 2
+        wkt = f"POLYGON(({lon - h} {lat - h},{lon + h} {lat - h},{lon + h} {lat + h},{lon - h} {lat + h},{lon - h} {lat - h}))"
+        aoi = load_aoi(wkt) if side else None
+        params = S1SLCParams(aoi=wkt if side else None)
+        grid = geocoding.make_grid(crs, 10.0, service.footprint([image]), aoi)
+        work = root / f"slc_aoi_{side}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        image.windows_read.clear()
+        t0, c0 = time.perf_counter(), time.process_time()
+        service.radar_source(image.product, image, params, grid, 10.0, work, "SLC")
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        w = np.array(image.windows_read)
+        mpx = float((w[:, 2] * w[:, 3]).sum()) / 1e6
+        shutil.rmtree(work, ignore_errors=True)
+        if side == 0.01:
+            continue  # warm-up
+        results.append({"aoi_side_deg": side, "radar_cpu_s": round(cpu, 2), "radar_wall_s": round(wall, 2),
+                        "mpx_read": round(mpx, 2), "cpu_s_per_mpx": round(cpu / mpx, 3),
+                        "bursts": sorted({int(r // image.lines_per_burst) for r in w[:, 0]} |
+                                         {int((r + n - 1) // image.lines_per_burst) for r, n in w[:, [0, 2]]})})
+        print(json.dumps(results[-1]), flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("grd", "cd"))
+    parser.add_argument("--only", choices=("grd", "cd", "slc-aoi"))
     parser.add_argument("--keep", help="folder for the synthetic inputs (kept and reused)")
     args = parser.parse_args()
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="s1-bench-"))
@@ -101,12 +150,17 @@ def main() -> None:
         if args.only in (None, "cd"):
             results.append(bench_cd(root))
             print(json.dumps(results[-1], indent=1), flush=True)
+        slc_rows = bench_slc_aoi(root) if args.only in (None, "slc-aoi") else []
         print("\nsummary")
         for r in results:
             step = r.get("coregistration_and_coherence_s")
             extra = f", coherence step {step} s" if step is not None else ""
             print(f"  {r['case']}: {r['wall_s']} s wall, {r['cpu_s']} s CPU, peak {r['peak_rss_gib']} GiB{extra} "
                   f"(exit {r['exit']})")
+        for r in slc_rows:
+            side = f"AoI {r['aoi_side_deg']} deg" if r["aoi_side_deg"] else "no AoI (whole IW1)"
+            print(f"  S1-SLC-preprocess IW1 radar work, {side}: {r['mpx_read']} Mpx read (bursts {r['bursts']}), "
+                  f"{r['radar_cpu_s']} s CPU ({r['cpu_s_per_mpx']} s/Mpx), {r['radar_wall_s']} s wall")
         with open("/proc/loadavg") as fh:
             print(f"load average {fh.read().split()[0]} at the end (other processes share the 2 cores)")
     finally:

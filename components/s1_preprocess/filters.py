@@ -80,16 +80,21 @@ def halo(spec: FilterSpec) -> int:
     return spec.halo()
 
 
-def apply(x: np.ndarray, spec: FilterSpec, edges: tuple[bool, bool, bool, bool] = (True,) * 4) -> np.ndarray:
+def apply(x: np.ndarray, spec: FilterSpec, edges: tuple[bool, bool, bool, bool] = (True,) * 4,
+          stats: dict | None = None) -> np.ndarray:
     """Filter a block (float, NaN = NoData). ``edges`` (top, bottom, left, right): whether each
-    side of the block is an edge of the image (used by Lee Sigma's border rule)."""
+    side of the block is an edge of the image (used by Lee Sigma's border rule). ``stats``: the
+    block statistics per pixel (arrays shaped as ``x``: "z98", Lee Sigma's point-target
+    threshold, and "enl", the estimated ENL) when the caller computes them on a fixed tiling of
+    the image; by default they are those of the block (:func:`block_stats`)."""
     if spec.name == "None":
         return x
     x = np.asarray(x, np.float64)
     valid = np.isfinite(x)
     if not valid.any():
         return x.copy()
-    enl = _estimate_enl(x, valid) if spec.estimate_enl else float(spec.enl)
+    stats = stats or {}
+    enl = (stats["enl"] if "enl" in stats else _estimate_enl(x, valid)) if spec.estimate_enl else float(spec.enl)
     if spec.name == "Boxcar":
         out = _boxcar(x, valid, (spec.filter_size_y, spec.filter_size_x))
     elif spec.name == "Median":
@@ -103,7 +108,7 @@ def apply(x: np.ndarray, spec: FilterSpec, edges: tuple[bool, bool, bool, bool] 
     elif spec.name == "Refined Lee":
         out = _refined_lee(x, valid, enl)
     elif spec.name == "Lee Sigma":
-        out = _lee_sigma(x, valid, spec, edges)
+        out = _lee_sigma(x, valid, spec, edges, stats.get("z98"))
     else:
         raise ValueError(f"unknown speckle filter {spec.name!r}")
     out[~valid] = np.nan
@@ -272,15 +277,17 @@ def _mmse(x, mean, var, sv2):
     return (1.0 - b) * mean + b * x
 
 
-def _lee_sigma(x, valid, spec: FilterSpec, edges):
+def _lee_sigma(x, valid, spec: FilterSpec, edges, z98=None):
     from . import _accel
 
     i1, i2, sv2, svp2 = lee_sigma_constants(spec.num_looks, spec.sigma)
     win, tw = spec.window_size, spec.target_window_size
     h = win // 2
     # point targets
-    z98 = np.percentile(x[valid], POINT_TARGET_PERCENTILE)
-    bright = valid & (x > z98)
+    if z98 is None:
+        z98 = np.percentile(x[valid], POINT_TARGET_PERCENTILE)
+    with np.errstate(invalid="ignore"):
+        bright = valid & (x > z98)
     cluster = ndimage.uniform_filter(bright.astype(np.float32), size=tw, mode="constant") * (tw * tw)
     seeds = bright & (np.rint(cluster) > POINT_TARGET_CLUSTER)
     point = bright & (ndimage.maximum_filter(seeds.view(np.uint8), size=tw, mode="constant") > 0) \
@@ -311,6 +318,20 @@ def _lee_sigma(x, valid, spec: FilterSpec, edges):
         out[sl_out] = (est[:h] if sl_out[0] == slice(None, h) else est[-h:]) if sl_out[1] == slice(None) \
             else (est[:, :h] if sl_out[1] == slice(None, h) else est[:, -h:])
     return np.where(point, x, out)
+
+
+def block_stats(x: np.ndarray, spec: FilterSpec) -> dict:
+    """The statistics a filter takes from a whole block rather than a window: Lee Sigma's point
+    target threshold (98th percentile) and, with ``estimate_enl``, the ENL (mean^2 / var)."""
+    valid = np.isfinite(x)
+    out = {}
+    if not valid.any():
+        return out
+    if spec.name == "Lee Sigma":
+        out["z98"] = float(np.percentile(x[valid], POINT_TARGET_PERCENTILE))
+    if spec.estimate_enl and spec.name in ("Lee", "Refined Lee", "Gamma Map"):
+        out["enl"] = _estimate_enl(x, valid)
+    return out
 
 
 def sigma_range_sums(x0: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray, win: int):

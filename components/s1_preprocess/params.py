@@ -88,6 +88,13 @@ class S1SLCParams(S1CommonParams):
     thermal_noise_removal: bool = param(True, "Subtract the annotated thermal noise (SNAP ThermalNoiseRemoval)")
     subswaths: tuple[str, ...] = param(("IW1", "IW2", "IW3"), "IW sub-swaths to process (ignored for SM)",
                                        choices=("IW1", "IW2", "IW3"))
+    calibration_constant: float = param(
+        0.0, "Constant calibration value A (value = |DN|^2 / A^2) for an input given as pieces (swath "
+        "annotation + measurement, no calibration annotation), e.g. 237 with Beta; 0 = none (a SAFE's "
+        "calibration annotation is always used)", minimum=0)
+    crop_offset: Optional[str] = param(
+        None, "LINE,SAMPLE of a cropped measurement's first pixel in its swath, for an input given as pieces; "
+        "default: from its file name (..._hight<LINE>_<end>_width<SAMPLE>_<end>.tiff)")
     min_valid_percent: float = param(
         0.0, "Fail (exit status 2, no product written) when fewer than this percentage of the output "
         "pixels are valid; 0 accepts any product, and an empty one is logged as a warning",

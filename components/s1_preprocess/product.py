@@ -90,8 +90,17 @@ class NoiseRange:
 class Image:
     """One measurement (sub-swath x polarisation) of a product and its annotations."""
 
+    # A constant calibration value A (|DN|^2 / A^2) replacing the calibration annotation, for
+    # inputs that have none (set only by an explicit option, see :func:`open_pieces`).
+    calibration_constant: float | None = None
+    # (first line, end line, first sample, end sample) of the image holding pixels; None: all
+    data_window: tuple[int, int, int, int] | None = None
+
     def __init__(self, product: "S1Product", swath: str, polarisation: str, files: dict[str, Path]):
         self.product = product
+        # every window read from the measurement, (row_off, col_off, height, width): what the
+        # processing touched, reported in the run record
+        self.windows_read: list[tuple[int, int, int, int]] = []
         self.swath = swath
         self.polarisation = polarisation
         self.measurement = files["measurement"]
@@ -130,6 +139,7 @@ class Image:
         ServiceError naming it, whichever read meets the damage."""
         from rasterio.windows import Window
 
+        self.windows_read.append((int(row_off), int(col_off), int(height), int(width)))
         with _quiet_rasterio(), open_raster(self.measurement, f"{self.measurement.name} in {self.product.name}") as ds:
             if (ds.height, ds.width) != (self.lines, self.samples):
                 raise ServiceError(f"measurement {self.measurement.name} is {ds.width}x{ds.height} but "
@@ -552,3 +562,180 @@ class _quiet_rasterio:
 
     def __exit__(self, *exc):
         return self._ctx.__exit__(*exc)
+
+
+# -- pieces of a product: swath annotation + (cropped) measurement, no SAFE folder ------------
+
+# SARProcessing.jl's crops: "<swath measurement>_subset_hight<l0>_<l1>_width<s0>_<s1>.tiff"; only
+# the first line and sample are used (the size is the TIFF's own: the names' end values are not
+# always right, the shared Terceira crop says width11000_11000 for 1401 samples)
+CROP_NAME_RE = re.compile(r"_hight(\d+)_\d+_width(\d+)_\d+", re.IGNORECASE)
+_PIECE_RE = re.compile(r"^(s1[a-d])-(iw[1-3]|s[1-6])-slc-(hh|hv|vh|vv)[-_]", re.IGNORECASE)
+# Sentinel-1 relative orbit of absolute orbit 1 (ESA's formula: (absolute - offset) mod 175 + 1)
+_RELATIVE_ORBIT_OFFSET = {"S1A": 73, "S1B": 27}
+
+
+def is_pieces(path: Path) -> bool:
+    """True for a folder without manifest.safe that holds SLC swath annotation XML files."""
+    path = Path(path)
+    return path.is_dir() and not (path / "manifest.safe").exists() and not any(path.glob("*.SAFE")) and \
+        any(_PIECE_RE.match(p.name) for p in path.glob("*.xml"))
+
+
+def crop_offset_from_name(name: str) -> tuple[int, int] | None:
+    m = CROP_NAME_RE.search(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+class CropImage(Image):
+    """A measurement that holds a window of its swath (read as zeros, i.e. NoData, elsewhere),
+    with no calibration or noise annotation."""
+
+    def __init__(self, product, swath, polarisation, files, offset: tuple[int, int] | None,
+                 calibration_constant: float):
+        super().__init__(product, swath, polarisation, {**files, "calibration": None, "noise": None})
+        self.calibration_constant = float(calibration_constant)
+        where = f"{self.measurement.name}"
+        if offset is None:
+            offset = crop_offset_from_name(self.measurement.name)
+        with _quiet_rasterio(), open_raster(self.measurement, where) as ds:
+            height, width, dtype = ds.height, ds.width, ds.dtypes[0]
+        if offset is None:
+            if (height, width) != (self.lines, self.samples):
+                raise ServiceError(f"measurement {where} is {width}x{height}, not the {self.samples}x{self.lines} "
+                                   f"of its annotation, and its name gives no crop offset: set --crop_offset "
+                                   f"LINE,SAMPLE")
+            offset = (0, 0)
+        if not dtype.startswith("complex"):
+            raise ServiceError(f"measurement {where} holds {dtype} samples, not complex SLC samples")
+        l0, s0 = offset
+        if l0 < 0 or s0 < 0 or l0 + height > self.lines or s0 + width > self.samples:
+            raise ServiceError(f"measurement {where} ({width}x{height} at line {l0}, sample {s0}) does not fit in "
+                               f"the {self.samples}x{self.lines} swath of {self.annotation.name}")
+        self.offset = (int(l0), int(s0))
+        self.data_window = (int(l0), int(l0 + height), int(s0), int(s0 + width))
+
+    def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        """The swath window: the crop's samples where it has them, 0 (NoData) elsewhere."""
+        from rasterio.windows import Window
+
+        self.windows_read.append((int(row_off), int(col_off), int(height), int(width)))
+        out = np.zeros((height, width), np.complex64)
+        l0, l1, s0, s1 = self.data_window
+        a0, a1 = max(row_off, l0), min(row_off + height, l1)
+        b0, b1 = max(col_off, s0), min(col_off + width, s1)
+        if a1 <= a0 or b1 <= b0:
+            return out
+        with _quiet_rasterio(), open_raster(self.measurement, f"{self.measurement.name}") as ds:
+            out[a0 - row_off:a1 - row_off, b0 - col_off:b1 - col_off] = ds.read(
+                1, window=Window(b0 - s0, a0 - l0, b1 - b0, a1 - a0))
+        return out
+
+
+class PiecesProduct:
+    """An SLC given as pieces: swath annotation XML files and their measurement TIFFs (matched
+    by their "s1x-<swath>-slc-<pol>" prefix) in one folder, without manifest, calibration or noise
+    annotation. What the manifest would say is taken from the annotation header."""
+
+    product_type = "SLC"
+
+    def __init__(self, folder: Path, source: str, *, calibration_constant: float | None,
+                 offset: tuple[int, int] | None = None):
+        self.path = Path(folder)
+        self.source = source
+        self.name = self.path.name
+        if not calibration_constant:
+            raise ServiceError(f"{source} has no calibration annotation (pieces of a product, no SAFE folder): "
+                               f"give the calibration value with --calibration_constant (e.g. 237 for Beta, "
+                               f"the constant betaNought of IW SLCs)")
+        self.calibration_constant = float(calibration_constant)
+        self._pieces: dict[tuple[str, str], dict[str, Path]] = {}
+        tiffs = sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+        for xml in sorted(self.path.glob("*.xml")):
+            m = _PIECE_RE.match(xml.name)
+            if not m:
+                continue
+            prefix = xml.name[:m.end() - 1].lower()
+            match = [t for t in tiffs if t.name.lower().startswith(prefix)]
+            if len(match) != 1:
+                raise ServiceError(f"{source}: {len(match)} measurement TIFFs named {prefix}* for {xml.name}, "
+                                   f"one expected")
+            self._pieces[(m.group(2).upper(), m.group(3).upper())] = {"annotation": xml, "measurement": match[0]}
+        if not self._pieces:
+            raise ServiceError(f"{source} holds no SLC swath annotation (s1x-<swath>-slc-<pol>-*.xml)")
+        self._offset = offset
+        self._images: dict[tuple[str, str], Image] = {}
+        first = next(iter(self._pieces.values()))["annotation"]
+        root = _parse_xml(first)
+        v = XmlValues(root, first.name, self.name)
+        header = root.find("adsHeader")
+        if header is None or v.text("productType", within=header) != "SLC":
+            raise ServiceError(f"{first.name} is not the annotation of an SLC swath (adsHeader/productType)")
+        self.mission = v.text("missionId", within=header).upper()
+        mode = v.text("mode", within=header).upper()
+        self.mode = mode
+        self.start_time = v.time64("startTime", within=header)
+        self.stop_time = v.time64("stopTime", within=header)
+        self.absolute_orbit = v.integer("absoluteOrbitNumber", within=header, minimum=1)
+        offset_ = _RELATIVE_ORBIT_OFFSET.get(self.mission)
+        self.relative_orbit = None if offset_ is None else (self.absolute_orbit - offset_) % RELATIVE_ORBITS + 1
+        self.orbit_pass = v.text("generalAnnotation/productInformation/pass", False) or "unknown"
+        self.ipf_version = 0.0  # not in a swath annotation; used only by the noise removal, absent here
+        self.attrs = {}
+
+    @property
+    def polarisations(self) -> list[str]:
+        return sorted({p for (_, p) in self._pieces})
+
+    listed_polarisations = polarisations
+
+    def swaths(self, pol: str) -> list[str]:
+        return sorted(s for (s, p) in self._pieces if p == pol)
+
+    def image(self, swath: str, pol: str) -> Image:
+        key = (swath.upper(), pol.upper())
+        if key not in self._pieces:
+            raise ServiceError(f"{self.name}: no {swath}/{pol} annotation and measurement")
+        if key not in self._images:
+            self._images[key] = CropImage(self, key[0], key[1], self._pieces[key], self._offset,
+                                          self.calibration_constant)
+        return self._images[key]
+
+    def require_polarisation(self, pol: str) -> str:
+        pol = str(pol).strip().upper()
+        if pol not in self.polarisations:
+            raise ServiceError(f"polarization {pol} is not in {self.name}: available {', '.join(self.polarisations)}")
+        return pol
+
+    @functools.cached_property
+    def footprint_lonlat(self):
+        """The outline of the measurements' pixels in lon/lat (geolocation grid, bilinear)."""
+        import shapely
+
+        from .geocoding import GcpModel
+
+        parts = []
+        for key in self._pieces:
+            im = self.image(*key)
+            l0, l1, s0, s1 = im.data_window
+            model = GcpModel.from_gcp(im.gcp)
+            r = np.linspace(l0, l1 - 1, 9)
+            c = np.linspace(s0, s1 - 1, 9)
+            rows = np.concatenate([np.full_like(c, l0), r, np.full_like(c, l1 - 1), r[::-1]])
+            cols = np.concatenate([c, np.full_like(r, s1 - 1), c[::-1], np.full_like(r, s0)])
+            lon, lat, _ = model.forward(rows, cols)
+            parts.append(shapely.make_valid(shapely.Polygon(np.column_stack([lon, lat]))))
+        return shapely.union_all(parts)
+
+    @property
+    def sensing_time(self) -> dt.datetime:
+        return _to_datetime(self.start_time)
+
+    def __repr__(self):
+        return f"<PiecesProduct {self.name} SLC {self.mode}>"
+
+
+def open_pieces(folder: Path, *, calibration_constant: float | None, offset: tuple[int, int] | None = None):
+    """An SLC given as pieces (see :class:`PiecesProduct`); ``offset`` = (line, sample) of the
+    measurement's first pixel in its swath (default: from the measurement's file name)."""
+    return PiecesProduct(Path(folder), Path(folder).name, calibration_constant=calibration_constant, offset=offset)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -27,6 +28,10 @@ from .radiometry import (NoiseModel, border_trim_columns, border_trim_rows, cali
 log = logging.getLogger(__name__)
 
 STRIP_ROWS = 512
+# SLC: the block statistics of a filter (Lee Sigma's point-target percentile, an estimated ENL)
+# come from tiles of this many multilooked pixels on a grid fixed to the whole sub-swath, so a
+# window processed alone gives the same pixels as the whole sub-swath
+STATS_TILE = 512
 BORDER_CONTEXT = 1000  # samples from an image edge within which the border trim is evaluated
 
 
@@ -170,40 +175,128 @@ def _column_trim(image, noise, params, a, b, e0, e1, from_top):
 
 
 def process_slc(product: S1Product, image: Image, params, looks, dst: str, progress=None,
-                plan: DeburstPlan | None = None) -> RadarRaster:
-    """Debursted (IW) or plain (SM), calibrated, noise-removed, multilooked, filtered intensity."""
+                plan: DeburstPlan | None = None, bounds=None) -> RadarRaster:
+    """Debursted (IW) or plain (SM), calibrated, noise-removed, multilooked, filtered intensity
+    of the debursted window ``bounds`` = (r0, r1, c0, c1) (default: all of it).
+
+    The window is widened to whole looks of the whole image's multilook grid, so its pixels are
+    those of the whole image processed at once; only its lines (so only the bursts holding them)
+    and samples are read. A filter with block statistics reads more, whole :data:`STATS_TILE`
+    tiles around the window, for those statistics, but filters only the window."""
     ay, ax = looks
     kind = params.calibration.replace("DB", "")
     lut = calibration_lut(image, kind)
     noise = NoiseModel(image, product.ipf_version) if params.thermal_noise_removal else None
     spec = params.filter_spec()
-    if image.bursts:
-        plan = plan or deburst_plan(image)
-    else:
-        n = image.lines
-        plan = DeburstPlan(np.arange(n), np.zeros(n, np.int64), np.full(n, image.samples - 1), 0.0,
-                           image.azimuth_time_interval)
-    n_lines = plan.source_line.size
-    rows_ml, cols_ml = n_lines // ay, image.samples // ax
-    cols = np.arange(image.samples)
+    plan = plan or plan_for(image)
+    full_rows, full_cols = plan.source_line.size // ay, image.samples // ax
+    r0, r1, c0, c1 = bounds if bounds is not None else (0, full_rows * ay, 0, full_cols * ax)
+    m0, m1 = r0 // ay, min(full_rows, -(-r1 // ay))
+    n0, n1 = c0 // ax, min(full_cols, -(-c1 // ax))
+    rows_ml, cols_ml = m1 - m0, n1 - n0
+    edges = (m0 == 0, m1 == full_rows, n0 == 0, n1 == full_cols)
+    tiled = spec.name == "Lee Sigma" or (spec.estimate_enl and spec.name in ("Lee", "Refined Lee", "Gamma Map"))
+    # multilooked region read: the window, or the whole tiles around it and its filter margin
+    g0, g1, h0, h1 = m0, m1, n0, n1
+    if tiled:
+        t, halo = STATS_TILE, spec.halo()
+        g0, g1 = max(0, m0 - halo) // t * t, min(full_rows, -(-(m1 + halo) // t) * t)
+        h0, h1 = max(0, n0 - halo) // t * t, min(full_cols, -(-(n1 + halo) // t) * t)
+        # a cropped measurement: nothing to read beyond its pixels (NoData takes no part in a statistic)
+        held = data_bounds(image, plan)
+        if held is not None:
+            g0, g1 = max(g0, min(m0, held[0] // ay)), min(g1, max(m1, -(-held[1] // ay)))
+            h0, h1 = max(h0, min(n0, held[2] // ax)), min(h1, max(n1, -(-held[3] // ax)))
+    e0, e1 = h0 * ax, h1 * ax
+    cols = np.arange(e0, e1)
 
     def strip(a0: int, a1: int) -> np.ndarray:
-        lines = plan.source_line[a0 * ay:a1 * ay]
+        k0, k1 = (g0 + a0) * ay, (g0 + a1) * ay
+        lines = plan.source_line[k0:k1]
         s0, s1 = int(lines.min()), int(lines.max()) + 1
-        block = image.read(s0, 0, s1 - s0, image.samples)[lines - s0]
-        valid = (block != 0) & (cols[None, :] >= plan.first_valid[a0 * ay:a1 * ay, None]) \
-            & (cols[None, :] <= plan.last_valid[a0 * ay:a1 * ay, None])
+        block = image.read(s0, e0, s1 - s0, e1 - e0)[lines - s0]
+        valid = (block != 0) & (cols[None, :] >= plan.first_valid[k0:k1, None]) \
+            & (cols[None, :] <= plan.last_valid[k0:k1, None])
         power = intensity(block)
         rows = lines.astype(np.float64)
         if noise is not None and not noise.empty:
-            power = denoise(power, noise.rows(rows, 0, image.samples), valid)
-        value = calibrate(power, lut.rows(rows, 0, image.samples))
+            power = denoise(power, noise.rows(rows, e0, e1), valid)
+        value = calibrate(power, lut.rows(rows, e0, e1))
         value[~valid] = np.nan
-        return multilook(value[:, :cols_ml * ax], ay, ax)
+        return multilook(value, ay, ax)
 
-    _run_strips(strip, rows_ml, cols_ml, spec.halo(), spec, dst, edges=(True, True, True, True), progress=progress)
-    return RadarRaster(dst, rows_ml, cols_ml, (ay - 1) / 2, (ax - 1) / 2, looks,
-                       plan.t_first + (ay - 1) / 2 * plan.interval, ay * plan.interval)
+    if tiled:
+        looked = dst + ".multilooked.tif"
+        _run_strips(strip, g1 - g0, h1 - h0, 0, filters.FilterSpec(name="None"), looked, edges)
+        try:
+            _filter_tiled(looked, (g0, h0), (m0, m1, n0, n1), (full_rows, full_cols), dst, spec, progress)
+        finally:
+            Path(looked).unlink(missing_ok=True)
+    else:
+        _run_strips(strip, rows_ml, cols_ml, spec.halo(), spec, dst, edges=edges, progress=progress)
+    return RadarRaster(dst, rows_ml, cols_ml, m0 * ay + (ay - 1) / 2, n0 * ax + (ax - 1) / 2, looks,
+                       plan.t_first + (m0 * ay + (ay - 1) / 2) * plan.interval, ay * plan.interval)
+
+
+def _filter_tiled(src: str, origin, window, full, dst: str, spec, progress=None) -> None:
+    """Filter ``window`` (m0, m1, n0, n1, multilooked pixels of the whole image) of the multilooked
+    raster ``src``, whose first pixel is ``origin`` and which holds the whole STATS_TILE tiles
+    (of the grid fixed to the image) around the window and its filter margin; each pixel takes the
+    block statistics of its tile."""
+    t, halo = STATS_TILE, spec.halo()
+    g0, h0 = origin
+    m0, m1, n0, n1 = window
+    full_rows, full_cols = full
+    rows, cols = m1 - m0, n1 - n0
+    with rasterio.open(src) as ds, rasterio.open(dst, "w", **_raster_profile(rows, cols)) as out:
+        height, width = ds.height, ds.width
+        stats = {}  # by tile of the image's grid
+        for gi in range(g0 // t * t, g0 + height, t):
+            for gj in range(h0 // t * t, h0 + width, t):
+                i0, i1 = max(0, gi - g0), min(height, gi + t - g0)
+                j0, j1 = max(0, gj - h0), min(width, gj + t - h0)
+                block = ds.read(1, window=Window(j0, i0, j1 - j0, i1 - i0)).astype(np.float64)
+                stats[gi // t, gj // t] = filters.block_stats(block, spec)
+        keys = sorted({k for st in stats.values() for k in st})
+        for s0 in range(0, rows, STRIP_ROWS):
+            s1 = min(rows, s0 + STRIP_ROWS)
+            a0, a1 = max(0, m0 - g0 + s0 - halo), min(height, m0 - g0 + s1 + halo)
+            b0, b1 = max(0, n0 - h0 - halo), min(width, n1 - h0 + halo)
+            data = ds.read(1, window=Window(b0, a0, b1 - b0, a1 - a0)).astype(np.float64)
+            ti, tj = (g0 + np.arange(a0, a1)) // t, (h0 + np.arange(b0, b1)) // t
+            per_pixel = {}
+            for key in keys:
+                table = np.full((ti[-1] - ti[0] + 1, tj[-1] - tj[0] + 1), np.nan)
+                for (i, j), st in stats.items():
+                    if key in st and ti[0] <= i <= ti[-1] and tj[0] <= j <= tj[-1]:
+                        table[i - ti[0], j - tj[0]] = st[key]
+                per_pixel[key] = table[(ti - ti[0])[:, None], (tj - tj[0])[None, :]]
+            data = filters.apply(data, spec, edges=(g0 + a0 == 0, g0 + a1 == full_rows, h0 + b0 == 0,
+                                                    h0 + b1 == full_cols), stats=per_pixel)
+            r, c = m0 - g0 + s0 - a0, n0 - h0 - b0
+            out.write(data[r:r + s1 - s0, c:c + cols].astype(np.float32), 1, window=Window(0, s0, cols, s1 - s0))
+            if progress is not None:
+                progress.advance()
+
+
+def data_bounds(image: Image, plan: DeburstPlan) -> tuple[int, int, int, int] | None:
+    """(r0, r1, c0, c1): the debursted lines and samples holding the image's pixels (all of them,
+    unless the measurement is a crop); None when no debursted line comes from the crop."""
+    if image.data_window is None:
+        return 0, plan.source_line.size, 0, image.samples
+    l0, l1, s0, s1 = image.data_window
+    inside = np.flatnonzero((plan.source_line >= l0) & (plan.source_line < l1))
+    if inside.size == 0:
+        return None
+    return int(inside[0]), int(inside[-1]) + 1, s0, s1
+
+
+def intersect(a, b):
+    """The intersection of two (r0, r1, c0, c1) windows, None when empty (or either is None)."""
+    if a is None or b is None:
+        return None
+    r0, r1, c0, c1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
+    return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
 
 def _run_strips(strip, rows: int, cols: int, halo: int, spec, dst: str, edges, progress=None):

@@ -71,7 +71,11 @@ class LineLUT:
 
 
 def calibration_lut(image: Image, kind: str, width: int | None = None) -> LineLUT:
-    """The calibration LUT (``kind`` Sigma, Beta or Gamma) of an image as a :class:`LineLUT`."""
+    """The calibration LUT (``kind`` Sigma, Beta or Gamma) of an image as a :class:`LineLUT`; the
+    image's explicit constant when it has no calibration annotation."""
+    if image.calibration_constant is not None:
+        width = width or image.samples
+        return LineLUT.regular([0.0], [0.0, width - 1.0], [[image.calibration_constant] * 2], width)
     cal = image.calibration
     return LineLUT.regular(cal.line.values, cal.pixel.values, cal[CALIBRATION_LUT[kind]].values,
                            width or image.samples)

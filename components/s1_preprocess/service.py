@@ -35,7 +35,7 @@ from components.common.readers import open_raster
 
 from . import filters, geocoding, radar, snap_graphs
 from .params import S1CommonParams, S1GRDParams, S1SLCParams
-from .product import Image, S1Product, open_product
+from .product import Image, S1Product, is_pieces, open_pieces, open_product
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,14 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
     with steps.step("fetch input"):
         local_input = storage.fetch_input(input_uri, work / "input")
     with steps.step("open product"):
-        product = open_product(local_input, work / "unzipped", expect=kind)
+        if kind == "SLC" and is_pieces(local_input):
+            product = _open_slc_pieces(local_input, params)
+        else:
+            product = open_product(local_input, work / "unzipped", expect=kind)
+            for name in ("calibration_constant", "crop_offset"):
+                if kind == "SLC" and getattr(params, name):
+                    raise ServiceError(f"--{name} is for an input given as pieces (swath annotation and measurement); "
+                                       f"{product.name} is a SAFE product with its own annotations")
         pol = product.require_polarisation(params.polarization)
     if aoi is not None:
         require_overlap(aoi, product.footprint_lonlat, product.name)
@@ -144,13 +151,62 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
                                              " (not needed: ellipsoid geocoding uses the geolocation grid)"),
                     "speckle_filter": filters.describe(params.filter_spec()),
                     "looks": list(sources[0].raster.looks), "resolution_m": resolution})
+    if kind == "SLC":
+        metrics.update(_slc_record(images, sources))
     result = publish_product(service, product, params, assembled, driver, ext, stage, stem, metrics,
                              [{"uri": input_uri, "id": product.name, "type": product.product_type,
                                "ipf": product.ipf_version, "orbit": orbit_source}], outdir, started, steps,
-                             extra={"polarization": pol})
+                             extra={"polarization": pol}, description=_constant_note(images))
     log.info("product %s: %dx%d px, valid %.1f %%, %.1f s", result.product, grid.cols, grid.rows,
              metrics["valid_percent"], steps.elapsed)
     return result
+
+
+def _open_slc_pieces(folder, params):
+    """An SLC given as a swath annotation and its (cropped) measurement: the calibration is the
+    explicit constant, and there is no noise annotation to remove."""
+    if params.engine == "snap":
+        raise ServiceError(f"{Path(folder).name} is not a SAFE product (pieces of one): --engine snap needs a SAFE")
+    if params.thermal_noise_removal:
+        raise ServiceError(f"{Path(folder).name} has no noise annotation (pieces of a product, no SAFE folder): "
+                           f"set --thermal_noise_removal false")
+    offset = None
+    if params.crop_offset:
+        try:
+            line, sample = (int(v) for v in str(params.crop_offset).split(","))
+        except ValueError:
+            raise ServiceError(f"--crop_offset {params.crop_offset!r} is not LINE,SAMPLE (two whole numbers)") from None
+        offset = (line, sample)
+    return open_pieces(Path(folder), calibration_constant=params.calibration_constant, offset=offset)
+
+
+def _slc_record(images: list[Image], sources) -> dict:
+    """What the SLC radar work touched and how it was calibrated, for run.json."""
+    constant = images[0].calibration_constant
+    windows = {}
+    for im in images:
+        if im.windows_read:
+            w = np.array(im.windows_read)
+            windows[im.swath] = {"lines": [int(w[:, 0].min()), int((w[:, 0] + w[:, 2]).max())],
+                                 "samples": [int(w[:, 1].min()), int((w[:, 1] + w[:, 3]).max())],
+                                 "bursts": sorted({int(b) for r0, _, h, _ in im.windows_read
+                                                   for b in range(r0 // max(im.lines_per_burst, 1),
+                                                                  (r0 + h - 1) // max(im.lines_per_burst, 1) + 1)})
+                                 if im.bursts else []}
+    record = {"calibration_source": "calibration annotation", "radar_read": windows}
+    if constant is not None:
+        record["calibration_source"] = (f"constant {constant:g} from --calibration_constant (the input has no "
+                                        f"calibration annotation)")
+        record["thermal_noise"] = "not removed (the input has no noise annotation)"
+    return record
+
+
+def _constant_note(images: list[Image]) -> str | None:
+    constant = images[0].calibration_constant
+    if constant is None:
+        return None
+    return (f"backscatter calibrated with the constant A = {constant:g} given by --calibration_constant "
+            f"(no calibration annotation), thermal noise not removed")
 
 
 def _images(product: S1Product, pol: str, params, kind: str) -> list[Image]:
@@ -172,10 +228,15 @@ def footprint(images: list[Image]):
     parts = []
     for im in images:
         model, n_rows = gcp_model(im)
-        r = np.linspace(0, n_rows - 1, 33)
-        c = np.linspace(0, im.samples - 1, 33)
-        rows = np.concatenate([np.zeros_like(c), r, np.full_like(c, n_rows - 1), r[::-1]])
-        cols = np.concatenate([c, np.full_like(r, im.samples - 1), c[::-1], np.zeros_like(r)])
+        # a cropped measurement: the outline of its pixels
+        window = (0, n_rows, 0, im.samples) if im.data_window is None else radar.data_bounds(im, radar.plan_for(im))
+        if window is None:
+            continue
+        r0, r1, c0, c1 = window
+        r = np.linspace(r0, r1 - 1, 33)
+        c = np.linspace(c0, c1 - 1, 33)
+        rows = np.concatenate([np.full_like(c, r0), r, np.full_like(c, r1 - 1), r[::-1]])
+        cols = np.concatenate([c, np.full_like(r, c1 - 1), c[::-1], np.full_like(r, c0)])
         lon, lat, _ = model.forward(rows, cols)
         parts.append(shapely.make_valid(shapely.Polygon(np.column_stack([lon, lat]))))
     return shapely.union_all(parts)
@@ -245,12 +306,41 @@ def radar_source(product, image: Image, params, grid, resolution, work: Path, ki
         raster = radar.process_grd(product, image, params, bounds, (ay, ax), dst,
                                    Progress(steps, f"{image.swath} strips"))
     else:
-        n = (n_rows // ay)
+        # only the lines and samples the output grid needs (with the filter's margin), within
+        # the pixels the measurement holds
+        bounds = _grid_radar_bounds(inv_full, n_rows, image.samples, 8 + 2 * params.filter_spec().halo() * max(ay, ax))
+        bounds = radar.intersect(bounds, radar.data_bounds(image, plan or radar.plan_for(image)))
+        if bounds is None:
+            log.info("%s: no overlap with the output grid", image.swath)
+            return None
         raster = radar.process_slc(product, image, params, (ay, ax), dst,
-                                   Progress(radar.strips(n), f"{image.swath} strips"), plan=plan)
+                                   Progress(radar.strips(max(1, (bounds[1] - bounds[0]) // ay)),
+                                            f"{image.swath} strips"), plan=plan, bounds=bounds)
     # re-express the inverse map in raster coordinates: raster = (image - row0) / looks
     inv_full.maps = [((r - raster.row0) / ay, (c - raster.col0) / ax) for r, c in inv_full.maps]
     return Source(raster, inv_full)
+
+
+def _grid_radar_bounds(inverse: geocoding.InverseMap, rows: int, cols: int, margin: int):
+    """(r0, r1, c0, c1) of the radar image that the output grid maps into, from the grid's border
+    pixels (the map is one-to-one, so the interior maps inside; with a DEM, at both bounding
+    heights), clipped to the image; None when outside. Tighter than the coarse nodes, which run up
+    to a node step (32 output pixels) beyond the grid: for a small AoI that step is most of it."""
+    g = inverse.grid
+    border = [(0, 0, 1, g.cols), (g.rows - 1, 0, 1, g.cols), (0, 0, g.rows, 1), (0, g.cols - 1, g.rows, 1)]
+    r, c = [], []
+    for h in (inverse.heights if inverse.terrain else (None,)):
+        for win in border:
+            rr, cc = inverse.window(*win, dem=None if h is None else np.full(win[2:], h))
+            r.append(rr.ravel())
+            c.append(cc.ravel())
+    r, c = np.concatenate(r), np.concatenate(c)
+    ok = np.isfinite(r) & np.isfinite(c)
+    if not ok.any():
+        return None
+    r0, r1 = max(0, int(np.floor(r[ok].min())) - margin), min(rows, int(np.ceil(r[ok].max())) + margin + 1)
+    c0, c1 = max(0, int(np.floor(c[ok].min())) - margin), min(cols, int(np.ceil(c[ok].max())) + margin + 1)
+    return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
 
 def _dem_height_range(dem: str, geoid: float) -> tuple[float, float]:
