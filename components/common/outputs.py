@@ -393,7 +393,7 @@ def write_categories(path: Path, classes: Iterable, band: int = 1) -> Path:
         ET.SubElement(field, "Type").text = str(kind)
         ET.SubElement(field, "Usage").text = str(usage)
     for row, c in enumerate(classes):
-        rgba = _class_rgba(c, None)
+        rgba = (0, 0, 0, 0) if c.nodata else _class_rgba(c, None)  # as the colour tables: NoData transparent
         values = (c.value, category_label(c), c.description or "", *rgba)
         element = ET.SubElement(table, "Row", index=str(row))
         for v in values:
