@@ -342,17 +342,22 @@ def describe_bands(path: Path, bands: Sequence, *, fwhm_um: Mapping[str, float] 
     import rasterio
 
     with rasterio.open(path, "r+") as ds:
-        for i, band in enumerate(bands, start=1):
-            ds.set_band_description(i, band.name)
-            if band.unit:
-                ds.set_band_unit(i, band.unit)
-            imagery = {}
-            if band.center_wavelength:
-                imagery["CENTRAL_WAVELENGTH_UM"] = f"{band.center_wavelength:g}"
-            if fwhm_um and band.name in fwhm_um:
-                imagery["FWHM_UM"] = f"{fwhm_um[band.name]:g}"
-            if imagery:
-                ds.update_tags(i, ns=IMAGERY_DOMAIN, **imagery)
+        describe_dataset(ds, bands, fwhm_um=fwhm_um)
+
+
+def describe_dataset(ds, bands: Sequence, *, fwhm_um: Mapping[str, float] | None = None) -> None:
+    """:func:`describe_bands` on a dataset open for writing."""
+    for i, band in enumerate(bands, start=1):
+        ds.set_band_description(i, band.name)
+        if band.unit:
+            ds.set_band_unit(i, band.unit)
+        imagery = {}
+        if band.center_wavelength:
+            imagery["CENTRAL_WAVELENGTH_UM"] = f"{band.center_wavelength:g}"
+        if fwhm_um and band.name in fwhm_um:
+            imagery["FWHM_UM"] = f"{fwhm_um[band.name]:g}"
+        if imagery:
+            ds.update_tags(i, ns=IMAGERY_DOMAIN, **imagery)
 
 
 def category_label(cls) -> str:
