@@ -520,7 +520,8 @@ def quicklook(src: Path, png: Path, rgb: tuple[int, int, int] | None = None, max
     for i, channel in enumerate(data if len(bands) == 3 else [data[0]] * 3):
         v = channel[valid].astype(np.float64)
         lo, hi = (np.percentile(v, [2, 98]) if v.size else (0.0, 1.0))
-        out[..., i] = np.clip((channel - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
+        scaled = np.nan_to_num((channel - lo) / max(hi - lo, 1e-9) * 255)  # NaN: NoData, drawn below
+        out[..., i] = np.clip(scaled, 0, 255).astype(np.uint8)
     out[..., 3] = 255
     for code, (_, rgba) in MASK_STYLES.items():
         out[why == code] = rgba
