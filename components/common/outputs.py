@@ -1,6 +1,8 @@
-"""Writing products and their sidecars: Cloud Optimized GeoTIFF (or another GDAL format),
-quicklook PNG and run.json (STAC items: stac.py). Files are written under a temporary name in the same
-folder and renamed at the end, so a failed run leaves nothing half-written.
+"""Writing products and their sidecars: Cloud Optimized GeoTIFF (or another GDAL format) with
+the band names, units and wavelengths in GDAL's own fields and a class map's names as GDAL
+categories, quicklook PNG with a legend, and run.json (STAC items: stac.py). Files are written
+under a temporary name in the same folder and renamed at the end, so a failed run leaves nothing
+half-written.
 
 Also where a run writes and how a write can fail: the output folder (:func:`output_folder`),
 the temporary work folder beside it (:func:`work_folder`), the pre-flight check of the output

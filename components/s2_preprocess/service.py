@@ -81,8 +81,9 @@ def _run(input_uri: str, params: S2PreprocessParams, outdir: str, local_out: Pat
         log.info("%s: %s, baseline %s, tile %s", product.name, product.level, product.baseline, product.tile)
         grid = _output_grid(product, params.resolution, aoi)
         reproject = target_crs is not None and CRS.from_user_input(product.crs) != target_crs
-        # uint16 bands in the assembled raster, the product and the reprojected raster if any
-        outputs.check_output_size(grid.rows, grid.cols, (3 if reproject else 2) * len(params.bands) * 2, work,
+        # uint16 bands in the assembled raster, the product and the reprojected raster if any; a byte
+        # for the mask reasons of the quicklook
+        outputs.check_output_size(grid.rows, grid.cols, (3 if reproject else 2) * len(params.bands) * 2 + 1, work,
                                   parameter="resolution", value=params.resolution)
         stage = work / "stage"
         stage.mkdir()
