@@ -1,6 +1,8 @@
-"""Writing products and their sidecars: Cloud Optimized GeoTIFF (or another GDAL format),
-quicklook PNG and run.json (STAC items: stac.py). Files are written under a temporary name in the same
-folder and renamed at the end, so a failed run leaves nothing half-written.
+"""Writing products and their sidecars: Cloud Optimized GeoTIFF (or another GDAL format) with
+the band names, units and wavelengths in GDAL's own fields and a class map's names as GDAL
+categories, quicklook PNG with a legend, and run.json (STAC items: stac.py). Files are written
+under a temporary name in the same folder and renamed at the end, so a failed run leaves nothing
+half-written.
 
 Also where a run writes and how a write can fail: the output folder (:func:`output_folder`),
 the temporary work folder beside it (:func:`work_folder`), the pre-flight check of the output
@@ -23,7 +25,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -287,12 +289,21 @@ def resolve_format(name: str) -> tuple[str, str]:
     return driver, "." + ext
 
 
-def write_product(src: Path, dst: Path, driver: str) -> Path:
+def write_product(src: Path, dst: Path, driver: str, *, bands: Sequence | None = None,
+                  classes: Iterable | None = None, fwhm_um: Mapping[str, float] | None = None) -> Path:
     """Copy the assembled raster ``src`` into its final format at ``dst``. The driver writes into
     a temporary folder beside ``dst`` (drivers add sidecars such as .hdr or .aux.xml), whose files
-    are renamed into place only once all are written."""
+    are renamed into place only once all are written.
+
+    ``bands`` (:class:`~.stac.Band`, the facts the STAC item lists) are first written into GDAL's
+    band fields of ``src`` (:func:`describe_bands`); ``classes`` (:class:`~.stac.Class`) of a
+    single-band class map become its category names and attribute table (:func:`write_categories`:
+    the ``.aux.xml`` sidecar of ``dst``, which then travels with it)."""
     import rasterio
     import rasterio.shutil
+
+    if bands:
+        describe_bands(src, bands, fwhm_um=fwhm_um)
 
     options = COG_OPTIONS if driver == "COG" else {}
     tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex[:8]}.part"
@@ -307,6 +318,8 @@ def write_product(src: Path, dst: Path, driver: str) -> Path:
                     raise
                 raise ServiceError(f"GDAL driver {driver} cannot write this product: "
                                    f"{' '.join(str(e).split())}") from None
+            if classes is not None:
+                write_categories(tmp / dst.name, classes)
             checkpoint()  # a stop that came during the write: the product is not put in place
             for f in tmp.iterdir():
                 os.replace(f, dst.parent / f.name)
@@ -315,27 +328,241 @@ def write_product(src: Path, dst: Path, driver: str) -> Path:
     return dst
 
 
-def quicklook(src: Path, png: Path, rgb: tuple[int, int, int] | None = None, max_size: int = 1024) -> Path:
-    """An RGBA PNG (NoData transparent), 2-98 % stretch per channel, at most ``max_size`` px."""
+# ------------------------------------------------------------------------------------------
+# What GDAL users see: band fields, category names, quicklooks
+
+# GDAL's standard band metadata for the spectral position of a band (GDAL >= 3.10, "IMAGERY"
+# domain); QGIS and gdalinfo read it, a custom tag they do not.
+IMAGERY_DOMAIN = "IMAGERY"
+
+
+def describe_bands(path: Path, bands: Sequence, *, fwhm_um: Mapping[str, float] | None = None) -> None:
+    """Write the facts of ``bands`` (:class:`~.stac.Band`: name, unit, centre wavelength in um)
+    into GDAL's own fields of the raster ``path``: the band description (the band's name, which
+    readers match bands by), the unit type, and ``CENTRAL_WAVELENGTH_UM`` / ``FWHM_UM`` (from
+    ``fwhm_um``, by band name) in the ``IMAGERY`` domain."""
     import rasterio
-    from PIL import Image
+
+    with rasterio.open(path, "r+") as ds:
+        describe_dataset(ds, bands, fwhm_um=fwhm_um)
+
+
+def describe_dataset(ds, bands: Sequence, *, fwhm_um: Mapping[str, float] | None = None) -> None:
+    """:func:`describe_bands` on a dataset open for writing."""
+    for i, band in enumerate(bands, start=1):
+        ds.set_band_description(i, band.name)
+        if band.unit:
+            ds.set_band_unit(i, band.unit)
+        imagery = {}
+        if band.center_wavelength:
+            imagery["CENTRAL_WAVELENGTH_UM"] = f"{band.center_wavelength:g}"
+        if fwhm_um and band.name in fwhm_um:
+            imagery["FWHM_UM"] = f"{fwhm_um[band.name]:g}"
+        if imagery:
+            ds.update_tags(i, ns=IMAGERY_DOMAIN, **imagery)
+
+
+def category_label(cls) -> str:
+    """The name of a class as people read it (``no_change`` -> ``no change``)."""
+    return cls.name.replace("_", " ").strip()
+
+
+# Raster attribute table columns: (name, GDAL field type, GDAL field usage). Types: 0 integer,
+# 2 string; usages: 0 generic, 2 name, 5 min-max (the pixel value), 6-9 red, green, blue, alpha.
+_RAT_COLUMNS = (("Value", 0, 5), ("Class_Name", 2, 2), ("Description", 2, 0), ("Red", 0, 6), ("Green", 0, 7),
+                ("Blue", 0, 8), ("Alpha", 0, 9))
+
+
+def write_categories(path: Path, classes: Iterable, band: int = 1) -> Path:
+    """The classes of a class map (:class:`~.stac.Class`) as GDAL's category names and a
+    thematic raster attribute table of ``band``. GeoTIFF (and so COG) cannot hold either in the
+    file: GDAL keeps them in the PAM sidecar ``<path>.aux.xml``, where gdalinfo and QGIS read
+    them. Other content of an existing sidecar is kept. Returns the sidecar's path."""
+    import xml.etree.ElementTree as ET
+
+    classes = sorted(classes, key=lambda c: c.value)
+    sidecar = Path(f"{path}.aux.xml")
+    root = ET.parse(sidecar).getroot() if sidecar.exists() else ET.Element("PAMDataset")
+    node = next((b for b in root.findall("PAMRasterBand") if b.get("band") == str(band)), None)
+    if node is None:
+        node = ET.SubElement(root, "PAMRasterBand", band=str(band))
+    for old in node.findall("CategoryNames") + node.findall("GDALRasterAttributeTable"):
+        node.remove(old)
+    # category names are indexed by pixel value: values without a class get an empty name
+    names = {c.value: category_label(c) for c in classes}
+    categories = ET.SubElement(node, "CategoryNames")
+    for value in range(max(names, default=-1) + 1):
+        ET.SubElement(categories, "Category").text = names.get(value, "")
+    table = ET.SubElement(node, "GDALRasterAttributeTable", tableType="thematic")
+    for i, (name, kind, usage) in enumerate(_RAT_COLUMNS):
+        field = ET.SubElement(table, "FieldDefn", index=str(i))
+        ET.SubElement(field, "Name").text = name
+        ET.SubElement(field, "Type").text = str(kind)
+        ET.SubElement(field, "Usage").text = str(usage)
+    for row, c in enumerate(classes):
+        rgba = (0, 0, 0, 0) if c.nodata else _class_rgba(c, None)  # as the colour tables: NoData transparent
+        values = (c.value, category_label(c), c.description or "", *rgba)
+        element = ET.SubElement(table, "Row", index=str(row))
+        for v in values:
+            ET.SubElement(element, "F").text = str(v)
+    ET.indent(root)
+    with atomic_path(sidecar) as tmp:
+        ET.ElementTree(root).write(tmp, encoding="UTF-8")
+    return sidecar
+
+
+# Why a pixel of a product holds no value, as the quicklooks draw it. Services that know more
+# than NoData write a uint8 raster of these codes on the product's grid (0: a value).
+NO_DATA, CLOUD, OUTSIDE_AOI, MASKED_SEA = 1, 2, 3, 4
+MASK_STYLES = {NO_DATA: ("no data", (120, 120, 120, 255)),
+               CLOUD: ("cloud masked", (205, 235, 255, 255)),
+               OUTSIDE_AOI: ("outside the AoI (transparent)", (0, 0, 0, 0)),
+               MASKED_SEA: ("land/sea mask", (25, 50, 120, 255))}
+NODATA_CLASS_RGBA = MASK_STYLES[NO_DATA][1]
+
+
+def _class_rgba(cls, palette: dict | None) -> tuple[int, int, int, int]:
+    if cls.nodata:
+        return NODATA_CLASS_RGBA
+    if cls.color:
+        return (*cls.color[:3], 255)
+    if palette and cls.value in palette:
+        return tuple(palette[cls.value])
+    return (128, 128, 128, 255)
+
+
+def _quicklook_grid(ds, max_size: int):
+    """The shape and transform of a quicklook of ``ds`` at most ``max_size`` px."""
+    scale = max(ds.width, ds.height) / max_size
+    shape = (max(1, round(ds.height / max(scale, 1))), max(1, round(ds.width / max(scale, 1))))
+    transform = ds.transform @ ds.transform.scale(ds.width / shape[1], ds.height / shape[0])
+    return shape, transform
+
+
+def _reasons(ds, shape, transform, invalid: np.ndarray, reasons: Path | None, aoi) -> np.ndarray:
+    """The mask code of each quicklook pixel (0 where the product has a value): NoData, unless
+    the reasons raster or the AoI says why."""
+    import rasterio
+    from rasterio.vrt import WarpedVRT
+
+    why = np.where(invalid, NO_DATA, 0).astype(np.uint8)
+    if reasons is not None:
+        with rasterio.open(reasons) as rs, WarpedVRT(rs, crs=ds.crs, transform=ds.transform, width=ds.width,
+                                                     height=ds.height, resampling=rasterio.enums.Resampling.nearest,
+                                                     nodata=None) as vrt:
+            codes = vrt.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
+        why = np.where(invalid & np.isin(codes, list(MASK_STYLES)), codes, why).astype(np.uint8)
+    if aoi is not None:
+        from .aoi import aoi_mask
+
+        why[invalid & ~aoi_mask(aoi, ds.crs, transform, shape)] = OUTSIDE_AOI
+    return why
+
+
+def _legend(image: np.ndarray, entries: list[tuple[str, tuple[int, int, int, int]]]):
+    """``image`` (RGBA) with a legend on its right: a swatch and a label per entry (a
+    transparent swatch drawn as an empty frame)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    picture = Image.fromarray(image, "RGBA")
+    if not entries:
+        return picture
+    font = ImageFont.load_default()
+    pad, row, swatch = 6, 16, 12
+    probe = ImageDraw.Draw(picture)
+    text_w = max(int(probe.textlength(label, font=font)) for label, _ in entries)
+    width, height = pad * 3 + swatch + text_w, pad * 2 + row * len(entries)
+    canvas = Image.new("RGBA", (picture.width + width, max(picture.height, height)), (0, 0, 0, 0))
+    canvas.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    x0 = picture.width
+    draw.rectangle((x0, 0, x0 + width - 1, height - 1), fill=(255, 255, 255, 255))
+    for i, (label, rgba) in enumerate(entries):
+        y = pad + i * row
+        box = (x0 + pad, y, x0 + pad + swatch, y + swatch)
+        draw.rectangle(box, fill=rgba if rgba[3] else (255, 255, 255, 255), outline=(0, 0, 0, 255))
+        if not rgba[3]:  # a crossed frame stands for transparent
+            draw.line(box, fill=(0, 0, 0, 255))
+            draw.line((box[0], box[3], box[2], box[1]), fill=(0, 0, 0, 255))
+        draw.text((x0 + pad * 2 + swatch, y), label, fill=(0, 0, 0, 255), font=font)
+    return canvas
+
+
+def _mask_entries(why: np.ndarray) -> list[tuple[str, tuple[int, int, int, int]]]:
+    present = set(np.unique(why).tolist())
+    return [MASK_STYLES[code] for code in MASK_STYLES if code in present]
+
+
+def _save_png(picture, png: Path) -> Path:
+    with atomic_path(png) as tmp:
+        picture.save(tmp, format="PNG")
+    return png
+
+
+def quicklook(src: Path, png: Path, rgb: tuple[int, int, int] | None = None, max_size: int = 1024, *,
+              reasons: Path | None = None, aoi=None) -> Path:
+    """An RGBA PNG, 2-98 % stretch per channel, the map at most ``max_size`` px. Pixels without a
+    value are drawn by why they have none (:data:`MASK_STYLES`: a ``reasons`` raster of mask codes,
+    pixels outside ``aoi``, else NoData), each in a legend on the right of the map."""
+    import rasterio
 
     with rasterio.open(src) as ds:
-        scale = max(ds.width, ds.height) / max_size
-        shape = (max(1, round(ds.height / max(scale, 1))), max(1, round(ds.width / max(scale, 1))))
+        shape, transform = _quicklook_grid(ds, max_size)
         bands = list(rgb) if rgb else [1]
         data = ds.read(bands, out_shape=(len(bands), *shape), resampling=rasterio.enums.Resampling.nearest)
         nodata = ds.nodata
-    valid = np.all(data != nodata, axis=0) if nodata is not None else np.ones(shape, bool)
+        if nodata is None:
+            valid = np.ones(shape, bool)
+        elif np.isnan(nodata):
+            valid = ~np.any(np.isnan(data), axis=0)
+        else:
+            valid = np.all(data != nodata, axis=0)
+        why = _reasons(ds, shape, transform, ~valid, reasons, aoi)
     out = np.zeros((*shape, 4), np.uint8)
     for i, channel in enumerate(data if len(bands) == 3 else [data[0]] * 3):
         v = channel[valid].astype(np.float64)
         lo, hi = (np.percentile(v, [2, 98]) if v.size else (0.0, 1.0))
-        out[..., i] = np.clip((channel - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
-    out[..., 3] = np.where(valid, 255, 0)
-    with atomic_path(png) as tmp:
-        Image.fromarray(out, "RGBA").save(tmp, format="PNG")
-    return png
+        scaled = np.nan_to_num((channel - lo) / max(hi - lo, 1e-9) * 255)  # NaN: NoData, drawn below
+        out[..., i] = np.clip(scaled, 0, 255).astype(np.uint8)
+    out[..., 3] = 255
+    for code, (_, rgba) in MASK_STYLES.items():
+        out[why == code] = rgba
+    return _save_png(_legend(out, _mask_entries(why)), png)
+
+
+def class_quicklook(src: Path, png: Path, classes: Iterable, max_size: int = 1024, *,
+                    reasons: Path | None = None, aoi=None) -> Path:
+    """An RGBA PNG of a single-band class map, the map at most ``max_size`` px, with a legend:
+    each class (:class:`~.stac.Class`; its colour, else the raster's colour table) and each reason
+    a pixel has no class (:data:`MASK_STYLES`, as in :func:`quicklook`)."""
+    import rasterio
+
+    classes = sorted(classes, key=lambda c: c.value)
+    with rasterio.open(src) as ds:
+        shape, transform = _quicklook_grid(ds, max_size)
+        data = ds.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
+        try:
+            palette = ds.colormap(1)
+        except ValueError:
+            palette = None
+        missing = {c.value for c in classes if c.nodata}
+        if ds.nodata is not None:
+            missing.add(int(ds.nodata))
+        invalid = np.isin(data, list(missing))
+        why = _reasons(ds, shape, transform, invalid, reasons, aoi)
+    lut = np.zeros((max(int(data.max(initial=0)), *(c.value for c in classes), 0) + 1, 4), np.uint8)
+    if palette:
+        for value, rgba in palette.items():
+            if value < len(lut):
+                lut[value] = rgba
+    shown = [c for c in classes if not c.nodata and c.value not in missing]
+    for c in shown:
+        lut[c.value] = _class_rgba(c, palette)
+    out = lut[data]
+    for code, (_, rgba) in MASK_STYLES.items():
+        out[why == code] = rgba
+    entries = [(category_label(c), tuple(int(v) for v in lut[c.value])) for c in shown]
+    return _save_png(_legend(out, entries + _mask_entries(why)), png)
 
 
 # Libraries recorded when the run has loaded them (torch only in the ML services).

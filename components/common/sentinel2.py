@@ -34,6 +34,9 @@ NATIVE_RESOLUTION = {"B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20,
 BAND_WAVELENGTH_NM = {"B1": 442.7, "B2": 492.7, "B3": 559.8, "B4": 664.6, "B5": 704.1, "B6": 740.5,
                       "B7": 782.8, "B8": 832.8, "B8A": 864.7, "B9": 945.1, "B10": 1373.5, "B11": 1613.7,
                       "B12": 2202.4}
+# Bandwidths (full width at half maximum) of the Sentinel-2A MSI bands, nm (ESA's spectral responses)
+BAND_FWHM_NM = {"B1": 21, "B2": 66, "B3": 36, "B4": 31, "B5": 15, "B6": 15, "B7": 20, "B8": 106, "B8A": 21,
+                "B9": 20, "B10": 31, "B11": 91, "B12": 175}
 RESOLUTIONS = (10, 20, 60)
 # From processing baseline 04.00 (January 2022) the DN carry an additive offset, read from metadata.
 OFFSET_BASELINE = (4, 0)

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "tile_classifier"
 NODATA = 255
+BAND = stac.Band("crop_type", "crop type, TimeSen2Crop legend", NODATA)
 PREFETCH = 3  # blocks read ahead
 GPU_BATCH = 262144  # pixels per batch on a GPU
 READERS = 2  # reader threads
@@ -264,21 +265,6 @@ def postprocess(raw: Path, dst: Path, params: ClassifyParams, grid: GridInfo) ->
     return dst
 
 
-def colour_quicklook(src: Path, png: Path, max_size: int = 1024) -> Path:
-    from PIL import Image
-
-    with rasterio.open(src) as ds:
-        scale = max(ds.width, ds.height) / max_size
-        shape = (max(1, round(ds.height / max(scale, 1))), max(1, round(ds.width / max(scale, 1))))
-        labels = ds.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
-    palette = np.zeros((256, 4), np.uint8)
-    for c, rgb in COLOURS.items():
-        palette[c] = (*rgb, 255)
-    with outputs.atomic_path(png) as tmp:
-        Image.fromarray(palette[labels], "RGBA").save(tmp, format="PNG")
-    return png
-
-
 # -- run -----------------------------------------------------------------------------------
 
 
@@ -314,11 +300,13 @@ def _run(input_dir: str, mc_dir: str, params: ClassifyParams, output_dir: str, l
         main = stage / f"{stem}.tif"
         with steps.step("post-process and write"):
             assembled = postprocess(raw, work / "assembled.tif", params, grid)
+            outputs.describe_bands(assembled, [BAND])
             with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
                 rasterio.shutil.copy(assembled, main, driver="COG", **COG)
+            outputs.write_categories(main, _classes(info))  # GDAL's class names: the .aux.xml beside it
             areas = _class_areas(main, info)
         with steps.step("quicklook and STAC item"):
-            ql = colour_quicklook(main, stage / f"{stem}_quicklook.png")
+            ql = outputs.class_quicklook(main, stage / f"{stem}_quicklook.png", _classes(info))
             item = _stac(stem, main, composites, info, areas, ql, tile, [(mc_dir, "monthly composites"),
                                                                           (input_dir, f"model {model_path.name}")],
                          output_dir)
@@ -363,19 +351,25 @@ def _class_areas(path: Path, info: ModelInfo) -> dict:
             for c in info.class_ids}
 
 
+def _classes(info: ModelInfo, areas: dict | None = None) -> list[stac.Class]:
+    """The legend of the crop map (with each class's area once known): for the STAC item, GDAL's
+    category names and the quicklook."""
+    return [*[stac.Class(int(c), n, color=COLOURS.get(int(c), (128, 128, 128)),
+                         count=areas[str(c)]["pixels"] if areas else None,
+                         percentage=areas[str(c)]["percent"] if areas else None)
+              for c, n in zip(info.class_ids, info.class_names)],
+            stac.Class(NODATA, "no_data", "not classified: masked or no observation", nodata=True)]
+
+
 def _stac(stem: str, main: Path, composites: list[Composite], info: ModelInfo, areas: dict, ql: Path,
           tile: str | None, sources: list[tuple[str, str]], output_dir: str):
     y0, m0 = map(int, composites[0].month.split("-"))
     y1, m1 = map(int, composites[-1].month.split("-"))
     start = dt.datetime(y0, m0, 1, tzinfo=dt.timezone.utc)
     end = dt.datetime(y1 + m1 // 12, m1 % 12 + 1, 1, tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1)
-    item = stac.raster_item(stem, main, main.name, start, [stac.Band("crop_type", "crop type, TimeSen2Crop legend",
-                                                                     NODATA)],
+    item = stac.raster_item(stem, main, main.name, start, [BAND],
                             start=start, end=end, properties={"gsd": 10, "class_areas": areas})
-    stac.add_classes(item, [*[stac.Class(int(c), n, color=COLOURS.get(int(c), (128, 128, 128)),
-                                         count=areas[str(c)]["pixels"], percentage=areas[str(c)]["percent"])
-                              for c, n in zip(info.class_ids, info.class_names)],
-                            stac.Class(NODATA, "no_data", "not classified: masked or no observation", nodata=True)])
+    stac.add_classes(item, _classes(info, areas))
     stac.add_sentinel2(item, tile=tile)
     stac.add_processing(item, lineage=f"{SERVICE}: LSTM classification of {len(composites)} monthly composites")
     stac.add_sidecars(item, ql.name)

@@ -151,9 +151,14 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
     with steps.step(f"write {driver} products"):
         for role, src in files.items():
             main = stage / f"{stem}_{role}{ext}"
-            outputs.write_product(src, main, driver)
-            rgb = (1, 2, 3) if role in ("acd", "mtc") else None
-            ql = outputs.quicklook(main if driver == "COG" else src, stage / f"{stem}_{role}_quicklook.png", rgb)
+            readable = main if driver == "COG" else src
+            png = stage / f"{stem}_{role}_quicklook.png"
+            if role == "change":
+                outputs.write_product(src, main, driver, classes=_change_classes(descriptions[role]))
+                ql = outputs.class_quicklook(readable, png, _change_classes(descriptions[role]), aoi=aoi)
+            else:
+                outputs.write_product(src, main, driver)
+                ql = outputs.quicklook(readable, png, (1, 2, 3) if role in ("acd", "mtc") else None, aoi=aoi)
             items[f"{stem}_{role}.json"] = _stac(p1, p2, main, src, ql, role, descriptions[role], metrics, days,
                                                  pol, [input1, input2], outdir)
             products[role] = main.name
@@ -390,17 +395,23 @@ def _masked(data: np.ndarray, nodata) -> np.ndarray:
     return data
 
 
+def _change_classes(description: str) -> list[stac.Class]:
+    """The legend of the change mask: for the STAC item, GDAL's category names and the quicklook."""
+    return [stac.Class(0, "no_change", "no change", (40, 40, 40)), stac.Class(1, "change", description, (230, 25, 75)),
+            stac.Class(255, "no_data", "no data", nodata=True)]
+
+
 def _stac(p1, p2, main: Path, src: Path, ql: Path, role: str, description: str, metrics: dict, days: float,
           pol: str, uris: list[str], outdir: str):
     with rasterio.open(src) as ds:
-        bands = [stac.Band(ds.descriptions[i] or f"band{i + 1}", description, ds.nodata) for i in range(ds.count)]
+        bands = [stac.Band(ds.descriptions[i] or f"band{i + 1}", description, ds.nodata, unit=ds.units[i] or None)
+                 for i in range(ds.count)]
     start, end = sorted((p1.sensing_time, p2.sensing_time))
     item = stac.raster_item(main.stem, src, main.name, p1.sensing_time, bands, start=start, end=end,
                             properties={"gsd": metrics["resolution_m"], "change_role": role,
                                         "temporal_baseline_days": round(days, 4)})
     if role == "change":
-        stac.add_classes(item, [stac.Class(0, "no_change", "no change"), stac.Class(1, "change", description),
-                                stac.Class(255, "no_data", "no data", nodata=True)])
+        stac.add_classes(item, _change_classes(description))
     stac.add_sentinel1(item, mission=p1.mission, mode=p1.mode, product_type=p1.product_type, polarizations=[pol],
                        relative_orbit=p1.relative_orbit, orbit_state=p1.orbit_pass)
     stac.add_processing(item, lineage=f"{SERVICE}: {role} of {p1.name} (date 1) and {p2.name} (date 2)")

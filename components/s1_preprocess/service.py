@@ -406,7 +406,7 @@ def geocode(sources: list[Source], grid, dst: Path, *, db: bool, aoi: AoI | None
                 out.write(np.where(ok, data, NODATA).astype(np.float32), 1, window=Window(c0, r0, w, h))
                 progress.advance()
             out.set_band_description(1, band)
-            out.update_tags(1, units="dB" if db else "linear")
+            out.set_band_unit(1, "dB" if db else "linear")  # GDAL's unit field: what gdalinfo and QGIS show
     finally:
         for ds in handles:
             ds.close()
@@ -423,7 +423,8 @@ def publish_product(service, product: S1Product, params, assembled: Path, driver
     with steps.step(f"write {driver}"):
         outputs.write_product(assembled, main, driver)
     with steps.step("quicklook and STAC item"):
-        ql = outputs.quicklook(main if driver == "COG" else assembled, stage / f"{stem}_quicklook.png")
+        ql = outputs.quicklook(main if driver == "COG" else assembled, stage / f"{stem}_quicklook.png",
+                               aoi=load_aoi(params.aoi) if getattr(params, "aoi", None) else None)
         item = stac_item(service, product, params, main, assembled, ql, metrics, inputs, outdir,
                          (extra or {}).get("polarization"), description)
     record = outputs.run_record(service, __version__, {**params.as_dict(), **(extra or {})}, inputs,
@@ -441,7 +442,7 @@ def stac_item(service: str, product: S1Product, params, main: Path, assembled: P
               inputs: list[dict], outdir: str, polarization: str | None, description=None):
     with rasterio.open(assembled) as ds:
         band_name = ds.descriptions[0] or "backscatter"
-        units = ds.tags(1).get("units", "")
+        units = ds.units[0] or ""
     band = stac.Band(band_name, description or f"calibrated backscatter ({units})", NODATA, unit=units or None)
     item = stac.raster_item(main.stem, assembled, main.name, product.sensing_time, [band],
                             properties={"gsd": metrics.get("resolution_m"), "valid_percent": metrics["valid_percent"]})

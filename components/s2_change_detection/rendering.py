@@ -5,9 +5,7 @@ from __future__ import annotations
 import colorsys
 from pathlib import Path
 
-import numpy as np
-
-from components.common.outputs import atomic_path
+from components.common import outputs
 
 from .engine import NO_CHANGE, NODATA_CLASS
 
@@ -33,21 +31,36 @@ def colour_table(k: int) -> dict[int, tuple[int, int, int, int]]:
     return table
 
 
-def class_quicklook(src: Path, png: Path, k: int, max_size: int = 1024) -> Path:
-    """An RGBA PNG of the class map in its palette (NoData transparent), at most ``max_size`` px."""
-    import rasterio
-    from PIL import Image
+def class_quicklook(src: Path, png: Path, classes, max_size: int = 1024, *, aoi=None, reasons=None) -> Path:
+    """An RGBA PNG of the class map in its palette with a legend (outputs.class_quicklook)."""
+    return outputs.class_quicklook(src, png, classes, max_size, aoi=aoi, reasons=reasons)
 
-    with rasterio.open(src) as ds:
-        scale = max(ds.width, ds.height) / max_size
-        shape = (max(1, round(ds.height / max(scale, 1))), max(1, round(ds.width / max(scale, 1))))
-        data = ds.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
-    lut = np.zeros((256, 4), np.uint8)
-    for value, rgba in colour_table(k).items():
-        lut[value] = rgba
-    with atomic_path(png) as tmp:
-        Image.fromarray(lut[data], "RGBA").save(tmp, format="PNG")
-    return png
+
+def cloud_reasons(products, grid, cloud_classes: tuple[int, ...], path: Path, max_size: int = 1024) -> Path:
+    """A raster of mask codes (outputs.CLOUD where the scene classification of either date is a
+    cloud class) about the quicklook's size, so that the quicklook tells cloud from NoData."""
+    import dataclasses
+    import math
+
+    import numpy as np
+    import rasterio
+
+    from .sources import SclReader, grid_transform
+
+    f = max(1, math.ceil(max(grid.rows, grid.cols) / max_size))
+    coarse = dataclasses.replace(grid, resolution=grid.resolution * f, rows=math.ceil(grid.rows / f),
+                                 cols=math.ceil(grid.cols / f))
+    cloudy = np.zeros((coarse.rows, coarse.cols), bool)
+    for product in products:
+        reader = SclReader(product, coarse)
+        try:
+            cloudy |= np.isin(reader.read(0, coarse.rows), cloud_classes)
+        finally:
+            reader.close()
+    with rasterio.open(path, "w", driver="GTiff", width=coarse.cols, height=coarse.rows, count=1, dtype="uint8",
+                       crs=coarse.crs, transform=grid_transform(coarse)) as ds:
+        ds.write(np.where(cloudy, outputs.CLOUD, 0).astype(np.uint8), 1)
+    return path
 
 
 def report_markdown(title: str, summary: dict, classes: list[dict]) -> str:

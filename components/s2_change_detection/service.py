@@ -36,7 +36,7 @@ from . import cva
 from .engine import NODATA_CLASS, Detection, DetectionConfig, detect_changes
 from .inputs import PairInput, check_pair, identify
 from .params import S2ChangeParams
-from .rendering import class_quicklook, colour_table, report_markdown
+from .rendering import class_quicklook, cloud_reasons, colour_table, report_markdown
 from .sources import RasterPairSource, SclReader, StackReader, TiffSink, common_grid, pixel_size
 
 log = logging.getLogger(__name__)
@@ -135,14 +135,17 @@ def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_ou
         stage.mkdir()
         main, cva_main = stage / f"S2-CD_{stem}{ext}", stage / f"CVA_{stem}{ext}"
         with steps.step(f"write {driver}"):
-            outputs.write_product(classes_tif, main, driver)
-            outputs.write_product(cva_tif, cva_main, driver)
+            outputs.write_product(classes_tif, main, driver, bands=_bands("classes"), classes=_classes(detection))
+            outputs.write_product(cva_tif, cva_main, driver, bands=_bands("cva"))
         metrics = _metrics(detection, pre_metrics)
         summary = _summary(pair, params, detection, grid)
         with steps.step("quicklooks, report and STAC items"):
+            reasons = cloud_reasons([p.product for p in pair], grid, tuple(int(c) for c in params.cloud_classes),
+                                    work / "reasons.tif") if use_scl else None
             ql = class_quicklook(main if driver == "COG" else classes_tif, stage / f"S2-CD_{stem}_quicklook.png",
-                                 detection.classes.k)
-            cva_ql = outputs.quicklook(cva_main if driver == "COG" else cva_tif, stage / f"CVA_{stem}_quicklook.png")
+                                 _classes(detection), aoi=aoi, reasons=reasons)
+            cva_ql = outputs.quicklook(cva_main if driver == "COG" else cva_tif, stage / f"CVA_{stem}_quicklook.png",
+                                       aoi=aoi, reasons=reasons)
             report = {"title": f"S2-CD {stem}", "summary": summary, "classes": detection.class_stats}
             outputs.write_json(stage / f"S2-CD_{stem}_report.json", report)
             with outputs.atomic_path(stage / f"S2-CD_{stem}_report.md") as tmp:
@@ -193,18 +196,14 @@ def _finish_rasters(classes_tif: Path, cva_tif: Path, detection: Detection, para
     """Palette, descriptions, tags and (nearest) overviews of the class map; CVA descriptions."""
     with rasterio.open(classes_tif, "r+") as ds:
         ds.write_colormap(1, colour_table(detection.classes.k))
-        ds.set_band_description(1, "change class")
         ds.update_tags(1, NO_CHANGE="0", NODATA=str(NODATA_CLASS),
                        CLASSES=",".join(str(c["class"]) for c in detection.class_stats))
         ds.update_tags(SERVICE=SERVICE, BANDS=",".join(params.bands))
         factors = [f for f in OVERVIEW_FACTORS if max(ds.width, ds.height) / f >= 256]
         if factors:
             ds.build_overviews(factors, Resampling.nearest)
-    with rasterio.open(cva_tif, "r+") as ds:
-        ds.set_band_description(1, "magnitude")
-        ds.set_band_description(2, "angle")
-        ds.update_tags(1, UNIT="reflectance")
-        ds.update_tags(2, UNIT="degree", REFERENCE_VECTOR=",".join(f"{v:g}" for v in params.reference))
+    with rasterio.open(cva_tif, "r+") as ds:  # names and units: write_product, from _bands
+        ds.update_tags(2, REFERENCE_VECTOR=",".join(f"{v:g}" for v in params.reference))
         ds.update_tags(SERVICE=SERVICE, BANDS=",".join(params.bands))
 
 
@@ -268,29 +267,37 @@ def _summary(pair: list[PairInput], params: S2ChangeParams, detection: Detection
             "reference_vector": ",".join(f"{v:g}" for v in params.reference)}
 
 
+def _bands(kind: str) -> list[stac.Band]:
+    """The bands of the class map or of the CVA product, for the STAC item and GDAL's band fields."""
+    if kind == "classes":
+        return [stac.Band("change_class", "0 no change, 1..N change classes (K-means on magnitude and angle), "
+                                          "255 no data", NODATA_CLASS)]
+    return [stac.Band("magnitude", "magnitude of the normalised difference vector (reflectance)", cva.NODATA,
+                      unit="1"),
+            stac.Band("angle", "angle between the difference vector and the reference vector", cva.NODATA,
+                      unit="deg")]
+
+
+def _classes(detection: Detection) -> list[stac.Class]:
+    """The legend of the class map: for the STAC item, the category names and the quicklook."""
+    colours = colour_table(detection.classes.k)
+    return [stac.Class(0, "no_change", "no change", colours[0][:3]),
+            *[stac.Class(c["class"], f"change_{c['class']}", f"change class {c['class']}: mean "
+                         f"magnitude {c['mean_magnitude']}, mean angle {c['mean_angle_deg']} deg",
+                         colours[c["class"]][:3], count=c["pixels"],
+                         percentage=c["percent_of_valid"]) for c in detection.class_stats],
+            stac.Class(NODATA_CLASS, "no_data", "no data", nodata=True)]
+
+
 def _stac(main: Path, readable: Path, ql: Path, pair: list[PairInput], params: S2ChangeParams,
           detection: Detection, metrics: dict, outdir: str, *, kind: str, report: str | None = None):
     times = sorted(p.sensing for p in pair if p.sensing)
     when = times[-1] if times else dt.datetime.now(dt.timezone.utc)
     span = {"start": times[0], "end": times[-1]} if len(times) == 2 else {}
-    if kind == "classes":
-        bands = [stac.Band("change_class", "0 no change, 1..N change classes (K-means on magnitude and angle), "
-                                           "255 no data", NODATA_CLASS)]
-    else:
-        bands = [stac.Band("magnitude", "magnitude of the normalised difference vector (reflectance)", cva.NODATA,
-                           unit="1"),
-                 stac.Band("angle", "angle between the difference vector and the reference vector", cva.NODATA,
-                           unit="deg")]
-    item = stac.raster_item(main.stem, readable, main.name, when, bands, **span,
+    item = stac.raster_item(main.stem, readable, main.name, when, _bands(kind), **span,
                             properties={"gsd": params.resolution, **metrics})
     if kind == "classes":
-        colours = colour_table(detection.classes.k)
-        stac.add_classes(item, [stac.Class(0, "no_change", "no change", colours[0][:3]),
-                                *[stac.Class(c["class"], f"change_{c['class']}", f"change class {c['class']}: mean "
-                                             f"magnitude {c['mean_magnitude']}, mean angle {c['mean_angle_deg']} deg",
-                                             colours[c["class"]][:3], count=c["pixels"],
-                                             percentage=c["percent_of_valid"]) for c in detection.class_stats],
-                                stac.Class(NODATA_CLASS, "no_data", "no data", nodata=True)])
+        stac.add_classes(item, _classes(detection))
     stac.add_sentinel2(item, tile=pair[0].tile or pair[1].tile or None)
     stac.add_processing(item, lineage=f"{SERVICE}: change vector analysis of {pair[0].name} and {pair[1].name}")
     stac.add_sidecars(item, ql.name)

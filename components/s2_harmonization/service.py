@@ -35,7 +35,8 @@ from components.common.cpus import usable_cpus
 from components.common.errors import ServiceError
 from components.common.logs import Progress, Steps
 from components.common.readers import open_raster
-from components.timesen2crop.legend import BAND_WAVELENGTH_NM, BANDS, normalise_band, season_months
+from components.common.sentinel2 import BAND_FWHM_NM
+from components.timesen2crop.legend import BANDS, normalise_band, season_months
 
 from .inventory import Acquisition, pair
 from .kernels import NODATA, composite_block
@@ -200,10 +201,8 @@ def _composite_month(acqs: list[Acquisition], bands: dict[Path, BoaBands], grid:
             clear_px += int((count > 0).sum())
             out.write(comp, window=win)
             progress.advance()
-        out.descriptions = BANDS
+        outputs.describe_dataset(out, _bands(), fwhm_um={b: w / 1000.0 for b, w in BAND_FWHM_NM.items()})
         out.scales, out.offsets = [SCALE] * len(BANDS), [0.0] * len(BANDS)
-        for i, b in enumerate(BANDS, start=1):
-            out.update_tags(i, wavelength_nm=BAND_WAVELENGTH_NM[b])
         out.update_tags(COMPOSITE_MONTH=month, ACQUISITIONS=len(acqs), QUANTITY="BOA reflectance x 10000",
                         METHOD="median of clear samples (LAI != 0)", **meta)
     return {"month": month, "acquisitions": len(acqs),
@@ -277,12 +276,17 @@ def _run(input_dir: str, params: MonthlyCompositeParams, output_dir: str, local_
                            by_name["run.json"], metrics)
 
 
+def _bands() -> list[stac.Band]:
+    """The composites' bands, as the STAC item and GDAL's band fields give them."""
+    return [stac.s2_band(b, f"Sentinel-2 {b}, monthly median", NODATA, SCALE, 0.0) for b in BANDS]
+
+
 def _stac(stem: str, paths: list[Path], per_month: list[dict], params: MonthlyCompositeParams, tile: str | None,
           ql: Path, input_dir: str, output_dir: str):
     """One item for the 12 composites, an asset per month."""
     start = dt.datetime(params.season_start, 9, 1, tzinfo=dt.timezone.utc)
     end = dt.datetime(params.season_start + 1, 9, 1, tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1)
-    bands = [stac.s2_band(b, f"Sentinel-2 {b}, monthly median", NODATA, SCALE, 0.0) for b in BANDS]
+    bands = _bands()
     first, *others = zip(paths, per_month)
     item = stac.raster_item(stem, first[0], first[0].name, start, bands, start=start, end=end,
                             properties={"gsd": 10, "composite_method": "median of clear samples (LAI != 0)",

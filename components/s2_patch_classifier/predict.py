@@ -228,23 +228,3 @@ def to_cog(src: Path, dst: Path) -> Path:
     except rasterio.errors.RasterioError as e:
         raise ServiceError(f"cannot write {dst.name}: {' '.join(str(e).split())}") from None
     return dst
-
-
-def colour_quicklook(src: Path, png: Path, max_size: int = 1024) -> Path:
-    """The class map rendered with its colour table (no data transparent), at most ``max_size`` px."""
-    from PIL import Image
-
-    from components.common.outputs import atomic_path
-
-    with rasterio.open(src) as ds:
-        scale = max(1.0, max(ds.width, ds.height) / max_size)
-        shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
-        data = ds.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
-        cmap = ds.colormap(1)
-    rgba = np.zeros((256, 4), np.uint8)
-    for value, colour in cmap.items():
-        rgba[value] = colour
-    rgba[NODATA] = (0, 0, 0, 0)
-    with atomic_path(png) as tmp:
-        Image.fromarray(rgba[data], "RGBA").save(tmp, format="PNG")
-    return png

@@ -41,7 +41,7 @@ from . import modelio, patches as patchmod
 from .data import find_tiles
 from .model import Arch
 from .params import S2PatchClassifierParams
-from .predict import NODATA, colour_quicklook, open_predictor, predict_tile, to_cog
+from .predict import NODATA, open_predictor, predict_tile, to_cog
 from .train import TrainConfig, resolve_device, train
 
 log = logging.getLogger(__name__)
@@ -379,8 +379,9 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
         with steps.step(f"predict {t.name}"):
             res = predict_tile(t, predictor, params.overlap, raw)
             tif = to_cog(raw, folder / f"{stem}.tif")
+            outputs.write_categories(tif, _classes(meta))  # GDAL's class names: the .aux.xml beside it
             raw.unlink()
-        ql = colour_quicklook(tif, folder / f"{stem}_quicklook.png")
+        ql = outputs.class_quicklook(tif, folder / f"{stem}_quicklook.png", _classes(meta))
         _write_stac(stem, tif, ql, t, meta, res.class_pixels, folder, published,
                     [(source_uri, t.name), (params.model_file or str(model_file), f"model {Path(model_file).name}")])
         result.predictions.append(str(tif))
@@ -390,15 +391,20 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
     result.scores.setdefault("engine", predictor.engine)
 
 
+def _classes(meta: dict, class_pixels: dict | None = None) -> list[stac.Class]:
+    """The model's legend: for the STAC item, GDAL's category names and the quicklook."""
+    return [*[stac.Class(int(c), f"class_{c}", color=tuple(rgb[:3]), count=(class_pixels or {}).get(str(c)))
+              for c, rgb in zip(meta["classes"], meta["colours"])],
+            stac.Class(NODATA, "no_data", "no data", nodata=True)]
+
+
 def _write_stac(stem: str, tif: Path, ql: Path, tile, meta: dict, class_pixels: dict, folder: Path, published: str,
                 sources: list[tuple[str, str]]) -> None:
     band = stac.Band("class", "class index of the model's legend, 255 no data", NODATA)
     item = stac.raster_item(stem, tif, tif.name, _date_of(tile), [band],
                             title=f"{tile.name} classified by s2-patch-classifier",
                             properties={"bands_used": list(meta["bands"])})
-    stac.add_classes(item, [*[stac.Class(int(c), f"class_{c}", color=tuple(rgb[:3]), count=class_pixels.get(str(c)))
-                              for c, rgb in zip(meta["classes"], meta["colours"])],
-                            stac.Class(NODATA, "no_data", "no data", nodata=True)])
+    stac.add_classes(item, _classes(meta, class_pixels))
     stac.add_processing(item, lineage=f"{SERVICE}: sliding-window U-Net classification")
     stac.add_sidecars(item, ql.name, record=None)  # run.json is written after the predictions
     stac.add_links(item, stac.location(published, f"{stem}.json"), sources)

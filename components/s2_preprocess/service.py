@@ -30,8 +30,7 @@ from components.common.contract import uninterrupted
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.landmask import LandSeaMask
 from components.common.logs import Progress, Steps
-from components.common.sentinel2 import (BAND_WAVELENGTH_NM, NATIVE_RESOLUTION, NODATA_DN, Grid, S2Product,
-                                         open_product)
+from components.common.sentinel2 import BAND_FWHM_NM, NATIVE_RESOLUTION, NODATA_DN, Grid, S2Product, open_product
 
 from .cloudmask import CloudMask
 from .params import S2PreprocessParams
@@ -45,6 +44,7 @@ STRIP_PIXELS = 1 << 24  # 16.8 Mpx: a strip of a whole tile at 10 m is 11.2 Mpx
 SEN2COR = "L2A_Process"
 METRES_PER_DEGREE = 111_320.0
 EPS = 1e-6  # in pixels
+FWHM_UM = {b: w / 1000.0 for b, w in BAND_FWHM_NM.items()}
 
 
 @dataclass
@@ -81,8 +81,9 @@ def _run(input_uri: str, params: S2PreprocessParams, outdir: str, local_out: Pat
         log.info("%s: %s, baseline %s, tile %s", product.name, product.level, product.baseline, product.tile)
         grid = _output_grid(product, params.resolution, aoi)
         reproject = target_crs is not None and CRS.from_user_input(product.crs) != target_crs
-        # uint16 bands in the assembled raster, the product and the reprojected raster if any
-        outputs.check_output_size(grid.rows, grid.cols, (3 if reproject else 2) * len(params.bands) * 2, work,
+        # uint16 bands in the assembled raster, the product and the reprojected raster if any; a byte
+        # for the mask reasons of the quicklook
+        outputs.check_output_size(grid.rows, grid.cols, (3 if reproject else 2) * len(params.bands) * 2 + 1, work,
                                   parameter="resolution", value=params.resolution)
         stage = work / "stage"
         stage.mkdir()
@@ -96,11 +97,12 @@ def _run(input_uri: str, params: S2PreprocessParams, outdir: str, local_out: Pat
                 assembled = _reproject(assembled, target_crs, params, aoi, work / "reprojected.tif")
         main = stage / f"{stem}{ext}"
         with steps.step(f"write {driver}"):
-            outputs.write_product(assembled, main, driver)
+            outputs.write_product(assembled, main, driver, bands=_bands(product, params), fwhm_um=FWHM_UM)
         with steps.step("quicklook and STAC item"):
             rgb = _rgb_indexes(params.bands)
-            # the COG's overviews make the quicklook read cheap
-            ql = outputs.quicklook(main if driver == "COG" else assembled, stage / f"{stem}_quicklook.png", rgb)
+            # the COG's overviews make the quicklook read cheap; the reasons tell cloud from NoData
+            ql = outputs.quicklook(main if driver == "COG" else assembled, stage / f"{stem}_quicklook.png", rgb,
+                                   reasons=_reasons_path(work / "assembled.tif"))
             item = _stac(product, params, main, assembled, ql, metrics, input_uri, outdir)
         record = outputs.run_record(
             SERVICE, __version__, {**params.as_dict(), "projection_resolved": _crs_text(assembled)},
@@ -201,6 +203,8 @@ def _assemble(product: S2Product, params: S2PreprocessParams, grid: Grid, aoi: A
     strip_rows = max(1, min(round(STRIP_METRES / params.resolution), STRIP_PIXELS // grid.cols))
     counts = {"pixels": 0, "data": 0, "valid": 0, "cloud": 0}
     progress = Progress(math.ceil(grid.rows / strip_rows), "bands")
+    # why each pixel without a value has none, for the quicklook
+    why_profile = profile | {"count": 1, "dtype": "uint8", "nodata": None, "compress": "deflate"}
     gdal_env = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 512}
 
     def read_strip(strip: Strip):
@@ -214,7 +218,8 @@ def _assemble(product: S2Product, params: S2PreprocessParams, grid: Grid, aoi: A
     strips = [Strip(grid, r, min(strip_rows, grid.rows - r)) for r in range(0, grid.rows, strip_rows)]
     try:
         with steps.step("resample and mask bands"), rasterio.Env(**gdal_env), \
-                rasterio.open(dst, "w", **profile) as out, ThreadPoolExecutor(max_workers=1) as reader:
+                rasterio.open(dst, "w", **profile) as out, ThreadPoolExecutor(max_workers=1) as reader, \
+                rasterio.open(_reasons_path(dst), "w", **why_profile) as why_out:
             with uninterrupted():
                 pending = reader.submit(read_strip, strips[0])
             for i, strip in enumerate(strips):
@@ -226,20 +231,24 @@ def _assemble(product: S2Product, params: S2PreprocessParams, grid: Grid, aoi: A
                     aoi_mask(aoi, grid.crs, strip.transform, strip.shape)
                 has_data = (data != NODATA_DN).all(axis=0) & inside
                 remove = ~inside
-                if landsea is not None:
-                    remove |= landsea.remove(strip.row_off, 0, strip.height, grid.cols)
+                why = np.where(has_data, 0, outputs.NO_DATA).astype(np.uint8)
                 if cloudy is not None:
                     counts["cloud"] += int((cloudy & has_data).sum())
                     remove |= cloudy
+                    why[cloudy] = outputs.CLOUD
+                if landsea is not None:
+                    sea = landsea.remove(strip.row_off, 0, strip.height, grid.cols)
+                    remove |= sea
+                    why[sea] = outputs.MASKED_SEA
+                why[~inside] = outputs.OUTSIDE_AOI
                 data[:, remove] = NODATA_DN
                 counts["pixels"] += int(inside.sum())
                 counts["data"] += int(has_data.sum())
                 counts["valid"] += int((data != NODATA_DN).all(axis=0).sum())
                 out.write(data, window=rasterio.windows.Window(0, strip.row_off, grid.cols, strip.height))
+                why_out.write(why, 1, window=rasterio.windows.Window(0, strip.row_off, grid.cols, strip.height))
                 progress.advance()
-            for i, band in enumerate(params.bands, start=1):
-                out.set_band_description(i, band)
-                out.update_tags(i, wavelength_nm=BAND_WAVELENGTH_NM[band])
+            out.descriptions = params.bands
             out.scales = [product.scale_offset(b)[0] for b in params.bands]
             out.offsets = [product.scale_offset(b)[1] for b in params.bands]
             out.update_tags(PRODUCT=product.name, PROCESSING_BASELINE=product.baseline,
@@ -284,6 +293,16 @@ def _reproject(src_path: Path, crs: CRS, params: S2PreprocessParams, aoi: AoI | 
     return dst
 
 
+def _reasons_path(assembled: Path) -> Path:
+    """The raster of mask codes (outputs.MASK_STYLES) beside the assembled product."""
+    return assembled.with_name("reasons.tif")
+
+
+def _bands(product: S2Product, params: S2PreprocessParams) -> list[stac.Band]:
+    """The product's bands, as the STAC item and GDAL's band fields give them."""
+    return [stac.s2_band(b, f"Sentinel-2 {b}", NODATA_DN, *product.scale_offset(b)) for b in params.bands]
+
+
 def _rgb_indexes(bands: tuple[str, ...]) -> tuple[int, int, int] | None:
     if all(b in bands for b in ("B4", "B3", "B2")):
         return tuple(bands.index(b) + 1 for b in ("B4", "B3", "B2"))
@@ -297,8 +316,7 @@ def _crs_text(path: Path) -> str:
 
 def _stac(product: S2Product, params: S2PreprocessParams, main: Path, assembled: Path, ql: Path,
           metrics: dict, input_uri: str, outdir: str):
-    bands = [stac.s2_band(b, f"Sentinel-2 {b}", NODATA_DN, *product.scale_offset(b)) for b in params.bands]
-    item = stac.raster_item(main.stem, assembled, main.name, product.sensing_time, bands,
+    item = stac.raster_item(main.stem, assembled, main.name, product.sensing_time, _bands(product, params),
                             properties={"gsd": params.resolution, "valid_percent": metrics["valid_percent"]})
     stac.add_sentinel2(item, platform=product.spacecraft, tile=product.tile, baseline=product.baseline,
                        product_uri=f"{product.name}.SAFE")

@@ -8,9 +8,11 @@ import time
 import numpy as np
 import pytest
 import rasterio
+from PIL import Image
 
 from components.s1_change_detection.cli import main
 from tests.fixtures import s1_products
+from tests.gdal_read import categories
 from tests.stac_schema import validate_item
 
 ROLES = ("coherence", "backscatter_date1", "backscatter_date2", "acd", "mtc", "change")
@@ -54,6 +56,23 @@ def test_change_products(slc_pair, tmp_path):
         acd = ds.read()
     assert np.array_equal(acd[1], acd[2])  # G and B are both date 2
     assert metrics["stretch_db_date1"][0] < metrics["stretch_db_date1"][1]
+    # what GDAL and QGIS users see: units in GDAL's unit field, the change classes as categories,
+    # a change quicklook with a legend
+    with rasterio.open(out / products["backscatter_date1"]) as ds:
+        assert ds.units == ("linear",) and "units" not in ds.tags(1)
+    names, rows = categories(out / products["change"])
+    assert names[:2] == ["no change", "change"] and names[255] == "no data"
+    assert [r["Class_Name"] for r in rows] == ["no change", "change", "no data"]
+    with Image.open(out / products["change"].replace(".tif", "_quicklook.png")) as im:
+        px = np.asarray(im.convert("RGBA"))
+    scale = max(change.shape) / 1024  # the map is drawn at most 1024 px
+    qh, qw = round(change.shape[0] / scale), round(change.shape[1] / scale)
+    with rasterio.open(out / products["change"]) as ds:
+        small = ds.read(1, out_shape=(qh, qw), resampling=rasterio.enums.Resampling.nearest)
+    assert px.shape[1] > qw
+    legend = {tuple(p) for p in px[:, qw:].reshape(-1, 4)}
+    shown = [{tuple(p) for p in px[:qh, :qw][small == v]} for v in (0, 1)]
+    assert all(len(c) == 1 and c <= legend for c in shown) and shown[0] != shown[1]
 
 
 def test_mismatched_pair_is_refused_before_any_work(real_slc, slc_pair, tmp_path, capsys):

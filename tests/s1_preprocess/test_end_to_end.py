@@ -48,6 +48,8 @@ def test_grd_default_chain(grd_product, tmp_path):
     assert profile["crs"].to_epsg() == 4326
     assert profile["transform"].a == pytest.approx(20 / 111320)
     assert profile["dtype"] == "float32" and profile["nodata"] == -9999.0 and desc == ("SigmaDB_VV",)
+    with rasterio.open(tif) as ds:  # the unit in GDAL's field, where gdalinfo and QGIS show it
+        assert ds.units == ("dB",) and "units" not in ds.tags(1)
     v = data.compressed()
     assert 50 < record["outputs"]["metrics"]["valid_percent"] < 95
     assert np.median(v) == pytest.approx(-8.0, abs=1.0)  # the simulated land backscatter

@@ -83,6 +83,13 @@ def test_sidecars(series):
     assert (out / f"{stem}_quicklook.png").stat().st_size > 0
     record = json.loads((out / "run.json").read_text())
     assert record["service"] == "monthlycomposite" and len(record["outputs"]["composites"]) == 12
+    # each band's spectral position in GDAL's standard IMAGERY metadata, as in the STAC item
+    with rasterio.open(out / "33UVP_MC_2017-09.tif") as ds:
+        imagery = [ds.tags(i, ns="IMAGERY") for i in range(1, ds.count + 1)]
+        assert not any("wavelength_nm" in ds.tags(i) for i in range(1, ds.count + 1))
+    stac_bands = item["assets"]["2017-09"]["bands"]
+    assert [float(t["CENTRAL_WAVELENGTH_UM"]) for t in imagery] == [b["eo:center_wavelength"] for b in stac_bands]
+    assert float(imagery[BANDS.index("B4")]["FWHM_UM"]) == pytest.approx(0.031)
 
 
 def test_empty_months_zero(series, tmp_path):

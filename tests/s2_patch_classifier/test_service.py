@@ -5,9 +5,11 @@ import json
 
 import numpy as np
 import rasterio
+from PIL import Image
 
 from components.s2_patch_classifier.cli import main
 
+from tests.gdal_read import categories
 from tests.stac_schema import validate_item
 
 from .fixtures import TINY, port_crop, synthetic_tile
@@ -70,5 +72,15 @@ def test_actions_one_by_one_with_pretraining_and_onnx(tmp_path, capsys):
     validate_item(json.loads((tmp_path / "pred" / "C_classes.json").read_text()))
     with rasterio.open(tmp_path / "pred" / "C_classes.tif") as ds:
         assert ds.shape == (80, 100) and set(np.unique(ds.read(1))) <= {0, 1, 2}
+        labels, palette = ds.read(1), ds.colormap(1)
+    # the legend as GDAL's category names and attribute table, and in the quicklook
+    names, rows = categories(tmp_path / "pred" / "C_classes.tif")
+    assert names[:3] == ["class 0", "class 1", "class 2"] and names[255] == "no data"
+    assert [int(r["Value"]) for r in rows] == [0, 1, 2, 255]
+    with Image.open(tmp_path / "pred" / "C_classes_quicklook.png") as im:
+        px = np.asarray(im.convert("RGBA"))
+    assert px.shape[1] > 100
+    swatches = {tuple(p) for p in px[:, 100:].reshape(-1, 4)}
+    assert all(palette[v] in swatches for v in (0, 1, 2))
     record = json.loads((tmp_path / "pred" / "run.json").read_text())
     assert record["outputs"]["summary"]["engine"] == "onnxruntime-cpu"
