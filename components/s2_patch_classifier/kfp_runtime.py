@@ -91,7 +91,8 @@ def predict_report(result, classes, quicklook) -> None:
         thumb.thumbnail((256, 256))
         buf = io.BytesIO()
         thumb.save(buf, format="PNG")
-        counts = ", ".join(f"{k}: {v}" for k, v in item["properties"]["class_pixels"].items())
+        legend = item["assets"]["data"].get("classification:classes", [])
+        counts = ", ".join(f"{c.get('title') or c['name']}: {c['count']}" for c in legend if "count" in c)
         parts.append(f"<h4>{html.escape(tif.name)}</h4><img src='data:image/png;base64,"
                      f"{base64.b64encode(buf.getvalue()).decode()}'/><p>pixels per class: {html.escape(counts)}</p>")
     classes.metadata.update({"products": [Path(p).name for p in result.predictions],
