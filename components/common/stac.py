@@ -263,7 +263,14 @@ def multihash(path: Path) -> str:
 
 
 def to_dict(item: pystac.Item, folder: Path) -> dict:
-    """The item as JSON, each asset with the size and checksum of its file in ``folder``."""
+    """The item as JSON, each asset with the size and checksum of its file in ``folder``; a raster's
+    GDAL sidecar (category names, attribute table) is listed as an asset of its own."""
+    for key, asset in list(item.assets.items()):
+        sidecar = f"{asset.href}.aux.xml"
+        if asset.href.endswith(".tif") and (folder / sidecar).is_file():
+            item.add_asset(f"{key}-gdal-metadata", pystac.Asset(
+                sidecar, media_type=pystac.MediaType.XML, roles=["metadata"],
+                title="GDAL category names and raster attribute table"))
     for key, asset in item.assets.items():
         path = folder / asset.href
         if not path.is_file():

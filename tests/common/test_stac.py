@@ -129,6 +129,23 @@ def test_class_names_and_nodata_follow_the_classification_extension(tmp_path):
     assert written["links"] == [{"rel": "derived_from", "href": "s3://bucket/source.SAFE", "title": "source"}]
 
 
+def test_a_class_maps_gdal_sidecar_is_an_asset_of_its_item(tmp_path):
+    tif = tmp_path / "classes.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8", crs="EPSG:32633",
+                       transform=rasterio.transform.from_origin(500000, 5000000, 10, 10), nodata=255) as ds:
+        ds.write(np.ones((1, 4, 4), np.uint8))
+    classes = [stac.Class(1, "Water", color=(0, 0, 255)), stac.Class(255, "no data", nodata=True)]
+    sidecar = outputs.write_categories(tif, classes)
+    item = stac.raster_item("classes", tif, tif.name, dt.datetime(2020, 1, 1), [stac.Band("class", nodata=255)])
+    stac.add_classes(item, classes)
+    stac.write_item(item, tmp_path / "classes.json")
+    written = json.loads((tmp_path / "classes.json").read_text())
+    validate_item(written)
+    asset = written["assets"]["data-gdal-metadata"]
+    assert asset["href"] == sidecar.name == "classes.tif.aux.xml"
+    assert asset["roles"] == ["metadata"] and asset["file:size"] == sidecar.stat().st_size
+
+
 def test_a_nan_nodata_is_written_as_stac_spells_it(tmp_path):
     tif = tmp_path / "f.tif"
     with rasterio.open(tif, "w", driver="GTiff", width=2, height=2, count=1, dtype="float32", crs="EPSG:4326",
