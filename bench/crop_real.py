@@ -60,6 +60,7 @@ def cross_validate(data: Path, work: Path, args) -> dict:
         lstm = np.full(len(y), -1, np.int64)
         forest = np.full(len(y), -1, np.int64)
         seconds = {"lstm": 0.0, "rf": 0.0}
+        final_loss = []
         for k in range(args.folds):
             test = fold == k
             if set(parcels[test].tolist()) & set(parcels[~test].tolist()):
@@ -80,10 +81,12 @@ def cross_validate(data: Path, work: Path, args) -> dict:
             rf = RandomForestClassifier(n_estimators=args.trees, random_state=seed, n_jobs=1)
             rf.fit(x[~test].reshape(int((~test).sum()), -1), y[~test])
             forest[test] = rf.predict(x[test].reshape(int(test.sum()), -1))
+            final_loss.append(result.metrics["final_loss"])
             seconds["lstm"] += t1 - t0
             seconds["rf"] += time.perf_counter() - t1
             shutil.rmtree(fdir)
-        runs.append({"seed": seed, "fold": fold, "lstm": lstm, "rf": forest, "seconds": seconds})
+        runs.append({"seed": seed, "fold": fold, "lstm": lstm, "rf": forest, "seconds": seconds,
+                     "final_loss": final_loss})
     return {"x": x, "y": y, "runs": runs}
 
 
@@ -126,6 +129,9 @@ def report(cv: dict, dataset: dict, args) -> dict:
                 "labels": names, "matrix": first["confusion_matrix"]},
             "most_confused (first repeat)": _confused(np.asarray(first["confusion_matrix"]), names),
         }
+        if method == "lstm":
+            out[method]["final_training_loss_mean"] = round(float(np.mean([v for r in cv["runs"]
+                                                                            for v in r["final_loss"]])), 4)
         if args.repeats > 1:
             out[method]["overall_accuracy_per_repeat"] = [round(s["overall_accuracy"], 4) for s in pooled]
             out[method]["macro_f1_per_repeat"] = [round(s["macro_f1"], 4) for s in pooled]
@@ -133,7 +139,53 @@ def report(cv: dict, dataset: dict, args) -> dict:
             f1 = np.mean([s["f1_per_class"][str(labels[i])] for s in pooled])
             per_class[n][f"{method}_f1"] = round(float(f1), 3)
     out["per_class"] = per_class
+    # paired by fold: both methods saw the same training and held-out parcels
+    diff = [summary(y[r["fold"] == k], r["lstm"][r["fold"] == k], labels)["overall_accuracy"]
+            - summary(y[r["fold"] == k], r["rf"][r["fold"] == k], labels)["overall_accuracy"]
+            for r in cv["runs"] for k in range(args.folds)]
+    out["lstm_minus_rf_fold_accuracy"] = {"mean": round(float(np.mean(diff)), 4),
+                                          "sd": round(float(np.std(diff, ddof=1)), 4),
+                                          "folds_lstm_better": int(np.sum(np.asarray(diff) > 0)),
+                                          "folds_rf_better": int(np.sum(np.asarray(diff) < 0)), "folds": len(diff)}
     return out
+
+
+def text(out: dict) -> str:
+    """The figures as a short plain-text report."""
+    rare = out["rare"]
+    rule = (f"{len(rare['merged_codes'])} codes with < {rare['min_parcels']} parcels merged into 'other'"
+            if rare["merged_codes"] else
+            f"{len(rare['dropped_codes'])} codes with < {rare['min_parcels']} parcels dropped "
+            f"({rare['dropped_parcels']} parcels)")
+    lines = [f"{out['parcels']} parcels, {out['classes']} classes ({rule}); {out['folds']}-fold CV by parcel, "
+             f"{out['repeats']} repeat(s); features {out['features']}",
+             f"LSTM {json.dumps(out['lstm_settings'])}; RF {json.dumps(out['rf_settings'])}",
+             f"largest class share {out['largest_class_share']:.3f}", "",
+             f"{'':14}{'accuracy':>9}{'macro F1':>9}{'kappa':>7}  fold accuracy mean +- sd"]
+    for method, label in (("lstm", "train_lstm"), ("rf", "random forest")):
+        m = out[method]
+        lines.append(f"{label:14}{m['overall_accuracy']:9.3f}{m['macro_f1']:9.3f}{m['kappa']:7.3f}  "
+                     f"{m['fold_accuracy_mean_sd'][0]:.3f} +- {m['fold_accuracy_mean_sd'][1]:.3f}")
+    d = out["lstm_minus_rf_fold_accuracy"]
+    lines.append(f"LSTM - RF accuracy per fold: {d['mean']:+.3f} +- {d['sd']:.3f}; LSTM better in "
+                 f"{d['folds_lstm_better']}, RF in {d['folds_rf_better']} of {d['folds']} folds")
+    if out["repeats"] > 1:
+        for method, label in (("lstm", "train_lstm"), ("rf", "random forest")):
+            lines.append(f"{label} per repeat: accuracy {out[method]['overall_accuracy_per_repeat']}, "
+                         f"macro F1 {out[method]['macro_f1_per_repeat']}")
+    lines.append(f"LSTM mean final training loss {out['lstm']['final_training_loss_mean']:.3f}")
+    lines += ["", f"{'class':8}{'parcels':>8}{'LSTM F1':>9}{'RF F1':>7}  codes"]
+    for name, c in out["per_class"].items():
+        lines.append(f"{name:8}{c['parcels']:8d}{c['lstm_f1']:9.2f}{c['rf_f1']:7.2f}  "
+                     f"{','.join(map(str, c['codes']))}")
+    for method, label in (("lstm", "train_lstm"), ("rf", "random forest")):
+        cm = out[method]["confusion_matrix (first repeat; rows true, columns predicted)"]
+        names = [n.replace("NC ", "") for n in cm["labels"]]
+        lines += ["", f"confusion matrix, {label} (rows true, columns predicted; first repeat)",
+                  " " * 6 + "".join(f"{n:>6}" for n in names)]
+        lines += [f"{n:>6}" + "".join(f"{v:6d}" for v in row) for n, row in zip(names, cm["matrix"])]
+        lines.append("most confused: " + "; ".join(out[method]["most_confused (first repeat)"]))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-layers", type=int, default=2)
     ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--trees", type=int, default=500, help="random forest size")
+    ap.add_argument("--json", action="store_true", help="print every figure as one JSON object")
     args = ap.parse_args(argv)
 
     from components.common.errors import ServiceError
@@ -172,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"crop_real: error: {e.one_line()}", file=sys.stderr)
             return 2
         dataset = json.loads((work / "arrays" / "dataset.json").read_text())
-    print(json.dumps(report(cv, dataset, args), indent=1))
+    out = report(cv, dataset, args)
+    print(json.dumps(out, indent=1) if args.json else text(out))
     return 0
 
 
