@@ -309,6 +309,14 @@ def _run(input_path: str, params: WorldCropsParams, output_dir: str, local_out: 
             log.warning("band values look like reflectance in 0..1, not reflectance x 10000 as in the composites")
         with steps.step("monthly composites"):
             x, months = monthly(table, params.season_start)
+        empty = ~x.any(axis=(1, 2))
+        if empty.any():
+            log.warning("%d parcels without any observation in the season left out: %s", int(empty.sum()),
+                        ", ".join(map(str, table.parcels[empty][:10])) + (" ..." if empty.sum() > 10 else ""))
+            x, table = x[~empty], ParcelTable(table.parcels[~empty], table.codes[~empty], table.dates,
+                                              table.values[~empty])
+        if not len(x):
+            raise ServiceError("no parcel has an observation in the season")
         classes = group_classes(table.codes, params.min_parcels, params.rare)
         keep = classes.y >= 0
         if classes.merged:
@@ -336,6 +344,7 @@ def _run(input_path: str, params: WorldCropsParams, output_dir: str, local_out: 
             "parcels_per_class": {str(i): int(support[i]) for i in classes.names},
             "rare": {"min_parcels": params.min_parcels, "rule": params.rare, "merged_codes": classes.merged,
                      "dropped_codes": classes.dropped, "dropped_parcels": int((~keep).sum())},
+            "parcels_without_observation": int(empty.sum()),
             "splits": {"train": {"file": "train.npy", "labels": "y_train.npy", "parcels": "parcels.npy",
                                  "shape": list(x.shape), "samples": int(len(y))}},
         }

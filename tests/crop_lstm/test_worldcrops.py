@@ -172,3 +172,23 @@ def test_bad_table(case_id, key, extra, fragment, real, bad_tables, tmp_path, ca
     assert len(lines) == 1 and lines[0].startswith("worldcrops: error: "), err
     assert fragment in lines[0]
     assert not out.exists()
+
+
+def test_empty_cells_are_missing_observations(real, tmp_path):
+    """A blank band cell leaves that date out of its month; a parcel with no value at all is left out."""
+    h, rows = real["header"], [list(r) for r in real["rows"]]
+    cols = [h.index(f"{b}_mean") for b in BANDS]
+    first, last = real["parcels"][0], real["parcels"][-1]
+    march = [r for r in rows if r[h.index("id")] == first and r[h.index("Date")].strftime("%Y-%m") == "2018-03"]
+    march[0][cols[3]] = None
+    for r in rows:
+        if r[h.index("id")] == last:
+            for c in cols:
+                r[c] = None
+    code, out = _run(tmp_path, _write(tmp_path / "gaps.xlsx", h, rows), "--min_parcels", "1")
+    assert code == 0
+    x, parcels = np.load(out / "train.npy"), np.load(out / "parcels.npy")
+    assert last not in parcels.tolist() and len(parcels) == 7
+    assert json.loads((out / "dataset.json").read_text())["parcels_without_observation"] == 1
+    expected = np.floor(np.asarray([march[1][c] for c in cols], np.float64) + 0.5)
+    np.testing.assert_allclose(x[0, MONTHS.index("2018-03")], expected, atol=1)
