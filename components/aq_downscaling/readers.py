@@ -53,6 +53,7 @@ CANONICAL_UNITS = {
 }
 EUROPE_SUFFIX = "_conc"
 COORD_DECIMALS = 4
+INPUT_SUFFIXES = (".nc", ".grib", ".grib2", ".grb", ".grb2")  # files taken from an s3:// prefix
 _TIME_FROM = re.compile(r"time\s+from\s+(\d{8})(?:[T ]?(\d{2}))?", re.IGNORECASE)
 
 
@@ -262,13 +263,195 @@ class GriddedFile:
                            "(one level, one member) are used")
 
 
+# ------------------------------------------------------------------------------------------------
+# GRIB2 (CAMS European air quality forecasts/analyses as the Atmosphere Data Store delivers them)
+
+GRIB_MAGIC = b"GRIB"
+GRIB_END = b"7777"
+# Product definition templates with a chemical constituent (octets 12-13 of section 4) and
+# whether they carry an ensemble member (4.41 and 4.43: perturbation number).
+GRIB_CHEMICAL_TEMPLATES = {40: False, 41: True, 42: False, 43: True}
+# WMO code table 4.230 (atmospheric chemical constituent type) -> canonical short name.
+GRIB_CONSTITUENTS = {40009: "pm2p5", 40008: "pm10"}
+# Discipline 0, category 20 (atmospheric chemical constituents), number 0: mass density.
+GRIB_MASS_DENSITY = (20, 0)
+
+
+def is_grib(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == GRIB_MAGIC
+
+
+def scan_grib(path: Path) -> int:
+    """Number of GRIB2 messages, after checking that the file is whole: every message starts with
+    ``GRIB``, is edition 2, and its declared length ends exactly on ``7777``. GDAL reads a file cut
+    short as fewer fields without any error, so the structure is checked here."""
+    size = path.stat().st_size
+    count, offset = 0, 0
+    with open(path, "rb") as fh:
+        while offset < size:
+            fh.seek(offset)
+            head = fh.read(16)
+            if head[:4] != GRIB_MAGIC:
+                raise ServiceError(f"{path.name}: not a GRIB file or corrupt: no GRIB message at byte {offset}")
+            if len(head) < 16:
+                raise ServiceError(f"{path.name}: truncated GRIB file: message {count + 1} cut short at byte {offset}")
+            if head[7] != 2:
+                raise ServiceError(f"{path.name}: GRIB edition {head[7]} is not supported (only GRIB2)")
+            length = int.from_bytes(head[8:16], "big")
+            if offset + length > size:
+                raise ServiceError(f"{path.name}: truncated GRIB file: message {count + 1} declares {length} "
+                                   f"bytes, {size - offset} are left")
+            fh.seek(offset + length - 4)
+            if length < 20 or fh.read(4) != GRIB_END:
+                raise ServiceError(f"{path.name}: corrupt GRIB file: message {count + 1} does not end with 7777")
+            offset += length
+            count += 1
+    if count == 0:
+        raise ServiceError(f"{path.name}: empty GRIB file")
+    return count
+
+
+@dataclass
+class GribField:
+    band: int                 # 1-based band (message) number in GDAL's order
+    name: str
+    valid: np.datetime64
+    member: int | None        # perturbation number of an ensemble template, else None
+
+
+@dataclass
+class GribFile:
+    """A GRIB2 file of surface fields on one regular latitude-longitude grid, read with GDAL's GRIB
+    driver (through rasterio). Same interface as :class:`GriddedFile`: ascending lat/lon, sorted
+    valid times, canonical names (``pm2p5`` from constituent 40009), one field per name and time."""
+
+    path: Path
+    kind: str
+    lat: np.ndarray = field(repr=False)
+    lon: np.ndarray = field(repr=False)
+    times: np.ndarray = field(repr=False)
+    variables: dict = field(repr=False)  # canonical name -> GRIB element
+    fields: dict = field(repr=False)     # (name, valid time) -> GribField
+    units: dict = field(repr=False)      # canonical name -> units as GRIB gives them
+    reference_time: np.datetime64 | None = None
+    members: tuple = ()                  # member numbers (ensemble templates); () for single fields
+    lat_flip: bool = False
+    lon_order: np.ndarray = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, path: Path, kind: str) -> "GribFile":
+        import rasterio
+
+        path = Path(path)
+        messages = scan_grib(path)
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), reading(path, f"{kind} file {path.name}"):
+            with rasterio.open(path) as ds:
+                if ds.count != messages:
+                    raise ServiceError(f"{path.name}: GDAL reads {ds.count} of its {messages} GRIB messages "
+                                       "(mixed grids or damaged messages)")
+                t = ds.transform
+                if ds.crs is None or not ds.crs.is_geographic or t.b != 0 or t.d != 0:
+                    raise ServiceError(f"{path.name}: only regular latitude-longitude GRIB grids are supported")
+                lat_desc = np.round(t.f + (np.arange(ds.height) + 0.5) * t.e, COORD_DECIMALS)
+                lon = np.round(t.c + (np.arange(ds.width) + 0.5) * t.a, COORD_DECIMALS)
+                tags = [ds.tags(b) for b in range(1, ds.count + 1)]
+        fields, units, members, refs = {}, {}, set(), set()
+        for band, tag in enumerate(tags, start=1):
+            name, member = _grib_identity(tag, band, path)
+            valid = _grib_seconds(tag, "GRIB_VALID_TIME", band, path)
+            ref = _grib_seconds(tag, "GRIB_REF_TIME", band, path)
+            refs.add(ref)
+            key = (name, valid)
+            if member is not None:
+                members.add(member)
+            if key in fields:
+                what = "ensemble members" if member is not None else "fields"
+                raise ServiceError(f"{path.name}: several {what} of {name} valid at {str(valid)[:16]} (messages "
+                                   f"{fields[key].band} and {band}); give one field per time step")
+            fields[key] = GribField(band, name, valid, member)
+            units[name] = tag.get("GRIB_UNIT", "").strip("[]").replace("(", "").replace(")", "")
+        lat_flip = lat_desc.size > 1 and lat_desc[0] > lat_desc[-1]
+        lat = lat_desc[::-1] if lat_flip else lat_desc
+        lon_wrapped = np.round(np.where(lon >= 180.0, lon - 360.0, lon), COORD_DECIMALS)
+        order = np.argsort(lon_wrapped, kind="stable")
+        times = np.unique(np.array([k[1] for k in fields], dtype="datetime64[s]"))
+        return cls(path, kind, lat, lon_wrapped[order], times, {n: n for n, _ in fields}, fields, units,
+                   min(refs) if refs else None, tuple(sorted(members)), lat_flip,
+                   None if np.array_equal(order, np.arange(order.size)) else order)
+
+    def label(self) -> str:
+        return f"{self.kind} file {self.path.name}"
+
+    def time_index(self, when: np.datetime64) -> int | None:
+        hits = np.nonzero(self.times == when)[0]
+        return int(hits[0]) if hits.size else None
+
+    def read(self, name: str, t_index: int, rows: slice, cols: slice) -> np.ndarray:
+        import rasterio
+
+        fld = self.fields.get((name, self.times[t_index]))
+        if fld is None:
+            raise ServiceError(f"{self.path.name}: no {name} valid at {str(self.times[t_index])[:16]}")
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), reading(self.path, self.label()):
+            with rasterio.open(self.path) as ds:
+                arr = ds.read(fld.band, masked=True).astype(np.float64).filled(np.nan)
+        if self.lat_flip:
+            arr = arr[::-1]
+        if self.lon_order is not None:
+            arr = arr[:, self.lon_order]
+        return to_canonical(name, self.units[name], arr[rows, cols], self.path.name)
+
+
+def _grib_seconds(tag: dict, key: str, band: int, path: Path) -> np.datetime64:
+    try:
+        return np.datetime64(int(tag[key]), "s")
+    except (KeyError, ValueError):
+        raise ServiceError(f"{path.name}: GRIB message {band} has no {key.lower()}") from None
+
+
+def _grib_identity(tag: dict, band: int, path: Path) -> tuple[str, int | None]:
+    """(canonical name, member number or None) of one message, from its product definition."""
+    try:
+        pdtn = int(tag.get("GRIB_PDS_PDTN", ""))
+        values = [int(v) for v in tag.get("GRIB_PDS_TEMPLATE_ASSEMBLED_VALUES", "").split()]
+    except ValueError:
+        raise ServiceError(f"{path.name}: GRIB message {band} has an unreadable product definition") from None
+    discipline = tag.get("GRIB_DISCIPLINE", "").split("(")[0]
+    if pdtn not in GRIB_CHEMICAL_TEMPLATES or discipline != "0" or len(values) < 3 or \
+            tuple(values[:2]) != GRIB_MASS_DENSITY:
+        raise ServiceError(f"{path.name}: GRIB message {band} is not a chemical concentration (product template "
+                           f"4.{pdtn}, element {tag.get('GRIB_ELEMENT', '?')}); expected CAMS mass densities "
+                           "(template 4.40, category 20)")
+    name = GRIB_CONSTITUENTS.get(values[2])
+    if name is None:
+        raise ServiceError(f"{path.name}: GRIB message {band} holds constituent type {values[2]}, which is not "
+                           f"read (known: {', '.join(f'{k} ({v})' for k, v in GRIB_CONSTITUENTS.items())})")
+    member = None
+    if GRIB_CHEMICAL_TEMPLATES[pdtn]:
+        # 4.41/4.43 end with: type of ensemble forecast, perturbation number, number of members
+        member = values[-2]
+    return name, member
+
+
+def open_gridded(path: Path, kind: str):
+    """A GRIB2 or netCDF input file, by its first bytes."""
+    path = Path(path)
+    try:
+        grib = is_grib(path)
+    except OSError as exc:
+        raise ServiceError(f"cannot read {kind} file {path}: {exc.strerror}") from None
+    return GribFile.open(path, kind) if grib else GriddedFile.open(path, kind)
+
+
 def expand_patterns(patterns: tuple[str, ...], resolve, workdir: Path, what: str) -> list[Path]:
     """Files of a source: local paths or glob patterns, or s3:// objects and prefixes (fetched)."""
     files: list[Path] = []
     for i, pattern in enumerate(patterns):
         if storage.is_s3(pattern):
             local = storage.fetch_input(pattern, workdir / f"{what}-{i}")
-            found = sorted(local.rglob("*.nc")) if local.is_dir() else [local]
+            found = sorted(p for p in local.rglob("*") if p.suffix in INPUT_SUFFIXES) if local.is_dir() \
+                else [local]
         else:
             full = resolve(pattern)
             found = sorted(Path(p) for p in glob.glob(full, recursive=True)) if glob.has_magic(full) else \
@@ -284,7 +467,7 @@ class Source:
 
     def __init__(self, kind: str, files: list[Path]):
         self.kind = kind
-        self.files = [GriddedFile.open(p, kind) for p in files]
+        self.files = [open_gridded(p, kind) for p in files]
         self._regridders: dict = {}
 
     def has(self, name: str) -> bool:
