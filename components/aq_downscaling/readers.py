@@ -353,6 +353,11 @@ class GribFile:
                 t = ds.transform
                 if ds.crs is None or not ds.crs.is_geographic or t.b != 0 or t.d != 0:
                     raise ServiceError(f"{path.name}: only regular latitude-longitude GRIB grids are supported")
+                # a damaged grid section still opens: its sizes and spacing come out as nonsense
+                south, east = t.f + ds.height * t.e, t.c + ds.width * t.a
+                if not (t.a > 0 and t.e < 0 and -90.001 <= south < t.f <= 90.001 and -360 <= t.c < east <= 360.001):
+                    raise ServiceError(f"{path.name}: corrupt GRIB file: impossible grid ({ds.height} x {ds.width} "
+                                       f"cells of {t.a:g}° x {-t.e:g}° from {t.f:g} N, {t.c:g} E)")
                 lat_desc = np.round(t.f + (np.arange(ds.height) + 0.5) * t.e, COORD_DECIMALS)
                 lon = np.round(t.c + (np.arange(ds.width) + 0.5) * t.a, COORD_DECIMALS)
                 tags = [ds.tags(b) for b in range(1, ds.count + 1)]
