@@ -16,6 +16,14 @@ Layouts understood (checked against genuine files where a sample exists, see the
   descending, longitude either -25..45 or 0..360 wrapped (335.05 ... 359.95, 0.05 ... 44.95), and
   ``time`` in plain ``hours`` whose origin is in its long_name (``ANALYSIS time from 20211222``,
   ``FORECAST time from 20211222``); CF ``hours since`` times are read as well.
+- **CAMS European air quality in GRIB2** (the data store's other format; checked on the real
+  PM2.5 forecast in ``../shared/data/cams-europe-pm25-forecast-grib``): read with GDAL's GRIB
+  driver through rasterio (no eccodes needed). One message per field, product definition template
+  4.40 (4.41 for ensemble members), discipline 0, category 20 number 0 (mass density), the
+  species from the constituent type (40009 PM2.5, 40008 PM10), units ``kg/(m^3)``, the time from
+  each message's valid time (messages need not be in step order). Files are checked whole
+  (message lengths and ``7777`` end markers) before GDAL opens them, so that a cut or damaged
+  file is reported as such (GDAL only says "no raster dataset was successfully identified").
 
 Every variable is returned in canonical units (concentrations in µg m-3, temperatures in K,
 pressure in Pa, wind in m s-1, geopotential in m2 s-2, fractions 0..1). Static high-resolution
@@ -284,8 +292,8 @@ def is_grib(path: Path) -> bool:
 
 def scan_grib(path: Path) -> int:
     """Number of GRIB2 messages, after checking that the file is whole: every message starts with
-    ``GRIB``, is edition 2, and its declared length ends exactly on ``7777``. GDAL reads a file cut
-    short as fewer fields without any error, so the structure is checked here."""
+    ``GRIB``, is edition 2, and its declared length ends exactly on ``7777`` (GDAL refuses a cut
+    file without saying why, and reads bytes after the last message without complaint)."""
     size = path.stat().st_size
     count, offset = 0, 0
     with open(path, "rb") as fh:

@@ -35,20 +35,24 @@ TEST = ("2020060816", "2020060819")
 PROG = "aqgan-preproc"
 
 
-def write_crop(src: Path, dst: Path, messages=MESSAGES, window=CROP) -> None:
+def write_crop(src: Path, dst: Path, messages=MESSAGES, window=CROP, constituent: int | None = None) -> None:
     """Messages of ``src`` cut to ``window`` (row, col, rows, cols), each rewritten by GDAL with
-    its identification section and product definition template, then concatenated."""
+    its identification section and product definition template (its constituent type replaced by
+    ``constituent`` when given), then concatenated."""
     row, col, rows, cols = window
     parts = []
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(src) as ds:
         w = Window(col, row, cols, rows)
         for band in messages:
             tags = ds.tags(band)
+            template = tags["GRIB_PDS_TEMPLATE_ASSEMBLED_VALUES"].split()
+            if constituent is not None:
+                template[2] = str(constituent)
             part = dst.with_name(f"{dst.name}.{band}.part")
             with rasterio.open(part, "w", driver="GRIB", width=cols, height=rows, count=1, dtype="float64",
                                crs=ds.crs, transform=ds.window_transform(w), DISCIPLINE="0", IDS=tags["GRIB_IDS"],
                                PDS_PDTN=tags["GRIB_PDS_PDTN"],
-                               PDS_TEMPLATE_ASSEMBLED_VALUES=tags["GRIB_PDS_TEMPLATE_ASSEMBLED_VALUES"],
+                               PDS_TEMPLATE_ASSEMBLED_VALUES=" ".join(template),
                                DATA_ENCODING="SIMPLE_PACKING", NBITS=24) as out:
                 out.write(ds.read(band, window=w), 1)
             parts.append(part.read_bytes())
@@ -198,6 +202,13 @@ def test_damaged_grib(case_id, corrupt, problem, crop, tmp_path, capsys):
     assert len(errors) == 1 and "Traceback" not in err, err
     assert damaged.name in errors[0] and problem in errors[0], errors[0]
     assert not (tmp_path / "tiles").exists() or not any((tmp_path / "tiles").rglob("*.nc"))
+
+
+def test_other_constituent_refused(tmp_path):
+    ozone = tmp_path / "ozone.grib2"
+    write_crop(sample(GRIB), ozone, messages=range(1, 3), constituent=0)  # 0: ozone in WMO table 4.230
+    with pytest.raises(ServiceError, match="ozone.grib2: GRIB message 1 holds constituent type 0, which is not read"):
+        open_gridded(ozone, "cams_europe")
 
 
 def test_degrade_refuses_damaged_grib(crop, tmp_path):
