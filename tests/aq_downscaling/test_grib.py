@@ -125,7 +125,7 @@ def _config(root: Path, crop: Path) -> Path:
     return path
 
 
-def test_degrade_and_downscale_end_to_end(crop, tmp_path):
+def test_degrade_and_downscale_end_to_end(crop, tmp_path, caplog):
     lr_grid, hr_grid = aoi_grids(*AOI, 0.1, 4)
     summary = write_degraded(crop, tmp_path / "pm2p5_degraded.nc", hr_grid, 4)
     assert summary["grid"] == lr_grid.as_dict() and summary["time_steps"] == 12
@@ -139,6 +139,8 @@ def test_degrade_and_downscale_end_to_end(crop, tmp_path):
     config = _config(tmp_path, crop)
     common = ["--dataset", "real", "--config", str(config)]
     assert preproc_main(["--start-date", TRAIN[0], "--end-date", TRAIN[1], *common]) == 0
+    short = [r for r in caplog.records if r.levelname == "WARNING" and "training targets span" in r.getMessage()]
+    assert len(short) == 1 and "span 0.6 days (8 time steps), less than 30" in short[0].getMessage()
     assert train_main(["--model", "srgan", "--start-date", TRAIN[0], "--end-date", TRAIN[1], *common]) == 0
     assert generate_main(["--model", "srgan", "--start-date", TEST[0], "--end-date", TEST[1], *common]) == 0
     product = tmp_path / "output" / f"aqgan_real_{TEST[0]}_{TEST[1]}.nc"
@@ -152,6 +154,16 @@ def test_degrade_and_downscale_end_to_end(crop, tmp_path):
     assert s["time_steps"] == 4 and s["members"] == 4
     assert np.isclose(s["truth_mean"], truth[-4:].mean())  # the GRIB truth in µg m-3 on the product grid
     assert 0 < s["bilinear_mae"] < truth.std() and 0 < s["crps"] and sum(s["rank_histogram"]) == 4 * 256
+
+
+def test_no_warning_for_a_month_of_targets(caplog):
+    from components.aq_downscaling.data import _warn_short_record
+
+    start = np.datetime64("2020-06-01T00:00:00")
+    _warn_short_record("real", start + np.arange(0, 24 * 31, 3).astype("timedelta64[h]"))
+    assert not caplog.records
+    _warn_short_record("real", start + np.arange(0, 24 * 29, 3).astype("timedelta64[h]"))
+    assert "span 28.9 days (232 time steps)" in caplog.records[0].getMessage()
 
 
 def _cut(data: bytes) -> bytes:
