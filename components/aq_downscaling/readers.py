@@ -276,9 +276,11 @@ class GriddedFile:
 
 GRIB_MAGIC = b"GRIB"
 GRIB_END = b"7777"
-# Product definition templates with a chemical constituent (octets 12-13 of section 4) and
-# whether they carry an ensemble member (4.41 and 4.43: perturbation number).
-GRIB_CHEMICAL_TEMPLATES = {40: False, 41: True, 42: False, 43: True}
+# Product definition templates of a chemical constituent at a point in time (the constituent type
+# is their third value) and whether they carry an ensemble member: 4.41 ends with the type of
+# ensemble forecast, the perturbation number and the number of members. Time-interval templates
+# (4.42, 4.43: averages, accumulations) are not instantaneous fields and are refused.
+GRIB_CHEMICAL_TEMPLATES = {40: False, 41: True}
 # WMO code table 4.230 (atmospheric chemical constituent type) -> canonical short name.
 GRIB_CONSTITUENTS = {40009: "pm2p5", 40008: "pm10"}
 # Discipline 0, category 20 (atmospheric chemical constituents), number 0: mass density.
@@ -371,9 +373,9 @@ class GribFile:
                 tags = [ds.tags(b) for b in range(1, ds.count + 1)]
         fields, units, members, refs = {}, {}, set(), set()
         for band, tag in enumerate(tags, start=1):
-            name, member = _grib_identity(tag, band, path)
-            valid = _grib_seconds(tag, "GRIB_VALID_TIME", band, path)
+            name, member, lead = _grib_identity(tag, band, path)
             ref = _grib_seconds(tag, "GRIB_REF_TIME", band, path)
+            valid = ref + lead
             refs.add(ref)
             key = (name, valid)
             if member is not None:
@@ -423,8 +425,14 @@ def _grib_seconds(tag: dict, key: str, band: int, path: Path) -> np.datetime64:
         raise ServiceError(f"{path.name}: GRIB message {band} has no {key.lower()}") from None
 
 
-def _grib_identity(tag: dict, band: int, path: Path) -> tuple[str, int | None]:
-    """(canonical name, member number or None) of one message, from its product definition."""
+# Code table 4.4 (indicator of unit of time range) -> seconds
+GRIB_TIME_UNITS = {0: 60, 1: 3600, 2: 86400, 10: 3 * 3600, 11: 6 * 3600, 12: 12 * 3600, 13: 1}
+
+
+def _grib_identity(tag: dict, band: int, path: Path) -> tuple[str, int | None, np.timedelta64]:
+    """(canonical name, member number or None, lead time) of one message, from its product
+    definition. The lead time is taken from the template: GDAL leaves the valid time at 0 for
+    template 4.41."""
     try:
         pdtn = int(tag.get("GRIB_PDS_PDTN", ""))
         values = [int(v) for v in tag.get("GRIB_PDS_TEMPLATE_ASSEMBLED_VALUES", "").split()]
@@ -435,16 +443,20 @@ def _grib_identity(tag: dict, band: int, path: Path) -> tuple[str, int | None]:
             tuple(values[:2]) != GRIB_MASS_DENSITY:
         raise ServiceError(f"{path.name}: GRIB message {band} is not a chemical concentration (product template "
                            f"4.{pdtn}, element {tag.get('GRIB_ELEMENT', '?')}); expected CAMS mass densities "
-                           "(template 4.40, category 20)")
+                           "at a point in time (template 4.40 or 4.41, category 20)")
     name = GRIB_CONSTITUENTS.get(values[2])
     if name is None:
         raise ServiceError(f"{path.name}: GRIB message {band} holds constituent type {values[2]}, which is not "
                            f"read (known: {', '.join(f'{k} ({v})' for k, v in GRIB_CONSTITUENTS.items())})")
     member = None
     if GRIB_CHEMICAL_TEMPLATES[pdtn]:
-        # 4.41/4.43 end with: type of ensemble forecast, perturbation number, number of members
         member = values[-2]
-    return name, member
+    # values 9 and 10 (0-based 8, 9): indicator of unit of time range, forecast time
+    unit = GRIB_TIME_UNITS.get(values[8]) if len(values) > 9 else None
+    if unit is None:
+        raise ServiceError(f"{path.name}: GRIB message {band} has a forecast time in units that are not read "
+                           f"(code {values[8] if len(values) > 8 else '?'} of table 4.4)")
+    return name, member, np.timedelta64(values[9] * unit, "s")
 
 
 def open_gridded(path: Path, kind: str):

@@ -35,10 +35,12 @@ TEST = ("2020060816", "2020060819")
 PROG = "aqgan-preproc"
 
 
-def write_crop(src: Path, dst: Path, messages=MESSAGES, window=CROP, constituent: int | None = None) -> None:
+def write_crop(src: Path, dst: Path, messages=MESSAGES, window=CROP, constituent: int | None = None,
+               members: tuple = ()) -> None:
     """Messages of ``src`` cut to ``window`` (row, col, rows, cols), each rewritten by GDAL with
     its identification section and product definition template (its constituent type replaced by
-    ``constituent`` when given), then concatenated."""
+    ``constituent`` when given), then concatenated. With ``members``, each message is written once
+    per member number as an ensemble member (template 4.41: 4.40 + type 3, number, 10 members)."""
     row, col, rows, cols = window
     parts = []
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(src) as ds:
@@ -48,15 +50,17 @@ def write_crop(src: Path, dst: Path, messages=MESSAGES, window=CROP, constituent
             template = tags["GRIB_PDS_TEMPLATE_ASSEMBLED_VALUES"].split()
             if constituent is not None:
                 template[2] = str(constituent)
-            part = dst.with_name(f"{dst.name}.{band}.part")
-            with rasterio.open(part, "w", driver="GRIB", width=cols, height=rows, count=1, dtype="float64",
-                               crs=ds.crs, transform=ds.window_transform(w), DISCIPLINE="0", IDS=tags["GRIB_IDS"],
-                               PDS_PDTN=tags["GRIB_PDS_PDTN"],
-                               PDS_TEMPLATE_ASSEMBLED_VALUES=" ".join(template),
-                               DATA_ENCODING="SIMPLE_PACKING", NBITS=24) as out:
-                out.write(ds.read(band, window=w), 1)
-            parts.append(part.read_bytes())
-            part.unlink()
+            for member in members or (None,):
+                pdtn, values = (tags["GRIB_PDS_PDTN"], template) if member is None else \
+                    ("41", template + ["3", str(member), "10"])
+                part = dst.with_name(f"{dst.name}.{band}.part")
+                with rasterio.open(part, "w", driver="GRIB", width=cols, height=rows, count=1, dtype="float64",
+                                   crs=ds.crs, transform=ds.window_transform(w), DISCIPLINE="0",
+                                   IDS=tags["GRIB_IDS"], PDS_PDTN=pdtn, PDS_TEMPLATE_ASSEMBLED_VALUES=" ".join(values),
+                                   DATA_ENCODING="SIMPLE_PACKING", NBITS=24) as out:
+                    out.write(ds.read(band, window=w), 1)
+                parts.append(part.read_bytes())
+                part.unlink()
     dst.write_bytes(b"".join(parts))
 
 
@@ -76,6 +80,9 @@ def test_real_file_grid_steps_members_units():
     assert str(f.reference_time) == "2020-06-08T00:00:00"
     hours = (f.times - f.reference_time).astype("timedelta64[h]").astype(int)
     assert hours.tolist() == list(range(73))
+    with rasterio.open(sample(GRIB)) as ds:  # the valid times GDAL computes agree (template 4.40)
+        gdal_valid = sorted(int(ds.tags(b)["GRIB_VALID_TIME"]) for b in range(1, 74))
+    assert f.times.astype("datetime64[s]").astype(int).tolist() == gdal_valid
     assert f.members == ()  # template 4.40: one field per step (the ensemble median), no members
     assert f.units["pm2p5"] == "kg/m^3"
     with rasterio.open(sample(GRIB)) as ds:  # GDAL: north-up, messages in file order
@@ -89,14 +96,25 @@ def test_real_file_grid_steps_members_units():
 def test_crop_reader(crop):
     f = open_gridded(crop, "cams_europe")
     assert np.allclose(f.lat[[0, -1]], [51.45, 53.15]) and np.allclose(f.lon[[0, -1]], [-3.25, -1.35])
-    assert [int(h) for h in (f.times - f.reference_time).astype("timedelta64[h]").astype(int)] == \
-        [0, 1] + list(range(10, 20))
+    assert f.times.tolist() == [np.datetime64(f"2020-06-08T{h:02d}:00:00") for h in [0, 1, *range(10, 20)]]
     whole = open_gridded(sample(GRIB), "cams_europe")
     rows = slice(65 - CROP[0] - CROP[2], 65 - CROP[0])
     cols = slice(CROP[1], CROP[1] + CROP[3])
     for i, hour in ((0, 0), (5, 13)):
         assert np.allclose(f.read("pm2p5", i, slice(None), slice(None)), whole.read("pm2p5", hour, rows, cols),
                            atol=1e-3)
+
+
+def test_ensemble_members(tmp_path):
+    one = tmp_path / "member2.grib2"
+    write_crop(sample(GRIB), one, messages=[2], members=(2,))  # step 1 h as member 2
+    f = open_gridded(one, "cams_europe")
+    assert f.members == (2,) and f.times.tolist() == [np.datetime64("2020-06-08T01:00:00")]
+    two = tmp_path / "members.grib2"
+    write_crop(sample(GRIB), two, messages=[2], members=(1, 2))
+    with pytest.raises(ServiceError, match="members.grib2: several ensemble members of pm2p5 valid at "
+                                           "2020-06-08T01:00 \\(messages 1 and 2\\)"):
+        open_gridded(two, "cams_europe")
 
 
 def test_land_fraction(tmp_path):
