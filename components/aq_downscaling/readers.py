@@ -288,8 +288,10 @@ GRIB_MASS_DENSITY = (20, 0)
 
 
 def is_grib(path: Path) -> bool:
+    """``GRIB`` and an edition number (1 or 2): other files are left to the netCDF reader."""
     with open(path, "rb") as fh:
-        return fh.read(4) == GRIB_MAGIC
+        head = fh.read(8)
+    return head[:4] == GRIB_MAGIC and len(head) == 8 and head[7] in (1, 2)
 
 
 def scan_grib(path: Path) -> int:

@@ -248,3 +248,10 @@ def test_degrade_refuses_damaged_grib(crop, tmp_path):
     with pytest.raises(ServiceError, match="truncated GRIB file"):
         write_degraded(damaged, tmp_path / "out.nc", hr_grid, 4)
     assert not (tmp_path / "out.nc").exists()
+
+
+def test_grib_edition_1_refused(tmp_path):
+    old = tmp_path / "old.grb"
+    old.write_bytes(b"GRIB" + (64).to_bytes(3, "big") + b"\x01" + b"\0" * 52 + b"7777")
+    with pytest.raises(ServiceError, match="old.grb: GRIB edition 1 is not supported \\(only GRIB2\\)"):
+        open_gridded(old, "cams_europe")
