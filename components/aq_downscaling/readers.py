@@ -20,8 +20,8 @@ Layouts understood (checked against genuine files where a sample exists, see the
   PM2.5 forecast in ``../shared/data/cams-europe-pm25-forecast-grib``): read with GDAL's GRIB
   driver through rasterio (no eccodes needed). One message per field, product definition template
   4.40 (4.41 for ensemble members), discipline 0, category 20 number 0 (mass density), the
-  species from the constituent type (40009 PM2.5, 40008 PM10), units ``kg/(m^3)``, the time from
-  each message's valid time (messages need not be in step order). Files are checked whole
+  species from the constituent type (40009 PM2.5, 40008 PM10), units ``kg/(m^3)``, the valid time =
+  reference time + the template's lead time (messages need not be in step order). Files are checked whole
   (message lengths and ``7777`` end markers) before GDAL opens them, so that a cut or damaged
   file is reported as such (GDAL only says "no raster dataset was successfully identified").
 
@@ -360,8 +360,8 @@ class GribFile:
         with rasterio.Env(GDAL_PAM_ENABLED="NO"), reading(path, f"{kind} file {path.name}"):
             with rasterio.open(path) as ds:
                 if ds.count != messages:
-                    raise ServiceError(f"{path.name}: GDAL reads {ds.count} of its {messages} GRIB messages "
-                                       "(mixed grids or damaged messages)")
+                    raise ServiceError(f"{path.name}: GDAL reads {ds.count} of its {messages} GRIB messages; "
+                                       "only files of one grid are read")
                 t = ds.transform
                 if ds.crs is None or not ds.crs.is_geographic or t.b != 0 or t.d != 0:
                     raise ServiceError(f"{path.name}: only regular latitude-longitude GRIB grids are supported")
