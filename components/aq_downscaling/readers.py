@@ -360,8 +360,7 @@ class GribFile:
         with rasterio.Env(GDAL_PAM_ENABLED="NO"), reading(path, f"{kind} file {path.name}"):
             with rasterio.open(path) as ds:
                 if ds.count != messages:
-                    raise ServiceError(f"{path.name}: GDAL reads {ds.count} of its {messages} GRIB messages; "
-                                       "only files of one grid are read")
+                    raise ServiceError(f"{path.name}: GDAL reads {ds.count} of its {messages} GRIB messages")
                 t = ds.transform
                 if ds.crs is None or not ds.crs.is_geographic or t.b != 0 or t.d != 0:
                     raise ServiceError(f"{path.name}: only regular latitude-longitude GRIB grids are supported")
