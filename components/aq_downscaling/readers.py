@@ -16,6 +16,14 @@ Layouts understood (checked against genuine files where a sample exists, see the
   descending, longitude either -25..45 or 0..360 wrapped (335.05 ... 359.95, 0.05 ... 44.95), and
   ``time`` in plain ``hours`` whose origin is in its long_name (``ANALYSIS time from 20211222``,
   ``FORECAST time from 20211222``); CF ``hours since`` times are read as well.
+- **CAMS European air quality in GRIB2** (the data store's other format; checked on the real
+  PM2.5 forecast in ``../shared/data/cams-europe-pm25-forecast-grib``): read with GDAL's GRIB
+  driver through rasterio (no eccodes needed). One message per field, product definition template
+  4.40 (4.41 for ensemble members), discipline 0, category 20 number 0 (mass density), the
+  species from the constituent type (40009 PM2.5, 40008 PM10), units ``kg/(m^3)``, the valid time =
+  reference time + the template's lead time (messages need not be in step order). Files are checked whole
+  (message lengths and ``7777`` end markers) before GDAL opens them, so that a cut or damaged
+  file is reported as such (GDAL only says "no raster dataset was successfully identified").
 
 Every variable is returned in canonical units (concentrations in µg m-3, temperatures in K,
 pressure in Pa, wind in m s-1, geopotential in m2 s-2, fractions 0..1). Static high-resolution
@@ -53,6 +61,7 @@ CANONICAL_UNITS = {
 }
 EUROPE_SUFFIX = "_conc"
 COORD_DECIMALS = 4
+INPUT_SUFFIXES = (".nc", ".grib", ".grib2", ".grb", ".grb2")  # files taken from an s3:// prefix
 _TIME_FROM = re.compile(r"time\s+from\s+(\d{8})(?:[T ]?(\d{2}))?", re.IGNORECASE)
 
 
@@ -262,13 +271,213 @@ class GriddedFile:
                            "(one level, one member) are used")
 
 
+# ------------------------------------------------------------------------------------------------
+# GRIB2 (CAMS European air quality forecasts/analyses as the Atmosphere Data Store delivers them)
+
+GRIB_MAGIC = b"GRIB"
+GRIB_END = b"7777"
+# Product definition templates of a chemical constituent at a point in time (the constituent type
+# is their third value) and whether they carry an ensemble member: 4.41 ends with the type of
+# ensemble forecast, the perturbation number and the number of members. Time-interval templates
+# (4.42, 4.43: averages, accumulations) are not instantaneous fields and are refused.
+GRIB_CHEMICAL_TEMPLATES = {40: False, 41: True}
+# WMO code table 4.230 (atmospheric chemical constituent type) -> canonical short name.
+GRIB_CONSTITUENTS = {40009: "pm2p5", 40008: "pm10"}
+# Discipline 0, category 20 (atmospheric chemical constituents), number 0: mass density.
+GRIB_MASS_DENSITY = (20, 0)
+
+
+def is_grib(path: Path) -> bool:
+    """``GRIB`` and an edition number (1 or 2): other files are left to the netCDF reader."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    return head[:4] == GRIB_MAGIC and len(head) == 8 and head[7] in (1, 2)
+
+
+def scan_grib(path: Path) -> int:
+    """Number of GRIB2 messages, after checking that the file is whole: every message starts with
+    ``GRIB``, is edition 2, and its declared length ends exactly on ``7777`` (GDAL refuses a cut
+    file without saying why, and reads bytes after the last message without complaint)."""
+    size = path.stat().st_size
+    count, offset = 0, 0
+    with open(path, "rb") as fh:
+        while offset < size:
+            fh.seek(offset)
+            head = fh.read(16)
+            if head[:4] != GRIB_MAGIC:
+                raise ServiceError(f"{path.name}: not a GRIB file or corrupt: no GRIB message at byte {offset}")
+            if len(head) < 16:
+                raise ServiceError(f"{path.name}: truncated GRIB file: message {count + 1} cut short at byte {offset}")
+            if head[7] != 2:
+                raise ServiceError(f"{path.name}: GRIB edition {head[7]} is not supported (only GRIB2)")
+            length = int.from_bytes(head[8:16], "big")
+            if offset + length > size:
+                raise ServiceError(f"{path.name}: truncated GRIB file: message {count + 1} declares {length} "
+                                   f"bytes, {size - offset} are left")
+            fh.seek(offset + length - 4)
+            if length < 20 or fh.read(4) != GRIB_END:
+                raise ServiceError(f"{path.name}: corrupt GRIB file: message {count + 1} does not end with 7777")
+            offset += length
+            count += 1
+    if count == 0:
+        raise ServiceError(f"{path.name}: empty GRIB file")
+    return count
+
+
+@dataclass
+class GribField:
+    band: int                 # 1-based band (message) number in GDAL's order
+    name: str
+    valid: np.datetime64
+    member: int | None        # perturbation number of an ensemble template, else None
+
+
+@dataclass
+class GribFile:
+    """A GRIB2 file of surface fields on one regular latitude-longitude grid, read with GDAL's GRIB
+    driver (through rasterio). Same interface as :class:`GriddedFile`: ascending lat/lon, sorted
+    valid times, canonical names (``pm2p5`` from constituent 40009), one field per name and time."""
+
+    path: Path
+    kind: str
+    lat: np.ndarray = field(repr=False)
+    lon: np.ndarray = field(repr=False)
+    times: np.ndarray = field(repr=False)
+    variables: dict = field(repr=False)  # canonical name -> GRIB element
+    fields: dict = field(repr=False)     # (name, valid time) -> GribField
+    units: dict = field(repr=False)      # canonical name -> units as GRIB gives them
+    reference_time: np.datetime64 | None = None
+    members: tuple = ()                  # member numbers (ensemble templates); () for single fields
+    lat_flip: bool = False
+    lon_order: np.ndarray = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, path: Path, kind: str) -> "GribFile":
+        import rasterio
+
+        path = Path(path)
+        messages = scan_grib(path)
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), reading(path, f"{kind} file {path.name}"):
+            with rasterio.open(path) as ds:
+                if ds.count != messages:
+                    raise ServiceError(f"{path.name}: GDAL reads {ds.count} of its {messages} GRIB messages")
+                t = ds.transform
+                if ds.crs is None or not ds.crs.is_geographic or t.b != 0 or t.d != 0:
+                    raise ServiceError(f"{path.name}: only regular latitude-longitude GRIB grids are supported")
+                # a damaged grid section still opens: its sizes and spacing come out as nonsense
+                south, east = t.f + ds.height * t.e, t.c + ds.width * t.a
+                if not (t.a > 0 and t.e < 0 and -90.001 <= south < t.f <= 90.001 and -360 <= t.c < east <= 360.001):
+                    raise ServiceError(f"{path.name}: corrupt GRIB file: impossible grid ({ds.height} x {ds.width} "
+                                       f"cells of {t.a:g}° x {-t.e:g}° from {t.f:g} N, {t.c:g} E)")
+                lat_desc = np.round(t.f + (np.arange(ds.height) + 0.5) * t.e, COORD_DECIMALS)
+                lon = np.round(t.c + (np.arange(ds.width) + 0.5) * t.a, COORD_DECIMALS)
+                tags = [ds.tags(b) for b in range(1, ds.count + 1)]
+        fields, units, members, refs = {}, {}, set(), set()
+        for band, tag in enumerate(tags, start=1):
+            name, member, lead = _grib_identity(tag, band, path)
+            ref = _grib_seconds(tag, "GRIB_REF_TIME", band, path)
+            valid = ref + lead
+            refs.add(ref)
+            key = (name, valid)
+            if member is not None:
+                members.add(member)
+            if key in fields:
+                what = "ensemble members" if member is not None else "fields"
+                raise ServiceError(f"{path.name}: several {what} of {name} valid at {str(valid)[:16]} (messages "
+                                   f"{fields[key].band} and {band}); give one field per time step")
+            fields[key] = GribField(band, name, valid, member)
+            units[name] = tag.get("GRIB_UNIT", "").strip("[]").replace("(", "").replace(")", "")
+        lat_flip = lat_desc.size > 1 and lat_desc[0] > lat_desc[-1]
+        lat = lat_desc[::-1] if lat_flip else lat_desc
+        lon_wrapped = np.round(np.where(lon >= 180.0, lon - 360.0, lon), COORD_DECIMALS)
+        order = np.argsort(lon_wrapped, kind="stable")
+        times = np.unique(np.array([k[1] for k in fields], dtype="datetime64[s]"))
+        return cls(path, kind, lat, lon_wrapped[order], times, {n: n for n, _ in fields}, fields, units,
+                   min(refs) if refs else None, tuple(sorted(members)), lat_flip,
+                   None if np.array_equal(order, np.arange(order.size)) else order)
+
+    def label(self) -> str:
+        return f"{self.kind} file {self.path.name}"
+
+    def time_index(self, when: np.datetime64) -> int | None:
+        hits = np.nonzero(self.times == when)[0]
+        return int(hits[0]) if hits.size else None
+
+    def read(self, name: str, t_index: int, rows: slice, cols: slice) -> np.ndarray:
+        import rasterio
+
+        fld = self.fields.get((name, self.times[t_index]))
+        if fld is None:
+            raise ServiceError(f"{self.path.name}: no {name} valid at {str(self.times[t_index])[:16]}")
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), reading(self.path, self.label()):
+            with rasterio.open(self.path) as ds:
+                arr = ds.read(fld.band, masked=True).astype(np.float64).filled(np.nan)
+        if self.lat_flip:
+            arr = arr[::-1]
+        if self.lon_order is not None:
+            arr = arr[:, self.lon_order]
+        return to_canonical(name, self.units[name], arr[rows, cols], self.path.name)
+
+
+def _grib_seconds(tag: dict, key: str, band: int, path: Path) -> np.datetime64:
+    try:
+        return np.datetime64(int(tag[key]), "s")
+    except (KeyError, ValueError):
+        raise ServiceError(f"{path.name}: GRIB message {band} has no {key.lower()}") from None
+
+
+# Code table 4.4 (indicator of unit of time range) -> seconds
+GRIB_TIME_UNITS = {0: 60, 1: 3600, 2: 86400, 10: 3 * 3600, 11: 6 * 3600, 12: 12 * 3600, 13: 1}
+
+
+def _grib_identity(tag: dict, band: int, path: Path) -> tuple[str, int | None, np.timedelta64]:
+    """(canonical name, member number or None, lead time) of one message, from its product
+    definition. The lead time is taken from the template: GDAL leaves the valid time at 0 for
+    template 4.41."""
+    try:
+        pdtn = int(tag.get("GRIB_PDS_PDTN", ""))
+        values = [int(v) for v in tag.get("GRIB_PDS_TEMPLATE_ASSEMBLED_VALUES", "").split()]
+    except ValueError:
+        raise ServiceError(f"{path.name}: GRIB message {band} has an unreadable product definition") from None
+    discipline = tag.get("GRIB_DISCIPLINE", "").split("(")[0]
+    if pdtn not in GRIB_CHEMICAL_TEMPLATES or discipline != "0" or len(values) < 3 or \
+            tuple(values[:2]) != GRIB_MASS_DENSITY:
+        raise ServiceError(f"{path.name}: GRIB message {band} is not a chemical concentration (product template "
+                           f"4.{pdtn}, element {tag.get('GRIB_ELEMENT', '?')}); expected CAMS mass densities "
+                           "at a point in time (template 4.40 or 4.41, category 20)")
+    name = GRIB_CONSTITUENTS.get(values[2])
+    if name is None:
+        raise ServiceError(f"{path.name}: GRIB message {band} holds constituent type {values[2]}, which is not "
+                           f"read (known: {', '.join(f'{k} ({v})' for k, v in GRIB_CONSTITUENTS.items())})")
+    member = None
+    if GRIB_CHEMICAL_TEMPLATES[pdtn]:
+        member = values[-2]
+    # values 9 and 10 (0-based 8, 9): indicator of unit of time range, forecast time
+    unit = GRIB_TIME_UNITS.get(values[8]) if len(values) > 9 else None
+    if unit is None:
+        raise ServiceError(f"{path.name}: GRIB message {band} has a forecast time in units that are not read "
+                           f"(code {values[8] if len(values) > 8 else '?'} of table 4.4)")
+    return name, member, np.timedelta64(values[9] * unit, "s")
+
+
+def open_gridded(path: Path, kind: str):
+    """A GRIB2 or netCDF input file, by its first bytes."""
+    path = Path(path)
+    try:
+        grib = is_grib(path)
+    except OSError as exc:
+        raise ServiceError(f"cannot read {kind} file {path}: {exc.strerror}") from None
+    return GribFile.open(path, kind) if grib else GriddedFile.open(path, kind)
+
+
 def expand_patterns(patterns: tuple[str, ...], resolve, workdir: Path, what: str) -> list[Path]:
     """Files of a source: local paths or glob patterns, or s3:// objects and prefixes (fetched)."""
     files: list[Path] = []
     for i, pattern in enumerate(patterns):
         if storage.is_s3(pattern):
             local = storage.fetch_input(pattern, workdir / f"{what}-{i}")
-            found = sorted(local.rglob("*.nc")) if local.is_dir() else [local]
+            found = sorted(p for p in local.rglob("*") if p.suffix in INPUT_SUFFIXES) if local.is_dir() \
+                else [local]
         else:
             full = resolve(pattern)
             found = sorted(Path(p) for p in glob.glob(full, recursive=True)) if glob.has_magic(full) else \
@@ -284,7 +493,7 @@ class Source:
 
     def __init__(self, kind: str, files: list[Path]):
         self.kind = kind
-        self.files = [GriddedFile.open(p, kind) for p in files]
+        self.files = [open_gridded(p, kind) for p in files]
         self._regridders: dict = {}
 
     def has(self, name: str) -> bool:
