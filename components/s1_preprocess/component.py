@@ -59,6 +59,7 @@ def s1_grd_preprocess(
     border_noise_removal: bool = True,
     border_limit: int = 500,
     trim_threshold: float = 0.5,
+    dem_outside: str = "error",
     min_valid_percent: float = 0.0,
 ):
     """Sentinel-1 GRD pre-processing of one product (a URI, or a Dataset from an upstream step)."""
@@ -72,7 +73,7 @@ def s1_grd_preprocess(
         dem_geoid_height=dem_geoid_height, orbit=orbit, projection=projection, output_format=output_format,
         engine=engine, graph_only=graph_only, calibration=calibration, thermal_noise_removal=thermal_noise_removal,
         border_noise_removal=border_noise_removal, border_limit=border_limit, trim_threshold=trim_threshold,
-        min_valid_percent=min_valid_percent))
+        dem_outside=dem_outside, min_valid_percent=min_valid_percent))
 
 
 @dsl.component(base_image=EO_IMAGE, install_kfp_package=False)
@@ -107,6 +108,7 @@ def s1_slc_preprocess(
     calibration: str = "Sigma",
     thermal_noise_removal: bool = True,
     subswaths: str = "IW1,IW2,IW3",
+    dem_outside: str = "error",
     min_valid_percent: float = 0.0,
 ):
     """Sentinel-1 SLC pre-processing of one product (a URI, or a Dataset from an upstream step)."""
@@ -119,7 +121,7 @@ def s1_slc_preprocess(
         resolution=resolution, landseamask=landseamask, landseamask_tolerance=landseamask_tolerance, dem=dem,
         dem_geoid_height=dem_geoid_height, orbit=orbit, projection=projection, output_format=output_format,
         engine=engine, graph_only=graph_only, calibration=calibration, thermal_noise_removal=thermal_noise_removal,
-        subswaths=subswaths, min_valid_percent=min_valid_percent))
+        subswaths=subswaths, dem_outside=dem_outside, min_valid_percent=min_valid_percent))
 
 
 s1_grd_preprocess_snap = snap_variant(s1_grd_preprocess)

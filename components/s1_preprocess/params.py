@@ -15,6 +15,9 @@ from .filters import FilterSpec
 CALIBRATIONS = ("Sigma", "Gamma", "Beta", "SigmaDB", "GammaDB", "BetaDB")
 SPECKLE_FILTERS = ("Lee Sigma", "Lee", "Refined Lee", "Frost", "Gamma Map", "Boxcar", "Median", "None")
 DEFAULT_RESOLUTION = {"IW": 10.0, "SM": 5.0}
+DEM_OUTSIDE_DOC = ("With --dem, output pixels the DEM does not cover (outside it or NoData): error refuses the "
+                   "run; geoid geocodes them at height 0 above the geoid (dem_geoid_height above the ellipsoid); "
+                   "ellipsoid at ellipsoid height 0. The filled share is in the STAC item and run.json")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class S1GRDParams(S1CommonParams):
     border_limit: int = param(500, "Border noise: deepest trim in samples (SNAP borderLimit)", minimum=0)
     trim_threshold: float = param(0.5, "Border noise: noise-removed intensity (DN^2) below which border "
                                   "samples are trimmed (SNAP trimThreshold)", minimum=0)
+    dem_outside: Literal["error", "geoid", "ellipsoid"] = param("error", DEM_OUTSIDE_DOC)
     min_valid_percent: float = param(
         0.0, "Fail (exit status 2, no product written) when fewer than this percentage of the output "
         "pixels are valid; 0 accepts any product, and an empty one is logged as a warning",
@@ -88,6 +92,7 @@ class S1SLCParams(S1CommonParams):
     thermal_noise_removal: bool = param(True, "Subtract the annotated thermal noise (SNAP ThermalNoiseRemoval)")
     subswaths: tuple[str, ...] = param(("IW1", "IW2", "IW3"), "IW sub-swaths to process (ignored for SM)",
                                        choices=("IW1", "IW2", "IW3"))
+    dem_outside: Literal["error", "geoid", "ellipsoid"] = param("error", DEM_OUTSIDE_DOC)
     min_valid_percent: float = param(
         0.0, "Fail (exit status 2, no product written) when fewer than this percentage of the output "
         "pixels are valid; 0 accepts any product, and an empty one is logged as a warning",
