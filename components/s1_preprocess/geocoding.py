@@ -351,6 +351,7 @@ class InverseMap:
     def __init__(self, grid: Grid, model, *, terrain: bool = False, heights=(0.0, 1000.0),
                  step: int = COARSE_STEP):
         self.grid = grid
+        self.model = model
         self.step = step
         self.terrain = terrain
         self.node_rows = np.arange(0, grid.rows + step, step, dtype=np.float64)

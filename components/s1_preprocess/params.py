@@ -71,8 +71,10 @@ class S1CommonParams(ServiceParams):
 
 @dataclass(frozen=True)
 class S1GRDParams(S1CommonParams):
-    calibration: Literal["Sigma", "Gamma", "Beta", "SigmaDB", "GammaDB", "BetaDB"] = param(
-        "Sigma", "Backscatter convention; the DB variants are in decibels", flags=("--calibration_output",))
+    calibration: Literal["Sigma", "Gamma", "Beta", "SigmaDB", "GammaDB", "BetaDB", "GammaRTC", "GammaRTCDB"] = param(
+        "Sigma", "Backscatter convention; the DB variants are in decibels; GammaRTC is gamma0 radiometrically "
+        "terrain-flattened with the DEM (Small 2011, SNAP Terrain-Flattening; needs --dem)",
+        flags=("--calibration_output",))
     thermal_noise_removal: bool = param(True, "Subtract the annotated thermal noise (SNAP ThermalNoiseRemoval)")
     border_noise_removal: bool = param(True, "Trim GRD border noise (SNAP Remove-GRD-Border-Noise)")
     border_limit: int = param(500, "Border noise: deepest trim in samples (SNAP borderLimit)", minimum=0)

@@ -15,6 +15,7 @@ graph alone).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -33,7 +34,7 @@ from components.common.landmask import LandSeaMask
 from components.common.logs import Progress, Steps
 from components.common.readers import open_raster
 
-from . import filters, geocoding, radar, snap_graphs
+from . import filters, geocoding, radar, snap_graphs, terrain_flattening
 from .params import S1CommonParams, S1GRDParams, S1SLCParams
 from .product import Image, S1Product, open_product
 
@@ -61,6 +62,7 @@ class Source:
 
     raster: radar.RadarRaster
     inverse: geocoding.InverseMap
+    flattening: "terrain_flattening.FlatteningArea | None" = None  # GammaRTC: beta0 / illuminated area
 
 
 def run_grd(input_uri: str, params: S1GRDParams, outdir: str) -> S1Result:
@@ -86,6 +88,11 @@ def check_common(params: S1CommonParams):
         raise ServiceError(f"orbit file not found: {params.orbit}")
     if params.graph_only and params.engine != "snap":
         raise ServiceError("--graph_only true needs --engine snap")
+    if params.calibration.startswith("GammaRTC") and not params.dem:
+        raise ServiceError(f"--calibration {params.calibration} (terrain flattening) needs the terrain: give --dem")
+    if params.calibration.startswith("GammaRTC") and params.engine == "snap":
+        raise ServiceError(f"--calibration {params.calibration} is not available with --engine snap "
+                           f"(use the native engine)")
     return aoi, driver, ext, crs
 
 
@@ -124,10 +131,19 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
     outputs.check_output_size(grid.rows, grid.cols, 2 * 4, work, parameter="resolution", value=resolution,
                               extra_bytes=radar_bytes)
     dem_fill = check_dem_coverage(params, grid, footprint(images), aoi)
+    flatten = params.calibration.startswith("GammaRTC")
+    # terrain flattening divides beta0 by the illuminated area
+    radar_params = dataclasses.replace(params, calibration="Beta") if flatten else params
     sources = []
     for image in images:
         with steps.step(f"radar processing {image.swath}"), outputs.writing(work / f"radar_{image.swath}.tif"):
-            src = radar_source(product, image, params, grid, resolution, work, kind)
+            src = radar_source(product, image, radar_params, grid, resolution, work, kind)
+        if src is not None and flatten:
+            with steps.step(f"terrain flattening {image.swath}"):
+                r = src.raster
+                src.flattening = terrain_flattening.FlatteningArea(
+                    grid, src.inverse.model, image, params.dem, params.dem_geoid_height, dem_fill,
+                    src.inverse.heights, (int(r.row0), int(math.ceil(r.row0 + r.rows * r.looks[0]))))
         if src is not None:
             sources.append(src)
     if not sources:
@@ -344,6 +360,9 @@ def geocode(sources: list[Source], grid, dst: Path, *, db: bool, aoi: AoI | None
                     rr = np.where(need, rows - a0, -1.0)
                     cc = np.where(need, cols - b0, -1.0)
                     sampled = geocoding.sample_bilinear(window, rr, cc)
+                    if src.flattening is not None:
+                        sampled = sampled / src.flattening.at(r0, c0, rows * src.raster.looks[0] + src.raster.row0,
+                                                              heights)
                     data = np.where(need & np.isfinite(sampled), sampled, data)
                 if landsea is not None:
                     data[landsea.remove(r0, c0, h, w)] = np.nan
