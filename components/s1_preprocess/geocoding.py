@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 METRES_PER_DEGREE = 111_320.0  # the same convention as S2-preprocess for geographic grids
 COARSE_STEP = 32  # output pixels between nodes of the coarse inverse map (it is smooth: < 0.01 px error)
 NEWTON_ITERATIONS = 8
-SURFACE_ITERATIONS = 3  # height fixed point without a DEM: error shrinks ~5x per iteration
+SURFACE_ITERATIONS = 2  # height fixed point without a DEM: the error shrinks ~5x per iteration
 SPEED_OF_LIGHT = 299_792_458.0
 WGS84_A = 6378137.0
 WGS84_E2 = 6.69437999014e-3
@@ -267,15 +267,22 @@ class RangeDopplerModel:
         self.row_interval = row_interval
         self.col_of_range_time = col_of_range_time
 
-    def inverse(self, lon, lat, h):
+    def inverse(self, lon, lat, h, rows=None):
+        """(row, col) of ground points; ``rows``: a first guess of their rows (else mid-image)."""
         p = geodetic_to_ecef(lon, lat, h)
-        t = np.full(p.shape[:-1], self.t_row0 + 0.5 * self.row_interval)
+        if rows is None:
+            t = np.full(p.shape[:-1], self.t_row0 + 0.5 * self.row_interval)
+        else:
+            t = self.t_row0 + np.where(np.isfinite(rows), rows, 0.5) * self.row_interval
         for _ in range(10):
             s, v = self.orbit.state(t)
             d = p - s
             f = np.sum(d * v, axis=-1)
             # d f / dt ~= -|v|^2 (the acceleration term is negligible for the step)
-            t = t + f / np.sum(v * v, axis=-1)
+            step = f / np.sum(v * v, axis=-1)
+            t = t + step
+            if not np.nanmax(np.abs(step), initial=0.0) > 1e-5 * self.row_interval:
+                break
         s, _ = self.orbit.state(t)
         tau = 2.0 * np.linalg.norm(p - s, axis=-1) / SPEED_OF_LIGHT
         return (t - self.t_row0) / self.row_interval, self.col_of_range_time(t, tau)
@@ -304,7 +311,7 @@ class SurfaceModel:
     def inverse(self, lon, lat):
         r, c = self.gcp.inverse(lon, lat)
         for _ in range(self.iterations):
-            r, c = self.model.inverse(lon, lat, self.height_at(r, c))
+            r, c = self.model.inverse(lon, lat, self.height_at(r, c), rows=r)
         return r, c
 
 
