@@ -1,16 +1,18 @@
 """Geocoding of radar-geometry images onto a map grid. Pure NumPy/SciPy (pyproj for CRS maths).
 
-Two inverse models give, for every output pixel, its (row, column) in the radar image:
+Inverse models give, for every output pixel, its (row, column) in the radar image:
 
-* **Ellipsoid** (no DEM): the annotation's geolocation grid (lat/lon of a grid of lines and
-  pixels, computed by the ESA processor at the grid's own terrain heights), interpolated
-  bilinearly and inverted by Newton iterations - what SNAP's Ellipsoid-Correction-GG does with
-  the same tie points.
-* **Range-Doppler terrain correction** (with a DEM): each output pixel's DEM height gives an
-  ECEF point; its zero-Doppler time on the orbit (annotation state vectors, or a precise EOF
-  file) gives the row, its slant range the column (GRD: through the annotation's slant-to-ground
-  range polynomials). The mapping is solved exactly on a coarse grid of output nodes at two
-  heights and interpolated in between (linear in height, which is sub-pixel for land heights).
+* **Range-Doppler** (:class:`RangeDopplerModel`): a ground point's zero-Doppler time on the orbit
+  (annotation state vectors, or a precise EOF file) gives the row, its slant range the column
+  (GRD: through the annotation's slant-to-ground range polynomials, SLC: the range sampling).
+  With a DEM (terrain correction) the ground point is at the DEM height; the mapping is solved
+  exactly on a coarse grid of output nodes at two heights and interpolated in between (linear in
+  height, which is sub-pixel for land heights). Without a DEM (:class:`SurfaceModel`) it is at
+  the annotation geolocation grid's height, solved at the same nodes.
+* **Geolocation grid** (:class:`GcpModel`): the annotation's lat/lon/height of a grid of lines
+  and pixels, interpolated bilinearly and inverted by Newton iterations. Between the grid's rows
+  it is off by several pixels (the slant/ground range conversion changes within them), so it
+  only gives outlines, heights and first guesses.
 
 Output pixels are sampled bilinearly from the radar image, tile by tile, so memory stays bounded.
 """
@@ -100,7 +102,7 @@ def make_grid(crs: CRS, resolution_m: float, footprint_lonlat, aoi=None) -> Grid
     return Grid(crs, Affine(px, 0.0, x0, 0.0, -px, y0), rows, cols)
 
 
-# -- the ellipsoid model: the annotation geolocation grid ------------------------------------
+# -- the annotation geolocation grid -----------------------------------------------------------
 
 class GcpModel:
     """Forward (row, col) -> (lon, lat, h) by bilinear interpolation of a geolocation grid given

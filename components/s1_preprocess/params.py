@@ -46,8 +46,8 @@ class S1CommonParams(ServiceParams):
         "None", "Pixels set to NoData: Land removes land, Sea removes sea", flags=("--land_sea_mask",))
     landseamask_tolerance: float = param(
         0.0, "Margin in metres of the removed class kept next to the other (as S2-preprocess)", minimum=0)
-    dem: Optional[str] = param(None, "DEM file: range-Doppler terrain correction (else ellipsoid geocoding on "
-                               "the annotation geolocation grid) and the land/sea mask")
+    dem: Optional[str] = param(None, "DEM file: range-Doppler terrain correction (else range-Doppler on the "
+                               "ellipsoid at the annotation geolocation grid's heights) and the land/sea mask")
     dem_geoid_height: float = param(0.0, "Metres added to the DEM heights to make them ellipsoidal (EGM96 "
                                     "geoid height, about 47 over Rome); 0 if the DEM is ellipsoidal")
     orbit: Optional[str] = param(None, "Precise/restituted orbit EOF file or folder of EOF files; default: "

@@ -6,8 +6,9 @@ Native engine, two passes with bounded memory:
 1. radar geometry (:mod:`.radar`), only over the part of the image the output grid needs:
    thermal noise, GRD border noise, calibration, multilook (when the output pixel is at least
    twice the image pixel), speckle filter; written as a float32 raster in a work folder;
-2. map geometry, 1024x1024 output tiles: inverse mapping (ellipsoid on the geolocation grid, or
-   range-Doppler with the DEM), bilinear sampling, dB, AoI and land/sea masks.
+2. map geometry, 1024x1024 output tiles: inverse mapping (range-Doppler, on the DEM or at the
+   geolocation grid's heights), bilinear sampling, terrain flattening (GammaRTC), dB, AoI and
+   land/sea masks.
 
 ``--engine snap`` writes the seed's gpt graph and runs it with SNAP (``--graph_only true``: the
 graph alone).
