@@ -7,8 +7,9 @@
    21632 samples), reported as the whole run and its co-registration + coherence step.
    Target: coherence <= 120 s per sub-swath.
 
-3. Side by side with sarsen 0.9.6 on the same input, AoI, DEM and grid: the full-size GRD of 1.
-   onto the grid of the Rome DEM (360 x 360 at 1 arcsecond, its origin moved half a pixel onto
+3. Side by side with sarsen 0.9.6 on the same input, AoI, DEM and grid: the full-size Rome GRD
+   (real annotation, a constant DN 100 as pixels, so that the ratio of the two outputs compares
+   geometry and flattening rather than speckle) onto the grid of the Rome DEM (360 x 360 at 1 arcsecond, its origin moved half a pixel onto
    whole arcseconds so that both processors' grids are the DEM's), beta0 terrain correction
    (sarsen GTC; ``--calibration Beta --dem``) and gamma0 terrain flattening (sarsen
    ``correct_radiometry="gamma_bilinear"``; ``--calibration GammaRTC``), both without thermal
@@ -40,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.harness import measure  # noqa: E402
 from tests.fixtures import s1_products  # noqa: E402
+from tests.fixtures.s1_markers import write_marked_grd  # noqa: E402
 
 
 def _child(cmd: list[str]) -> tuple[float, float, float, int]:
@@ -84,7 +86,11 @@ def bench_sarsen(root: Path) -> list[dict]:
     import rasterio
     from affine import Affine
 
-    product = full_grd(root)
+    # the full-size Rome GRD with a constant DN 100: pixel ratios then compare the geometry and the
+    # flattening, not two interpolations of speckle
+    product = root / "constant" / s1_products.real_safe(s1_products.GRD_SAMPLE).name
+    if not product.exists():
+        write_marked_grd(root / "constant", s1_products.real_safe(s1_products.GRD_SAMPLE), [], background=100)
     dem_src = next((s1_products.SHARED / "dem-rome-30m").glob("*.tif"))
     dem = root / "rome-dem-arcsec.tif"
     with rasterio.open(dem_src) as ds:
