@@ -24,7 +24,6 @@ pixels at the output's edge receive every facet that falls in them.
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -32,8 +31,6 @@ from affine import Affine
 from pyproj import Transformer
 
 from . import geocoding
-
-log = logging.getLogger(__name__)
 
 GROUPING = 3  # radar cell = 3 lines x 3 range pixels (sarsen's default grouping_area_factor)
 MARGIN_M = 500.0  # facets beyond the output's edge that still fall in its edge cells
@@ -60,7 +57,8 @@ class FlatteningArea:
         ns = math.ceil((_far_slant_range(image) - self.r0) / self.rg_cell) + 3
         self.sum = np.zeros((na, ns), np.float64)
         self._accumulate(grid, dem, geoid_height, fill, heights, image)
-        self.area = self.sum / self.cell_area
+        self.area = self.sum
+        self.area /= self.cell_area  # in place: the grid of a full scene is ~200 MB
 
     # -- step 1 and 2: the facets' gamma areas summed on the radar grid ------------------------
 

@@ -3,7 +3,6 @@ and every missing-file error names the file."""
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
