@@ -11,12 +11,22 @@
    AoIs of growing side around the sub-swath's centre and for the whole sub-swath, measured in
    this process as CPU seconds of that step: it is bounded by the AoI, so it grows with the
    area read (CPU seconds per Mpx read about constant).
+4. Side by side with sarsen 0.9.6 on the same input, AoI, DEM and grid: the full-size Rome GRD
+   (real annotation, a constant DN 100 as pixels, so that the ratio of the two outputs compares
+   geometry and flattening rather than speckle) onto the grid of the Rome DEM (360 x 360 at 1 arcsecond, its origin moved half a pixel onto
+   whole arcseconds so that both processors' grids are the DEM's), beta0 terrain correction
+   (sarsen GTC; ``--calibration Beta --dem``) and gamma0 terrain flattening (sarsen
+   ``correct_radiometry="gamma_bilinear"``; ``--calibration GammaRTC``), both without thermal
+   noise removal or speckle filter (sarsen has neither), DEM heights taken as ellipsoidal (as
+   sarsen reads them). sarsen runs in its own interpreter, ``$SARSEN_PYTHON`` (default
+   ``/tmp/sarsen-venv/bin/python``; ``python3 -m venv /tmp/sarsen-venv &&
+   /tmp/sarsen-venv/bin/pip install sarsen==0.9.6``); without it its figures are "not measured".
 
 Each service runs in a child process, so the peak resident memory reported is its own
 (``bench/harness.py``). The inputs are written to a temporary folder (about 1 GB and
 2.5 GB) that is removed at the end; ``--keep DIR`` writes them there and reuses them.
 
-    .venv/bin/python bench/s1.py [--only grd|cd|slc-aoi] [--keep DIR]
+    .venv/bin/python bench/s1.py [--only grd|cd|slc-aoi|sarsen] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.harness import measure  # noqa: E402
 from tests.fixtures import s1_products  # noqa: E402
+from tests.fixtures.s1_markers import write_marked_grd  # noqa: E402
 
 
 def _child(cmd: list[str]) -> tuple[float, float, float, int]:
@@ -46,12 +57,7 @@ def _child(cmd: list[str]) -> tuple[float, float, float, int]:
 
 
 def bench_grd(root: Path) -> dict:
-    source = s1_products.real_safe(s1_products.GRD_SAMPLE)
-    product = root / "grd" / source.name
-    if not product.exists():
-        t0 = time.perf_counter()
-        s1_products.write_grd(root / "grd", source=source, pols=("VV",), full_size=True)
-        print(f"synthetic full GRD written in {time.perf_counter() - t0:.0f} s: {product}", flush=True)
+    product = full_grd(root)
     out = root / "grd_out"
     shutil.rmtree(out, ignore_errors=True)
     wall, cpu, rss, code = _child([sys.executable, "-m", "components.s1_preprocess.cli", "--input", str(product),
@@ -62,6 +68,77 @@ def bench_grd(root: Path) -> dict:
             "cpu_s": round(cpu, 1), "peak_rss_gib": round(rss, 2), "steps_s": record.get("timings_s"),
             "output_mb": round(tif.stat().st_size / 1e6, 1) if tif.exists() else None,
             "valid_percent": record.get("outputs", {}).get("metrics", {}).get("valid_percent")}
+
+
+SARSEN_PYTHON = os.environ.get("SARSEN_PYTHON", "/tmp/sarsen-venv/bin/python")
+ARCSECOND_M = 111320.0 / 3600  # 1 arcsecond in the services' metres-per-degree convention
+
+
+def full_grd(root: Path) -> Path:
+    source = s1_products.real_safe(s1_products.GRD_SAMPLE)
+    product = root / "grd" / source.name
+    if not product.exists():
+        t0 = time.perf_counter()
+        s1_products.write_grd(root / "grd", source=source, pols=("VV",), full_size=True)
+        print(f"synthetic full GRD written in {time.perf_counter() - t0:.0f} s: {product}", flush=True)
+    return product
+
+
+def bench_sarsen(root: Path) -> list[dict]:
+    """Our terrain correction and flattening against sarsen's on the Rome DEM's grid."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    # the full-size Rome GRD with a constant DN 100: pixel ratios then compare the geometry and the
+    # flattening, not two interpolations of speckle
+    product = root / "constant" / s1_products.real_safe(s1_products.GRD_SAMPLE).name
+    if not product.exists():
+        write_marked_grd(root / "constant", s1_products.real_safe(s1_products.GRD_SAMPLE), [], background=100)
+    dem_src = next((s1_products.SHARED / "dem-rome-30m").glob("*.tif"))
+    dem = root / "rome-dem-arcsec.tif"
+    with rasterio.open(dem_src) as ds:
+        profile, data, t = ds.profile, ds.read(1), ds.transform
+    profile.update(transform=Affine(t.a, t.b, t.c + t.a / 2, t.d, t.e, t.f + t.e / 2))
+    with rasterio.open(dem, "w", **profile) as ds:
+        ds.write(data, 1)
+        t, w, h = ds.transform, ds.width, ds.height
+    q = t.a / 4  # the AoI a quarter pixel inside the DEM: the output grid is the DEM's grid
+    x0, x1, y0, y1 = t.c + q, t.c + w * t.a - q, t.f + h * t.e + q, t.f - q
+    aoi = f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
+    results = []
+    for case, calibration, radiometry in (("beta0 terrain correction", "Beta", None),
+                                          ("gamma0 terrain flattening", "GammaRTC", "gamma_bilinear")):
+        out = root / f"ours_{calibration}"
+        shutil.rmtree(out, ignore_errors=True)
+        wall, cpu, rss, code = _child([sys.executable, "-m", "components.s1_preprocess.cli", "--input", str(product),
+                                       "--outdir", str(out), "--dem", str(dem), "--AoI", aoi, "--resolution",
+                                       repr(ARCSECOND_M), "--calibration", calibration, "--speckle", "None",
+                                       "--thermal_noise_removal", "false", "--border_noise_removal", "false"])
+        row = {"case": f"{case}, full GRD onto the Rome DEM grid ({h}x{w} at 1 arcsecond)",
+               "ours": {"exit": code, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_gib": round(rss, 2)}}
+        if Path(SARSEN_PYTHON).exists():
+            ref = root / f"sarsen_{calibration}.tif"
+            cmd = [SARSEN_PYTHON, str(REPO / "bench" / "sarsen_tc.py"), str(product), str(dem), str(ref)]
+            s_wall, s_cpu, s_rss, s_code = _child(cmd + ([radiometry] if radiometry else []))
+            row["sarsen"] = {"exit": s_code, "wall_s": round(s_wall, 1), "cpu_s": round(s_cpu, 1),
+                             "peak_rss_gib": round(s_rss, 2)}
+            row["sarsen_over_ours_wall"] = round(s_wall / wall, 2) if wall else None
+            row["sarsen_over_ours_cpu"] = round(s_cpu / cpu, 2) if cpu else None
+            if code == 0 and s_code == 0:
+                record = json.loads((out / "run.json").read_text())
+                with rasterio.open(out / record["outputs"]["product"]) as a, rasterio.open(ref) as b:
+                    ours = a.read(1, masked=True).filled(np.nan)
+                    theirs = b.read(1)[::-1] if b.transform.e > 0 else b.read(1)  # sarsen writes south-up
+                ok = np.isfinite(ours) & np.isfinite(theirs) & (theirs > 0)
+                ratio = ours[ok] / theirs[ok]
+                row["ratio_ours_to_sarsen"] = {"median": round(float(np.median(ratio)), 4),
+                                               "within_2_percent": round(float(np.mean(np.abs(ratio - 1) <= 0.02)), 4),
+                                               "pixels": int(ok.sum())}
+        else:
+            row["sarsen"] = f"not measured ({SARSEN_PYTHON} absent)"
+        results.append(row)
+    return results
 
 
 def bench_cd(root: Path) -> dict:
@@ -135,7 +212,7 @@ def bench_slc_aoi(root: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("grd", "cd", "slc-aoi"))
+    parser.add_argument("--only", choices=("grd", "cd", "slc-aoi", "sarsen"))
     parser.add_argument("--keep", help="folder for the synthetic inputs (kept and reused)")
     args = parser.parse_args()
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="s1-bench-"))
@@ -151,7 +228,22 @@ def main() -> None:
             results.append(bench_cd(root))
             print(json.dumps(results[-1], indent=1), flush=True)
         slc_rows = bench_slc_aoi(root) if args.only in (None, "slc-aoi") else []
+        side_by_side = []
+        if args.only in (None, "sarsen"):
+            side_by_side = bench_sarsen(root)
+            for r in side_by_side:
+                print(json.dumps(r, indent=1), flush=True)
         print("\nsummary")
+        for r in side_by_side:
+            o, s = r["ours"], r["sarsen"]
+            versus = (f"sarsen {s['wall_s']} s wall, {s['cpu_s']} s CPU, peak {s['peak_rss_gib']} GiB (exit {s['exit']}): "
+                      f"sarsen/ours {r['sarsen_over_ours_wall']} wall, {r['sarsen_over_ours_cpu']} CPU"
+                      if isinstance(s, dict) else f"sarsen {s}")
+            agree = r.get("ratio_ours_to_sarsen")
+            print(f"  {r['case']}: ours {o['wall_s']} s wall, {o['cpu_s']} s CPU, peak {o['peak_rss_gib']} GiB "
+                  f"(exit {o['exit']}); {versus}" + (f"; ours/sarsen median {agree['median']}, "
+                                                     f"{100 * agree['within_2_percent']:.1f} % of pixels within 2 %"
+                                                     if agree else ""))
         for r in results:
             step = r.get("coregistration_and_coherence_s")
             extra = f", coherence step {step} s" if step is not None else ""

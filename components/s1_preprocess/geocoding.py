@@ -1,16 +1,18 @@
 """Geocoding of radar-geometry images onto a map grid. Pure NumPy/SciPy (pyproj for CRS maths).
 
-Two inverse models give, for every output pixel, its (row, column) in the radar image:
+Inverse models give, for every output pixel, its (row, column) in the radar image:
 
-* **Ellipsoid** (no DEM): the annotation's geolocation grid (lat/lon of a grid of lines and
-  pixels, computed by the ESA processor at the grid's own terrain heights), interpolated
-  bilinearly and inverted by Newton iterations - what SNAP's Ellipsoid-Correction-GG does with
-  the same tie points.
-* **Range-Doppler terrain correction** (with a DEM): each output pixel's DEM height gives an
-  ECEF point; its zero-Doppler time on the orbit (annotation state vectors, or a precise EOF
-  file) gives the row, its slant range the column (GRD: through the annotation's slant-to-ground
-  range polynomials). The mapping is solved exactly on a coarse grid of output nodes at two
-  heights and interpolated in between (linear in height, which is sub-pixel for land heights).
+* **Range-Doppler** (:class:`RangeDopplerModel`): a ground point's zero-Doppler time on the orbit
+  (annotation state vectors, or a precise EOF file) gives the row, its slant range the column
+  (GRD: through the annotation's slant-to-ground range polynomials, SLC: the range sampling).
+  With a DEM (terrain correction) the ground point is at the DEM height; the mapping is solved
+  exactly on a coarse grid of output nodes at two heights and interpolated in between (linear in
+  height, which is sub-pixel for land heights). Without a DEM (:class:`SurfaceModel`) it is at
+  the annotation geolocation grid's height, solved at the same nodes.
+* **Geolocation grid** (:class:`GcpModel`): the annotation's lat/lon/height of a grid of lines
+  and pixels, interpolated bilinearly and inverted by Newton iterations. Between the grid's rows
+  it is off by several pixels (the slant/ground range conversion changes within them), so it
+  only gives outlines, heights and first guesses.
 
 Output pixels are sampled bilinearly from the radar image, tile by tile, so memory stays bounded.
 """
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 METRES_PER_DEGREE = 111_320.0  # the same convention as S2-preprocess for geographic grids
 COARSE_STEP = 32  # output pixels between nodes of the coarse inverse map (it is smooth: < 0.01 px error)
 NEWTON_ITERATIONS = 8
+SURFACE_ITERATIONS = 2  # height fixed point without a DEM: the error shrinks ~5x per iteration
 SPEED_OF_LIGHT = 299_792_458.0
 WGS84_A = 6378137.0
 WGS84_E2 = 6.69437999014e-3
@@ -99,7 +102,7 @@ def make_grid(crs: CRS, resolution_m: float, footprint_lonlat, aoi=None) -> Grid
     return Grid(crs, Affine(px, 0.0, x0, 0.0, -px, y0), rows, cols)
 
 
-# -- the ellipsoid model: the annotation geolocation grid ------------------------------------
+# -- the annotation geolocation grid -----------------------------------------------------------
 
 class GcpModel:
     """Forward (row, col) -> (lon, lat, h) by bilinear interpolation of a geolocation grid given
@@ -266,18 +269,52 @@ class RangeDopplerModel:
         self.row_interval = row_interval
         self.col_of_range_time = col_of_range_time
 
-    def inverse(self, lon, lat, h):
+    def inverse(self, lon, lat, h, rows=None):
+        """(row, col) of ground points; ``rows``: a first guess of their rows (else mid-image)."""
         p = geodetic_to_ecef(lon, lat, h)
-        t = np.full(p.shape[:-1], self.t_row0 + 0.5 * self.row_interval)
+        if rows is None:
+            t = np.full(p.shape[:-1], self.t_row0 + 0.5 * self.row_interval)
+        else:
+            t = self.t_row0 + np.where(np.isfinite(rows), rows, 0.5) * self.row_interval
         for _ in range(10):
             s, v = self.orbit.state(t)
             d = p - s
             f = np.sum(d * v, axis=-1)
             # d f / dt ~= -|v|^2 (the acceleration term is negligible for the step)
-            t = t + f / np.sum(v * v, axis=-1)
+            step = f / np.sum(v * v, axis=-1)
+            t = t + step
+            if not np.nanmax(np.abs(step), initial=0.0) > 1e-5 * self.row_interval:
+                break
         s, _ = self.orbit.state(t)
         tau = 2.0 * np.linalg.norm(p - s, axis=-1) / SPEED_OF_LIGHT
         return (t - self.t_row0) / self.row_interval, self.col_of_range_time(t, tau)
+
+
+class SurfaceModel:
+    """Range-Doppler inverse (lon, lat) -> (row, col) on a surface of known height: the
+    geocoding without a DEM. The surface is the annotation geolocation grid's heights (the
+    processor's own terrain heights) given on image (row, col): a ground point lies at the
+    height of the image position it maps to, found by fixed-point iterations from the grid's
+    inverse (each contracts the height error about fivefold: heights vary slowly). Only the
+    height comes from the grid; positions come from range-Doppler, because between the grid's
+    rows the slant/ground range conversion changes and the grid's lat/lon cannot follow it."""
+
+    def __init__(self, model: "RangeDopplerModel", gcp: GcpModel, iterations: int = SURFACE_ITERATIONS):
+        self.model = model
+        self.gcp = gcp
+        self.iterations = iterations
+
+    def height_at(self, r, c):
+        g = self.gcp
+        r = np.clip(np.nan_to_num(r, nan=g.rows.mean()), g.rows[0], g.rows[-1])
+        c = np.clip(np.nan_to_num(c, nan=g.cols.mean()), g.cols[0], g.cols[-1])
+        return g.forward(r, c)[2]
+
+    def inverse(self, lon, lat):
+        r, c = self.gcp.inverse(lon, lat)
+        for _ in range(self.iterations):
+            r, c = self.model.inverse(lon, lat, self.height_at(r, c), rows=r)
+        return r, c
 
 
 class GrdRange:
@@ -323,6 +360,7 @@ class InverseMap:
     def __init__(self, grid: Grid, model, *, terrain: bool = False, heights=(0.0, 1000.0),
                  step: int = COARSE_STEP):
         self.grid = grid
+        self.model = model
         self.step = step
         self.terrain = terrain
         self.node_rows = np.arange(0, grid.rows + step, step, dtype=np.float64)
@@ -411,8 +449,9 @@ def sample_bilinear(src: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.n
 
 
 def read_dem(path: str, grid: Grid, row_off: int, col_off: int, height: int, width: int,
-             geoid_height: float = 0.0) -> np.ndarray:
-    """DEM heights (ellipsoidal: + geoid_height) on an output window (bilinear), NaN = no data."""
+             geoid_height: float = 0.0, transform: Affine | None = None) -> np.ndarray:
+    """DEM heights (ellipsoidal: + geoid_height) on an output window (bilinear), NaN where the
+    DEM has no data or does not reach; ``transform`` replaces the window's (a coarser grid)."""
     import rasterio
     from rasterio.warp import Resampling, reproject
 
@@ -421,9 +460,31 @@ def read_dem(path: str, grid: Grid, row_off: int, col_off: int, height: int, wid
     out = np.full((height, width), np.nan, np.float32)
     with open_raster(path, f"DEM file {os.path.basename(path)}") as src, src.guard():
         reproject(rasterio.band(src.dataset, 1), out, src_nodata=src.nodata, dst_nodata=np.nan,
-                  dst_transform=grid.window_transform(row_off, col_off), dst_crs=grid.crs,
+                  dst_transform=transform or grid.window_transform(row_off, col_off), dst_crs=grid.crs,
                   resampling=Resampling.bilinear)
     return out + np.float32(geoid_height)
+
+
+DEM_CHECK_PIXELS = 4_000_000  # the coverage check samples the output grid at most this finely
+
+
+def dem_uncovered_share(path: str, grid: Grid, area_lonlat) -> float:
+    """Share (0..1) of ``area_lonlat`` (the output's footprint, AoI applied) on ``grid`` where the
+    DEM has no height (outside it or NoData), on the grid coarsened to ~DEM_CHECK_PIXELS."""
+    import shapely
+    from rasterio.features import geometry_mask
+
+    f = max(1, math.ceil(math.sqrt(grid.rows * grid.cols / DEM_CHECK_PIXELS)))
+    rows, cols = math.ceil(grid.rows / f), math.ceil(grid.cols / f)
+    transform = grid.transform @ Affine.scale(f)
+    heights = read_dem(path, grid, 0, 0, rows, cols, transform=transform)
+    to_crs = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
+    area = shapely.transform(shapely.segmentize(area_lonlat, 0.01),
+                             lambda xy: np.column_stack(to_crs.transform(xy[:, 0], xy[:, 1])))
+    inside = ~geometry_mask([area], (rows, cols), transform, all_touched=False)
+    if not inside.any():
+        return 0.0
+    return float((~np.isfinite(heights) & inside).sum() / inside.sum())
 
 
 def check_dem(path: str, footprint_lonlat) -> None:

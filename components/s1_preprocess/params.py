@@ -15,6 +15,9 @@ from .filters import FilterSpec
 CALIBRATIONS = ("Sigma", "Gamma", "Beta", "SigmaDB", "GammaDB", "BetaDB")
 SPECKLE_FILTERS = ("Lee Sigma", "Lee", "Refined Lee", "Frost", "Gamma Map", "Boxcar", "Median", "None")
 DEFAULT_RESOLUTION = {"IW": 10.0, "SM": 5.0}
+DEM_OUTSIDE_DOC = ("With --dem, output pixels the DEM does not cover (outside it or NoData): error refuses the "
+                   "run; geoid geocodes them at height 0 above the geoid (dem_geoid_height above the ellipsoid); "
+                   "ellipsoid at ellipsoid height 0. The filled share is in the STAC item and run.json")
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,8 @@ class S1CommonParams(ServiceParams):
         "None", "Pixels set to NoData: Land removes land, Sea removes sea", flags=("--land_sea_mask",))
     landseamask_tolerance: float = param(
         0.0, "Margin in metres of the removed class kept next to the other (as S2-preprocess)", minimum=0)
-    dem: Optional[str] = param(None, "DEM file: range-Doppler terrain correction (else ellipsoid geocoding on "
-                               "the annotation geolocation grid) and the land/sea mask")
+    dem: Optional[str] = param(None, "DEM file: range-Doppler terrain correction (else range-Doppler on the "
+                               "ellipsoid at the annotation geolocation grid's heights) and the land/sea mask")
     dem_geoid_height: float = param(0.0, "Metres added to the DEM heights to make them ellipsoidal (EGM96 "
                                     "geoid height, about 47 over Rome); 0 if the DEM is ellipsoidal")
     orbit: Optional[str] = param(None, "Precise/restituted orbit EOF file or folder of EOF files; default: "
@@ -68,13 +71,16 @@ class S1CommonParams(ServiceParams):
 
 @dataclass(frozen=True)
 class S1GRDParams(S1CommonParams):
-    calibration: Literal["Sigma", "Gamma", "Beta", "SigmaDB", "GammaDB", "BetaDB"] = param(
-        "Sigma", "Backscatter convention; the DB variants are in decibels", flags=("--calibration_output",))
+    calibration: Literal["Sigma", "Gamma", "Beta", "SigmaDB", "GammaDB", "BetaDB", "GammaRTC", "GammaRTCDB"] = param(
+        "Sigma", "Backscatter convention; the DB variants are in decibels; GammaRTC is gamma0 radiometrically "
+        "terrain-flattened with the DEM (Small 2011, SNAP Terrain-Flattening; needs --dem)",
+        flags=("--calibration_output",))
     thermal_noise_removal: bool = param(True, "Subtract the annotated thermal noise (SNAP ThermalNoiseRemoval)")
     border_noise_removal: bool = param(True, "Trim GRD border noise (SNAP Remove-GRD-Border-Noise)")
     border_limit: int = param(500, "Border noise: deepest trim in samples (SNAP borderLimit)", minimum=0)
     trim_threshold: float = param(0.5, "Border noise: noise-removed intensity (DN^2) below which border "
                                   "samples are trimmed (SNAP trimThreshold)", minimum=0)
+    dem_outside: Literal["error", "geoid", "ellipsoid"] = param("error", DEM_OUTSIDE_DOC)
     min_valid_percent: float = param(
         0.0, "Fail (exit status 2, no product written) when fewer than this percentage of the output "
         "pixels are valid; 0 accepts any product, and an empty one is logged as a warning",
@@ -95,6 +101,7 @@ class S1SLCParams(S1CommonParams):
     crop_offset: Optional[str] = param(
         None, "LINE,SAMPLE of a cropped measurement's first pixel in its swath, for an input given as pieces; "
         "default: from its file name (..._hight<LINE>_<end>_width<SAMPLE>_<end>.tiff)")
+    dem_outside: Literal["error", "geoid", "ellipsoid"] = param("error", DEM_OUTSIDE_DOC)
     min_valid_percent: float = param(
         0.0, "Fail (exit status 2, no product written) when fewer than this percentage of the output "
         "pixels are valid; 0 accepts any product, and an empty one is logged as a warning",

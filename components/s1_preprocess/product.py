@@ -48,6 +48,7 @@ IPF_AZIMUTH_NOISE = 2.90
 IPF_BORDER_MASKED = 2.90
 
 SPEED_OF_LIGHT = 299_792_458.0
+REQUIRED_FILES = ("measurement", "annotation", "calibration")  # noise XML: only for thermal noise removal
 RELATIVE_ORBITS = 175  # Sentinel-1 relative orbits are numbered 1..175
 SAFE_NS = "http://www.esa.int/safe/sentinel-1.0"
 S1SARL1_NS = "http://www.esa.int/safe/sentinel-1.0/sentinel-1/sar/level-1"
@@ -106,7 +107,7 @@ class Image:
         self.measurement = files["measurement"]
         self.annotation = files["annotation"]
         self.calibration_file = files["calibration"]
-        self.noise_file = files["noise"]
+        self.noise_file = files.get("noise")  # needed only to remove thermal noise
         root = _parse_xml(self.annotation)
         self._root = root
         info = root.find("imageAnnotation/imageInformation")
@@ -200,9 +201,16 @@ class Image:
 
     # -- metadata parsed here ----------------------------------------------------------------
 
+    def _noise_root(self) -> ElementTree.Element:
+        if self.noise_file is None or not self.noise_file.is_file():
+            name = self.noise_file.relative_to(self.product.path) if self.noise_file else "noise annotation"
+            raise ServiceError(f"{self.product.name}: thermal noise removal needs {name}, which is missing "
+                               f"(or use --thermal_noise_removal false)")
+        return _parse_xml(self.noise_file)
+
     @functools.cached_property
     def noise_range(self) -> NoiseRange | None:
-        root = _parse_xml(self.noise_file)
+        root = self._noise_root()
         v = XmlValues(root, self.noise_file.name, self.product.name)
         vectors = root.findall("noiseRangeVectorList/noiseRangeVector")
         lut_tag = "noiseRangeLut"
@@ -220,7 +228,7 @@ class Image:
 
     @functools.cached_property
     def noise_azimuth(self) -> list[NoiseAzimuthBlock]:
-        root = _parse_xml(self.noise_file)
+        root = self._noise_root()
         v = XmlValues(root, self.noise_file.name, self.product.name)
         blocks = []
         for vec in root.findall("noiseAzimuthVectorList/noiseAzimuthVector"):
@@ -307,8 +315,10 @@ class S1Product:
         return [p.upper() for p in self.attrs.get("transmitter_receiver_polarisations", [])]
 
     def complete(self, swath: str, pol: str) -> bool:
+        """Measurement, annotation and calibration present (the noise annotation is checked when
+        thermal noise removal needs it)."""
         files = self._files.get((swath, pol), {})
-        return all(k in files and files[k].is_file() for k in ("annotation", "calibration", "noise", "measurement"))
+        return all(k in files and files[k].is_file() for k in REQUIRED_FILES)
 
     @property
     def polarisations(self) -> list[str]:
@@ -326,8 +336,9 @@ class S1Product:
         key = (swath.upper(), pol.upper())
         if key not in self._images:
             if not self.complete(*key):
-                missing = [k for k in ("measurement", "annotation", "calibration", "noise")
-                           if not self._files.get(key, {}).get(k, Path("/nonexistent")).is_file()]
+                files = self._files.get(key, {})
+                missing = [str(files[k].relative_to(self.path)) if k in files else f"its {k} file"
+                           for k in REQUIRED_FILES if not (k in files and files[k].is_file())]
                 raise ServiceError(f"{self.name}: {swath}/{pol} is incomplete, missing {', '.join(missing)}")
             self._images[key] = Image(self, key[0], key[1], self._files[key])
         return self._images[key]
@@ -336,8 +347,11 @@ class S1Product:
         pol = str(pol).strip().upper()
         available = self.polarisations
         if pol not in available:
-            listed = "" if pol not in self.listed_polarisations else \
-                " (listed in the manifest but its files are absent)"
+            listed = ""
+            if pol in self.listed_polarisations:
+                absent = sorted(str(f.relative_to(self.path)) for (_, p), files in self._files.items() if p == pol
+                                for k, f in files.items() if k in REQUIRED_FILES and not f.is_file())
+                listed = f" (listed in the manifest but its files are absent: {', '.join(absent)})"
             raise ServiceError(f"polarization {pol} is not in {self.name}{listed}: available "
                                f"{', '.join(available) or 'none'}")
         return pol

@@ -6,8 +6,9 @@ Native engine, two passes with bounded memory:
 1. radar geometry (:mod:`.radar`), only over the part of the image the output grid needs:
    thermal noise, GRD border noise, calibration, multilook (when the output pixel is at least
    twice the image pixel), speckle filter; written as a float32 raster in a work folder;
-2. map geometry, 1024x1024 output tiles: inverse mapping (ellipsoid on the geolocation grid, or
-   range-Doppler with the DEM), bilinear sampling, dB, AoI and land/sea masks.
+2. map geometry, 1024x1024 output tiles: inverse mapping (range-Doppler, on the DEM or at the
+   geolocation grid's heights), bilinear sampling, terrain flattening (GammaRTC), dB, AoI and
+   land/sea masks.
 
 ``--engine snap`` writes the seed's gpt graph and runs it with SNAP (``--graph_only true``: the
 graph alone).
@@ -15,6 +16,7 @@ graph alone).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -33,7 +35,7 @@ from components.common.landmask import LandSeaMask
 from components.common.logs import Progress, Steps
 from components.common.readers import open_raster
 
-from . import filters, geocoding, radar, snap_graphs
+from . import filters, geocoding, radar, snap_graphs, terrain_flattening
 from .params import S1CommonParams, S1GRDParams, S1SLCParams
 from .product import Image, S1Product, is_pieces, open_pieces, open_product
 
@@ -61,6 +63,7 @@ class Source:
 
     raster: radar.RadarRaster
     inverse: geocoding.InverseMap
+    flattening: "terrain_flattening.FlatteningArea | None" = None  # GammaRTC: beta0 / illuminated area
 
 
 def run_grd(input_uri: str, params: S1GRDParams, outdir: str) -> S1Result:
@@ -86,6 +89,11 @@ def check_common(params: S1CommonParams):
         raise ServiceError(f"orbit file not found: {params.orbit}")
     if params.graph_only and params.engine != "snap":
         raise ServiceError("--graph_only true needs --engine snap")
+    if params.calibration.startswith("GammaRTC") and not params.dem:
+        raise ServiceError(f"--calibration {params.calibration} (terrain flattening) needs the terrain: give --dem")
+    if params.calibration.startswith("GammaRTC") and params.engine == "snap":
+        raise ServiceError(f"--calibration {params.calibration} is not available with --engine snap "
+                           f"(use the native engine)")
     return aoi, driver, ext, crs
 
 
@@ -130,10 +138,20 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
     radar_bytes = 4 * sum(im.lines * im.samples // math.prod(looks_for(im, resolution)) for im in images)
     outputs.check_output_size(grid.rows, grid.cols, 2 * 4, work, parameter="resolution", value=resolution,
                               extra_bytes=radar_bytes)
+    dem_fill = check_dem_coverage(params, grid, footprint(images), aoi)
+    flatten = params.calibration.startswith("GammaRTC")
+    # terrain flattening divides beta0 by the illuminated area
+    radar_params = dataclasses.replace(params, calibration="Beta") if flatten else params
     sources = []
     for image in images:
         with steps.step(f"radar processing {image.swath}"), outputs.writing(work / f"radar_{image.swath}.tif"):
-            src = radar_source(product, image, params, grid, resolution, work, kind)
+            src = radar_source(product, image, radar_params, grid, resolution, work, kind)
+        if src is not None and flatten:
+            with steps.step(f"terrain flattening {image.swath}"):
+                r = src.raster
+                src.flattening = terrain_flattening.FlatteningArea(
+                    grid, src.inverse.model, image, params.dem, params.dem_geoid_height, dem_fill,
+                    src.inverse.heights, (int(r.row0), int(math.ceil(r.row0 + r.rows * r.looks[0]))))
         if src is not None:
             sources.append(src)
     if not sources:
@@ -144,11 +162,12 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
     with steps.step("geocode"), outputs.writing(assembled):
         metrics = geocode(sources, grid, assembled, db=params.calibration.endswith("DB"), aoi=aoi,
                           landsea=landsea, dem=params.dem, dem_geoid_height=params.dem_geoid_height,
-                          band=f"{params.calibration}_{pol}")
+                          dem_fill=dem_fill, band=f"{params.calibration}_{pol}")
     outputs.check_valid(metrics, params.min_valid_percent, product.name)
-    metrics.update({"geocoding": "range-Doppler terrain correction" if params.dem else "ellipsoid (geolocation grid)",
-                    "orbit": orbit_source + (" (used by the terrain correction)" if params.dem else
-                                             " (not needed: ellipsoid geocoding uses the geolocation grid)"),
+    metrics.update({"geocoding": "range-Doppler terrain correction" if params.dem else
+                    "range-Doppler on the ellipsoid at the geolocation grid's heights",
+                    "orbit": orbit_source,
+                    **({"dem_outside": params.dem_outside} if params.dem else {}),
                     "speckle_filter": filters.describe(params.filter_spec()),
                     "looks": list(sources[0].raster.looks), "resolution_m": resolution})
     if kind == "SLC":
@@ -274,27 +293,23 @@ def looks_for(image: Image, resolution: float) -> tuple[int, int]:
     return ay, ax
 
 
+def inverse_map(product, image: Image, params, grid, plan=None) -> geocoding.InverseMap:
+    """Output grid -> radar coordinates of ``image``: full-resolution image coordinates (GRD) or
+    debursted ones (SLC, ``plan``); range-Doppler on the DEM, or at the geolocation grid's
+    heights without one."""
+    t_row0, interval = (plan.t_first, plan.interval) if plan is not None else (0.0, image.azimuth_time_interval)
+    model = range_doppler_model(product, image, params.orbit, t_row0, interval)
+    if params.dem:
+        heights = _dem_height_range(params.dem, params.dem_geoid_height, dem_fill_height(params))
+        return geocoding.InverseMap(grid, model, terrain=True, heights=heights)
+    return geocoding.InverseMap(grid, geocoding.SurfaceModel(model, gcp_model(image)[0]))
+
+
 def radar_source(product, image: Image, params, grid, resolution, work: Path, kind: str):
     """Process one image in radar geometry and build its inverse map onto ``grid``."""
     ay, ax = looks_for(image, resolution)
     plan = radar.deburst_plan(image) if kind == "SLC" and image.bursts else None
-    # models in full-resolution image coordinates (GRD) or debursted coordinates (SLC)
-    t_row0, interval = (plan.t_first, plan.interval) if plan is not None else (0.0, image.azimuth_time_interval)
-    if params.dem:
-        orbit, _ = load_orbit(product, image, params.orbit)  # times relative to this image's first line
-        if image.projection == "Ground Range":
-            col_of = geocoding.GrdRange(image.coordinate_conversion, image.first_line_time, image.range_pixel_spacing)
-        else:
-            fs, tau0 = image.range_sampling_rate, image.slant_range_time
-
-            def col_of(t, tau):
-                return (tau - tau0) * fs
-        model = geocoding.RangeDopplerModel(orbit, t_row0, interval, col_of)
-        heights = _dem_height_range(params.dem, params.dem_geoid_height)
-        inv_full = geocoding.InverseMap(grid, model, terrain=True, heights=heights)
-    else:
-        model, _ = gcp_model(image)
-        inv_full = geocoding.InverseMap(grid, model)
+    inv_full = inverse_map(product, image, params, grid, plan)
     n_rows = plan.source_line.size if plan is not None else image.lines
     bounds = inv_full.radar_bounds(n_rows, image.samples, margin=8 + 2 * params.filter_spec().halo() * max(ay, ax))
     if bounds is None:
@@ -343,24 +358,70 @@ def _grid_radar_bounds(inverse: geocoding.InverseMap, rows: int, cols: int, marg
     return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
 
-def _dem_height_range(dem: str, geoid: float) -> tuple[float, float]:
+def range_doppler_model(product, image: Image, orbit_path, t_row0: float, interval: float):
+    """Zero-Doppler time and slant range of a ground point to (row, col): rows on the image's
+    (or debursted) azimuth time grid, columns through the GRD slant-to-ground range polynomials
+    or the SLC range sampling."""
+    orbit, _ = load_orbit(product, image, orbit_path)  # times relative to this image's first line
+    if image.projection == "Ground Range":
+        col_of = geocoding.GrdRange(image.coordinate_conversion, image.first_line_time, image.range_pixel_spacing)
+    else:
+        fs, tau0 = image.range_sampling_rate, image.slant_range_time
+
+        def col_of(t, tau):
+            return (tau - tau0) * fs
+    return geocoding.RangeDopplerModel(orbit, t_row0, interval, col_of)
+
+
+def dem_fill_height(params) -> float | None:
+    """Ellipsoidal height given to output pixels the DEM does not cover; None: refuse them."""
+    return {"error": None, "geoid": float(params.dem_geoid_height), "ellipsoid": 0.0}[params.dem_outside]
+
+
+def check_dem_coverage(params, grid, footprint_lonlat, aoi) -> float | None:
+    """Before any work: refuse a DEM that leaves part of the output area without heights (unless
+    ``dem_outside`` names a fill height, returned)."""
+    if not params.dem:
+        return None
+    fill = dem_fill_height(params)
+    area = footprint_lonlat if aoi is None else footprint_lonlat.intersection(aoi.to_crs("EPSG:4326"))
+    share = geocoding.dem_uncovered_share(params.dem, grid, area)
+    if share > 0 and fill is None:
+        raise ServiceError(f"DEM file {Path(params.dem).name} does not cover {_percent(share)} of the output area "
+                           f"(outside the DEM or its NoData): give a DEM that covers it, or --dem_outside geoid or "
+                           f"ellipsoid to geocode those pixels at that height")
+    if share > 0:
+        log.warning("DEM file %s does not cover %s of the output area: those pixels are geocoded at %s height "
+                    "(%.1f m above the ellipsoid)", Path(params.dem).name, _percent(share), params.dem_outside, fill)
+    return fill
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f} %" if share >= 0.001 else "less than 0.1 %"
+
+
+def _dem_height_range(dem: str, geoid: float, fill: float | None = None) -> tuple[float, float]:
     with open_raster(dem, f"DEM file {Path(dem).name}") as src:
         data = src.read(1, out_shape=(min(src.height, 512), min(src.width, 512)), masked=True)
     if data.count() == 0:
         return 0.0, 1000.0
     lo, hi = float(data.min()) + geoid, float(data.max()) + geoid
+    if fill is not None:
+        lo, hi = min(lo, fill), max(hi, fill)
     return (lo, hi) if hi - lo > 1 else (lo, lo + 100.0)
 
 
 def geocode(sources: list[Source], grid, dst: Path, *, db: bool, aoi: AoI | None, landsea, dem, dem_geoid_height,
-            band: str) -> dict:
-    """Sample the sources tile by tile onto ``grid`` and write a float32 GeoTIFF (NoData -9999)."""
+            band: str, dem_fill: float | None = None) -> dict:
+    """Sample the sources tile by tile onto ``grid`` and write a float32 GeoTIFF (NoData -9999).
+    Output pixels without a DEM height get ``dem_fill``; with None, any such valid pixel is an
+    error (the coverage check before the work samples the grid coarsely: a small hole can pass it)."""
     profile = {"driver": "GTiff", "width": grid.cols, "height": grid.rows, "count": 1, "dtype": "float32",
                "crs": grid.crs, "transform": grid.transform, "nodata": NODATA, "tiled": True, "blockxsize": 512,
                "blockysize": 512, "BIGTIFF": "IF_SAFER", "compress": "ZSTD", "zstd_level": 1}
     tiles = [(r, c) for r in range(0, grid.rows, TILE) for c in range(0, grid.cols, TILE)]
     progress = Progress(len(tiles), "geocode tiles")
-    counts = {"pixels": 0, "valid": 0}
+    counts = {"pixels": 0, "valid": 0, "dem_filled": 0}
     values_sum = 0.0
     handles = [rasterio.open(s.raster.path) for s in sources]
     try:
@@ -374,7 +435,8 @@ def geocode(sources: list[Source], grid, dst: Path, *, db: bool, aoi: AoI | None
                 covered = any(s.inverse.may_cover(r0, c0, h, w, s.raster.rows, s.raster.cols) for s in sources)
                 if dem and inside.any() and covered:
                     heights = geocoding.read_dem(dem, grid, r0, c0, h, w, dem_geoid_height)
-                    heights = np.where(np.isfinite(heights), heights, 0.0)
+                    holes = ~np.isfinite(heights)
+                    heights[holes] = 0.0 if dem_fill is None else dem_fill
                 for src, ds in zip(sources, handles):
                     if not inside.any():
                         break
@@ -393,11 +455,16 @@ def geocode(sources: list[Source], grid, dst: Path, *, db: bool, aoi: AoI | None
                     rr = np.where(need, rows - a0, -1.0)
                     cc = np.where(need, cols - b0, -1.0)
                     sampled = geocoding.sample_bilinear(window, rr, cc)
+                    if src.flattening is not None:
+                        sampled = sampled / src.flattening.at(r0, c0, rows * src.raster.looks[0] + src.raster.row0,
+                                                              heights)
                     data = np.where(need & np.isfinite(sampled), sampled, data)
                 if landsea is not None:
                     data[landsea.remove(r0, c0, h, w)] = np.nan
                 data[~inside] = np.nan
                 ok = np.isfinite(data)
+                if heights is not None:
+                    counts["dem_filled"] += int((holes & ok).sum())
                 if db:
                     data[ok] = 10.0 * np.log10(np.maximum(data[ok], DB_FLOOR))
                 counts["pixels"] += int(inside.sum())
@@ -410,7 +477,12 @@ def geocode(sources: list[Source], grid, dst: Path, *, db: bool, aoi: AoI | None
     finally:
         for ds in handles:
             ds.close()
-    return {"valid_percent": round(100.0 * counts["valid"] / max(counts["pixels"], 1), 3),
+    if dem and counts["dem_filled"] and dem_fill is None:
+        raise ServiceError(f"DEM file {Path(dem).name} has no height for {counts['dem_filled']} output pixels "
+                           f"(NoData or outside it): give a DEM that covers them, or --dem_outside geoid or ellipsoid "
+                           f"to geocode them at that height")
+    filled = {} if not dem else {"dem_filled_percent": round(100.0 * counts["dem_filled"] / max(counts["valid"], 1), 3)}
+    return {**filled, "valid_percent": round(100.0 * counts["valid"] / max(counts["pixels"], 1), 3),
             "valid_pixels": counts["valid"], "pixels": counts["pixels"],
             "mean_value": round(values_sum / counts["valid"], 6) if counts["valid"] else None}
 
@@ -445,7 +517,8 @@ def stac_item(service: str, product: S1Product, params, main: Path, assembled: P
         units = ds.units[0] or ""
     band = stac.Band(band_name, description or f"calibrated backscatter ({units})", NODATA, unit=units or None)
     item = stac.raster_item(main.stem, assembled, main.name, product.sensing_time, [band],
-                            properties={"gsd": metrics.get("resolution_m"), "valid_percent": metrics["valid_percent"]})
+                            properties={"gsd": metrics.get("resolution_m"), "valid_percent": metrics["valid_percent"],
+                                        **{k: metrics[k] for k in ("dem_outside", "dem_filled_percent") if k in metrics}})
     stac.add_sentinel1(item, mission=product.mission, mode=product.mode, product_type=product.product_type,
                        polarizations=[polarization] if polarization else product.polarisations,
                        relative_orbit=product.relative_orbit, absolute_orbit=product.absolute_orbit,

@@ -162,7 +162,7 @@ def test_aoi_grid_from_the_bounded_radar_work_equals_the_whole_subswath(image, t
     assert all(r // lpb == (r + h - 1) // lpb == 1 for r, _, h, _ in image.windows_read)  # burst 1 only
     ay, ax = bounded.raster.looks
     whole = radar.process_slc(image.product, image, params, (ay, ax), str(tmp_path / "whole.tif"))
-    inverse = geocoding.InverseMap(grid, gcp_model(image)[0])
+    inverse = service.inverse_map(image.product, image, params, grid, radar.deburst_plan(image))
     inverse.maps = [((r - whole.row0) / ay, (c - whole.col0) / ax) for r, c in inverse.maps]
     out = []
     for name, source in (("a.tif", bounded), ("b.tif", service.Source(whole, inverse))):
