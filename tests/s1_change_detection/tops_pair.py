@@ -42,19 +42,27 @@ MARGIN = 60  # samples of scene beyond the image on each side (terrain moves it 
 NODE = 4  # reference lines/samples between exactly computed scatterer positions
 
 
-def terrain(lon, lat, centre):
-    """Sloped terrain around the scene centre (lon, lat, h): about 10 % towards east, 0.4 %
-    towards north and a 100 m ridge across the track."""
-    lon0, lat0, h0 = centre
-    return h0 + 8000.0 * (lon - lon0) + 400.0 * (lat - lat0) + 100.0 * np.exp(-((lat - lat0) / 0.03) ** 2)
+class Terrain:
+    """Sloped terrain following the reference image: the geolocation grid's heights plus a rise
+    of 10 % across the track (0.43 m per range sample of ground range) and a 100 m ridge across
+    the scene; heights at lon/lat through the geolocation grid's inverse."""
+
+    def __init__(self, gcp, rows: int, cols: int):
+        self.gcp, self.rows, self.cols = gcp, rows, cols
+
+    def __call__(self, lon, lat):
+        r, c = self.gcp.inverse(lon, lat)
+        base = self.gcp.forward(r, c)[2]
+        return base + 0.43 * (c - self.cols / 2) + 100.0 * np.exp(-((r - self.rows / 2) / 300.0) ** 2)
 
 
-def write_dem(path: Path, footprint, centre) -> Path:
+def write_dem(path: Path, footprint, terrain: Terrain) -> Path:
     lon0, lat0, lon1, lat1 = footprint.bounds
     step = 0.0005
     lons = np.arange(lon0 - 0.05, lon1 + 0.05, step)
     lats = np.arange(lat1 + 0.05, lat0 - 0.05, -step)
-    h = terrain(lons[None, :] + step / 2, lats[:, None] - step / 2, centre).astype(np.float32)
+    lon, lat = np.meshgrid(lons + step / 2, lats - step / 2)
+    h = terrain(lon, lat).astype(np.float32)
     transform = rasterio.transform.from_origin(lons[0], lats[0], step, step)
     with rasterio.open(path, "w", driver="GTiff", width=h.shape[1], height=h.shape[0], count=1, dtype="float32",
                        crs="EPSG:4326", transform=transform, nodata=-32768) as ds:
@@ -189,7 +197,7 @@ def _record(path: Path, image, orbit, ramp: _Ramp, nodes, where, refl, hidden_sh
 
 
 def write_pair(root: Path, source: Path, *, offset_lines: float = 0.3, baseline_m: float = 0.0,
-               hidden_shift: float = 0.0, dem: bool = False, bursts=(2, 3), samples=(9000, 160), seed: int = 7):
+               hidden_shift: float = 0.0, dem: bool = False, bursts=(2, 2), samples=(9000, 128), seed: int = 7):
     """(reference SAFE, secondary SAFE, DEM path or None)."""
     a = s1_products.write_slc(root / "a", source=source, bursts=bursts, samples=samples)
     b = s1_products.write_slc(root / "b", source=source, bursts=bursts, samples=samples, date=1, shift_days=12)
@@ -216,8 +224,9 @@ def write_pair(root: Path, source: Path, *, offset_lines: float = 0.3, baseline_
     node_r = np.arange(-24, n_rows + 28, NODE, dtype=float)
     node_c = np.arange(-MARGIN - 4, im1.samples + MARGIN + 8, NODE, dtype=float)
     lon, lat, h = gcp.forward(node_r[:, None] + 0 * node_c, node_c[None, :] + 0 * node_r[:, None])
+    terrain = Terrain(gcp, n_rows, im1.samples)
     if dem:
-        h = terrain(lon, lat, centre)
+        h = terrain(lon, lat)
     rr, cc = np.meshgrid(np.arange(-20, n_rows + 20, dtype=float), np.arange(-MARGIN, im1.samples + MARGIN, dtype=float),
                          indexing="ij")
     rr += rng.uniform(-0.5, 0.5, rr.shape)
@@ -227,5 +236,5 @@ def write_pair(root: Path, source: Path, *, offset_lines: float = 0.3, baseline_
     for image, orbit, shift in ((im1, orbit1, 0.0), (im2, orbit2, hidden_shift)):
         ramp = _Ramp(image.annotation, orbit, image.first_line_time)
         _record(image.measurement, image, orbit, ramp, (lon, lat, h), where, refl, shift)
-    dem_path = write_dem(root / "dem.tif", p1.footprint_lonlat, centre) if dem else None
+    dem_path = write_dem(root / "dem.tif", p1.footprint_lonlat, terrain) if dem else None
     return a, b, dem_path
