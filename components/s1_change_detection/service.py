@@ -1,17 +1,14 @@
 """S1-CD: amplitude change detection and multi-temporal coherence of a Sentinel-1 SLC pair.
 
 1. The pair is checked on the manifests before any work (:mod:`.pair`).
-2. Per IW sub-swath (or the SM image), both products are debursted. The secondary is
-   co-registered on the reference grid *geometrically*: reference grid nodes are geolocated
-   (geolocation grid, their annotated heights) and projected into both images with the
-   range-Doppler model of each orbit; the offsets are fitted by a quadratic polynomial in
-   (row, column). The fit is then *refined* by amplitude cross-correlation (phase correlation
-   of up to 9 patches of 256 x 256 samples, median of the patches whose peak is significant):
-   a constant residual shift.
-3. The secondary samples are interpolated bilinearly (complex). There is no TOPS
-   deramping: with a sub-pixel azimuth offset this lowers the coherence of IW pairs; SNAP's
-   Back-Geocoding + Enhanced-Spectral-Diversity do it. Repeat passes of one track are usually
-   within a small fraction of a line after the geometric step.
+2. Per IW sub-swath (or the SM image), burst by burst (:mod:`.interferometry`, kernels in
+   :mod:`.tops`): the secondary is co-registered on the reference *geometrically*, each
+   reference node geolocated on the DEM (``--dem``; else the ellipsoid at the annotated
+   heights) and projected into the secondary orbit; optionally refined by amplitude
+   cross-correlation (a constant shift), then by ESD in every burst overlap. The secondary
+   burst is deramped and demodulated (TOPS steering), resampled with an 8-point sinc, reramped,
+   and its flat-earth and topographic phase (range difference of the two orbits) removed.
+3. Each burst keeps the lines it owns in the debursted image (TOPSAR-Deburst's split).
 4. Coherence ``|sum s1 s2*| / sqrt(sum|s1|^2 sum|s2|^2)`` on a ``coherence_window_az`` x
    ``coherence_window_rg`` window; calibrated, noise-removed backscatter of each date; all three
    multilooked to the output pixel, the backscatters speckle-filtered; geocoded like

@@ -52,15 +52,20 @@ class Terrain:
 
     def __call__(self, lon, lat):
         r, c = self.gcp.inverse(lon, lat)
+        # beyond the scene the terrain continues flat (no extrapolation of the grid)
+        r, c = np.clip(r, -300, self.rows + 300), np.clip(c, -300, self.cols + 300)
         base = self.gcp.forward(r, c)[2]
         return base + 0.43 * (c - self.cols / 2) + 100.0 * np.exp(-((r - self.rows / 2) / 300.0) ** 2)
 
 
-def write_dem(path: Path, footprint, terrain: Terrain) -> Path:
-    lon0, lat0, lon1, lat1 = footprint.bounds
+def write_dem(path: Path, terrain: Terrain) -> Path:
+    """The terrain as a GeoTIFF in EPSG:4326 over the scene and 300 samples/lines around it."""
+    r = np.array([-300.0, -300.0, terrain.rows + 300.0, terrain.rows + 300.0])
+    c = np.array([-300.0, terrain.cols + 300.0, -300.0, terrain.cols + 300.0])
+    lon, lat, _ = terrain.gcp.forward(r, c)
     step = 0.0005
-    lons = np.arange(lon0 - 0.05, lon1 + 0.05, step)
-    lats = np.arange(lat1 + 0.05, lat0 - 0.05, -step)
+    lons = np.arange(lon.min() - 0.01, lon.max() + 0.01, step)
+    lats = np.arange(lat.max() + 0.01, lat.min() - 0.01, -step)
     lon, lat = np.meshgrid(lons + step / 2, lats - step / 2)
     h = terrain(lon, lat).astype(np.float32)
     transform = rasterio.transform.from_origin(lons[0], lats[0], step, step)
@@ -236,5 +241,5 @@ def write_pair(root: Path, source: Path, *, offset_lines: float = 0.3, baseline_
     for image, orbit, shift in ((im1, orbit1, 0.0), (im2, orbit2, hidden_shift)):
         ramp = _Ramp(image.annotation, orbit, image.first_line_time)
         _record(image.measurement, image, orbit, ramp, (lon, lat, h), where, refl, shift)
-    dem_path = write_dem(root / "dem.tif", p1.footprint_lonlat, terrain) if dem else None
+    dem_path = write_dem(root / "dem.tif", terrain) if dem else None
     return a, b, dem_path
