@@ -128,7 +128,7 @@ class DemHeights:
             win = win.intersection(rasterio.windows.Window(0, 0, ds.width, ds.height))
             data = src.read(1, window=win, masked=True)
             self.transform = ds.window_transform(win)
-        self.data = np.where(np.ma.getmaskarray(data), np.nan, np.ma.getdata(data)).astype(np.float64) + geoid
+        self.data = (np.where(np.ma.getmaskarray(data), np.nan, np.ma.getdata(data)) + geoid).astype(np.float32)
 
     def __call__(self, lon, lat):
         from rasterio.warp import transform
@@ -342,14 +342,15 @@ class PairSwath:
             a1 = min(v1 + 1, int(local[-1]) + 1 + halo_az)
             lines = np.arange(a0, a1)
             keep = local - a0
-            out = [np.full((d1 - d0, samples), np.nan, np.float64) for _ in range(3)]
+            out = [np.full((d1 - d0, samples), np.nan, np.float32) if i == 0 or backscatter else None
+                   for i in range(3)]
             for c0 in range(0, samples, CHUNK):
                 c1 = min(samples, c0 + CHUNK)
                 e0, e1 = max(0, c0 - halo_rg), min(samples, c1 + halo_rg)
                 ref, sec, b1, b2 = self.block(k, lines, e0, e1, backscatter=backscatter)
                 coh = kernels.coherence(ref, sec, window)
                 for arr, val in zip(out, (coh, b1, b2)):
-                    if val is not None:
+                    if arr is not None:
                         arr[:, c0:c1] = val[keep][:, c0 - e0:c1 - e0]
             yield d0, d1, out[0], out[1], out[2]
 

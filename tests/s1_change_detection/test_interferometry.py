@@ -112,3 +112,15 @@ def test_dem_help_says_what_it_does(capsys):
     assert e.value.code == 0
     text = "".join(capsys.readouterr().out.split())  # argparse wraps lines at hyphens
     assert "co-registration(Back-Geocoding)" in text and "topographicphaseremovedbeforethecoherence" in text
+
+
+def test_unusable_dem_is_one_line(slc_pair, tmp_path, capsys):
+    a, b = slc_pair
+    (tmp_path / "text.tif").write_text("not a raster")
+    for dem, fragment in ((tmp_path / "absent.tif", "DEM file does not exist"),
+                          (tmp_path / "text.tif", "DEM file cannot be read as a raster")):
+        out = tmp_path / "out"
+        code = main(["--input1", str(a), "--input2", str(b), "--outdir", str(out), "--dem", str(dem)])
+        err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert code == 2 and len(err) == 1 and fragment in err[0], err
+        assert not out.exists()
