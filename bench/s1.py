@@ -21,12 +21,16 @@
    sarsen reads them). sarsen runs in its own interpreter, ``$SARSEN_PYTHON`` (default
    ``/tmp/sarsen-venv/bin/python``; ``python3 -m venv /tmp/sarsen-venv &&
    /tmp/sarsen-venv/bin/pip install sarsen==0.9.6``); without it its figures are "not measured".
+5. The S1-CD interferometric chain alone (geometry on the ellipsoid, ESD, deramp / sinc
+   resampling / reramp, phase removal, coherence; no backscatter, no geocoding) on ``--bursts``
+   bursts x 21632 samples of the same pair (default 9: one full IW1 sub-swath), in this
+   process. Target: <= 240 s per sub-swath on 2 cores.
 
 Each service runs in a child process, so the peak resident memory reported is its own
 (``bench/harness.py``). The inputs are written to a temporary folder (about 1 GB and
 2.5 GB) that is removed at the end; ``--keep DIR`` writes them there and reuses them.
 
-    .venv/bin/python bench/s1.py [--only grd|cd|slc-aoi|sarsen] [--keep DIR]
+    .venv/bin/python bench/s1.py [--only grd|cd|coh|slc-aoi|sarsen] [--bursts N] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -44,6 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.harness import measure  # noqa: E402
+import numpy as np  # noqa: E402
+
 from tests.fixtures import s1_products  # noqa: E402
 from tests.fixtures.s1_markers import write_marked_grd  # noqa: E402
 
@@ -210,9 +217,54 @@ def bench_slc_aoi(root: Path) -> list[dict]:
     return results
 
 
+def _full_pair(root: Path, bursts: int) -> list[Path]:
+    source = s1_products.real_safe(s1_products.SLC_SAMPLE)
+    pair = []
+    for i, (date, days) in enumerate(((0, 0), (1, 12))):
+        folder = root / f"slc{i}" if bursts == 9 else root / f"slc{i}_{bursts}"
+        existing = list(folder.glob("*.SAFE"))
+        if existing:
+            pair.append(existing[0])
+            continue
+        t0 = time.perf_counter()
+        pair.append(s1_products.write_slc(folder, source=source, bursts=(0, bursts), samples=(0, 21632), date=date,
+                                          shift_days=days))
+        print(f"synthetic IW1 SLC ({bursts} bursts) written in {time.perf_counter() - t0:.0f} s", flush=True)
+    return pair
+
+
+def bench_coherence(root: Path, bursts: int) -> dict:
+    from components.s1_change_detection import interferometry
+    from components.s1_preprocess import radar
+    from components.s1_preprocess import service as s1
+    from components.s1_preprocess.product import open_product
+
+    a, b = _full_pair(root, bursts)
+    t0, c0 = time.perf_counter(), time.process_time()
+    p1, p2 = open_product(a, root / "u1", expect="SLC"), open_product(b, root / "u2", expect="SLC")
+    im1, im2 = p1.image("IW1", "VV"), p2.image("IW1", "VV")
+    model, _ = s1.gcp_model(im1)
+    pair = interferometry.PairSwath(im1, im2, s1.load_orbit(p1, im1, None)[0], s1.load_orbit(p2, im2, None)[0],
+                                    model, radar.plan_for(im1))
+    esd = pair.estimate_esd()
+    t_esd = time.perf_counter() - t0
+    total = valid = 0.0
+    for _, _, coh, _, _ in pair.swath((10, 10), backscatter=False):
+        ok = np.isfinite(coh)
+        total += float(coh[ok].sum())
+        valid += float(ok.sum())
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"case": f"S1-CD interferometry, IW1 {bursts} bursts x 21632 samples ({im1.lines} lines)",
+            "exit": 0, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2),
+            "geometry_and_esd_s": round(t_esd, 1), "mean_coherence": round(total / max(valid, 1), 3),
+            "esd_burst_shift_lines": esd["burst_shift_lines"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("grd", "cd", "slc-aoi", "sarsen"))
+    parser.add_argument("--only", choices=("grd", "cd", "coh", "slc-aoi", "sarsen"))
+    parser.add_argument("--bursts", type=int, default=9, help="bursts of the interferometry case (1-9)")
     parser.add_argument("--keep", help="folder for the synthetic inputs (kept and reused)")
     args = parser.parse_args()
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="s1-bench-"))
@@ -226,6 +278,9 @@ def main() -> None:
             print(json.dumps(results[-1], indent=1), flush=True)
         if args.only in (None, "cd"):
             results.append(bench_cd(root))
+            print(json.dumps(results[-1], indent=1), flush=True)
+        if args.only in (None, "coh"):
+            results.append(bench_coherence(root, args.bursts))
             print(json.dumps(results[-1], indent=1), flush=True)
         slc_rows = bench_slc_aoi(root) if args.only in (None, "slc-aoi") else []
         side_by_side = []

@@ -1,6 +1,7 @@
 """Change-detection kernels: coherence, shift estimation, byte stretch, change rule. Pure NumPy/SciPy.
 
-* Coherence (SNAP's Coherence operator without flat-earth removal):
+* Coherence (SNAP's Coherence operator; the flat-earth and topographic phase are removed before,
+  in :mod:`.interferometry`):
   ``|sum s1 s2*| / sqrt(sum |s1|^2 sum |s2|^2)`` over a ``window_az`` x ``window_rg`` window of
   co-registered complex samples; NoData (NaN) samples are left out.
 * Shift: phase correlation of two amplitude patches with a parabolic sub-pixel peak.

@@ -4,7 +4,7 @@ filter, grid, mask and engine parameters are those of the S1 pre-processing serv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 from components.common.params import param
 from components.s1_preprocess.params import S1CommonParams
@@ -12,6 +12,10 @@ from components.s1_preprocess.params import S1CommonParams
 
 @dataclass(frozen=True)
 class S1CDParams(S1CommonParams):
+    dem: Optional[str] = param(None, "DEM file: heights of the co-registration (Back-Geocoding) and of the "
+                               "topographic phase removed before the coherence, terrain correction and the "
+                               "land/sea mask; without it the ellipsoid at the annotation geolocation-grid heights "
+                               "(run.json says which)")
     calibration: Literal["Sigma", "Gamma", "Beta"] = param(
         "Sigma", "Backscatter convention of the two backscatter products", flags=("--calibration_output",))
     coherence_window_rg: int = param(10, "Coherence estimation window in range samples (SNAP cohWinRg)",

@@ -1,17 +1,14 @@
 """S1-CD: amplitude change detection and multi-temporal coherence of a Sentinel-1 SLC pair.
 
 1. The pair is checked on the manifests before any work (:mod:`.pair`).
-2. Per IW sub-swath (or the SM image), both products are debursted. The secondary is
-   co-registered on the reference grid *geometrically*: reference grid nodes are geolocated
-   (geolocation grid, their annotated heights) and projected into both images with the
-   range-Doppler model of each orbit; the offsets are fitted by a quadratic polynomial in
-   (row, column). The fit is then *refined* by amplitude cross-correlation (phase correlation
-   of up to 9 patches of 256 x 256 samples, median of the patches whose peak is significant):
-   a constant residual shift.
-3. The secondary samples are interpolated bilinearly (complex). There is no TOPS
-   deramping: with a sub-pixel azimuth offset this lowers the coherence of IW pairs; SNAP's
-   Back-Geocoding + Enhanced-Spectral-Diversity do it. Repeat passes of one track are usually
-   within a small fraction of a line after the geometric step.
+2. Per IW sub-swath (or the SM image), burst by burst (:mod:`.interferometry`, kernels in
+   :mod:`.tops`): the secondary is co-registered on the reference *geometrically*, each
+   reference node geolocated on the DEM (``--dem``; else the ellipsoid at the annotated
+   heights) and projected into the secondary orbit; optionally refined by amplitude
+   cross-correlation (a constant shift), then by ESD in every burst overlap. The secondary
+   burst is deramped and demodulated (TOPS steering), resampled with an 8-point sinc, reramped,
+   and its flat-earth and topographic phase (range difference of the two orbits) removed.
+3. Each burst keeps the lines it owns in the debursted image (TOPSAR-Deburst's split).
 4. Coherence ``|sum s1 s2*| / sqrt(sum|s1|^2 sum|s2|^2)`` on a ``coherence_window_az`` x
    ``coherence_window_rg`` window; calibrated, noise-removed backscatter of each date; all three
    multilooked to the output pixel, the backscatters speckle-filtered; geocoded like
@@ -44,7 +41,7 @@ from components.s1_preprocess import service as s1
 from components.s1_preprocess.product import Image, open_product
 from components.s1_preprocess.radiometry import NoiseModel, calibrate, calibration_lut, denoise, intensity
 
-from . import kernels, pair
+from . import interferometry, kernels, pair
 from .params import S1CDParams
 
 log = logging.getLogger(__name__)
@@ -105,16 +102,21 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
     log.info("%s + %s: %.1f days, %s, sub-swaths %s, output grid %dx%d", p1.name, p2.name, days, pol,
              ",".join(swaths), grid.cols, grid.rows)
     sources = {"coherence": [], "b1": [], "b2": []}
-    shifts = {}
+    shifts, esd = {}, {}
+    heights = None
+    if params.dem:
+        with steps.step("read DEM"):
+            heights = interferometry.DemHeights(params.dem, p1.footprint_lonlat, params.dem_geoid_height)
     for sw in swaths:
         im1, im2 = p1.image(sw, pol), p2.image(sw, pol)
         # orbit times are relative to each image's first line
         orbit1, orbit2 = s1.load_orbit(p1, im1, params.orbit)[0], s1.load_orbit(p2, im2, params.orbit)[0]
         with steps.step(f"co-register and estimate {sw}"):
-            out = _swath(p1, p2, im1, im2, orbit1, orbit2, params, grid, resolution, work)
+            out = _swath(p1, p2, im1, im2, orbit1, orbit2, params, grid, resolution, work, heights)
         if out is None:
             continue
         shifts[sw] = out.pop("shift")
+        esd[sw] = out.pop("esd")
         for k, v in out.items():
             sources[k].append(v)
     if not sources["coherence"]:
@@ -123,14 +125,22 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
                           params.dem) if params.landseamask != "None" else None
     float_files = {}
     metrics = {"temporal_baseline_days": round(days, 4), "coregistration_shift": shifts, "resolution_m": resolution,
-               "orbit": src1, "geocoding": "ellipsoid (geolocation grid)"}
+               "orbit": src1,
+               "geocoding": f"terrain (DEM {Path(params.dem).name})" if params.dem else "ellipsoid (geolocation grid)",
+               "interferometry": {
+                   "steps": [name for name, _ in interferometry.NATIVE_STEPS],
+                   "details": dict(interferometry.NATIVE_STEPS),
+                   "heights": f"DEM {Path(params.dem).name} (+{params.dem_geoid_height} m geoid)" if params.dem
+                   else "ellipsoid WGS84 at the annotation geolocation-grid heights (no --dem: no topographic phase "
+                        "beyond those heights)",
+                   "esd": esd}}
     names = {"coherence": "coherence", "b1": f"{params.calibration}_{pol}_date1",
              "b2": f"{params.calibration}_{pol}_date2"}
     with steps.step("geocode"):
         for key in ("coherence", "b1", "b2"):
             dst = work / f"{key}.tif"
-            m = s1.geocode(sources[key], grid, dst, db=False, aoi=aoi, landsea=landsea, dem=None,
-                           dem_geoid_height=0.0, band=names[key])
+            m = s1.geocode(sources[key], grid, dst, db=False, aoi=aoi, landsea=landsea, dem=params.dem,
+                           dem_geoid_height=params.dem_geoid_height, band=names[key])
             metrics[f"{key}_valid_percent"] = m["valid_percent"]
             float_files[key] = dst
     with steps.step("RGB composites and change mask"):
@@ -274,66 +284,62 @@ class _Unit:
         return np.ones((np.asarray(rows).size, 1))
 
 
-def _swath(p1, p2, im1: Image, im2: Image, orbit1, orbit2, params: S1CDParams, grid, resolution, work: Path):
+def _swath(p1, p2, im1: Image, im2: Image, orbit1, orbit2, params: S1CDParams, grid, resolution, work: Path,
+           heights):
     plan1, plan2 = radar.plan_for(im1), radar.plan_for(im2)
-    offsets = coregistration(im1, plan1, orbit1, im2, plan2, orbit2)
     shift = (0.0, 0.0, 0)
     if params.refine_coregistration:
-        shift = _refine(im1, plan1, im2, plan2, offsets)
-    log.info("%s: geometric offset at centre %s, refinement %s", im1.swath,
-             tuple(round(float(v), 3) for v in offsets(np.array(plan1.source_line.size / 2),
-                                                        np.array(im1.samples / 2.0))), shift)
+        shift = _refine(im1, plan1, im2, plan2, coregistration(im1, plan1, orbit1, im2, plan2, orbit2))
     ay, ax = s1.looks_for(im1, resolution)
     n1 = plan1.source_line.size
     rows_ml, cols_ml = n1 // ay, im1.samples // ax
-    # only the debursted lines the output grid needs
     model1, _ = s1.gcp_model(im1)
-    inv = geocoding.InverseMap(grid, model1)
+    inv = _inverse_map(im1, plan1, orbit1, grid, heights, model1)
+    # only the debursted lines the output grid needs
     bounds = inv.radar_bounds(n1, im1.samples, margin=16 + 2 * params.filter_spec().halo() * max(ay, ax))
     if bounds is None:
         return None
-    r_lo, r_hi = bounds[0] // ay, -(-bounds[1] // ay)
+    r_lo, r_hi = bounds[0] // ay, min(-(-bounds[1] // ay), rows_ml)
     kind = params.calibration
-    cal1, cal2 = calibration_lut(im1, kind), calibration_lut(im2, kind)
     noise1 = NoiseModel(im1, p1.ipf_version) if params.thermal_noise_removal else None
     noise2 = NoiseModel(im2, p2.ipf_version) if params.thermal_noise_removal else None
+    pair_ = interferometry.PairSwath(im1, im2, orbit1, orbit2, model1, plan1, heights, shift=shift[:2],
+                                     radiometry=((calibration_lut(im1, kind), noise1),
+                                                 (calibration_lut(im2, kind), noise2)))
+    esd = pair_.estimate_esd()
+    log.info("%s: amplitude refinement %s lines/samples, ESD per burst %s lines", im1.swath,
+             tuple(round(v, 3) for v in shift[:2]), esd["burst_shift_lines"])
     win = (params.coherence_window_az, params.coherence_window_rg)
-    halo = max(win) // 2 + 1
     paths = {k: str(work / f"{k}_{im1.swath}_raw.tif") for k in ("coherence", "b1", "b2")}
     profile = radar._raster_profile(rows_ml, cols_ml)
     handles = {k: rasterio.open(p, "w", **profile) for k, p in paths.items()}
-    strips = range(r_lo, min(r_hi, rows_ml), STRIP)
-    progress = Progress(len(strips), f"{im1.swath} strips")
+    progress = Progress(len(pair_.st1), f"{im1.swath} bursts")
+    pending, row = None, r_lo * ay
+
+    def flush(final: bool):
+        nonlocal pending, row
+        usable = (pending.shape[1] // ay) * ay
+        if usable == 0 or (not final and usable < STRIP * ay):
+            return
+        for key, arr in zip(("coherence", "b1", "b2"), pending[:, :usable]):
+            ml = radar.multilook(arr[:, :cols_ml * ax], ay, ax)
+            handles[key].write(ml.astype(np.float32), 1, window=Window(0, row // ay, cols_ml, usable // ay))
+        pending = pending[:, usable:]
+        row += usable
+
     try:
-        for s0 in strips:
-            s1_ = min(s0 + STRIP, rows_ml, r_hi)
-            f0, f1 = s0 * ay, s1_ * ay
-            a0, a1 = max(0, f0 - halo), min(n1, f1 + halo)
-            block, valid, lines = radar.deburst_rows(im1, plan1, a0, a1)
-            power = intensity(block)
-            if noise1 is not None and not noise1.empty:
-                power = denoise(power, noise1.rows(lines.astype(np.float64), 0, im1.samples), valid)
-            b1 = calibrate(power, cal1.rows(lines.astype(np.float64)))
-            b1[~valid] = np.nan
-            ref = np.where(valid, block.astype(np.complex128), np.nan)
-            rr = np.arange(a0, a1, dtype=float)[:, None]
-            cc = np.arange(im1.samples, dtype=float)[None, :]
-            dr, dc = offsets(rr, cc)
-            dr += rr + shift[0]
-            dc += cc + shift[1]
-            sec, b2 = _secondary_block(im2, plan2, dr, dc, cal2, noise2)
-            del dr, dc
-            coh = kernels.coherence(ref, sec, win)
-            core = np.s_[f0 - a0:f1 - a0, :cols_ml * ax]
-            for key, arr in (("coherence", coh), ("b1", b1), ("b2", b2)):
-                ml = radar.multilook(arr[core], ay, ax)
-                handles[key].write(ml.astype(np.float32), 1, window=Window(0, s0, cols_ml, s1_ - s0))
+        for d0, d1, coh, b1, b2 in pair_.swath(win, r_lo * ay, r_hi * ay):
+            block = np.stack([coh, b1, b2])
+            pending = block if pending is None else np.concatenate([pending, block], axis=1)
+            flush(False)
             progress.advance()
+        if pending is not None:
+            flush(True)
     finally:
         for h in handles.values():
             h.close()
     spec = params.filter_spec()
-    out = {"shift": {"rows": round(shift[0], 3), "cols": round(shift[1], 3), "patches": shift[2]}}
+    out = {"shift": {"rows": round(shift[0], 3), "cols": round(shift[1], 3), "patches": shift[2]}, "esd": esd}
     for key in ("coherence", "b1", "b2"):
         path = paths[key]
         if key != "coherence" and spec.name != "None":
@@ -341,10 +347,20 @@ def _swath(p1, p2, im1: Image, im2: Image, orbit1, orbit2, params: S1CDParams, g
             radar.filter_raster(paths[key], path, spec)
         raster = radar.RadarRaster(path, rows_ml, cols_ml, (ay - 1) / 2, (ax - 1) / 2, (ay, ax),
                                    plan1.t_first + (ay - 1) / 2 * plan1.interval, ay * plan1.interval)
-        m = geocoding.InverseMap(grid, model1)
+        m = _inverse_map(im1, plan1, orbit1, grid, heights, model1)
         m.maps = [((r - raster.row0) / ay, (c - raster.col0) / ax) for r, c in m.maps]
         out[key] = s1.Source(raster, m)
     return out
+
+
+def _inverse_map(im1: Image, plan1, orbit1, grid, heights, model1):
+    """Output grid -> debursted reference (row, col): range-Doppler over the DEM's height range
+    with a DEM, else the geolocation grid (ellipsoid)."""
+    if heights is None:
+        return geocoding.InverseMap(grid, model1)
+    lo, hi = float(np.nanmin(heights.data)), float(np.nanmax(heights.data))
+    return geocoding.InverseMap(grid, _rd(im1, plan1, orbit1), terrain=True,
+                                heights=(lo, hi) if hi - lo > 1 else (lo, lo + 100.0))
 
 
 # -- derived products --------------------------------------------------------------------------

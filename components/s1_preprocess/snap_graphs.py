@@ -258,11 +258,13 @@ def coherence_graph(params, reference: str, secondary: str, output: str, resolut
         last = g.add("Warp", "Warp", last, {
             "rmsThreshold": 0.05, "warpPolynomialOrder": 2, "interpolationMethod": "Cubic convolution (6 points)",
             "demRefinement": False, "demName": "SRTM 3Sec", "excludeMaster": False, "openResidualsFile": False})
+    # flat-earth and topographic phase removed before the coherence, as the native engine does
     last = g.add("Coherence", "Coherence", last, {
         "cohWinAz": window[0], "cohWinRg": window[1], "subtractFlatEarthPhase": True, "srpPolynomialDegree": 5,
-        "srpNumberPoints": 501, "orbitDegree": 3, "squarePixel": True, "subtractTopographicPhase": False,
-        "demName": "SRTM 3Sec", "externalDEMFile": None, "externalDEMNoDataValue": 0.0,
-        "externalDEMApplyEGM": True, "tileExtensionPercent": 100, "singleMaster": True})
+        "srpNumberPoints": 501, "orbitDegree": 3, "squarePixel": True, "subtractTopographicPhase": True,
+        "demName": "External DEM" if params.dem else "SRTM 3Sec", "externalDEMFile": params.dem,
+        "externalDEMNoDataValue": 0.0, "externalDEMApplyEGM": bool(params.dem) and params.dem_geoid_height != 0,
+        "tileExtensionPercent": 100, "singleMaster": True})
     if mode == "IW":
         last = g.add("TOPSAR-Deburst", "TOPSAR-Deburst", last, {"selectedPolarisations": pol})
     band = f"coh_{subswath}_{pol}" if subswath else f"coh_{pol}"

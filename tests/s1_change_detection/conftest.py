@@ -20,3 +20,21 @@ def slc_pair(real_slc, tmp_path_factory):
     a = s1_products.write_slc(root / "a", source=real_slc, samples=(9000, 240))
     b = s1_products.write_slc(root / "b", source=real_slc, samples=(9000, 240), date=1, shift_days=12)
     return a, b
+
+
+@pytest.fixture(scope="session")
+def tops_pair(real_slc, tmp_path_factory):
+    """A coherent IW pair with the real TOPS timing and ramps, the secondary 0.4 line off."""
+    from tests.s1_change_detection import tops_pair as sim
+
+    return sim.write_pair(tmp_path_factory.mktemp("tops"), real_slc, offset_lines=0.4)
+
+
+@pytest.fixture(scope="session")
+def baseline_pair(real_slc, tmp_path_factory):
+    """150 m perpendicular baseline over sloped terrain (with its DEM), the secondary 0.25 line
+    off by its annotation and 0.02 line more that only ESD can find."""
+    from tests.s1_change_detection import tops_pair as sim
+
+    return sim.write_pair(tmp_path_factory.mktemp("baseline"), real_slc, offset_lines=0.25, baseline_m=150.0,
+                          hidden_shift=0.02, dem=True)
