@@ -355,9 +355,9 @@ def _swath(p1, p2, im1: Image, im2: Image, orbit1, orbit2, params: S1CDParams, g
 
 def _inverse_map(im1: Image, plan1, orbit1, grid, heights, model1):
     """Output grid -> debursted reference (row, col): range-Doppler over the DEM's height range
-    with a DEM, else the geolocation grid (ellipsoid)."""
+    with a DEM, else range-Doppler at the geolocation grid's heights (as S1-SLC-preprocess)."""
     if heights is None:
-        return geocoding.InverseMap(grid, model1)
+        return geocoding.InverseMap(grid, geocoding.SurfaceModel(_rd(im1, plan1, orbit1), model1))
     lo, hi = float(np.nanmin(heights.data)), float(np.nanmax(heights.data))
     return geocoding.InverseMap(grid, _rd(im1, plan1, orbit1), terrain=True,
                                 heights=(lo, hi) if hi - lo > 1 else (lo, lo + 100.0))

@@ -120,3 +120,31 @@ def test_snap_graphs_only(slc_pair, tmp_path):
                      "run.json"]
     text = (out / "coherence_IW1_graph.xml").read_text()
     assert "<operator>Back-Geocoding</operator>" in text and "<cohWinAz>3</cohWinAz>" in text
+
+
+def test_geocoding_without_a_dem_is_s1_slc_preprocess_range_doppler(real_slc, tmp_path):
+    """Without a DEM both S1 services place a radar pixel at the same ground point: range-Doppler
+    at the geolocation grid's heights, not the grid's interpolated lat/lon."""
+    from components.common.aoi import load_aoi
+    from components.s1_change_detection import service as cd
+    from components.s1_preprocess import geocoding, radar
+    from components.s1_preprocess import service as s1
+    from components.s1_preprocess.params import S1SLCParams
+    from components.s1_preprocess.product import open_product
+
+    product = open_product(real_slc, tmp_path, expect="SLC")
+    image = product.image("IW1", "VV")
+    model, rows = s1.gcp_model(image)
+    lon, lat, _ = (float(v[0]) for v in model.forward(np.array([rows / 2]), np.array([image.samples / 2])))
+    aoi = load_aoi(f"POLYGON(({lon - .05} {lat - .05},{lon + .05} {lat - .05},{lon + .05} {lat + .05},"
+                   f"{lon - .05} {lat + .05},{lon - .05} {lat - .05}))")
+    grid = geocoding.make_grid(geocoding.target_crs("WGS84"), 20.0, s1.footprint([image]), aoi)
+    plan = radar.plan_for(image)
+    orbit = s1.load_orbit(product, image, None)[0]
+    ours = cd._inverse_map(image, plan, orbit, grid, None, model)
+    theirs = s1.inverse_map(product, image, S1SLCParams(), grid, radar.deburst_plan(image))
+    for (r1, c1), (r2, c2) in zip(ours.maps, theirs.maps):
+        ok = np.isfinite(r1) & np.isfinite(r2)
+        assert ok.mean() > 0.9
+        np.testing.assert_allclose(r1[ok], r2[ok], atol=1e-3)
+        np.testing.assert_allclose(c1[ok], c2[ok], atol=1e-3)
