@@ -104,3 +104,11 @@ def test_adam_is_fused_only_on_cuda():
     if torch.cuda.is_available():
         q = [torch.nn.Parameter(torch.zeros(2, device="cuda"))]
         assert adam(q, 1e-3, (0.5, 0.9), torch.device("cuda")).defaults["fused"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_train_on_cuda(tmp_path):
+    cfg, data, arch = _setup("training.batch_size=4", "training.device=cuda")
+    gen, history = train(cfg, data, arch, tmp_path, False, torch.device("cuda"))
+    assert len(history) == 2 and all(isinstance(history[-1][k], float) for k in KEYS)
+    assert next(gen.parameters()).device.type == "cpu"

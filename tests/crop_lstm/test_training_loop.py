@@ -106,3 +106,13 @@ def test_adam_is_fused_only_on_cuda():
     if torch.cuda.is_available():
         q = [nn.Parameter(torch.zeros(2, device="cuda"))]
         assert adam(q, 1e-3, torch.device("cuda")).defaults["fused"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fit_on_cuda_learns_and_returns_a_cpu_model():
+    x, y = _data(400)
+    model = _model(x)
+    hist = fit(model, x, y, x[:50], y[:50], epochs=8, batch_size=8, learning_rate=1e-2, class_weights=True, seed=0,
+               device=torch.device("cuda"), class_ids=CLASSES, batch_scaling=4)
+    assert hist.epochs[-1]["loss"] < hist.epochs[0]["loss"]
+    assert all(p.device.type == "cpu" for p in model.parameters())

@@ -116,3 +116,20 @@ def test_adam_is_fused_only_on_cuda():
     if torch.cuda.is_available():
         q = [torch.nn.Parameter(torch.zeros(2, device="cuda"))]
         assert adam(q, 1e-3, torch.device("cuda")).defaults["fused"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_batches_on_cuda_resident_or_pinned_are_the_same(monkeypatch):
+    import components.s2_patch_classifier.train as train_module
+
+    ps = _patches()
+    cuda = torch.device("cuda")
+    resident = Batches(ps, cuda)
+    monkeypatch.setattr(train_module, "RESIDENT_SHARE", 10 ** 12)  # nothing fits: batches through pinned memory
+    pinned = Batches(ps, cuda)
+    assert resident.resident and not pinned.resident
+    idx = np.array([7, 1, 4])
+    for a, b in zip(resident(idx), pinned(idx)):
+        assert a.device.type == "cuda" and torch.equal(a, b)
+    res = train(ps, _cfg(device="cuda", epochs=2))
+    assert res.metrics["epochs_run"] == 2 and next(res.model.parameters()).device.type == "cpu"
