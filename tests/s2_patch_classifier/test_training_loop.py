@@ -133,3 +133,33 @@ def test_batches_on_cuda_resident_or_pinned_are_the_same(monkeypatch):
         assert a.device.type == "cuda" and torch.equal(a, b)
     res = train(ps, _cfg(device="cuda", epochs=2))
     assert res.metrics["epochs_run"] == 2 and next(res.model.parameters()).device.type == "cpu"
+
+
+def _one_by_one(x, y, generator):
+    """The symmetries applied sample by sample: the reference for the grouped version."""
+    n = x.shape[0]
+    flips = torch.randint(0, 2, (n,), generator=generator).tolist()
+    turns = torch.randint(0, 4, (n,), generator=generator).tolist()
+    xs, ys = [], []
+    for i in range(n):
+        xi, yi = x[i], None if y is None else y[i]
+        if flips[i]:
+            xi, yi = xi.flip(-1), None if yi is None else yi.flip(-1)
+        if turns[i]:
+            xi = torch.rot90(xi, turns[i], (-2, -1))
+            yi = None if yi is None else torch.rot90(yi, turns[i], (-2, -1))
+        xs.append(xi)
+        ys.append(yi)
+    return torch.stack(xs), None if y is None else torch.stack(ys)
+
+
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_grouped_symmetries_equal_the_sample_by_sample_ones(with_labels):
+    from components.s2_patch_classifier.augment import geometric
+
+    x = torch.randn(37, 3, 8, 8)
+    y = torch.randint(0, 3, (37, 8, 8)) if with_labels else None
+    xa, ya = geometric(x, y, torch.Generator().manual_seed(4))
+    xb, yb = _one_by_one(x, y, torch.Generator().manual_seed(4))
+    assert torch.equal(xa, xb) and xa.is_contiguous()
+    assert (ya is None and yb is None) or torch.equal(ya, yb)
