@@ -240,6 +240,8 @@ class OutputsConfig(_Section):
 class TrainingConfig(_Section):
     learning_rate: Number = Field(1e-5, gt=0, le=1, description="Learning rate (Adam) of generator and critic")
     batch_size: Int = Field(128, ge=1, le=65536, description="Batch size")
+    batch_scaling: Int = Field(1, ge=1, le=1024, description="Larger-batch mode for an idle GPU: batch_size x this "
+                               "and learning_rate x its square root; 1 = as given")
     adversarial_loss: Annotated[Literal["wasserstein"], AnyCase] = Field(
         "wasserstein", description="Type of adversarial loss: Wasserstein (Arjovsky et al. 2017) with gradient "
         "penalty")

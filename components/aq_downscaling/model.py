@@ -54,6 +54,7 @@ class Generator(nn.Module):
         self.factor, self.noise_channels = factor, noise_channels
         self.stages = int(round(math.log2(factor)))
         self.register_buffer("skip", torch.tensor(list(skip) if skip else [-1] * out_channels, dtype=torch.long))
+        self.has_skip = any(i >= 0 for i in skip)  # known here: testing the buffer would wait for a GPU per call
         self.head = nn.Conv2d(lr_channels + static_channels + noise_channels, filters, 3, padding=1)
         self.blocks = nn.Sequential(*[ResBlock(filters) for _ in range(residual_blocks)])
         self.body = nn.Conv2d(filters, filters, 3, padding=1)
@@ -82,7 +83,7 @@ class Generator(nn.Module):
             size = tuple(f.shape[-2:])
             f = up(torch.cat([f, pool_to(static, size), pool_to(noise, size, rescale=True)], 1))
         out = self.tail(torch.cat([f, static], 1))
-        if bool((self.skip >= 0).any()):
+        if self.has_skip:
             base = F.interpolate(lr, scale_factor=self.factor, mode="bilinear", align_corners=False)
             idx = self.skip.clamp(min=0)
             out = out + base[:, idx] * (self.skip >= 0).to(out.dtype)[None, :, None, None]

@@ -229,7 +229,7 @@ def run_train(cfg: Config, dataset: str | None, start: str, end: str, resume: bo
     import torch
 
     from .generation import save_model
-    from .training import TrainData, arch_of, select_device, train
+    from .training import TrainData, arch_of, batch_and_rate, select_device, train
 
     started = dt.datetime.now(dt.timezone.utc)
     t0, t1 = _dates(start, end)
@@ -257,9 +257,10 @@ def run_train(cfg: Config, dataset: str | None, start: str, end: str, resume: bo
     arch = arch_of(cfg, first.lr_vars, first.hr_vars, first.static_vars)
     data = TrainData(torch.from_numpy(lr_n), torch.from_numpy(hr_n), torch.from_numpy(st_n.astype(np.float32)),
                      torch.from_numpy(pos.astype(np.int64)), {"variables": variables})
+    batch, rate = batch_and_rate(cfg.training.batch_size, cfg.training.learning_rate, cfg.training.batch_scaling)
     log.info("training srgan on %d tiles (%s..%s) on %s: %d epochs, batch %d, lr %g", lr_n.shape[0],
              D.fmt_time(times.min()), D.fmt_time(times.max()), device, cfg.training.epochs,
-             min(cfg.training.batch_size, lr_n.shape[0]), cfg.training.learning_rate)
+             min(batch, lr_n.shape[0]), rate)
     local_models = None if storage.is_s3(models_dir) else Path(models_dir)
     with _staged(models_dir) as (work, stage, published):
         ckpt_dir = (local_models / "checkpoints") if local_models else work / "checkpoints"

@@ -75,6 +75,14 @@ def run(input_dir: str, mc_dir: str, params: ClassifyParams, output_dir: str) ->
 # -- inference engines ---------------------------------------------------------------------
 
 
+def choose_engine(engine: str, cuda_available: bool) -> tuple[str, str]:
+    """(engine kind, device) for ``--engine``: ``auto`` is PyTorch on the GPU when CUDA is present,
+    else ONNX Runtime on the CPU; ``torch`` runs on the GPU when present, else on the CPU."""
+    if engine == "torch" or (engine == "auto" and cuda_available):
+        return "torch", "cuda" if cuda_available else "cpu"
+    return "onnxruntime", "cpu"
+
+
 class Engine:
     """Class ids of pixel time series [n, timesteps, bands] float32.
 
@@ -90,11 +98,10 @@ class Engine:
         self.class_ids = np.asarray(info.class_ids, np.uint8)
         self.batch = params.batch_pixels
         self.pool = None
-        use_torch = params.engine == "torch" or (params.engine == "auto" and torch.cuda.is_available())
-        self.kind = "torch" if use_torch else "onnxruntime"
+        self.kind, device = choose_engine(params.engine, torch.cuda.is_available())
         threads = params.threads or usable_cpus()
-        if use_torch:
-            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.kind == "torch":
+            self.device = torch.device(device)
             self.model = model.to(self.device).eval()
             if self.device.type == "cpu":
                 torch.set_num_threads(threads)

@@ -27,12 +27,18 @@ class TrainParams(ServiceParams):
     bidirectional: bool = param(False, "Bidirectional LSTM")
     seed: int = param(0, "Random seed of the initial weights and the shuffling", minimum=0)
     device: Literal["auto", "cpu", "cuda"] = param("auto", "Training device: auto uses the GPU when one is present")
+    batch_scaling: int = param(1, "Larger-batch mode for an idle GPU: train with batch_size x this (a power of 2) "
+                               "and learning_rate x its square root; 1 = batch_size and learning_rate as given",
+                               minimum=1, maximum=1024)
     model_name: str = param("crop_lstm", "Base name of the model files (<name>.h5, <name>.onnx)")
 
     def __post_init__(self):
         b = self.batch_size
         if isinstance(b, int) and (b <= 2 or b & (b - 1)):
             raise InvalidParameter("batch_size", b, "a power of 2 greater than 2 (4, 8, 16, 32, ...)")
+        k = self.batch_scaling
+        if isinstance(k, int) and k & (k - 1):
+            raise InvalidParameter("batch_scaling", k, "a power of 2 (1 = off, 2, 4, ..., 1024)")
         if isinstance(self.learning_rate, (int, float)) and self.learning_rate >= 1:
             raise InvalidParameter("learning_rate", self.learning_rate, "a number > 0 and < 1")
         name = self.model_name.strip()

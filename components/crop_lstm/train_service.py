@@ -181,7 +181,7 @@ def _run(input_dir: str, params: TrainParams, output_dir: str, local_out: Path |
         with steps.step(f"train {params.n_epochs} epochs on {device}"):
             history = fit(model, x, y_idx, xv, yv_idx, epochs=params.n_epochs, batch_size=params.batch_size,
                           learning_rate=params.learning_rate, class_weights=bool(params.class_weights),
-                          seed=params.seed, device=device, class_ids=class_ids)
+                          seed=params.seed, device=device, class_ids=class_ids, batch_scaling=params.batch_scaling)
         with steps.step("evaluate"):
             eval_x, eval_y, split = (xv, yv, "validation") if xv is not None else (x, y, "training")
             pred = np.asarray(class_ids)[predict_logits(model, eval_x).argmax(1)]

@@ -13,32 +13,61 @@ NOISE = 0.02
 
 
 def geometric(x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator):
-    """Per sample: one of the 8 symmetries of the square."""
+    """Per sample: one of the 8 symmetries of the square. The samples are grouped by symmetry, so
+    a batch costs at most 8 flips and rotations instead of one per sample (on a GPU each is a
+    kernel launch); the result is the same as transforming the samples one by one."""
     n = x.shape[0]
     flips = torch.randint(0, 2, (n,), generator=generator).tolist()
     turns = torch.randint(0, 4, (n,), generator=generator).tolist()
-    xs, ys = [], []
-    for i in range(n):
-        xi = x[i]
-        yi = None if y is None else y[i]
-        if flips[i]:
-            xi = xi.flip(-1)
-            yi = None if yi is None else yi.flip(-1)
-        if turns[i]:
-            xi = torch.rot90(xi, turns[i], (-2, -1))
-            yi = None if yi is None else torch.rot90(yi, turns[i], (-2, -1))
-        xs.append(xi)
-        ys.append(yi)
-    return torch.stack(xs), None if y is None else torch.stack(ys)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, key in enumerate(zip(flips, turns)):
+        groups.setdefault(key, []).append(i)
+    order = _index([i for members in groups.values() for i in members], x.device)
+    parts = []
+    for source in (x, y):
+        if source is None:
+            parts.append(None)
+            continue
+        sorted_ = source[order]
+        pieces, start = [], 0
+        for (flip, turn), members in groups.items():
+            piece = sorted_[start:start + len(members)]
+            start += len(members)
+            if flip:
+                piece = piece.flip(-1)
+            if turn:
+                piece = torch.rot90(piece, turn, (-2, -1))
+            pieces.append(piece)
+        grouped = torch.cat(pieces)
+        parts.append(torch.empty_like(grouped).index_copy_(0, order, grouped))  # back to the batch order
+    return parts[0], parts[1]
+
+
+def _index(values: list[int], device: torch.device) -> torch.Tensor:
+    return _to(torch.tensor(values, dtype=torch.long), device)
+
+
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on ``device``; to a GPU through pinned memory, so the host does not wait."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def radiometric(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
-    """Gain/offset per sample and band plus noise, on normalised data (N, C, H, W)."""
+    """Gain/offset per sample and band plus noise, on normalised data (N, C, H, W). On a GPU the
+    pixel noise is drawn there, from a generator seeded by ``generator`` (drawing it on the host
+    and copying it would cost more than the training step)."""
     n, c = x.shape[:2]
     gain = 1 + strength * GAIN * (2 * torch.rand((n, c, 1, 1), generator=generator) - 1)
     offset = strength * OFFSET * torch.randn((n, c, 1, 1), generator=generator)
-    noise = strength * NOISE * torch.randn(x.shape, generator=generator)
-    return x * gain.to(x.device) + offset.to(x.device) + noise.to(x.device)
+    if x.device.type == "cuda":
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+        device_gen = torch.Generator(device=x.device).manual_seed(seed)
+        noise = strength * NOISE * torch.randn(x.shape, generator=device_gen, device=x.device, dtype=x.dtype)
+    else:
+        noise = strength * NOISE * torch.randn(x.shape, generator=generator)
+    return x * _to(gain, x.device) + _to(offset, x.device) + noise.to(x.device)
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):

@@ -69,6 +69,8 @@ class S2PatchClassifierParams(ServiceParams):
     predict_input: Optional[str] = param(
         None, "Action full: tiles to classify after training (default: the input tiles)")
     device: Literal["auto", "cpu", "cuda"] = param("auto", "Where to train and predict (auto: CUDA when present)")
+    batch_scaling: int = param(1, "Larger-batch training for an idle GPU: batches of batch_size x this and lr x its "
+                               "square root (e.g. 8 with -b 16: batches of 128); 1 = as given", minimum=1, maximum=64)
     seed: int = param(0, "Random seed (patch split, initialisation, sampling, augmentation)", minimum=0)
 
     def __post_init__(self):

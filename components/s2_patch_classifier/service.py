@@ -289,14 +289,14 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
     cfg = TrainConfig(criterion=params.criterion, epochs=params.epochs, batch_size=params.batch_size, lr=params.lr,
                       data_aug=params.data_aug, val_fraction=params.val_fraction, seed=params.seed,
                       device=device.type, encoder=params.encoder, width=params.width, pretrained_encoder=state,
-                      stats=stats)
+                      stats=stats, batch_scaling=params.batch_scaling)
     with steps.step("train"):
         res = train(ps, cfg)
     classes = ps.index["classes"]
     meta = modelio.base_meta(Arch(len(ps.bands), len(classes), params.encoder, params.width), ps.bands, classes,
                              ps.index["patch_size"], stats or ps.stats, ps.index["simplified"])
     meta["training"] = {"criterion": params.criterion, "epochs": params.epochs, "batch_size": params.batch_size,
-                        "lr": params.lr, "data_aug": params.data_aug, "pretrained": params.pretrained,
+                        "batch_scaling": params.batch_scaling, "lr": params.lr, "data_aug": params.data_aug, "pretrained": params.pretrained,
                         "quantize": params.quantize,
                         "patches": len(ps), "best_epoch": res.metrics["best_epoch"]}
     name = model_name(params)

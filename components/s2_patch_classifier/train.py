@@ -8,6 +8,14 @@
   pixel (when both kinds exist).
 - Optimiser: Adam at ``lr`` with cosine decay over the epochs; bf16 autocast on CUDA.
 - Model selection: the epoch with the best mean foreground IoU on the validation patches.
+- Larger-batch mode (``batch_scaling`` k > 1): batches of k x ``batch_size`` and the learning
+  rate x sqrt(k), for a GPU that the seed's small batches leave idle.
+
+On CUDA the steps never wait for the GPU: the patches are copied to GPU memory once when they fit
+in a quarter of the free memory (else each batch is gathered on the host while the GPU runs the
+previous step, pinned and copied without blocking), the epoch's loss is summed on the device and
+the confusion matrix is counted there, both read once per epoch, and Adam runs fused. The CPU
+computes what it did before (same batches, same operations; the same sums in float64).
 """
 
 from __future__ import annotations
@@ -26,12 +34,14 @@ from components.common.errors import ServiceError
 from . import augment as aug
 from .data import IGNORE
 from .losses import LOSSES
-from .metrics import confusion, scores
+from .metrics import scores
 from .model import Arch, UNet, build
 from .patches import PatchSet
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 16
+GPU_EVAL_BATCH = 256
+RESIDENT_SHARE = 4  # patch arrays go to the GPU when they fill at most 1/4 of its free memory
 FOREGROUND_SHARE = 0.5
 
 
@@ -50,6 +60,7 @@ class TrainConfig:
     pretrained_encoder: dict | None = None   # state dict of ResNetEncoder
     stats: dict | None = None                # normalisation; default: the patch set's
     max_seconds: float | None = None         # stop after the epoch that crosses this budget
+    batch_scaling: int = 1                   # larger-batch mode: batch x k, lr x sqrt(k)
 
 
 @dataclass
@@ -97,23 +108,74 @@ def make_model(patches: PatchSet, cfg: TrainConfig) -> UNet:
     return model
 
 
-def _batch(array: np.ndarray, idx, device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array[np.sort(idx)])).to(device, non_blocking=True)
+def scaled(batch_size: int, lr: float, batch_scaling: int) -> tuple[int, float]:
+    """Batch size and learning rate of the larger-batch mode (square-root rule for Adam)."""
+    if batch_scaling <= 1:
+        return batch_size, lr
+    return batch_size * batch_scaling, lr * batch_scaling ** 0.5
+
+
+def adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam, fused on CUDA (one kernel per step); the CPU keeps the default implementation."""
+    if device.type == "cuda":
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    return torch.optim.Adam(params, lr=lr)
+
+
+class Batches:
+    """Patches and labels by index, on the training device. Indexes are sorted first (a memmap
+    reads faster in order; the batch order does not matter to the loss)."""
+
+    def __init__(self, patches: PatchSet, device: torch.device):
+        self.patches, self.device = patches, device
+        self.images = self.labels = None
+        if device.type == "cuda":
+            need = patches.images.nbytes + (patches.labels.nbytes if patches.labels is not None else 0)
+            free, _ = torch.cuda.mem_get_info(device)
+            if need * RESIDENT_SHARE <= free:
+                self.images = _to_device(patches.images, device)
+                self.labels = _to_device(patches.labels, device) if patches.labels is not None else None
+        self.resident = self.images is not None
+
+    def __call__(self, idx: np.ndarray, labels: bool = True):
+        idx = np.sort(idx)
+        if self.resident:
+            i = torch.from_numpy(idx).pin_memory().to(self.device, non_blocking=True)
+            return self.images[i], (self.labels[i].long() if labels else None)
+        x = self._host(self.patches.images, idx)
+        y = self._host(self.patches.labels, idx).long() if labels else None
+        return x, y
+
+    def _host(self, array: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(array[idx]))
+        if self.device.type == "cuda":  # pinned: the copy runs on the GPU's copy engine, the host goes on
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+
+def _to_device(array: np.ndarray, device, rows: int = 4096) -> torch.Tensor:
+    """A (memory-mapped) array on the device, copied in slices (no full host copy at once)."""
+    out = torch.empty(array.shape, dtype=torch.from_numpy(array[:1].copy()).dtype, device=device)
+    for s in range(0, len(array), rows):
+        out[s:s + rows].copy_(torch.from_numpy(np.ascontiguousarray(array[s:s + rows])))
+    return out
 
 
 @torch.no_grad()
-def evaluate(model: UNet, patches: PatchSet, index: np.ndarray, device) -> np.ndarray:
-    """Confusion matrix of the model on the patches ``index``."""
+def evaluate(model: UNet, patches: PatchSet, index: np.ndarray, device, batches: Batches | None = None) -> np.ndarray:
+    """Confusion matrix of the model on the patches ``index``, counted on the device."""
     k = len(patches.index["classes"])
-    cm = np.zeros((k, k), np.int64)
+    batches = batches or Batches(patches, device)
+    cm = torch.zeros(k * k + 1, dtype=torch.int64, device=device)  # last bin: IGNORE pixels
+    step = GPU_EVAL_BATCH if device.type == "cuda" else EVAL_BATCH
     model.eval()
-    for s in range(0, len(index), EVAL_BATCH):
-        idx = np.sort(index[s:s + EVAL_BATCH])
-        x = _batch(patches.images, idx, device)
+    for s in range(0, len(index), step):
+        x, y = batches(index[s:s + step])
         with _autocast(device):
-            pred = model(x).argmax(1).cpu().numpy()
-        cm += confusion(pred, np.asarray(patches.labels[idx]), k)
-    return cm
+            pred = model(x).argmax(1)
+        code = torch.where(y == IGNORE, k * k, y * k + pred).flatten()
+        cm.index_add_(0, code, torch.ones_like(code))
+    return cm[:-1].view(k, k).cpu().numpy()
 
 
 def _autocast(device):
@@ -133,27 +195,33 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     train_idx, val_idx = split(len(patches), cfg.val_fraction, cfg.seed)
     eval_idx = val_idx if len(val_idx) else train_idx
     model = make_model(patches, cfg).to(device)
+    batch_size, lr = scaled(cfg.batch_size, cfg.lr, cfg.batch_scaling)
+    batches = Batches(patches, device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     loss_fn = LOSSES[cfg.criterion]
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    steps_per_epoch = max(1, math.ceil(len(train_idx) / cfg.batch_size))
+    optimiser = adam(model.parameters(), lr, device)
+    steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.epochs * steps_per_epoch)
     weights = sampling_weights(patches.labels, train_idx)
     classes = patches.index["classes"]
     best, best_state, best_epoch, history = -1.0, None, 0, []
     started = time.perf_counter()
-    log.info("training %s/%d on %s: %d training and %d validation patches, %d steps per epoch",
-             cfg.encoder, cfg.width, device, len(train_idx), len(val_idx), steps_per_epoch)
+    log.info("training %s/%d on %s: %d training and %d validation patches, %d steps per epoch of %d%s",
+             cfg.encoder, cfg.width, device, len(train_idx), len(val_idx), steps_per_epoch, batch_size,
+             " (patches held in GPU memory)" if batches.resident else "")
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        draw = train_idx[rng.choice(len(train_idx), size=steps_per_epoch * cfg.batch_size, p=weights)]
-        total, seen = 0.0, 0
+        draw = train_idx[rng.choice(len(train_idx), size=steps_per_epoch * batch_size, p=weights)]
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        seen = 0
+        nxt = batches(draw[:batch_size])
         for s in range(steps_per_epoch):
-            idx = draw[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            x = _batch(patches.images, idx, device)
-            y = _batch(patches.labels, idx, device).long()
+            idx = draw[s * batch_size:(s + 1) * batch_size]
+            x, y = nxt
+            if s + 1 < steps_per_epoch:  # gather the next batch while the device runs this one
+                nxt = batches(draw[(s + 1) * batch_size:(s + 2) * batch_size])
             with _autocast(device):
                 xn = model.normalise(x)
                 if cfg.data_aug:
@@ -165,9 +233,10 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
             loss.backward()
             optimiser.step()
             schedule.step()
-            total += loss.item() * len(idx)
+            total += loss.detach().double() * len(idx)
             seen += len(idx)
-        cm = evaluate(model, patches, eval_idx, device)
+        total = float(total)
+        cm = evaluate(model, patches, eval_idx, device, batches)
         sc = scores(cm, classes)
         score = sc["mean_foreground_iou"] if sc["mean_foreground_iou"] is not None else (sc["mean_iou"] or 0.0)
         history.append({"epoch": epoch, "loss": round(total / max(seen, 1), 6), "val_mean_iou": sc["mean_iou"],
@@ -181,7 +250,8 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
             log.info("time budget of %.0f s reached after epoch %d", cfg.max_seconds, epoch)
             break
     model.load_state_dict(best_state)
-    cm = evaluate(model, patches, eval_idx, device)
+    cm = evaluate(model, patches, eval_idx, device, batches)
+    del batches
     model = model.cpu().to(memory_format=torch.contiguous_format).eval()
     metrics = scores(cm, classes)
     metrics.update({"evaluated_on": "validation patches" if len(val_idx) else "training patches (no validation split)",

@@ -1,0 +1,118 @@
+"""The training loop keeps its CPU results: ``fit`` against a plain mini-batch loop (the loop as it
+was before the device-side loss sums and fused Adam), same seed, same data; and the larger-batch
+mode is the plain loop at the scaled batch size and learning rate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from components.common.errors import InvalidParameter
+from components.crop_lstm.model import CropLSTM, ModelConfig, normalisation
+from components.crop_lstm.params import TrainParams
+from components.crop_lstm.training import adam, fit, scaled
+
+torch.set_num_threads(1)
+CLASSES = [3, 7, 9]
+
+
+def _data(n=100, t=6, b=4, seed=1):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(CLASSES), n)
+    x = (rng.normal(1000, 300, (n, t, b)) + y[:, None, None] * 150).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = 0  # missing observations
+    return x, y
+
+
+def _model(x, seed=0):
+    torch.manual_seed(seed)
+    m = CropLSTM(ModelConfig(x.shape[2], x.shape[1], len(CLASSES), hidden_size=8, num_layers=2, dropout=0.2))
+    m.set_normalisation(*normalisation(x))
+    return m
+
+
+def _plain_loop(model, x, y, xv, yv, *, epochs, batch_size, learning_rate, seed):
+    """Per-step host reads, default Adam: the reference."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    rows = []
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(xt), generator=gen)
+        total, correct = 0.0, 0
+        for i in range(0, len(xt), batch_size):
+            idx = order[i:i + batch_size]
+            opt.zero_grad(set_to_none=True)
+            logits = model(xt[idx])
+            loss = loss_fn(logits, yt[idx])
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            correct += int((logits.detach().argmax(1) == yt[idx]).sum())
+        model.eval()
+        with torch.no_grad():
+            yvt = torch.from_numpy(yv.astype(np.int64))
+            known = yvt >= 0
+            vloss = float(loss_fn(model(torch.from_numpy(xv))[known], yvt[known]))
+        rows.append((total / len(xt), correct / len(xt), vloss))
+    return rows
+
+
+@pytest.mark.parametrize("batch_size", [16, 32])
+def test_fit_on_cpu_equals_the_plain_loop(batch_size):
+    x, y = _data()
+    xv, yv = _data(40, seed=2)
+    yv[:3] = -1  # a class the model has no output for: an error, not in the loss
+    a, b = _model(x), _model(x)
+    hist = fit(a, x, y, xv, yv, epochs=3, batch_size=batch_size, learning_rate=1e-2, class_weights=False, seed=5,
+               device=torch.device("cpu"), class_ids=CLASSES)
+    ref = _plain_loop(b, x, y, xv, yv, epochs=3, batch_size=batch_size, learning_rate=1e-2, seed=5)
+    for p, q in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(p, q)
+    for row, (loss, acc, vloss) in zip(hist.epochs, ref):
+        assert row["loss"] == loss and row["accuracy"] == acc
+        assert row["val_loss"] == pytest.approx(vloss, rel=1e-5)
+
+
+def test_larger_batch_mode_is_the_plain_loop_at_the_scaled_batch():
+    x, y = _data()
+    xv, yv = _data(20, seed=3)
+    a, b = _model(x), _model(x)
+    fit(a, x, y, xv, yv, epochs=2, batch_size=8, learning_rate=1e-3, class_weights=False, seed=0,
+        device=torch.device("cpu"), class_ids=CLASSES, batch_scaling=4)
+    _plain_loop(b, x, y, xv, yv, epochs=2, batch_size=32, learning_rate=2e-3, seed=0)
+    for p, q in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(p, q)
+
+
+def test_scaling_rule_and_its_parameter():
+    assert scaled(32, 1e-3, 1) == (32, 1e-3)
+    assert scaled(32, 1e-3, 32) == (1024, pytest.approx(1e-3 * 32 ** 0.5))
+    assert scaled(32, 0.2, 64)[1] == 0.5  # capped: TrainParams wants a rate below 1
+    assert TrainParams().batch_scaling == 1
+    assert TrainParams(batch_scaling=32).batch_scaling == 32
+    with pytest.raises(InvalidParameter, match="batch_scaling"):
+        TrainParams(batch_scaling=3)
+
+
+def test_adam_is_fused_only_on_cuda():
+    p = [nn.Parameter(torch.zeros(2))]
+    assert not adam(p, 1e-3, torch.device("cpu")).defaults.get("fused")
+    if torch.cuda.is_available():
+        q = [nn.Parameter(torch.zeros(2, device="cuda"))]
+        assert adam(q, 1e-3, torch.device("cuda")).defaults["fused"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fit_on_cuda_learns_and_returns_a_cpu_model():
+    x, y = _data(400)
+    model = _model(x)
+    hist = fit(model, x, y, x[:50], y[:50], epochs=8, batch_size=8, learning_rate=1e-2, class_weights=True, seed=0,
+               device=torch.device("cuda"), class_ids=CLASSES, batch_scaling=4)
+    assert hist.epochs[-1]["loss"] < hist.epochs[0]["loss"]
+    assert all(p.device.type == "cpu" for p in model.parameters())
