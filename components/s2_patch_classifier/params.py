@@ -69,6 +69,9 @@ class S2PatchClassifierParams(ServiceParams):
     predict_input: Optional[str] = param(
         None, "Action full: tiles to classify after training (default: the input tiles)")
     device: Literal["auto", "cpu", "cuda"] = param("auto", "Where to train and predict (auto: CUDA when present)")
+    engine: Literal["auto", "onnxruntime", "torch"] = param(
+        "auto", "Prediction engine: auto = ONNX Runtime on CPU (a PyTorch model is exported once and "
+        "cached), PyTorch on CUDA; onnxruntime; torch (PyTorch model files only, bf16 where the CPU has it)")
     seed: int = param(0, "Random seed (patch split, initialisation, sampling, augmentation)", minimum=0)
 
     def __post_init__(self):
