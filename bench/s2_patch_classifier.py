@@ -9,8 +9,9 @@ evaluation differs:
 - ``plain``: the model as trained, ``model.eval()``, ``torch.no_grad()``, one window at a time,
   fp32 (a plain torch loop);
 - ``default``: what ``-action predict`` uses for a PyTorch model file on CPU (``--engine auto``):
-  the file saved, opened with ``open_predictor`` (exported to ONNX into an empty cache and checked:
-  ``default_open_s``), ONNX Runtime fp32;
+  the file saved and opened with ``open_predictor`` (``open_s``: loading, the engine's check);
+- ``onnxruntime``: ``--engine onnxruntime``: the file exported to ONNX into an empty cache and
+  checked (in ``open_s``), ONNX Runtime fp32;
 - ``torch-fast``: ``--engine torch``: batch-norms folded into the convolutions, channels-last,
   windows batched, ``inference_mode``, bf16 autocast where the CPU has native bf16
   (AVX512-BF16/AMX), else fp32;
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch/ORT threads (0: all cores)")
-    ap.add_argument("--engines", default="default,torch-fast,torch-fast-fp32,onnxruntime-int8",
+    ap.add_argument("--engines", default="default,onnxruntime,torch-fast,torch-fast-fp32,onnxruntime-int8",
                     help="comma-separated engines to time beside plain")
     args = ap.parse_args(argv)
     print(json.dumps(run(args), indent=2))
@@ -113,16 +114,18 @@ def run(args) -> dict:
         engines["torch-fast"] = TorchPredictor(fresh_model(), meta, torch.device("cpu"))
     if "torch-fast-fp32" in wanted:
         engines["torch-fast-fp32"] = TorchPredictor(fresh_model(), meta, torch.device("cpu"), precision="fp32")
-    open_s = quantize_s = default_engine = None
+    quantize_s = default_engine = None
+    open_s = {}
     saved_cache = os.environ.get(CACHE_ENV)
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ[CACHE_ENV] = tmp  # an empty cache: the first open exports
-        if "default" in wanted:
-            pt = modelio.save_pytorch(Path(tmp) / "model.pt", fresh_model(), meta)
-            t0 = time.perf_counter()
-            engines["default"] = open_predictor(pt, torch.device("cpu"), threads=threads)
-            open_s = time.perf_counter() - t0
-            default_engine = engines["default"].engine
+        os.environ[CACHE_ENV] = tmp  # an empty cache: the first ONNX Runtime open exports
+        pt = modelio.save_pytorch(Path(tmp) / "model.pt", fresh_model(), meta)
+        for name, engine in (("default", "auto"), ("onnxruntime", "onnxruntime")):
+            if name in wanted:
+                t0 = time.perf_counter()
+                engines[name] = open_predictor(pt, torch.device("cpu"), engine=engine, threads=threads)
+                open_s[name] = round(time.perf_counter() - t0, 1)
+        default_engine = engines["default"].engine if "default" in engines else None
         if "onnxruntime-int8" in wanted:
             from components.s2_patch_classifier.onnx_export import export, quantize_int8
 
@@ -160,7 +163,7 @@ def run(args) -> dict:
         "default_engine": default_engine,
         "target": ">= 3 x plain",
         "target_met_by": [k for k, v in best.items() if k != "plain" and best["plain"] / v >= 3.0],
-        "default_open_s": None if open_s is None else round(open_s, 1),
+        "open_s": open_s,
         "int8_quantization_s": None if quantize_s is None else round(quantize_s, 1),
         "cpu": {"model": _cpu_name(), "cores": os.cpu_count(), "threads": threads, "bf16_native": bf16_native(),
                 "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)]},

@@ -174,14 +174,9 @@ def cached_export(model: UNet, meta: dict, source: Path, force: bool = False) ->
 def check_export(model: UNet, path: Path, meta: dict, name: str) -> float:
     """ONNX Runtime must give PyTorch's probabilities on two windows of plausible band values
     (the model's normalisation statistics); returns the largest difference."""
-    from .predict import OnnxPredictor
+    from .predict import OnnxPredictor, probe_windows
 
-    stats, p = meta["stats"], meta["patch_size"]
-    rng = np.random.default_rng(0)
-    shape = (2, len(meta["bands"]), p, p)
-    mean = np.asarray(stats["mean"], np.float32)[:, None, None]
-    std = np.asarray(stats["std"], np.float32)[:, None, None]
-    x = (mean + std * rng.standard_normal(shape, np.float32)).astype(np.float32)
+    x = probe_windows(meta)
     with torch.inference_mode():
         ref = torch.softmax(model.eval()(torch.from_numpy(x)), dim=1).numpy()
     got = OnnxPredictor(path, meta, torch.device("cpu"), name=name)(x)

@@ -70,8 +70,10 @@ class S2PatchClassifierParams(ServiceParams):
         None, "Action full: tiles to classify after training (default: the input tiles)")
     device: Literal["auto", "cpu", "cuda"] = param("auto", "Where to train and predict (auto: CUDA when present)")
     engine: Literal["auto", "onnxruntime", "torch"] = param(
-        "auto", "Prediction engine: auto = ONNX Runtime on CPU (a PyTorch model is exported once and "
-        "cached), PyTorch on CUDA; onnxruntime; torch (PyTorch model files only, bf16 where the CPU has it)")
+        "auto", "Prediction engine: auto = the fastest keeping the fp32 probabilities to 1e-3 (CPU with "
+        "native bf16: PyTorch bf16, checked on probe windows; other CPUs: ONNX Runtime, a PyTorch model "
+        "exported once and cached; CUDA: PyTorch bf16); onnxruntime (fp32); torch (PyTorch files, bf16 "
+        "where native, unchecked)")
     seed: int = param(0, "Random seed (patch split, initialisation, sampling, augmentation)", minimum=0)
 
     def __post_init__(self):

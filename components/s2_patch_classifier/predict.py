@@ -8,17 +8,23 @@ largest sum wins. The tile is processed one row of windows at a time: memory hol
 
 Engines (``--engine``):
 
-- ``auto`` (default): ONNX Runtime on CPU, PyTorch on CUDA;
+- ``auto`` (default): the fastest engine that keeps the fp32 model's class probabilities to
+  ``BF16_TOLERANCE`` (1e-3). On a CPU with native bf16 (AVX512-BF16/AMX) that is PyTorch in bf16,
+  checked against fp32 on two probe windows when the model is opened (beyond the tolerance:
+  ONNX Runtime); on other CPUs ONNX Runtime fp32; on CUDA PyTorch bf16. ONNX files always run
+  in ONNX Runtime;
 - ``onnxruntime``: ONNX files as they are; PyTorch files exported to ONNX once per file, cached
-  and checked against PyTorch (:func:`onnx_export.cached_export`). fp32 throughout, so the
-  probabilities are PyTorch's to about 1e-6, and on CPU the fastest of the exact engines:
-  graph optimisations (convolutions fused with their activations and additions, blocked
-  memory layout), as many threads as the pod's CPU limit allows, up to 8 windows per call;
+  and checked against PyTorch (:func:`onnx_export.cached_export`). fp32 throughout (PyTorch's
+  probabilities to about 1e-7), graph optimisations (convolutions fused with their activations
+  and additions, blocked memory layout), as many threads as the pod's CPU limit allows;
 - ``torch`` (PyTorch files only): batch-norms folded into the convolutions, channels-last
   memory, windows batched, ``inference_mode``, and bf16 autocast where the CPU has native bf16
-  (AVX512-BF16/AMX) or on CUDA (``precision`` picks fp32 or bf16 by hand). bf16 keeps 8 bits
-  of mantissa: the probabilities move by up to about 1e-3 (4e-4 on the bench's ResNet-50),
-  which is why it is not the CPU default.
+  or on CUDA (``precision`` picks fp32 or bf16 by hand), unchecked.
+
+Where the time goes (``bench/s2_patch_classifier.py``): the plain fp32 loop already runs the
+convolutions near the CPU's fp32 peak, so an exact fp32 engine gains little (batching, fusions);
+bf16 doubles the arithmetic rate where the CPU has it; int8 (``--quantize int8``) quadruples it
+at a larger cost in accuracy.
 
 Output: a Cloud Optimized GeoTIFF (uint8 label values, 255 = no data) on the input's grid (CRS
 and transform), with a colour table, plus a coloured quicklook PNG and a STAC item.
@@ -54,6 +60,8 @@ EDGE_WEIGHT = 0.1
 # windows are split into equal calls
 BATCH_PIXELS = {"cpu": 8 * 256 * 256, "cuda": 64 * 256 * 256}
 ENGINES = ("auto", "onnxruntime", "torch")
+# the largest change of a class probability the default engine may make against the fp32 model
+BF16_TOLERANCE = 1e-3
 
 
 def bf16_native() -> bool:
@@ -127,26 +135,54 @@ class OnnxPredictor(Predictor):
         return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
 
 
-def resolve_engine(engine: str, device: torch.device) -> str:
-    if engine not in ENGINES:
-        raise InvalidParameter("engine", engine, "one of " + ", ".join(ENGINES))
-    if engine == "auto":
-        return "torch" if device.type == "cuda" else "onnxruntime"
-    return engine
+def probe_windows(meta: dict, n: int = 2) -> np.ndarray:
+    """``n`` windows of plausible raw band values (the model's normalisation statistics, Gaussian)
+    to compare two engines on before a tile is read."""
+    rng = np.random.default_rng(0)
+    stats, p = meta["stats"], meta["patch_size"]
+    mean = np.asarray(stats["mean"], np.float32)[:, None, None]
+    std = np.asarray(stats["std"], np.float32)[:, None, None]
+    return (mean + std * rng.standard_normal((n, len(meta["bands"]), p, p), np.float32)).astype(np.float32)
 
 
 def open_predictor(model_file: str | Path, device: torch.device, precision: str = "auto", engine: str = "auto",
                    threads: int | None = None) -> Predictor:
     """The predictor for a model file: ``engine`` as for ``--engine`` (see the module's doc)."""
+    if engine not in ENGINES:
+        raise InvalidParameter("engine", engine, "one of " + ", ".join(ENGINES))
     path = Path(model_file)
-    engine = resolve_engine(engine, device)
     if path.suffix.lower() == ".onnx":
         if engine == "torch":
             raise InvalidParameter("engine", engine, f"auto or onnxruntime for the ONNX model file {path.name}")
         return OnnxPredictor(path, read_meta(path), device, threads)
     model, meta = load_pytorch(path)
-    if engine == "torch":
+    if engine == "torch" or (engine == "auto" and device.type == "cuda"):
         return TorchPredictor(model, meta, device, precision)
+    if engine == "auto" and precision != "fp32" and bf16_native():
+        predictor = _checked_bf16(model, meta, device, path.name)
+        if predictor is not None:
+            return predictor
+        model, meta = load_pytorch(path)  # bf16 folded the batch-norms of the first copy
+    return _onnx(model, meta, path, device, threads)
+
+
+def _checked_bf16(model, meta: dict, device: torch.device, name: str) -> Predictor | None:
+    """PyTorch in bf16 when its probabilities stay within BF16_TOLERANCE of the fp32 model's on
+    probe windows; None (and a log line) when they do not."""
+    x = probe_windows(meta)
+    with torch.inference_mode():
+        ref = torch.softmax(model.eval()(torch.from_numpy(x)), dim=1).numpy()
+    predictor = TorchPredictor(model, meta, device, "bf16")
+    diff = float(np.abs(predictor(x) - ref).max())
+    if diff <= BF16_TOLERANCE:
+        log.info("%s: bf16 within %.1e of fp32 on probe windows: PyTorch bf16", name, diff)
+        return predictor
+    log.info("%s: bf16 differs from fp32 by %.1e (> %g) on probe windows: ONNX Runtime fp32", name, diff,
+             BF16_TOLERANCE)
+    return None
+
+
+def _onnx(model, meta: dict, path: Path, device: torch.device, threads: int | None) -> Predictor:
     from .onnx_export import cached_export
 
     onnx_path = cached_export(model, meta, path)
