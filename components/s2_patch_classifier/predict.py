@@ -21,10 +21,10 @@ Engines (``--engine``):
   memory, windows batched, ``inference_mode``, and bf16 autocast where the CPU has native bf16
   or on CUDA (``precision`` picks fp32 or bf16 by hand), unchecked.
 
-Where the time goes (``bench/s2_patch_classifier.py``): the plain fp32 loop already runs the
-convolutions near the CPU's fp32 peak, so an exact fp32 engine gains little (batching, fusions);
-bf16 doubles the arithmetic rate where the CPU has it; int8 (``--quantize int8``) quadruples it
-at a larger cost in accuracy.
+Where the time goes (``bench/s2_patch_classifier.py``): nearly all of it in the convolutions,
+which a plain fp32 PyTorch loop already runs efficiently, so the exact fp32 engines gain little
+over it (batching, fusions); bf16 doubles the arithmetic rate where the CPU has it; int8
+(``--quantize int8``) goes further at a larger cost in accuracy.
 
 Output: a Cloud Optimized GeoTIFF (uint8 label values, 255 = no data) on the input's grid (CRS
 and transform), with a colour table, plus a coloured quicklook PNG and a STAC item.
@@ -56,8 +56,8 @@ log = logging.getLogger(__name__)
 
 NODATA = 255
 EDGE_WEIGHT = 0.1
-# windows per call: ONNX Runtime on CPU gains up to about 8 windows of 256 px (bench); a row's
-# windows are split into equal calls
+# windows per call: fewer, larger calls cost less per window; the cap bounds a call's memory.
+# A row's windows are split into equal calls
 BATCH_PIXELS = {"cpu": 8 * 256 * 256, "cuda": 64 * 256 * 256}
 ENGINES = ("auto", "onnxruntime", "torch")
 # the largest change of a class probability the default engine may make against the fp32 model
