@@ -6,12 +6,25 @@ edge, where a convolutional network sees the least context), summed, and the cla
 largest sum wins. The tile is processed one row of windows at a time: memory holds one strip of
 ``patch`` rows of the input and of the accumulated probabilities, whatever the tile size.
 
-Engines:
+Engines (``--engine``):
 
-- PyTorch model files run in PyTorch with the batch-norms folded into the convolutions,
-  channels-last memory, windows batched, ``inference_mode``, and bf16 autocast where the CPU
-  has native bf16 (AVX512-BF16/AMX) or on CUDA (``--precision`` picks fp32 or bf16 by hand);
-- ONNX model files run in ONNX Runtime (CUDA provider when present and asked for).
+- ``auto`` (default): the fastest engine that keeps the fp32 model's class probabilities to
+  ``BF16_TOLERANCE`` (1e-3). On a CPU with native bf16 (AVX512-BF16/AMX) that is PyTorch in bf16,
+  checked against fp32 on two probe windows when the model is opened (beyond the tolerance:
+  ONNX Runtime); on other CPUs ONNX Runtime fp32; on CUDA PyTorch bf16. ONNX files always run
+  in ONNX Runtime;
+- ``onnxruntime``: ONNX files as they are; PyTorch files exported to ONNX once per file, cached
+  and checked against PyTorch (:func:`onnx_export.cached_export`). fp32 throughout (PyTorch's
+  probabilities to about 1e-7), graph optimisations (convolutions fused with their activations
+  and additions, blocked memory layout), as many threads as the pod's CPU limit allows;
+- ``torch`` (PyTorch files only): batch-norms folded into the convolutions, channels-last
+  memory, windows batched, ``inference_mode``, and bf16 autocast where the CPU has native bf16
+  or on CUDA (``precision`` picks fp32 or bf16 by hand), unchecked.
+
+Where the time goes (``bench/s2_patch_classifier.py``): nearly all of it in the convolutions,
+which a plain fp32 PyTorch loop already runs efficiently, so the exact fp32 engines gain little
+over it (batching, fusions); bf16 doubles the arithmetic rate where the CPU has it; int8
+(``--quantize int8``) goes further at a larger cost in accuracy.
 
 Output: a Cloud Optimized GeoTIFF (uint8 label values, 255 = no data) on the input's grid (CRS
 and transform), with a colour table, plus a coloured quicklook PNG and a STAC item.
@@ -30,7 +43,8 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from components.common.errors import ServiceError
+from components.common.cpus import usable_cpus
+from components.common.errors import InvalidParameter, ServiceError
 from components.common.logs import Progress
 
 from .data import Tile
@@ -42,7 +56,12 @@ log = logging.getLogger(__name__)
 
 NODATA = 255
 EDGE_WEIGHT = 0.1
-BATCH_PIXELS = {"cpu": 4 * 256 * 256, "cuda": 64 * 256 * 256}
+# windows per call: fewer, larger calls cost less per window; the cap bounds a call's memory.
+# A row's windows are split into equal calls
+BATCH_PIXELS = {"cpu": 8 * 256 * 256, "cuda": 64 * 256 * 256}
+ENGINES = ("auto", "onnxruntime", "torch")
+# the largest change of a class probability the default engine may make against the fp32 model
+BF16_TOLERANCE = 1e-3
 
 
 def bf16_native() -> bool:
@@ -85,7 +104,10 @@ class TorchPredictor(Predictor):
 
 
 class OnnxPredictor(Predictor):
-    def __init__(self, path: Path, meta: dict, device: torch.device):
+    """An ONNX file in ONNX Runtime; ``name`` is the file the user gave (for messages)."""
+
+    def __init__(self, path: Path, meta: dict, device: torch.device, threads: int | None = None,
+                 name: str | None = None):
         import onnxruntime as ort
 
         self.meta = meta
@@ -95,11 +117,16 @@ class OnnxPredictor(Predictor):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        options.intra_op_num_threads = torch.get_num_threads()  # the same limit as torch (CPU quota)
+        # threads beyond the pod's CPU limit only wait on each other; a lower torch setting (the
+        # user's OMP_NUM_THREADS, parallel test workers) is kept too. One call at a time: no
+        # inter-op pool
+        options.intra_op_num_threads = threads or min(usable_cpus(), torch.get_num_threads())
+        options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
-            raise ServiceError(f"ONNX Runtime cannot load {Path(path).name}: {' '.join(str(e).split())[:160]}") from None
+            raise ServiceError(f"ONNX Runtime cannot load {name or Path(path).name}: "
+                               f"{' '.join(str(e).split())[:160]}") from None
         self.input = self.session.get_inputs()[0].name
         self.engine = "onnxruntime-" + providers[0].replace("ExecutionProvider", "").lower()
         self.batch = max(1, BATCH_PIXELS["cuda" if providers[0].startswith("CUDA") else "cpu"] // meta["patch_size"] ** 2)
@@ -108,12 +135,62 @@ class OnnxPredictor(Predictor):
         return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
 
 
-def open_predictor(model_file: str | Path, device: torch.device, precision: str = "auto") -> Predictor:
+def probe_windows(meta: dict, n: int = 2) -> np.ndarray:
+    """``n`` windows of plausible raw band values (the model's normalisation statistics, Gaussian)
+    to compare two engines on before a tile is read."""
+    rng = np.random.default_rng(0)
+    stats, p = meta["stats"], meta["patch_size"]
+    mean = np.asarray(stats["mean"], np.float32)[:, None, None]
+    std = np.asarray(stats["std"], np.float32)[:, None, None]
+    return (mean + std * rng.standard_normal((n, len(meta["bands"]), p, p), np.float32)).astype(np.float32)
+
+
+def open_predictor(model_file: str | Path, device: torch.device, precision: str = "auto", engine: str = "auto",
+                   threads: int | None = None) -> Predictor:
+    """The predictor for a model file: ``engine`` as for ``--engine`` (see the module's doc)."""
+    if engine not in ENGINES:
+        raise InvalidParameter("engine", engine, "one of " + ", ".join(ENGINES))
     path = Path(model_file)
     if path.suffix.lower() == ".onnx":
-        return OnnxPredictor(path, read_meta(path), device)
+        if engine == "torch":
+            raise InvalidParameter("engine", engine, f"auto or onnxruntime for the ONNX model file {path.name}")
+        return OnnxPredictor(path, read_meta(path), device, threads)
     model, meta = load_pytorch(path)
-    return TorchPredictor(model, meta, device, precision)
+    if engine == "torch" or (engine == "auto" and device.type == "cuda"):
+        return TorchPredictor(model, meta, device, precision)
+    if engine == "auto" and precision != "fp32" and bf16_native():
+        predictor = _checked_bf16(model, meta, device, path.name)
+        if predictor is not None:
+            return predictor
+        model, meta = load_pytorch(path)  # bf16 folded the batch-norms of the first copy
+    return _onnx(model, meta, path, device, threads)
+
+
+def _checked_bf16(model, meta: dict, device: torch.device, name: str) -> Predictor | None:
+    """PyTorch in bf16 when its probabilities stay within BF16_TOLERANCE of the fp32 model's on
+    probe windows; None (and a log line) when they do not."""
+    x = probe_windows(meta)
+    with torch.inference_mode():
+        ref = torch.softmax(model.eval()(torch.from_numpy(x)), dim=1).numpy()
+    predictor = TorchPredictor(model, meta, device, "bf16")
+    diff = float(np.abs(predictor(x) - ref).max())
+    if diff <= BF16_TOLERANCE:
+        log.info("%s: bf16 within %.1e of fp32 on probe windows: PyTorch bf16", name, diff)
+        return predictor
+    log.info("%s: bf16 differs from fp32 by %.1e (> %g) on probe windows: ONNX Runtime fp32", name, diff,
+             BF16_TOLERANCE)
+    return None
+
+
+def _onnx(model, meta: dict, path: Path, device: torch.device, threads: int | None) -> Predictor:
+    from .onnx_export import cached_export
+
+    onnx_path = cached_export(model, meta, path)
+    try:
+        return OnnxPredictor(onnx_path, meta, device, threads, name=path.name)
+    except ServiceError:  # a damaged cache entry: export again
+        log.warning("the cached ONNX export %s does not load: exporting %s again", onnx_path, path.name)
+        return OnnxPredictor(cached_export(model, meta, path, force=True), meta, device, threads, name=path.name)
 
 
 def window_weights(patch: int) -> np.ndarray:
@@ -154,8 +231,10 @@ def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: 
     for i, y in enumerate(ys):
         strip = np.asarray(read(y, p), np.float32)
         nodata[:] = np.isnan(strip).all(axis=0)
-        for s in range(0, len(xs), predictor.batch):
-            cols = xs[s:s + predictor.batch]
+        calls = -(-len(xs) // predictor.batch)
+        size = -(-len(xs) // calls)  # equal calls: 5 windows as one call of 5, not 4 + 1
+        for s in range(0, len(xs), size):
+            cols = xs[s:s + size]
             batch = np.stack([strip[:, :, x:x + p] for x in cols])
             prob = predictor(batch)
             for j, x in enumerate(cols):

@@ -90,6 +90,10 @@ def _check(params: S2PatchClassifierParams) -> None:
     if params.pretrained and params.action == "train" and not params.pretrained_weights:
         raise InvalidParameter("pretrained_weights", None, "an encoder checkpoint from --action pretrain "
                                "when --pretrained true with --action train")
+    onnx_model = (params.action == "full" and params.model_format == "onnx") or \
+        (params.action == "predict" and str(params.model_file).lower().endswith(".onnx"))
+    if params.engine == "torch" and onnx_model:
+        raise InvalidParameter("engine", params.engine, "auto or onnxruntime with an ONNX model")
     resolve_device(params.device)
 
 
@@ -363,7 +367,7 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
              result: ClassifierResult, published: str, source_uri: str, main: bool = True) -> None:
     """Classify every tile of ``source`` into ``folder`` (published as ``published``)."""
     with steps.step("open model"):
-        predictor = open_predictor(model_file, device)
+        predictor = open_predictor(model_file, device, engine=params.engine)
     meta = predictor.meta
     with steps.step("find tiles"):
         tiles = find_tiles(source)

@@ -156,6 +156,10 @@ def _drop_onnx_meta(proto):
     del proto.metadata_props[:]
 
 
+def _unknown_op(proto):
+    proto.graph.node[-1].op_type = "NoSuchOp"  # a valid file that ONNX Runtime cannot run
+
+
 def _three_bands(text: str) -> str:
     meta = json.loads(text)
     meta["bands"] = meta["bands"][:3]
@@ -222,6 +226,7 @@ CASES = [
      "model.onnx is an ONNX file without this service's metadata"),
     ("ONNX metadata not JSON", PREDICT, _onnx_edit(_onnx_meta(lambda t: t[:-5])),
      "model.onnx: its metadata (s2_patch_classifier) is not readable JSON"),
+    ("ONNX op unknown to ONNX Runtime", PREDICT, _onnx_edit(_unknown_op), "ONNX Runtime cannot load model.onnx"),
     ("ONNX graph and metadata disagree", PREDICT, _onnx_edit(_onnx_meta(_three_bands)),
      "model.onnx: the ONNX graph takes 4 bands, its metadata lists 3 (B2, B3, B4)"),
     ("model takes a band the tile lacks", PREDICT, _five_bands,

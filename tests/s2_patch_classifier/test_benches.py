@@ -17,11 +17,14 @@ def _load(name):
 def test_inference_benchmark_runs():
     bench = _load("s2_patch_classifier")
     args = argparse.Namespace(size=96, patch=64, overlap=0.25, bands=3, encoder="resnet14", width=8, rounds=1,
-                              threads=1, no_onnx=False)
+                              threads=1, engines="default,onnxruntime,torch-fast,torch-fast-fp32,onnxruntime-int8")
     out = bench.run(args)
-    assert set(out["seconds_best_of_rounds"]) == {"plain", "torch-fast", "torch-fast-fp32", "onnxruntime",
-                                                  "onnxruntime-int8"}
+    assert set(out["seconds_best_of_rounds"]) == {"plain", "default", "onnxruntime", "torch-fast",
+                                                  "torch-fast-fp32", "onnxruntime-int8"}
     assert out["windows"] == 4 and out["agreement_with_plain"]["torch-fast-fp32"] == 1.0
+    assert out["default_engine"] in ("torch-bf16", "onnxruntime-cpu")
+    assert out["max_probability_difference_vs_plain"]["default"] <= 1e-3
+    assert out["max_probability_difference_vs_plain"]["onnxruntime"] <= 1e-5
 
 
 def test_ships_harness_runs(tmp_path):

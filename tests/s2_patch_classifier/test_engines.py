@@ -1,0 +1,166 @@
+"""Prediction engines: the default (bf16 where the CPU has it and it keeps the probabilities,
+else ONNX Runtime with a PyTorch file exported once and cached) gives the fp32 model's
+probabilities to 1e-3 on real sen2ships pixels, ``--engine`` picks the engine, and the export
+cache survives a damaged entry."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from components.s2_patch_classifier import modelio
+from components.s2_patch_classifier.cli import main
+from components.s2_patch_classifier.data import find_tiles
+from components.s2_patch_classifier.model import Arch, build
+from components.s2_patch_classifier.onnx_export import CACHE_ENV
+from components.s2_patch_classifier.predict import OnnxPredictor, TorchPredictor, bf16_native, open_predictor
+
+from .fixtures import SYNTH_BANDS, port_crop, synthetic_tile
+
+CPU = torch.device("cpu")
+DEFAULT = "torch-bf16" if bf16_native() else "onnxruntime-cpu"  # what --engine auto picks on this CPU
+
+
+def _random_unet(bands, stats, classes=2):
+    """A small U-Net with random weights and trained-like batch-norm statistics."""
+    torch.manual_seed(0)
+    arch = Arch(len(bands), classes, "resnet14", 8)
+    model = build(arch)
+    model.normalise.set_stats(stats["low"], stats["high"], stats["mean"], stats["std"])
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+    model.eval()
+    return model, modelio.base_meta(arch, list(bands), list(range(classes)), 64, stats, False)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    return folder
+
+
+def test_default_engine_gives_pytorch_probabilities_on_a_real_port(tmp_path, cache):
+    (tile,) = find_tiles(port_crop(tmp_path / "ports", "casablanca", (128, 128)))
+    bands = tuple(sorted(tile.band_files))
+    image = tile.read(bands).astype(np.float32)
+    flat = image.reshape(len(bands), -1)
+    stats = {"low": np.percentile(flat, 1, 1).tolist(), "high": np.percentile(flat, 99, 1).tolist(),
+             "mean": flat.mean(1).tolist(), "std": (flat.std(1) + 1).tolist()}
+    model, meta = _random_unet(bands, stats)
+    pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
+    windows = np.stack([image[:, y:y + 64, x:x + 64] for y in (0, 64) for x in (0, 64)])
+    with torch.no_grad():  # the plain model, as trained
+        ref = torch.softmax(model(torch.from_numpy(windows)), 1).numpy()
+    default = open_predictor(pt, CPU)
+    assert default.engine == DEFAULT
+    got = default(windows)
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= 1e-3
+    assert (got.argmax(1) == ref.argmax(1)).all()
+    exact = open_predictor(pt, CPU, engine="onnxruntime")
+    assert np.abs(exact(windows) - ref).max() <= 1e-5
+
+
+@pytest.mark.skipif(not bf16_native(), reason="this CPU has no native bf16: the default is ONNX Runtime anyway")
+def test_a_model_that_bf16_would_move_beyond_the_tolerance_runs_in_onnx_runtime(tmp_path, cache):
+    stats = {"low": [0.0] * 4, "high": [4000.0] * 4, "mean": [800.0] * 4, "std": [500.0] * 4}
+    model, meta = _random_unet(SYNTH_BANDS, stats)
+    with torch.no_grad():  # both logits in the thousands, their difference as before: bf16's 8-bit
+        model.head.weight.add_(300.0 * model.head.weight[0].abs())  # mantissa moves it by units
+    pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
+    assert open_predictor(pt, CPU).engine == "onnxruntime-cpu"
+    assert open_predictor(pt, CPU, engine="torch").engine == "torch-bf16"  # asked for: not checked
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engines")
+    synthetic_tile(root / "tiles", "A")
+    stats = {"low": [0.0] * 4, "high": [4000.0] * 4, "mean": [800.0] * 4, "std": [500.0] * 4}
+    model, meta = _random_unet(SYNTH_BANDS, stats)
+    pt = modelio.save_pytorch(root / "model.pt", model, meta)
+    from components.s2_patch_classifier.onnx_export import export
+
+    return {"tiles": root / "tiles", "pt": pt, "onnx": export(model, root / "model.onnx", meta, 64)}
+
+
+def test_engine_choice_is_honoured(files, cache):
+    assert isinstance(open_predictor(files["pt"], CPU, engine="onnxruntime"), OnnxPredictor)
+    fp32 = open_predictor(files["pt"], CPU, engine="torch", precision="fp32")
+    assert isinstance(fp32, TorchPredictor) and fp32.engine == "torch-fp32"
+    assert isinstance(open_predictor(files["onnx"], CPU), OnnxPredictor)
+
+
+@pytest.mark.parametrize("engine, expected", [(None, DEFAULT), ("onnxruntime", "onnxruntime-cpu"),
+                                              ("torch", "torch-")])
+def test_the_command_runs_the_engine_asked_for(engine, expected, files, cache, tmp_path):
+    out = tmp_path / "out"
+    argv = ["-action", "predict", "-i", str(files["tiles"]), "-model_file", str(files["pt"]), "--outdir", str(out),
+            "--device", "cpu"] + (["--engine", engine] if engine else [])
+    assert main(argv) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["outputs"]["summary"]["engine"].startswith(expected), run["outputs"]
+    assert run["params"]["engine"] == (engine or "auto")
+    # the export is cached only when ONNX Runtime ran the PyTorch file
+    assert bool(list(cache.glob("model-*.onnx"))) == expected.startswith("onnxruntime")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--engine", "tensorrt"], "invalid value 'tensorrt' for parameter 'engine'"),
+    (["--engine", "torch", "-model_file", "{onnx}"], "invalid value 'torch' for parameter 'engine': allowed auto "
+                                                     "or onnxruntime with an ONNX model"),
+])
+def test_an_engine_that_cannot_run_the_model_is_one_line(argv, fragment, files, tmp_path, capsys):
+    argv = [a.format(onnx=files["onnx"]) for a in argv]
+    if "-model_file" not in argv:
+        argv += ["-model_file", str(files["pt"])]
+    code = main(["-action", "predict", "-i", str(files["tiles"]), "--outdir", str(tmp_path / "out")] + argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert code == 2 and len(err) == 1 and fragment in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_export_is_made_once_and_a_damaged_entry_made_again(files, cache, caplog):
+    x = np.random.default_rng(3).uniform(0, 3000, (2, 4, 64, 64)).astype(np.float32)
+    first = open_predictor(files["pt"], CPU, engine="onnxruntime")
+    (entry,) = cache.glob("model-*.onnx")
+    stamp = entry.stat().st_mtime_ns
+    open_predictor(files["pt"], CPU, engine="onnxruntime")
+    assert entry.stat().st_mtime_ns == stamp  # read from the cache, not exported again
+    entry.write_bytes(entry.read_bytes()[:1000])  # e.g. a disk that filled up under another writer
+    with caplog.at_level(logging.WARNING):
+        again = open_predictor(files["pt"], CPU, engine="onnxruntime")
+    assert "exporting model.pt again" in caplog.text
+    np.testing.assert_allclose(again(x), first(x), atol=1e-6)
+    assert not [p for p in cache.iterdir() if p.name.endswith(".part")]
+
+
+def test_another_model_file_gets_its_own_export(files, cache, tmp_path):
+    open_predictor(files["pt"], CPU, engine="onnxruntime")
+    model, meta = modelio.load_pytorch(files["pt"])
+    with torch.no_grad():
+        model.head.bias.add_(1.0)
+    other = modelio.save_pytorch(tmp_path / "model.pt", model, meta)  # same name, other weights
+    x = np.random.default_rng(4).uniform(0, 3000, (1, 4, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        ref = torch.softmax(model(torch.from_numpy(x)), 1).numpy()
+    np.testing.assert_allclose(open_predictor(other, CPU, engine="onnxruntime")(x), ref, atol=1e-5)
+    assert len(list(cache.glob("model-*.onnx"))) == 2
+
+
+def test_an_unwritable_cache_folder_falls_back_to_the_temp_folder(files, tmp_path, monkeypatch):
+    import tempfile
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv(CACHE_ENV, str(blocker / "cache"))  # under a file: cannot be created
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert open_predictor(files["pt"], CPU, engine="onnxruntime").engine == "onnxruntime-cpu"
+    assert len(list((tmp_path / "tmp").glob("s2-patch-classifier-onnx-*/model-*.onnx"))) == 1
