@@ -143,7 +143,9 @@ def lee_sigma(x, i1, i2, sv2, svp2, win: int, tw: int):
     """Lee Sigma without the point-target and image-border rules (applied by the caller)."""
     h = win // 2
     x = np.asarray(x, np.float64)
-    pad = np.pad(np.where(np.isfinite(x), np.maximum(x, 0.0), -1.0), h, constant_values=-1.0)
+    # written straight into the padded array: no full-size temporaries
+    pad = np.full((x.shape[0] + 2 * h, x.shape[1] + 2 * h), -1.0)
+    np.maximum(x, 0.0, out=pad[h:h + x.shape[0], h:h + x.shape[1]], where=np.isfinite(x))
     return _lee_sigma_kernel()(pad, float(i1), float(i2), float(sv2), float(svp2), int(win), int(tw))
 
 
