@@ -68,52 +68,67 @@ def _lee_sigma_kernel():
 
     @numba.njit(parallel=True, cache=True)
     def kernel(pad, i1, i2, sv2, svp2, win, tw):  # pragma: no cover - compiled
-        # ``pad``: intensities >= 0, NoData and outside the image as -1 (never selected)
+        # ``pad``: intensities >= 0, NoData and outside the image as -1 (never selected).
+        # One output row at a time with the column loop innermost: the window sums then run
+        # over contiguous memory and vectorise, and each pixel still adds its window samples in
+        # the same order (dy, then dx) as a per-pixel loop would, so the sums are the same.
         h = win // 2
         ht = tw // 2
         rows = pad.shape[0] - 2 * h
         cols = pad.shape[1] - 2 * h
         out = np.empty((rows, cols))
         for r in numba.prange(rows):
+            n = np.zeros(cols)
+            s = np.zeros(cols)
+            ss = np.zeros(cols)
+            lo = np.empty(cols)
+            hi = np.empty(cols)
+            for dy in range(h - ht, h + ht + 1):
+                for dx in range(h - ht, h + ht + 1):
+                    q = pad[r + dy, dx:dx + cols]
+                    for c in range(cols):
+                        m = 1.0 if q[c] >= 0.0 else 0.0
+                        n[c] += m
+                        s[c] += m * q[c]
+                        ss[c] += m * q[c] * q[c]
             for c in range(cols):
                 v = pad[r + h, c + h]
-                if v < 0.0:
-                    out[r, c] = np.nan
+                cn = n[c]
+                if cn == 0.0:  # only around NoData, whose result is NaN anyway
+                    lo[c] = 1.0
+                    hi[c] = -1.0
                     continue
-                n = 0.0
-                s = 0.0
-                ss = 0.0
-                for dy in range(h - ht, h + ht + 1):
-                    for dx in range(h - ht, h + ht + 1):
-                        q = pad[r + dy, c + dx]
-                        m = 1.0 if q >= 0.0 else 0.0
-                        n += m
-                        s += m * q
-                        ss += m * q * q
-                mean = s / n
-                var = (ss - s * mean) / (n - 1.0) if n > 1.0 else 0.0
+                mean = s[c] / cn
+                var = (ss[c] - s[c] * mean) / (cn - 1.0) if cn > 1.0 else 0.0
                 b = 0.0
                 if var > 0.0:
                     varx = (var - mean * mean * sv2) / (1.0 + sv2)
                     b = varx / var if varx > 0.0 else 0.0
                 prior = (1.0 - b) * mean + b * v
-                lo = prior * i1
-                hi = prior * i2
-                n = 0.0
-                s = 0.0
-                ss = 0.0
-                for dy in range(win):
-                    for dx in range(win):
-                        q = pad[r + dy, c + dx]
-                        m = 1.0 if (q >= lo) & (q <= hi) & (q >= 0.0) else 0.0
-                        n += m
-                        s += m * q
-                        ss += m * q * q
-                if n == 0.0:
+                lo[c] = prior * i1
+                hi[c] = prior * i2
+                n[c] = 0.0
+                s[c] = 0.0
+                ss[c] = 0.0
+            for dy in range(win):
+                for dx in range(win):
+                    q = pad[r + dy, dx:dx + cols]
+                    for c in range(cols):
+                        m = 1.0 if (q[c] >= lo[c]) & (q[c] <= hi[c]) & (q[c] >= 0.0) else 0.0
+                        n[c] += m
+                        s[c] += m * q[c]
+                        ss[c] += m * q[c] * q[c]
+            for c in range(cols):
+                v = pad[r + h, c + h]
+                if v < 0.0:
+                    out[r, c] = np.nan
+                    continue
+                cn = n[c]
+                if cn == 0.0:
                     out[r, c] = v
                     continue
-                mean = s / n
-                var = (ss - s * mean) / (n - 1.0) if n > 1.0 else 0.0
+                mean = s[c] / cn
+                var = (ss[c] - s[c] * mean) / (cn - 1.0) if cn > 1.0 else 0.0
                 b = 0.0
                 if var > 0.0:
                     varx = (var - mean * mean * svp2) / (1.0 + svp2)
@@ -128,7 +143,9 @@ def lee_sigma(x, i1, i2, sv2, svp2, win: int, tw: int):
     """Lee Sigma without the point-target and image-border rules (applied by the caller)."""
     h = win // 2
     x = np.asarray(x, np.float64)
-    pad = np.pad(np.where(np.isfinite(x), np.maximum(x, 0.0), -1.0), h, constant_values=-1.0)
+    # written straight into the padded array: no full-size temporaries
+    pad = np.full((x.shape[0] + 2 * h, x.shape[1] + 2 * h), -1.0)
+    np.maximum(x, 0.0, out=pad[h:h + x.shape[0], h:h + x.shape[1]], where=np.isfinite(x))
     return _lee_sigma_kernel()(pad, float(i1), float(i2), float(sv2), float(svp2), int(win), int(tw))
 
 

@@ -317,7 +317,8 @@ def _lee_sigma(x, valid, spec: FilterSpec, edges, z98=None):
         est = _mmse(xs, wmean, wvar, sv2)
         out[sl_out] = (est[:h] if sl_out[0] == slice(None, h) else est[-h:]) if sl_out[1] == slice(None) \
             else (est[:, :h] if sl_out[1] == slice(None, h) else est[:, -h:])
-    return np.where(point, x, out)
+    out[point] = x[point]
+    return out
 
 
 def block_stats(x: np.ndarray, spec: FilterSpec) -> dict:

@@ -11,14 +11,19 @@ lastValidSample are NoData.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.windows import Window
+
+from components.common.cpus import usable_cpus
 
 from . import filters
 from .product import Image, S1Product, seconds_between
@@ -299,19 +304,63 @@ def intersect(a, b):
     return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
 
+@contextlib.contextmanager
+def _reuse_freed_memory():
+    """Keep freed strip arrays in the heap for the next strip (glibc only; elsewhere a no-op).
+
+    Each strip allocates and frees a few dozen arrays of about 100 MB. glibc serves blocks that
+    large with mmap and unmaps them on free, so every strip faults all its memory in again: on a
+    busy 2-core machine that kernel time was as large as the arithmetic. Inside this block they
+    come from the heap, which is not trimmed until the end."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        yield
+        return
+    m_trim_threshold, m_mmap_max = -1, -4
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 2 ** 31 - 1)
+    try:
+        yield
+    finally:
+        libc.mallopt(m_mmap_max, 65536)  # glibc's defaults
+        libc.mallopt(m_trim_threshold, 128 * 1024)
+        libc.malloc_trim(0)
+
+
 def _run_strips(strip, rows: int, cols: int, halo: int, spec, dst: str, edges, progress=None):
+    """Filter and write the strips made by ``strip(a0, a1)``. With a second CPU the next strip
+    is read and calibrated in a worker thread while this one is filtered and written (NumPy, GDAL
+    and the compiled kernels release the GIL); ``strip`` is still called one strip at a time, in
+    order, so it needs no locking."""
     top_edge, bottom_edge, left_edge, right_edge = edges
-    with rasterio.open(dst, "w", **_raster_profile(rows, cols)) as out:
-        for s0 in range(0, rows, STRIP_ROWS):
-            s1 = min(rows, s0 + STRIP_ROWS)
-            a0, a1 = max(0, s0 - halo), min(rows, s1 + halo)
-            data = strip(a0, a1)
-            if spec.name != "None":
-                data = filters.apply(data, spec, edges=(a0 == 0 and top_edge, a1 == rows and bottom_edge,
-                                                        left_edge, right_edge))
-            out.write(data[s0 - a0:s0 - a0 + (s1 - s0)].astype(np.float32), 1, window=Window(0, s0, cols, s1 - s0))
-            if progress is not None:
-                progress.advance()
+    starts = list(range(0, rows, STRIP_ROWS))
+    spans = [(max(0, s0 - halo), min(rows, s0 + STRIP_ROWS + halo)) for s0 in starts]
+    pool = ThreadPoolExecutor(max_workers=1) if usable_cpus() > 1 and len(starts) > 1 else None
+    pending = pool.submit(strip, *spans[0]) if pool is not None else None
+    try:
+        with _reuse_freed_memory(), rasterio.open(dst, "w", **_raster_profile(rows, cols)) as out:
+            for k, s0 in enumerate(starts):
+                s1 = min(rows, s0 + STRIP_ROWS)
+                a0, a1 = spans[k]
+                if pool is None:
+                    data = strip(a0, a1)
+                else:
+                    data = pending.result()
+                    pending = pool.submit(strip, *spans[k + 1]) if k + 1 < len(starts) else None
+                if spec.name != "None":
+                    data = filters.apply(data, spec, edges=(a0 == 0 and top_edge, a1 == rows and bottom_edge,
+                                                            left_edge, right_edge))
+                out.write(data[s0 - a0:s0 - a0 + (s1 - s0)].astype(np.float32), 1,
+                          window=Window(0, s0, cols, s1 - s0))
+                if progress is not None:
+                    progress.advance()
+    finally:
+        if pool is not None:
+            if pending is not None:
+                pending.cancel()
+            pool.shutdown(wait=True)
 
 
 def strips(rows: int) -> int:

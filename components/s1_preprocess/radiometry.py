@@ -104,7 +104,11 @@ class NoiseModel:
             if not rsel.any() or a1 <= a0:
                 continue
             factor = np.interp(rows[rsel], b.lines, b.lut)
-            noise[np.flatnonzero(rsel)[:, None], np.arange(a0 - c0, a1 - c0)[None, :]] *= factor[:, None]
+            at = np.flatnonzero(rsel)
+            if at[-1] - at[0] + 1 == at.size:  # the rows of a block: contiguous, a view (no gather)
+                noise[at[0]:at[-1] + 1, a0 - c0:a1 - c0] *= factor[:, None]
+            else:
+                noise[at[:, None], np.arange(a0 - c0, a1 - c0)[None, :]] *= factor[:, None]
         return noise
 
 
@@ -112,7 +116,7 @@ def intensity(dn: np.ndarray) -> np.ndarray:
     """|DN|^2 as float64 (uint16 GRD amplitudes or complex SLC samples)."""
     if np.iscomplexobj(dn):
         return dn.real.astype(np.float64) ** 2 + dn.imag.astype(np.float64) ** 2
-    return dn.astype(np.float64) ** 2
+    return np.square(dn, dtype=np.float64)  # cast then square, without a temporary
 
 
 def denoise(power: np.ndarray, noise: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -124,7 +128,8 @@ def denoise(power: np.ndarray, noise: np.ndarray, valid: np.ndarray) -> np.ndarr
 
 def calibrate(power: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """Calibrated backscatter (linear) from (denoised) |DN|^2 and the interpolated LUT A."""
-    return power / (lut * lut)
+    out = np.multiply(lut, lut)  # power / lut^2, with one temporary instead of two
+    return np.divide(power, out, out=out)
 
 
 # -- GRD border noise -----------------------------------------------------------------------

@@ -109,3 +109,69 @@ def test_estimate_enl_uses_the_data(speckle):
     a = filters.apply(noisy, filters.FilterSpec(name="Gamma Map", enl=1.0))
     b = filters.apply(noisy, filters.FilterSpec(name="Gamma Map", estimate_enl=True))
     assert not np.allclose(a, b)
+
+
+def _lee_sigma_per_pixel(pad, i1, i2, sv2, svp2, win, tw):
+    """Lee Sigma's window pass one pixel at a time: the reference of the row-wise kernel."""
+    h, ht = win // 2, tw // 2
+    rows, cols = pad.shape[0] - 2 * h, pad.shape[1] - 2 * h
+    out = np.empty((rows, cols))
+    for r in range(rows):
+        for c in range(cols):
+            v = pad[r + h, c + h]
+            if v < 0.0:
+                out[r, c] = np.nan
+                continue
+            n = s = ss = 0.0
+            for dy in range(h - ht, h + ht + 1):
+                for dx in range(h - ht, h + ht + 1):
+                    q = pad[r + dy, c + dx]
+                    m = 1.0 if q >= 0.0 else 0.0
+                    n += m
+                    s += m * q
+                    ss += m * q * q
+            mean = s / n
+            var = (ss - s * mean) / (n - 1.0) if n > 1.0 else 0.0
+            b = 0.0
+            if var > 0.0:
+                varx = (var - mean * mean * sv2) / (1.0 + sv2)
+                b = varx / var if varx > 0.0 else 0.0
+            prior = (1.0 - b) * mean + b * v
+            lo, hi = prior * i1, prior * i2
+            n = s = ss = 0.0
+            for dy in range(win):
+                for dx in range(win):
+                    q = pad[r + dy, c + dx]
+                    m = 1.0 if (q >= lo) & (q <= hi) & (q >= 0.0) else 0.0
+                    n += m
+                    s += m * q
+                    ss += m * q * q
+            if n == 0.0:
+                out[r, c] = v
+                continue
+            mean = s / n
+            var = (ss - s * mean) / (n - 1.0) if n > 1.0 else 0.0
+            b = 0.0
+            if var > 0.0:
+                varx = (var - mean * mean * svp2) / (1.0 + svp2)
+                b = varx / var if varx > 0.0 else 0.0
+            out[r, c] = (1.0 - b) * mean + b * v
+    return out
+
+
+@pytest.mark.skipif(not _accel.available(), reason="numba not installed: only the NumPy kernels run")
+@pytest.mark.parametrize("looks,sigma", [(1, 0.9), (2, 0.5)])
+def test_compiled_lee_sigma_is_the_per_pixel_definition(speckle, looks, sigma):
+    """The row-wise compiled kernel gives the very pixels of a per-pixel loop (NoData, zeros,
+    a NoData block larger than the target window included)."""
+    _, noisy = speckle
+    x = noisy[:40, 60:110].copy()
+    x[5:8, 5:9] = np.nan
+    x[20:25, 30:36] = np.nan
+    x[12, 40:44] = 0.0
+    x[:, -1] = np.nan
+    i1, i2, sv2, svp2 = filters.lee_sigma_constants(looks, sigma)
+    fast = _accel.lee_sigma(x, i1, i2, sv2, svp2, 7, 3)
+    pad = np.pad(np.where(np.isfinite(x), np.maximum(x, 0.0), -1.0), 3, constant_values=-1.0)
+    ref = _lee_sigma_per_pixel(pad, i1, i2, sv2, svp2, 7, 3)
+    np.testing.assert_array_equal(fast, ref)
