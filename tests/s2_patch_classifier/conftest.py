@@ -16,7 +16,7 @@ def _one_torch_thread():
 
 @pytest.fixture(autouse=True, scope="session")
 def _onnx_cache(tmp_path_factory):
-    """ONNX exports of the tests' PyTorch models go to a folder of this session, not ~/.cache."""
+    """ONNX exports of the tests' PyTorch models go to a folder of this test run, not ~/.cache."""
     import os
 
     from components.s2_patch_classifier.onnx_export import CACHE_ENV
