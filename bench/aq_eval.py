@@ -43,13 +43,8 @@ TARGETS = {"crps_vs_bilinear_mae_max": 0.8, "rank_flatness_max": 0.10}
 SCENE_VERSION = 1
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--days", type=int, default=24, help="days of data (the last --test-days are held out)")
-    ap.add_argument("--test-days", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--input-frame", type=int, default=4, help="training tile size in low-resolution cells "
-                    "(the output frame is 8 times this; generation runs on the whole AoI either way)")
+def gan_arguments(ap: argparse.ArgumentParser) -> None:
+    """The GAN's size and training options, shared by this bench and ``bench/aq_real.py``."""
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--generator-filters", type=int, default=32)
     ap.add_argument("--discriminator-filters", type=int, default=16)
@@ -60,6 +55,16 @@ def main(argv=None) -> int:
     ap.add_argument("--content-loss", default="crps")
     ap.add_argument("--content-weight", type=float, default=100.0)
     ap.add_argument("--content-members", type=int, default=2)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--days", type=int, default=24, help="days of data (the last --test-days are held out)")
+    ap.add_argument("--test-days", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--input-frame", type=int, default=4, help="training tile size in low-resolution cells "
+                    "(the output frame is 8 times this; generation runs on the whole AoI either way)")
+    gan_arguments(ap)
     ap.add_argument("--tile-stride", type=int, default=2, help="low-resolution cells between training tiles")
     ap.add_argument("--members", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)

@@ -37,6 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.aq_eval import gan_arguments  # noqa: E402
+
 DEFAULT_GRIB = REPO.parent / "shared" / "data" / "cams-europe-pm25-forecast-grib" / "example.grib"
 # 64 x 96 cells of 0.1° inside the 65 x 98 file (edges on multiples of 0.1°, divisible by 4 and 8)
 AOI = (48.7, 55.1, -6.3, 3.3)
@@ -56,16 +58,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-steps", type=int, default=49, help="first steps for training")
     ap.add_argument("--test-steps", type=int, default=24, help="last steps held out")
     ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    ap.add_argument("--generator-filters", type=int, default=32)
-    ap.add_argument("--discriminator-filters", type=int, default=16)
-    ap.add_argument("--residual-blocks", type=int, default=4)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--learning-rate", type=float, default=5e-4)
-    ap.add_argument("--critic-steps", type=int, default=1)
-    ap.add_argument("--content-loss", default="crps")
-    ap.add_argument("--content-weight", type=float, default=100.0)
-    ap.add_argument("--content-members", type=int, default=2)
+    gan_arguments(ap)
     ap.add_argument("--tile-stride", type=int, default=0,
                     help="low-resolution cells between training tiles (0: half the input frame)")
     ap.add_argument("--no-static", action="store_true", help="train without the land fraction")

@@ -143,6 +143,18 @@ class GcpModel:
         d_v = (1 - u) * (g01 - g00) + u * (g11 - g10)
         return val, d_u, d_v
 
+    def outline(self, r0: float, r1: float, c0: float, c1: float, steps: int):
+        """The border of the image window rows [r0, r1) x columns [c0, c1) in lon/lat, ``steps``
+        points per side, as a valid shapely geometry."""
+        import shapely
+
+        r = np.linspace(r0, r1 - 1, steps)
+        c = np.linspace(c0, c1 - 1, steps)
+        rows = np.concatenate([np.full_like(c, r0), r, np.full_like(c, r1 - 1), r[::-1]])
+        cols = np.concatenate([c, np.full_like(r, c1 - 1), c[::-1], np.full_like(r, c0)])
+        lon, lat, _ = self.forward(rows, cols)
+        return shapely.make_valid(shapely.Polygon(np.column_stack([lon, lat])))
+
     def forward(self, r, c):
         i, j, u, v, _, _ = self._cell(np.asarray(r, np.float64), np.asarray(c, np.float64))
         return (self._interp(self.lon, i, j, u, v)[0], self._interp(self.lat, i, j, u, v)[0],

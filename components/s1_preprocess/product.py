@@ -732,13 +732,7 @@ class PiecesProduct:
         for key in self._pieces:
             im = self.image(*key)
             l0, l1, s0, s1 = im.data_window
-            model = GcpModel.from_gcp(im.gcp)
-            r = np.linspace(l0, l1 - 1, 9)
-            c = np.linspace(s0, s1 - 1, 9)
-            rows = np.concatenate([np.full_like(c, l0), r, np.full_like(c, l1 - 1), r[::-1]])
-            cols = np.concatenate([c, np.full_like(r, s1 - 1), c[::-1], np.full_like(r, s0)])
-            lon, lat, _ = model.forward(rows, cols)
-            parts.append(shapely.make_valid(shapely.Polygon(np.column_stack([lon, lat]))))
+            parts.append(GcpModel.from_gcp(im.gcp).outline(l0, l1, s0, s1, 9))
         return shapely.union_all(parts)
 
     @property

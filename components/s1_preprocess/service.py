@@ -251,13 +251,7 @@ def footprint(images: list[Image]):
         window = (0, n_rows, 0, im.samples) if im.data_window is None else radar.data_bounds(im, radar.plan_for(im))
         if window is None:
             continue
-        r0, r1, c0, c1 = window
-        r = np.linspace(r0, r1 - 1, 33)
-        c = np.linspace(c0, c1 - 1, 33)
-        rows = np.concatenate([np.full_like(c, r0), r, np.full_like(c, r1 - 1), r[::-1]])
-        cols = np.concatenate([c, np.full_like(r, c1 - 1), c[::-1], np.full_like(r, c0)])
-        lon, lat, _ = model.forward(rows, cols)
-        parts.append(shapely.make_valid(shapely.Polygon(np.column_stack([lon, lat]))))
+        parts.append(model.outline(*window, 33))
     return shapely.union_all(parts)
 
 

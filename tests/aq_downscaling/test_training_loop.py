@@ -93,7 +93,8 @@ def test_batch_scaling_rule_and_config():
     assert batch_and_rate(128, 1e-5, 1) == (128, 1e-5)
     assert batch_and_rate(128, 1e-4, 16) == (2048, pytest.approx(4e-4))
     assert batch_and_rate(128, 0.5, 16)[1] == 1.0
-    assert load_config().training.batch_scaling == 1
+    t = load_config().training  # by default the configured batch and rate are trained as given
+    assert batch_and_rate(t.batch_size, t.learning_rate, t.batch_scaling) == (t.batch_size, t.learning_rate)
     with pytest.raises(ServiceError, match="batch_scaling"):
         load_config(overrides=["training.batch_scaling=0"])
 

@@ -94,7 +94,9 @@ def test_scaling_rule_and_its_parameter():
     assert scaled(32, 1e-3, 1) == (32, 1e-3)
     assert scaled(32, 1e-3, 32) == (1024, pytest.approx(1e-3 * 32 ** 0.5))
     assert scaled(32, 0.2, 64)[1] == 0.5  # capped: TrainParams wants a rate below 1
-    assert TrainParams().batch_scaling == 1
+    default = TrainParams()  # by default the user's batch and rate are trained as given
+    assert scaled(default.batch_size, default.learning_rate, default.batch_scaling) == (
+        default.batch_size, default.learning_rate)
     assert TrainParams(batch_scaling=32).batch_scaling == 32
     with pytest.raises(InvalidParameter, match="batch_scaling"):
         TrainParams(batch_scaling=3)
