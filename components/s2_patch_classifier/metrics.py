@@ -46,30 +46,41 @@ def objects(pred: np.ndarray, truth: np.ndarray) -> dict:
     """Object-level counts for one foreground class. ``pred`` is a boolean mask whose connected
     components (8-connectivity) are the predicted objects; ``truth`` holds the true objects, as
     instance ids (int, 0 = none: one id per annotated ship, so ships moored side by side stay
-    apart) or as a boolean mask (its connected components). A predicted component is a true
-    positive when it overlaps a true object; a true object is found when a predicted component
-    overlaps it. Returns the counts and the pixel Dice."""
+    apart) or as a boolean mask (its connected components). Predicted and true objects are
+    matched one to one (a pair must overlap; as many pairs as possible, then the most overlap):
+    a component spread over three ships is one match, not three, so merging objects cannot raise
+    the scores. ``merged`` counts the components that overlap more than one true object.
+    Returns the counts and the pixel Dice."""
     from scipy import ndimage
+    from scipy.optimize import linear_sum_assignment
 
     eight = np.ones((3, 3), bool)
     plab, n_pred = ndimage.label(pred, eight)
     tlab = ndimage.label(truth, eight)[0] if truth.dtype == bool else truth
     truth_ids = np.unique(tlab[tlab > 0])
     both = (plab > 0) & (tlab > 0)
-    matched_pred = len(np.unique(plab[both]))
-    found = len(np.unique(tlab[both]))
+    pairs, overlap = np.unique(np.stack([plab[both], tlab[both]]), axis=1, return_counts=True)
+    matched = 0
+    if pairs.size:
+        p_ids, p_idx = np.unique(pairs[0], return_inverse=True)
+        t_ids, t_idx = np.unique(pairs[1], return_inverse=True)
+        gain = np.zeros((len(p_ids), len(t_ids)))
+        gain[p_idx, t_idx] = 1.0 + overlap / (overlap.sum() + 1.0)  # a pair first, overlap breaks ties
+        rows, cols = linear_sum_assignment(gain, maximize=True)
+        matched = int((gain[rows, cols] > 0).sum())
+    merged = int((np.bincount(pairs[0], minlength=n_pred + 1) > 1).sum()) if pairs.size else 0
     truth_mask = tlab > 0
     inter = int((pred & truth_mask).sum())
     total = int(pred.sum() + truth_mask.sum())
-    return {"true_objects": int(len(truth_ids)), "predicted_objects": int(n_pred), "tp": matched_pred,
-            "fp": int(n_pred - matched_pred), "found": found, "fn": int(len(truth_ids) - found),
+    return {"true_objects": int(len(truth_ids)), "predicted_objects": int(n_pred), "tp": matched,
+            "fp": int(n_pred - matched), "found": matched, "fn": int(len(truth_ids) - matched), "merged": merged,
             "pixel_intersection": inter, "pixel_pred": int(pred.sum()), "pixel_truth": int(truth_mask.sum()),
             "dice": round(2 * inter / total, 6) if total else 1.0}
 
 
 def object_summary(counts: list[dict]) -> dict:
-    """Precision (matched predicted components / predicted), recall (found objects / objects),
-    F1 and pixel Dice summed over several scenes."""
+    """Precision (matches / predicted components), recall (matches / true objects), F1 and
+    pixel Dice summed over several scenes."""
     tp = sum(c["tp"] for c in counts)
     npred = sum(c["predicted_objects"] for c in counts)
     found = sum(c["found"] for c in counts)

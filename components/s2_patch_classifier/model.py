@@ -12,7 +12,10 @@ input by a small conv block, so objects of a few pixels (ships at 10 m) keep the
 
 The model takes **raw band values**: its first layer is :class:`Normalise` (per-band clip and
 z-score with the statistics of the training data, kept as buffers), so a saved PyTorch or ONNX
-file needs nothing but the bands in the recorded order.
+file needs nothing but the bands in the recorded order. Optional normalised-difference indices
+(``Arch.indices``, e.g. NDWI) are computed there from the raw values and appended as channels:
+ratios that hold across scenes whatever their brightness, which a few training ports cannot
+teach the first convolution.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .params import INDICES
 
 ENCODER_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet26": (2, 2, 2, 2), "resnet14": (1, 1, 1, 1)}
 EXPANSION = 4
@@ -37,16 +42,48 @@ class Arch:
     num_classes: int
     encoder: str = "resnet50"
     width: int = 64
+    indices: tuple[tuple[int, int], ...] = ()  # band positions (a, b) of each normalised difference
+
+    def __post_init__(self):
+        object.__setattr__(self, "indices", tuple((int(a), int(b)) for a, b in self.indices))
+
+    @property
+    def channels(self) -> int:
+        """Channels after :class:`Normalise`: the bands, then the indices."""
+        return self.in_channels + len(self.indices)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.indices:
+            d["indices"] = [list(pair) for pair in self.indices]
+        else:  # files without indices keep the keys they always had
+            del d["indices"]
+        return d
+
+
+def index_positions(names, bands) -> tuple[tuple[int, int], ...]:
+    """Band positions of the named indices (:data:`INDICES`) in ``bands``; ValueError naming a
+    missing band."""
+    bands = list(bands)
+    pairs = []
+    for name in names:
+        a, b = INDICES[name]
+        missing = [x for x in (a, b) if x not in bands]
+        if missing:
+            raise ValueError(f"index {name} needs band(s) {', '.join(missing)}, not among {','.join(bands)}")
+        pairs.append((bands.index(a), bands.index(b)))
+    return tuple(pairs)
 
 
 class Normalise(nn.Module):
-    """``(clip(x, low, high) - mean) / std`` per band; NaN (no data) becomes 0 after scaling."""
+    """``(clip(x, low, high) - mean) / std`` per band; NaN (no data) becomes 0 after scaling.
+    ``indices`` (pairs of band positions) append ``(a - b) / (a + b)`` of the raw values, limited
+    to [-1, 1] (0 where undefined)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, indices: tuple[tuple[int, int], ...] = ()):
         super().__init__()
+        self.first = [a for a, _ in indices]
+        self.second = [b for _, b in indices]
         for name, value in (("low", -1e30), ("high", 1e30), ("mean", 0.0), ("std", 1.0)):
             self.register_buffer(name, torch.full((1, channels, 1, 1), value))
 
@@ -55,9 +92,13 @@ class Normalise(nn.Module):
             getattr(self, name).copy_(torch.as_tensor(value, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.minimum(torch.maximum(x, self.low), self.high)
-        x = (x - self.mean) / self.std
-        return torch.nan_to_num(x, nan=0.0)
+        z = torch.minimum(torch.maximum(x, self.low), self.high)
+        z = torch.nan_to_num((z - self.mean) / self.std, nan=0.0)
+        if not self.first:
+            return z
+        a, b = x[:, self.first], x[:, self.second]
+        nd = torch.nan_to_num((a - b) / (a + b), nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+        return torch.cat([z, nd], dim=1)
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
@@ -140,12 +181,12 @@ class UNet(nn.Module):
         super().__init__()
         self.arch = arch
         w = arch.width
-        self.normalise = Normalise(arch.in_channels)
-        self.encoder = ResNetEncoder(arch.in_channels, arch.encoder, w)
+        self.normalise = Normalise(arch.in_channels, arch.indices)
+        self.encoder = ResNetEncoder(arch.channels, arch.encoder, w)
         c1, c2, c3, c4, c5 = self.encoder.channels
         dec = (w * 4, w * 2, w, w // 2, max(w // 4, 4))
         full = max(w // 4, 4)
-        self.full_res = nn.Sequential(*_conv_bn(arch.in_channels, full, 3), nn.ReLU(inplace=True),
+        self.full_res = nn.Sequential(*_conv_bn(arch.channels, full, 3), nn.ReLU(inplace=True),
                                       *_conv_bn(full, full, 3), nn.ReLU(inplace=True))
         self.decoder = nn.ModuleList([
             DecoderBlock(c5, c4, dec[0]), DecoderBlock(dec[0], c3, dec[1]), DecoderBlock(dec[1], c2, dec[2]),

@@ -152,10 +152,15 @@ def check_meta(meta, path: Path) -> dict:
 
     _require(meta, MODEL_META_KEYS, path)
     arch = _require(meta["arch"], ("in_channels", "num_classes", "encoder", "width"), path)
-    unknown = sorted(set(arch) - {"in_channels", "num_classes", "encoder", "width"})
+    unknown = sorted(set(arch) - {"in_channels", "num_classes", "encoder", "width", "indices"})
     if unknown:
         _fail(path, f"arch has unknown keys {', '.join(unknown)}")
     n = integer(arch["in_channels"], path, "arch.in_channels", 1, 13)
+    indices = arch.get("indices", [])
+    if not isinstance(indices, (list, tuple)) or not all(
+            isinstance(pair, (list, tuple)) and len(pair) == 2 and
+            all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n for i in pair) for pair in indices):
+        _fail(path, f"arch.indices is {indices!r:.80}, not a list of band position pairs below {n}")
     k = integer(arch["num_classes"], path, "arch.num_classes", 2, 256)
     _encoder_name(arch["encoder"], path)
     integer(arch["width"], path, "arch.width", MIN_WIDTH, MAX_WIDTH)

@@ -16,6 +16,8 @@ from components.common.sentinel2 import BAND_NAMES, normalise_band
 
 ACTIONS = ("full", "extract_data", "train", "predict", "pretrain")
 PATCH_SIZES = (64, 256)
+# normalised differences (a - b) / (a + b) a model may add to its input (--indices)
+INDICES = {"NDWI": ("B3", "B8"), "MNDWI": ("B3", "B11"), "NDVI": ("B8", "B4"), "NDBI": ("B11", "B8")}
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,9 @@ class S2PatchClassifierParams(ServiceParams):
         "", "Action (required): full = extract_data + [pretrain] + train + predict; extract_data cuts "
         "labelled tiles into patches; train fits the U-Net; predict classifies tiles; pretrain trains "
         "the encoder self-supervised on unlabelled tiles", flags=("-action",))
-    criterion: Literal["cross_entropy", "focal_loss"] = param(
-        "cross_entropy", "Loss criterion used during training", flags=("-criterion",))
+    criterion: Literal["cross_entropy", "focal_loss", "focal_dice"] = param(
+        "cross_entropy", "Loss criterion used during training (focal_dice, an addition: focal loss plus a soft Dice "
+        "term for small objects)", flags=("-criterion",))
     pretrained: bool = param(False, "Start the encoder from a self-supervised checkpoint "
                              "(--pretrained_weights, or pre-trained first on the input tiles in action full)",
                              flags=("-pretrained",))
@@ -62,10 +65,19 @@ class S2PatchClassifierParams(ServiceParams):
     encoder: Literal["resnet50", "resnet26", "resnet14"] = param(
         "resnet50", "Encoder depth: ResNet-50 (3,4,6,3 bottleneck blocks) or a shallower ResNet")
     width: int = param(64, "Encoder base width (64 = the standard ResNet-50)", minimum=4, maximum=128)
+    indices: tuple[str, ...] = param((), "Comma-separated normalised differences added to the model's input, "
+                                     "any of NDWI (B3,B8), MNDWI (B3,B11), NDVI (B8,B4), NDBI (B11,B8); their "
+                                     "bands must be among the model's")
     val_fraction: float = param(0.2, "Fraction of the patches held out for validation metrics",
                                 minimum=0.0, maximum=0.5)
     overlap: float = param(0.25, "Overlap of neighbouring prediction windows, as a fraction of the patch",
                            minimum=0.0, maximum=0.75)
+    flips: bool = param(False, "Average each prediction window's class probabilities over its 8 flips and "
+                        "90-degree rotations (test-time augmentation: steadier small objects, 8 times the work)")
+    grow_threshold: float = param(
+        0.0, "Hysteresis: a pixel where a foreground class has at least this probability joins a neighbouring "
+        "object of that class found by the argmax (e.g. 0.25 for ships under a focal loss; 0: off)",
+        minimum=0.0, maximum=0.5)
     predict_input: Optional[str] = param(
         None, "Action full: tiles to classify after training (default: the input tiles)")
     device: Literal["auto", "cpu", "cuda"] = param("auto", "Where to train and predict (auto: CUDA when present)")
@@ -104,6 +116,13 @@ class S2PatchClassifierParams(ServiceParams):
             raise InvalidParameter("selected_classes", ",".join(classes),
                                    "class ids 1-10 of the simplified scheme with --simplified true")
         object.__setattr__(self, "selected_classes", tuple(classes))
+        indices = tuple(str(i).strip().upper() for i in self.indices if str(i).strip())
+        for i in indices:
+            if i not in INDICES:
+                raise InvalidParameter("indices", i, "one of " + ", ".join(INDICES))
+        if len(set(indices)) != len(indices):
+            raise InvalidParameter("indices", ",".join(indices), "each index at most once")
+        object.__setattr__(self, "indices", indices)
         if str(self.quantize).lower() == "int8" and str(self.model_format).lower() != "onnx":
             raise InvalidParameter("quantize", self.quantize, "none unless -model_format onnx")
         if self.patch_size not in PATCH_SIZES:

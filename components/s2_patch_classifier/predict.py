@@ -47,6 +47,7 @@ from components.common.cpus import usable_cpus
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.logs import Progress
 
+from . import hysteresis
 from .data import Tile
 from .model import fold_batchnorm
 from .modelio import load_pytorch, read_meta
@@ -135,6 +136,27 @@ class OnnxPredictor(Predictor):
         return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
 
 
+class FlipAveraged(Predictor):
+    """Test-time augmentation: the class probabilities of each window averaged over its 8
+    flips and 90-degree rotations (the augmentations of training), 8 times the work. A network
+    is not equivariant to them, so the average is steadier on small objects than any one view."""
+
+    def __init__(self, inner: Predictor):
+        self.inner, self.meta, self.batch = inner, inner.meta, inner.batch
+        self.engine = f"{inner.engine}+flips"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        total = None
+        for k in range(4):
+            for flip in (False, True):
+                view = np.rot90(x, k, axes=(2, 3))
+                view = view[..., ::-1] if flip else view
+                prob = self.inner(np.ascontiguousarray(view))
+                prob = np.rot90(prob[..., ::-1] if flip else prob, -k, axes=(2, 3))
+                total = prob.copy() if total is None else total + prob
+        return total / 8
+
+
 def probe_windows(meta: dict, n: int = 2) -> np.ndarray:
     """``n`` windows of plausible raw band values (the model's normalisation statistics, Gaussian)
     to compare two engines on before a tile is read."""
@@ -207,17 +229,37 @@ class TileResult:
     seconds: float
 
 
-def predict_array(image: np.ndarray, predictor: Predictor, overlap: float) -> np.ndarray:
-    """Class indices (H, W) for an in-memory image (C, H, W) with the same windows as tiles."""
-    return _predict_rows(lambda y, p: image[:, y:y + p], image.shape[1], image.shape[2], predictor, overlap,
-                         write=None)
+def predict_array(image: np.ndarray, predictor: Predictor, overlap: float, grow_threshold: float = 0.0) -> np.ndarray:
+    """Class indices (H, W) for an in-memory image (C, H, W) with the same windows as tiles;
+    ``grow_threshold`` > 0: objects grown by hysteresis (:mod:`.hysteresis`)."""
+    read = lambda y, p: image[:, y:y + p]  # noqa: E731
+    if grow_threshold <= 0:
+        return _predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, write=None)
+    held = _Held(*image.shape[1:])
+    _predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, held, grow_threshold=grow_threshold)
+    return held.grown()
+
+
+class _Held:
+    """A whole class map and its hysteresis candidates, filled as rows are finished."""
+
+    def __init__(self, height: int, width: int):
+        self.classes = np.zeros((height, width), np.int16)
+        self.cand = np.zeros((height, width), np.uint8)
+
+    def __call__(self, y: int, classes: np.ndarray, cand: np.ndarray) -> None:
+        self.classes[y:y + len(classes)], self.cand[y:y + len(cand)] = classes, cand
+
+    def grown(self) -> np.ndarray:
+        return hysteresis.grow(self.classes, self.cand)
 
 
 def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: float, write,
-                  progress: Progress | None = None, probabilities: bool = False):
+                  progress: Progress | None = None, probabilities: bool = False, grow_threshold: float = 0.0):
     """Core of the sliding window. ``read(y, P)`` gives input rows [y, y+P); ``write(y0, classes)``
-    receives finished rows (classes as indices, -1 where the input is no data). With ``write``
-    None the whole (H, W) index map is returned (or the (K, H, W) probability sums)."""
+    receives finished rows (classes as indices, -1 where the input is no data), and with
+    ``grow_threshold`` > 0 their hysteresis candidates too (``write(y0, classes, candidates)``).
+    With ``write`` None the whole (H, W) index map is returned (or the (K, H, W) probability sums)."""
     p = predictor.meta["patch_size"]
     k = len(predictor.meta["classes"])
     stride = max(1, p - int(round(overlap * p)))
@@ -249,6 +291,9 @@ def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: 
             classes[nodata[:done]] = -1
             if write is None:
                 full[y:y + done] = classes
+            elif grow_threshold > 0:  # blended sums over the sum of weights: probabilities
+                prob = acc[:, :done] / np.maximum(acc[:, :done].sum(0), 1e-12)
+                write(y, classes, hysteresis.candidates(prob, grow_threshold))
             else:
                 write(y, classes)
         if not last:  # slide the buffers up by ``done`` rows
@@ -259,8 +304,11 @@ def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: 
     return full if write is None else windows
 
 
-def predict_tile(tile: Tile, predictor: Predictor, overlap: float, dst: Path) -> TileResult:
-    """Classify ``tile`` into a GeoTIFF at ``dst`` (tiled, uint8 label values, colour table)."""
+def predict_tile(tile: Tile, predictor: Predictor, overlap: float, dst: Path, grow_threshold: float = 0.0) -> TileResult:
+    """Classify ``tile`` into a GeoTIFF at ``dst`` (tiled, uint8 label values, colour table).
+    Rows are written as they are finished, except with ``grow_threshold`` > 0: hysteresis joins
+    objects across the whole tile, so the class map (and its candidates) is held in memory, 3
+    bytes per pixel, and written at the end."""
     import time
 
     meta = predictor.meta
@@ -284,8 +332,14 @@ def predict_tile(tile: Tile, predictor: Predictor, overlap: float, dst: Path) ->
             counts[:] += np.bincount(values.ravel(), minlength=256)
             out.write(values[np.newaxis], window=Window(0, y0, tile.width, values.shape[0]))
 
-        windows = _predict_rows(lambda y, p: tile.read(bands, Window(0, y, tile.width, p)), tile.height,
-                                tile.width, predictor, overlap, write, progress)
+        read = lambda y, p: tile.read(bands, Window(0, y, tile.width, p))  # noqa: E731
+        if grow_threshold > 0:
+            held = _Held(tile.height, tile.width)
+            windows = _predict_rows(read, tile.height, tile.width, predictor, overlap, held, progress,
+                                    grow_threshold=grow_threshold)
+            write(0, held.grown())
+        else:
+            windows = _predict_rows(read, tile.height, tile.width, predictor, overlap, write, progress)
         out.update_tags(1, classes=",".join(map(str, meta["classes"])))
         out.set_band_description(1, "class")
     seconds = time.perf_counter() - t0

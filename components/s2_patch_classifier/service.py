@@ -41,7 +41,7 @@ from . import modelio, patches as patchmod
 from .data import find_tiles
 from .model import Arch
 from .params import S2PatchClassifierParams
-from .predict import NODATA, open_predictor, predict_tile, to_cog
+from .predict import NODATA, FlipAveraged, open_predictor, predict_tile, to_cog
 from .train import TrainConfig, resolve_device, train
 
 log = logging.getLogger(__name__)
@@ -293,14 +293,14 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
     cfg = TrainConfig(criterion=params.criterion, epochs=params.epochs, batch_size=params.batch_size, lr=params.lr,
                       data_aug=params.data_aug, val_fraction=params.val_fraction, seed=params.seed,
                       device=device.type, encoder=params.encoder, width=params.width, pretrained_encoder=state,
-                      stats=stats, batch_scaling=params.batch_scaling)
+                      stats=stats, batch_scaling=params.batch_scaling, indices=params.indices)
     with steps.step("train"):
         res = train(ps, cfg)
     classes = ps.index["classes"]
-    meta = modelio.base_meta(Arch(len(ps.bands), len(classes), params.encoder, params.width), ps.bands, classes,
+    meta = modelio.base_meta(res.model.arch, ps.bands, classes,
                              ps.index["patch_size"], stats or ps.stats, ps.index["simplified"])
     meta["training"] = {"criterion": params.criterion, "epochs": params.epochs, "batch_size": params.batch_size,
-                        "batch_scaling": params.batch_scaling, "lr": params.lr, "data_aug": params.data_aug, "pretrained": params.pretrained,
+                        "batch_scaling": params.batch_scaling, "indices": list(params.indices), "lr": params.lr, "data_aug": params.data_aug, "pretrained": params.pretrained,
                         "quantize": params.quantize,
                         "patches": len(ps), "best_epoch": res.metrics["best_epoch"]}
     name = model_name(params)
@@ -368,6 +368,8 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
     """Classify every tile of ``source`` into ``folder`` (published as ``published``)."""
     with steps.step("open model"):
         predictor = open_predictor(model_file, device, engine=params.engine)
+        if params.flips:
+            predictor = FlipAveraged(predictor)
     meta = predictor.meta
     with steps.step("find tiles"):
         tiles = find_tiles(source)
@@ -381,7 +383,7 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
         names.add(stem)
         raw = folder.parent / f".{stem}.raw.tif"
         with steps.step(f"predict {t.name}"):
-            res = predict_tile(t, predictor, params.overlap, raw)
+            res = predict_tile(t, predictor, params.overlap, raw, params.grow_threshold)
             tif = to_cog(raw, folder / f"{stem}.tif")
             outputs.write_categories(tif, _classes(meta))  # GDAL's class names: the .aux.xml beside it
             raw.unlink()

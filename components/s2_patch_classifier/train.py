@@ -35,7 +35,7 @@ from . import augment as aug
 from .data import IGNORE
 from .losses import LOSSES
 from .metrics import scores
-from .model import Arch, UNet, build
+from .model import Arch, UNet, build, index_positions
 from .patches import PatchSet
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class TrainConfig:
     stats: dict | None = None                # normalisation; default: the patch set's
     max_seconds: float | None = None         # stop after the epoch that crosses this budget
     batch_scaling: int = 1                   # larger-batch mode: batch x k, lr x sqrt(k)
+    indices: tuple[str, ...] = ()            # normalised differences added to the input (model.INDICES)
 
 
 @dataclass
@@ -97,7 +98,11 @@ def sampling_weights(labels: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 def make_model(patches: PatchSet, cfg: TrainConfig) -> UNet:
     classes = patches.index["classes"]
-    model = build(Arch(len(patches.bands), len(classes), cfg.encoder, cfg.width))
+    try:
+        indices = index_positions(cfg.indices, patches.bands)
+    except ValueError as e:
+        raise ServiceError(f"--indices: {e}") from None
+    model = build(Arch(len(patches.bands), len(classes), cfg.encoder, cfg.width, indices))
     stats = cfg.stats or patches.stats
     model.normalise.set_stats(stats["low"], stats["high"], stats["mean"], stats["std"])
     if cfg.pretrained_encoder is not None:

@@ -59,6 +59,8 @@ CASES = [
      "labels of another size: COCO file A.json, annotation 7 is 50x50 px"),
     ("unknown band", ["-action", "full", "-i", "{root}/good", "-bands", "B2,B5"],
      "unknown band B5 for tile A: it has B2, B3, B4, B8"),
+    ("index of a band the tiles lack", ["-action", "full", "-i", "{root}/good", "--indices", "NDWI,NDBI"],
+     "--indices: index NDBI needs band(s) B11, not among B2,B3,B4,B8"),
     ("patch size not 64/256", ["-action", "train", "-i", "{root}/good", "-patch_size", "128"],
      "invalid value 128 for parameter 'patch_size': allowed 64 or 256"),
     ("tile smaller than a patch", ["-action", "full", "-i", "{root}/small"],

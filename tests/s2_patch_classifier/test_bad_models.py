@@ -204,6 +204,8 @@ CASES = [
      "encoder.conv1.weight is [8, 4, 7, 7], the architecture needs [16, 4, 7, 7]"),
     ("unknown encoder", PREDICT, _edit("pt", _meta("arch.encoder", "resnet101")),
      "model.pt: unknown encoder 'resnet101' (known: resnet50, resnet26, resnet14)"),
+    ("index of a band beyond the inputs", PREDICT, _edit("pt", _meta("arch.indices", [[1, 4]])),
+     "model.pt: arch.indices is [[1, 4]], not a list of band position pairs below 4"),
     ("width out of range", PREDICT, _edit("pt", _meta("arch.width", 0)),
      "model.pt: arch.width is 0, not an integer 4..128"),
     ("bands missing from the metadata", PREDICT, _edit("pt", _meta("bands", None)),

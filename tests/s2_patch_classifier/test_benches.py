@@ -27,16 +27,19 @@ def test_inference_benchmark_runs():
     assert out["max_probability_difference_vs_plain"]["onnxruntime"] <= 1e-5
 
 
-def test_ships_harness_runs(tmp_path):
+def test_ships_harness_runs():
     from tests.conftest import sample
 
     root = sample("s2-ships-sen2ships")
     harness = _load("ships_eval")
-    args = argparse.Namespace(root=str(root), test_ports="honolulu", train_ports="casablanca", encoder="resnet14", width=4, patch_size=64,
-                              epochs=1, batch_size=16, lr=1e-3, criterion="focal_loss", no_aug=False,
-                              pretrain_epochs=0, budget_s=0, pretrain_budget_s=0, overlap=0.25, min_pixels=-1,
-                              device="cpu", seed=0, threads=1, save_dir="")
+    args = harness.parser().parse_args([str(root), "--ports", "honolulu,casablanca", "--train-ports",
+                                        "casablanca,honolulu", "--validation-ports", "casablanca", "--width", "4",
+                                        "--indices", "NDWI", "--epochs", "1", "--flips", "--jobs", "1"])
     out = harness.evaluate(args)
-    run = out["runs"]["scratch"]
-    assert out["test_ports"] == ["honolulu"] and out["min_pixels"] >= 1
-    assert run["true_objects"] == 12 and 0 <= run["object_f1"] <= 1
+    honolulu = out["ports"]["honolulu"]
+    assert honolulu["train_ports"] == ["casablanca"] and honolulu["min_pixels"] >= 1
+    assert honolulu["true_objects"] == 12 and 0 <= honolulu["object_f1"] <= 1
+    assert honolulu["engine"].endswith("+flips")
+    assert out["summary"]["report_ports"]["ports"] == ["honolulu"]
+    assert out["summary"]["validation_ports"]["ports"] == ["casablanca"]
+    assert out["summary"]["all_ports"]["pooled"]["true_objects"] == 12 + 15

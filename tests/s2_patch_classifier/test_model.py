@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from components.s2_patch_classifier import augment
-from components.s2_patch_classifier.losses import cross_entropy, focal_loss
+from components.s2_patch_classifier.losses import cross_entropy, focal_dice, focal_loss, soft_dice
 from components.s2_patch_classifier.model import (ENCODER_BLOCKS, Arch, ResNetEncoder, build, fold_batchnorm,
-                                                   parameter_count)
+                                                   index_positions, parameter_count)
 
 RESNET50_WITHOUT_FC = 23_508_032  # torchvision's resnet50 (25,557,032) less its 2048 x 1000 + 1000 classifier
 
@@ -43,6 +43,23 @@ def test_normalise_and_nan():
     assert y[0, 0, 0, 0] == pytest.approx(5.0) and y[0, 1, 0, 0] == 0
 
 
+def test_indices_are_normalised_differences_of_raw_values():
+    bands = ["B2", "B3", "B4", "B8", "B11"]
+    arch = Arch(5, 2, "resnet14", 8, index_positions(["NDWI", "NDBI"], bands))
+    assert arch.indices == ((1, 3), (4, 3)) and arch.channels == 7
+    assert Arch(**arch.as_dict()) == arch and "indices" not in Arch(5, 2).as_dict()
+    model = build(arch)
+    model.normalise.set_stats([0] * 5, [1000] * 5, [0] * 5, [1] * 5)  # clipping must not reach the indices
+    x = torch.tensor([[3000.0, 3000.0, 0.0, 1000.0, 0.0]]).view(1, 5, 1, 1).repeat(2, 1, 1, 1)
+    x[1, 3] = float("nan")  # no data: the index is 0, not NaN
+    y = model.normalise(x)
+    assert y.shape == (2, 7, 1, 1)
+    assert y[0, 5, 0, 0] == pytest.approx(0.5) and y[0, 6, 0, 0] == pytest.approx(-1.0)
+    assert y[1, 5, 0, 0] == 0 and torch.isfinite(y).all()
+    with pytest.raises(ValueError, match="index NDBI needs band\\(s\\) B11, not among B2,B3,B4,B8"):
+        index_positions(["NDBI"], bands[:4])
+
+
 def test_folded_batchnorm_gives_the_same_output():
     torch.manual_seed(0)
     model = build(Arch(3, 2, "resnet14", 8))
@@ -70,6 +87,23 @@ def test_losses():
     confident = torch.zeros(1, 2, 4, 4)
     confident[:, 1] = 10.0
     assert focal_loss(confident, torch.ones(1, 4, 4, dtype=torch.long)) < 1e-6
+
+
+def test_soft_dice_weighs_a_small_object_like_its_surroundings():
+    target = torch.zeros(2, 16, 16, dtype=torch.long)
+    target[0, 4:7, 4:8] = 1    # a 12-pixel ship among 500 pixels of sea
+    target[1, :, :3] = 255     # no data: ignored whatever the logits say
+    right = torch.where(target == 1, 8.0, -8.0)
+    logits = torch.stack([-right, right], 1)
+    assert float(soft_dice(logits, target)) < 0.01
+    missed = logits.clone()
+    missed[0, :, 4:7, 4:8] = missed[0, :, 4:7, 4:8].flip(0)   # the ship called sea: 12 of 500 pixels
+    assert float(soft_dice(missed, target)) > 0.9 and float(cross_entropy(missed, target)) < 0.5
+    noisy = logits.clone()
+    noisy[1, 1, :, :3] = 8.0   # "ship" where there is no data
+    assert float(soft_dice(noisy, target)) == pytest.approx(float(soft_dice(logits, target)), abs=1e-6)
+    assert float(focal_dice(missed, target)) == pytest.approx(
+        float(focal_loss(missed, target) + soft_dice(missed, target)), rel=1e-6)
 
 
 def test_augmentation_moves_image_and_labels_together():

@@ -68,6 +68,8 @@ def test_seed_spellings_parse():
     ({"action": "train", "simplified": "true", "selected_classes": "12"}, "simplified scheme"),
     ({"action": "train", "model_format": "tflite"}, "parameter 'model_format': allowed one of pytorch, onnx"),
     ({"action": "train", "pretrained": "maybe"}, "parameter 'pretrained': allowed true or false"),
+    ({"action": "train", "indices": "NDWI,EVI"}, "invalid value 'EVI' for parameter 'indices': allowed one of NDWI"),
+    ({"action": "train", "indices": "ndwi,NDWI"}, "parameter 'indices': allowed each index at most once"),
 ])
 def test_invalid_values(values, fragment):
     with pytest.raises(InvalidParameter) as e:

@@ -6,13 +6,13 @@ import pytest
 import rasterio
 import torch
 
-from components.s2_patch_classifier import modelio
+from components.s2_patch_classifier import hysteresis, modelio
 from components.s2_patch_classifier.data import find_tiles
 from components.s2_patch_classifier.model import Arch, build
 from components.s2_patch_classifier.onnx_export import export
-from components.s2_patch_classifier.predict import (NODATA, OnnxPredictor, TorchPredictor, open_predictor,
-                                                    _predict_rows, predict_array, predict_tile, to_cog,
-                                                    window_weights)
+from components.s2_patch_classifier.predict import (NODATA, FlipAveraged, OnnxPredictor, Predictor, TorchPredictor,
+                                                    open_predictor, _predict_rows, predict_array, predict_tile,
+                                                    to_cog, window_weights)
 
 from .fixtures import SYNTH_BANDS, synthetic_tile
 
@@ -101,3 +101,69 @@ def test_geotiff_keeps_grid_and_colours(models, tmp_path):
         cmap = out.colormap(1)
         assert cmap[1][:3] == tuple(meta["colours"][1]) and cmap[2][:3] == tuple(meta["colours"][2])
     assert sum(res.class_pixels.values()) == 90 * 140 and res.class_pixels["nodata"] == 35
+
+
+def test_flip_averaging_makes_a_model_equivariant(models):
+    model, meta, _, _ = models
+    inner = TorchPredictor(model, meta, torch.device("cpu"), "fp32")
+    averaged = FlipAveraged(inner)
+    x = np.random.default_rng(3).uniform(0, 3000, (2, 4, 64, 64)).astype(np.float32)
+    turned = np.ascontiguousarray(np.rot90(x, 1, axes=(2, 3)))
+    mirrored = np.ascontiguousarray(x[..., ::-1])
+    # the random network alone is not: otherwise this test could not fail
+    assert np.abs(inner(turned) - np.rot90(inner(x), 1, axes=(2, 3))).max() > 1e-2
+    ref = averaged(x)
+    assert np.allclose(averaged(turned), np.rot90(ref, 1, axes=(2, 3)), atol=1e-5)
+    assert np.allclose(averaged(mirrored), ref[..., ::-1], atol=1e-5)
+    assert np.allclose(ref.sum(1), 1, atol=1e-5) and averaged.engine == "torch-fp32+flips"
+
+
+def test_hysteresis_grows_objects_from_argmax_seeds():
+    classes = np.zeros((8, 12), np.int16)
+    cand = np.zeros((8, 12), np.uint8)
+    classes[1, 1] = 1
+    cand[1:4, 1:4] = 1          # probable ship around the seed: joins it
+    cand[4, 4] = 1              # diagonal neighbour of the grown block: joins too
+    cand[6:8, 8:10] = 1         # probable but with no seed: stays background
+    classes[1, 8], cand[0:3, 7] = 2, 2    # class 2 grows only over class-2 candidates
+    cand[2, 8] = 1              # a class-1 candidate next to the class-2 seed: not joined
+    classes[0, 0] = -1          # no data stays no data
+    cand[0, 0] = 1
+    out = hysteresis.grow(classes, cand)
+    expect = classes.copy()
+    expect[1:4, 1:4] = 1
+    expect[4, 4] = 1
+    expect[0:3, 7] = 2
+    np.testing.assert_array_equal(out, expect)
+    prob = np.array([[[0.7, 0.5]], [[0.2, 0.1]], [[0.1, 0.4]]], np.float32)  # (K=3, 1, 2)
+    np.testing.assert_array_equal(hysteresis.candidates(prob, 0.15), [[1, 2]])
+    np.testing.assert_array_equal(hysteresis.candidates(prob, 0.3), [[0, 2]])
+
+
+class _Brightness(Predictor):
+    """Ship probability rising with B8 around 2620 (the synthetic ships: 2600 +- 40): ships are seeds
+    in part, and probable elsewhere: a case for hysteresis, the network aside."""
+
+    engine, batch = "brightness", 8
+
+    def __init__(self, meta):
+        self.meta = meta
+
+    def __call__(self, x):
+        ship = 1 / (1 + np.exp(-(x[:, 3] - 2620) / 40))
+        return np.stack([1 - ship, ship], axis=1).astype(np.float32)
+
+
+def test_hysteresis_on_a_tile_equals_the_in_memory_image(models, tmp_path):
+    _, meta, _, _ = models
+    synthetic_tile(tmp_path / "in", "A", size=(150, 170))
+    (tile,) = find_tiles(tmp_path / "in" / "A.tif")
+    predictor = _Brightness({**meta, "classes": [0, 1]})
+    image = tile.read(SYNTH_BANDS)
+    plain = predict_array(image, predictor, 0.25)
+    grown = predict_array(image, predictor, 0.25, grow_threshold=0.2)
+    assert (grown != plain).sum() > 50 and (grown[plain != 0] == plain[plain != 0]).all()
+    res = predict_tile(tile, predictor, 0.25, tmp_path / "raw.tif", grow_threshold=0.2)
+    with rasterio.open(res.path) as ds:
+        np.testing.assert_array_equal(ds.read(1), grown.astype(np.uint8))
+    assert res.class_pixels == {"0": int((grown == 0).sum()), "1": int((grown == 1).sum())}

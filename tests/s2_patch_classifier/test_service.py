@@ -84,3 +84,21 @@ def test_actions_one_by_one_with_pretraining_and_onnx(tmp_path, capsys):
     assert all(palette[v] in swatches for v in (0, 1, 2))
     record = json.loads((tmp_path / "pred" / "run.json").read_text())
     assert record["outputs"]["summary"]["engine"] == "onnxruntime-cpu"
+
+
+def test_indices_survive_the_onnx_file_and_flips_average_the_views(tmp_path, capsys):
+    tiles = tmp_path / "tiles"
+    synthetic_tile(tiles, "A", size=(96, 128), seed=1)
+    out = tmp_path / "out"
+    assert main(["-action", "full", "-i", str(tiles), "-o", str(out), "-epochs", "1", "--indices", "ndwi",
+                 "-model_format", "onnx", "--flips", "true"] + FAST) == 0
+    capsys.readouterr()
+    from components.s2_patch_classifier.modelio import read_meta
+
+    meta = read_meta(out / "model.onnx")
+    assert meta["arch"]["indices"] == [[1, 3]] and meta["bands"] == ["B2", "B3", "B4", "B8"]
+    assert meta["training"]["indices"] == ["NDWI"]
+    record = json.loads((out / "run.json").read_text())
+    assert record["outputs"]["summary"]["engine"] == "onnxruntime-cpu+flips"
+    with rasterio.open(out / "predictions" / "A_classes.tif") as ds:
+        assert ds.shape == (96, 128) and set(np.unique(ds.read(1))) <= {0, 1}
