@@ -13,9 +13,9 @@ input by a small conv block, so objects of a few pixels (ships at 10 m) keep the
 The model takes **raw band values**: its first layer is :class:`Normalise` (per-band clip and
 z-score with the statistics of the training data, kept as buffers), so a saved PyTorch or ONNX
 file needs nothing but the bands in the recorded order. Optional normalised-difference indices
-(``Arch.indices``, e.g. NDWI) are computed there from the raw values and appended as channels:
-ratios that hold across scenes whatever their brightness, which a few training ports cannot
-teach the first convolution.
+(``Arch.indices``, e.g. NDWI) are computed there from the raw values and appended as channels
+(ratios a first convolution cannot form; on the sen2ships ports they did not help, see the
+README).
 """
 
 from __future__ import annotations

@@ -308,7 +308,7 @@ def predict_tile(tile: Tile, predictor: Predictor, overlap: float, dst: Path, gr
     """Classify ``tile`` into a GeoTIFF at ``dst`` (tiled, uint8 label values, colour table).
     Rows are written as they are finished, except with ``grow_threshold`` > 0: hysteresis joins
     objects across the whole tile, so the class map (and its candidates) is held in memory, 3
-    bytes per pixel, and written at the end."""
+    bytes per pixel (4 more while objects are joined), and written at the end."""
     import time
 
     meta = predictor.meta
