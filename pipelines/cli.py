@@ -23,6 +23,7 @@ import yaml
 
 from components.common.cli import OneLineParser
 from pipelines.compile import COMPILED, PIPELINES
+from pipelines.local_print import print_restored
 
 # the account manifests/base/rbac.yaml creates for pipeline pods (reads the artifact secret)
 SERVICE_ACCOUNT = "eo-pipeline-runner"
@@ -70,7 +71,7 @@ def run_local(pipeline: str, params: dict, root: Path) -> Path:
     import kfp.local
 
     root = root.resolve()
-    with tempfile.TemporaryDirectory() as workspace:
+    with tempfile.TemporaryDirectory() as workspace, print_restored():
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
                        workspace_root=workspace)
         PIPELINES[pipeline](**params)

@@ -40,11 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     import kfp.local
 
     from components.common.logs import setup_logging
+    from pipelines.local_print import print_restored
     from pipelines.s2_ard import s2_ard
 
     setup_logging()
     outdir = Path(args.outdir).resolve()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, print_restored():
         products = args.products or default_products(Path(tmp))
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(outdir),
                        workspace_root=str(Path(tmp) / "workspace"))

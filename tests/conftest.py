@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.local_print import print_restored
 from tests.fixtures.seaweed import s3_server  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,4 +42,5 @@ def kfp_local(tmp_path, monkeypatch):
     root = tmp_path / "pipeline_root"
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
                    workspace_root=str(tmp_path / "workspace"))
-    return root
+    with print_restored():  # kfp's parallel tasks can leave an indenting print installed
+        yield root

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from pipelines.compile import COMPILED
+from pipelines.local_print import print_restored
 
 # Set by .ci/run: an engine or image that is missing is then a failure, not a skip.
 REQUIRED_VARIABLE = "EO_E2E_REQUIRED"
@@ -109,7 +110,7 @@ def run_compiled(pipeline: str, arguments: dict, root: Path, environment: dict[s
     pipeline = components.load_component_from_file(str(COMPILED / f"{name}.yaml"))
     assert pipeline.component_spec.implementation.graph is not None, \
         f"{name}.yaml reads back as one component, not the pipeline (is the pipeline named like a component?)"
-    with _removed_container_is_not_found():
+    with _removed_container_is_not_found(), print_restored():
         pipeline(**arguments)
     return root
 
