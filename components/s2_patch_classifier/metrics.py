@@ -73,7 +73,7 @@ def objects(pred: np.ndarray, truth: np.ndarray) -> dict:
     inter = int((pred & truth_mask).sum())
     total = int(pred.sum() + truth_mask.sum())
     return {"true_objects": int(len(truth_ids)), "predicted_objects": int(n_pred), "tp": matched,
-            "fp": int(n_pred - matched), "found": matched, "fn": int(len(truth_ids) - matched), "merged": merged,
+            "fp": int(n_pred - matched), "fn": int(len(truth_ids) - matched), "merged": merged,
             "pixel_intersection": inter, "pixel_pred": int(pred.sum()), "pixel_truth": int(truth_mask.sum()),
             "dice": round(2 * inter / total, 6) if total else 1.0}
 
@@ -83,10 +83,9 @@ def object_summary(counts: list[dict]) -> dict:
     pixel Dice summed over several scenes."""
     tp = sum(c["tp"] for c in counts)
     npred = sum(c["predicted_objects"] for c in counts)
-    found = sum(c["found"] for c in counts)
     nt = sum(c["true_objects"] for c in counts)
     p = tp / npred if npred else 0.0
-    r = found / nt if nt else 0.0
+    r = tp / nt if nt else 0.0
     f1 = 2 * p * r / (p + r) if p + r else 0.0
     inter = sum(c["pixel_intersection"] for c in counts)
     denom = sum(c["pixel_pred"] + c["pixel_truth"] for c in counts)

@@ -58,10 +58,14 @@ def test_corrupt_input(case_id, key, corrupt, problem, scene, tmp_path, capsys):
     config.write_text(scene_config(work, AOI, input_frame=(2, 2), output_frame=(8, 8), ensemble_size=4))
     code = preproc_main(["--start-date", DATES[0], "--end-date", DATES[1], "--dataset", "synthetic",
                          "--config", str(config)])
-    err = capsys.readouterr().err
+    assert_refused(code, capsys.readouterr().err, damaged.name, problem, work / "tiles")
+
+
+def assert_refused(code: int, err: str, name: str, problem: str, tiles: Path) -> None:
+    """aqgan-preproc's answer to a damaged input: exit status 2, one error line naming the file
+    and the problem, no tile written."""
     errors = [line for line in err.splitlines() if line.startswith(f"{PROG}: error:")]
     assert code == 2, err
     assert len(errors) == 1 and "Traceback" not in err, err
-    assert damaged.name in errors[0] and problem in errors[0], errors[0]
-    tiles = work / "tiles"
+    assert name in errors[0] and problem in errors[0], errors[0]
     assert not tiles.exists() or not any(tiles.rglob("*.nc"))

@@ -22,6 +22,7 @@ from components.aq_downscaling.grid import Grid, aoi_grids
 from components.aq_downscaling.readers import GribFile, open_gridded
 from components.aq_downscaling.service import run_evaluate
 from components.common.errors import ServiceError
+from tests.aq_downscaling.test_corrupt_inputs import assert_refused
 from tests.conftest import sample
 
 GRIB = "cams-europe-pm25-forecast-grib/example.grib"
@@ -32,7 +33,6 @@ AOI = (51.5, 53.1, -3.2, -1.6)
 MESSAGES = range(1, 13)  # steps 0, 1, 10, 11, ..., 19 h: the file is not in step order
 TRAIN = ("2020060800", "2020060815")
 TEST = ("2020060816", "2020060819")
-PROG = "aqgan-preproc"
 
 
 def write_crop(src: Path, dst: Path, messages=MESSAGES, window=CROP, constituent: int | None = None,
@@ -226,12 +226,7 @@ def test_damaged_grib(case_id, corrupt, problem, crop, tmp_path, capsys):
     config = _config(tmp_path, damaged)
     code = preproc_main(["--start-date", TRAIN[0], "--end-date", TRAIN[1], "--dataset", "real",
                          "--config", str(config)])
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith(f"{PROG}: error:")]
-    assert code == 2, err
-    assert len(errors) == 1 and "Traceback" not in err, err
-    assert damaged.name in errors[0] and problem in errors[0], errors[0]
-    assert not (tmp_path / "tiles").exists() or not any((tmp_path / "tiles").rglob("*.nc"))
+    assert_refused(code, capsys.readouterr().err, damaged.name, problem, tmp_path / "tiles")
 
 
 def test_other_constituent_refused(tmp_path):
