@@ -6,7 +6,10 @@
 - Sampling: rare classes (ships, roads) fill few patches, so each epoch draws as many patches as
   the training set holds, with replacement, half of them from patches that contain a foreground
   pixel (when both kinds exist).
-- Optimiser: Adam at ``lr`` with cosine decay over the epochs; bf16 autocast on CUDA.
+- Optimiser: Adam at ``lr`` with cosine decay over the epochs; bf16 autocast and channels-last on
+  CUDA. The CPU trains in fp32, contiguous: on a CPU with native bf16 a step would take 0.6x the
+  fp32 time, but the ships' held-out F1 came out lower in bf16 over four runs (the README), and
+  channels-last gains 1.1-1.4x on small encoders but loses 1-5 % on the ResNet-50.
 - Model selection: the epoch with the best mean foreground IoU on the validation patches.
 - Larger-batch mode (``batch_scaling`` k > 1): batches of k x ``batch_size`` and the learning
   rate x sqrt(k), for a GPU that the seed's small batches leave idle.
@@ -183,10 +186,12 @@ def evaluate(model: UNet, patches: PatchSet, index: np.ndarray, device, batches:
     return cm[:-1].view(k, k).cpu().numpy()
 
 
+def bf16_training(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
 def _autocast(device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_training(device))
 
 
 def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
@@ -261,5 +266,6 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     metrics = scores(cm, classes)
     metrics.update({"evaluated_on": "validation patches" if len(val_idx) else "training patches (no validation split)",
                     "validation_patches": int(len(val_idx)), "training_patches": int(len(train_idx)),
-                    "best_epoch": best_epoch, "epochs_run": len(history)})
+                    "best_epoch": best_epoch, "epochs_run": len(history),
+                    "precision": "bf16" if bf16_training(device) else "fp32"})
     return TrainResult(model, metrics, history, train_idx, val_idx)

@@ -80,6 +80,7 @@ def test_train_on_cpu_equals_the_plain_loop():
     with torch.no_grad():
         pred = model(torch.from_numpy(ps.images[res.val_index])).argmax(1).numpy()
     assert np.array_equal(np.array(res.metrics["confusion_matrix"]), confusion(pred, ps.labels[res.val_index], 2))
+    assert res.metrics["precision"] == "fp32"  # bf16 on CUDA only
 
 
 def test_confusion_counted_on_the_device_leaves_out_ignored_pixels():
