@@ -39,7 +39,6 @@ from components.common.logs import Steps
 
 from . import modelio, patches as patchmod
 from .data import find_tiles
-from .model import Arch
 from .params import S2PatchClassifierParams
 from .predict import NODATA, FlipAveraged, open_predictor, predict_tile, to_cog
 from .train import TrainConfig, resolve_device, train
