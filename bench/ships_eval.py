@@ -60,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--encoder", default="resnet14", choices=("resnet50", "resnet26", "resnet14"))
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--indices", default="", help="normalised differences added to the input, e.g. NDWI,NDBI")
+    ap.add_argument("--members", type=int, default=1,
+                    help="networks per fold from seeds seed, seed + 1, ... whose probabilities are averaged")
     ap.add_argument("--patch-size", type=int, default=64, choices=(64, 256))
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -187,12 +189,13 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
         cfg = TrainConfig(criterion=args.criterion, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           data_aug=not args.no_aug, val_fraction=0.1, seed=args.seed, device=device.type,
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],
-                          stats=encoder and encoder[1],
+                          stats=encoder and encoder[1], members=args.members,
                           max_seconds=args.budget_s or None, indices=tuple(_names(args.indices)))
         t0 = time.perf_counter()
         res = train(ps, cfg)
         train_s = time.perf_counter() - t0
-        meta = modelio.base_meta(res.model.arch, BANDS, [0, 1], args.patch_size, cfg.stats or ps.stats, False)
+        meta = modelio.base_meta(res.model.arch, BANDS, [0, 1], args.patch_size, cfg.stats or ps.stats, False,
+                                 args.members)
     if args.save_dir:
         Path(args.save_dir).mkdir(parents=True, exist_ok=True)
         modelio.save_pytorch(Path(args.save_dir) / f"model_{port}.pt", res.model, meta)

@@ -57,13 +57,17 @@ def log_scores(result, metrics, confusion, report) -> None:
         f"<tr><td>{html.escape(n)}</td><td>{_fmt(sc['iou'])}</td><td>{_fmt(sc['f1'])}</td>"
         f"<td>{_fmt(sc['precision'])}</td><td>{_fmt(sc['recall'])}</td><td>{sc['pixels']}</td></tr>"
         for n, sc in zip(names, data["per_class"].values()))
-    losses = ", ".join(f"{h['loss']:.4f}" for h in data["history"])
+    losses = ", ".join(f"{h['loss']:.4f}" for h in data["history"] if not h.get("member"))
+    members = data.get("members", [])
+    ensemble = (f"; scores of an ensemble of {len(members)} networks (seeds "
+                f"{', '.join(str(m['seed']) for m in members)}), epochs of the first" if members else "")
     Path(report.path).write_text(
         "<html><body><h3>s2-patch-classifier: training</h3>"
         f"<p>{html.escape(data['evaluated_on'])}: {data['validation_patches']} patches; best epoch "
-        f"{data['best_epoch']} of {data['epochs_run']}; trained in {html.escape(data.get('precision', 'fp32'))}</p>"
+        f"{data['best_epoch']} of {data['epochs_run']}; trained in {html.escape(data.get('precision', 'fp32'))}{ensemble}</p>"
         "<table border='1'><tr><th>class</th><th>IoU</th><th>F1</th><th>precision</th><th>recall</th>"
-        f"<th>pixels</th></tr>{rows}</table><p>loss per epoch: {losses}</p></body></html>")
+        f"<th>pixels</th></tr>{rows}</table><p>loss per epoch{' (first network)' if members else ''}: {losses}</p>"
+        "</body></html>")
 
 
 def _fmt(v) -> str:

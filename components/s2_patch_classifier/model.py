@@ -207,8 +207,29 @@ class UNet(nn.Module):
         return self.head(y)
 
 
-def build(arch: Arch) -> UNet:
-    return UNet(arch)
+class Ensemble(nn.Module):
+    """U-Nets of one architecture (trained from different seeds) whose class probabilities are
+    averaged. ``forward`` returns the log of the average: a softmax over it gives the average
+    back, so whatever takes a U-Net's logits (evaluation, prediction, the ONNX export) takes an
+    ensemble unchanged."""
+
+    def __init__(self, members: list[UNet]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.arch = members[0].arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = sum(torch.softmax(m(x).float(), dim=1) for m in self.members)
+        return torch.log((total / len(self.members)).clamp_min(1e-30))
+
+
+def build(arch: Arch, members: int = 1) -> UNet | Ensemble:
+    """One U-Net, or an ensemble of ``members`` of them."""
+    return UNet(arch) if members == 1 else Ensemble([UNet(arch) for _ in range(members)])
+
+
+def members_of(model: nn.Module) -> int:
+    return len(model.members) if isinstance(model, Ensemble) else 1
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -18,7 +18,7 @@ from components import __version__
 from components.common.errors import ServiceError
 from components.common.modelfile import first_words, integer, load_weights, read_torch_file
 
-from .model import ENCODER_BLOCKS, Arch, UNet, build
+from .model import ENCODER_BLOCKS, Arch, Ensemble, UNet, build
 
 MODEL_FORMAT = "s2-patch-classifier-model"
 ENCODER_FORMAT = "s2-patch-classifier-encoder"
@@ -44,7 +44,7 @@ def colours(classes: list[int], simplified: bool) -> list[list[int]]:
     return out
 
 
-def save_pytorch(path: Path, model: UNet, meta: dict) -> Path:
+def save_pytorch(path: Path, model: UNet | Ensemble, meta: dict) -> Path:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save({"format": MODEL_FORMAT, "meta": meta, "state_dict": state}, path)
     return path
@@ -61,6 +61,7 @@ WHAT = {MODEL_FORMAT: "a PyTorch model file of this service", ENCODER_FORMAT: "a
 KIND = {MODEL_FORMAT: "a model from train", ENCODER_FORMAT: "an encoder checkpoint from --action pretrain"}
 OTHER_FORMATS = {"aqgan-model": "an aqgan model (aqgan-train)", "eo-kfp-services.crop-lstm": "a crop-type LSTM model"}
 MIN_WIDTH, MAX_WIDTH = 4, 128  # the encoder widths the service trains (--width)
+MAX_MEMBERS = 8  # networks of an ensemble (--ensemble)
 MODEL_META_KEYS = ("arch", "bands", "classes", "patch_size", "stats", "colours")
 ENCODER_META_KEYS = ("bands", "encoder", "width", "stats")
 
@@ -176,6 +177,8 @@ def check_meta(meta, path: Path) -> dict:
     if meta["patch_size"] not in PATCH_SIZES or isinstance(meta["patch_size"], bool):
         _fail(path, f"patch size {meta['patch_size']!r} is not one of {', '.join(map(str, PATCH_SIZES))}")
     _stats(meta["stats"], path, n)
+    if "members" in meta:
+        integer(meta["members"], path, "members", 1, MAX_MEMBERS)
     colours = meta["colours"]
     if not isinstance(colours, (list, tuple)) or len(colours) != k or not all(
             isinstance(c, (list, tuple)) and len(c) in (3, 4) and
@@ -188,13 +191,15 @@ def _describe(arch: Arch) -> str:
     return f"{arch.encoder}, width {arch.width}, {arch.in_channels} bands, {arch.num_classes} classes"
 
 
-def load_pytorch(path: Path) -> tuple[UNet, dict]:
+def load_pytorch(path: Path) -> tuple[UNet | Ensemble, dict]:
     """The model of a file written by ``train`` (in eval mode) and its checked metadata."""
     ckpt = _load(path, MODEL_FORMAT)
     meta = check_meta(ckpt["meta"], path)
     arch = Arch(**meta["arch"])
-    model = build(arch)
-    load_weights(model, ckpt["state_dict"], path, "model", _describe(arch))
+    members = meta.get("members", 1)
+    model = build(arch, members)
+    load_weights(model, ckpt["state_dict"], path, "model",
+                 _describe(arch) + (f", an ensemble of {members}" if members > 1 else ""))
     return model.eval(), meta
 
 
@@ -268,7 +273,10 @@ def _check_graph(proto, meta: dict, path: Path) -> None:
         _fail(path, f"the ONNX graph gives {out[1]} classes, its metadata lists {k}")
 
 
-def base_meta(arch: Arch, bands, classes, patch_size: int, stats: dict, simplified: bool) -> dict:
-    return {"service_version": __version__, "arch": arch.as_dict(), "bands": list(bands), "classes": list(classes),
+def base_meta(arch: Arch, bands, classes, patch_size: int, stats: dict, simplified: bool, members: int = 1) -> dict:
+    meta = {"service_version": __version__, "arch": arch.as_dict(), "bands": list(bands), "classes": list(classes),
             "patch_size": patch_size, "stats": stats, "simplified": simplified,
             "colours": colours(list(classes), simplified)}
+    if members > 1:  # single networks keep the keys their files always had
+        meta["members"] = members
+    return meta

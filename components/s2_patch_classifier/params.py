@@ -68,6 +68,10 @@ class S2PatchClassifierParams(ServiceParams):
     indices: tuple[str, ...] = param((), "Comma-separated normalised differences added to the model's input, "
                                      "any of NDWI (B3,B8), MNDWI (B3,B11), NDVI (B8,B4), NDBI (B11,B8); their "
                                      "bands must be among the model's")
+    ensemble: int = param(1, "Networks to train from seeds seed, seed + 1, ... on the same patches, saved in one "
+                          "model file whose class probabilities are their average (steadier on scenes unlike the "
+                          "training ones; this many times the training and prediction work); 1 = one network",
+                          minimum=1, maximum=8)
     val_fraction: float = param(0.2, "Fraction of the patches held out for validation metrics",
                                 minimum=0.0, maximum=0.5)
     overlap: float = param(0.25, "Overlap of neighbouring prediction windows, as a fraction of the patch",

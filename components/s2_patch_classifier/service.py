@@ -292,15 +292,17 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
     cfg = TrainConfig(criterion=params.criterion, epochs=params.epochs, batch_size=params.batch_size, lr=params.lr,
                       data_aug=params.data_aug, val_fraction=params.val_fraction, seed=params.seed,
                       device=device.type, encoder=params.encoder, width=params.width, pretrained_encoder=state,
-                      stats=stats, batch_scaling=params.batch_scaling, indices=params.indices)
+                      stats=stats, batch_scaling=params.batch_scaling, indices=params.indices,
+                      members=params.ensemble)
     with steps.step("train"):
         res = train(ps, cfg)
     classes = ps.index["classes"]
     meta = modelio.base_meta(res.model.arch, ps.bands, classes,
-                             ps.index["patch_size"], stats or ps.stats, ps.index["simplified"])
+                             ps.index["patch_size"], stats or ps.stats, ps.index["simplified"], params.ensemble)
     meta["training"] = {"criterion": params.criterion, "epochs": params.epochs, "batch_size": params.batch_size,
-                        "batch_scaling": params.batch_scaling, "indices": list(params.indices), "lr": params.lr, "data_aug": params.data_aug, "pretrained": params.pretrained,
-                        "quantize": params.quantize,
+                        "batch_scaling": params.batch_scaling, "indices": list(params.indices), "lr": params.lr,
+                        "data_aug": params.data_aug, "pretrained": params.pretrained, "quantize": params.quantize,
+                        "ensemble": params.ensemble, "seed": params.seed,
                         "patches": len(ps), "best_epoch": res.metrics["best_epoch"]}
     name = model_name(params)
     path = stage / name

@@ -38,7 +38,7 @@ from . import augment as aug
 from .data import IGNORE
 from .losses import LOSSES
 from .metrics import scores
-from .model import Arch, UNet, build, index_positions
+from .model import Arch, Ensemble, UNet, build, index_positions
 from .patches import PatchSet
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,12 @@ class TrainConfig:
     max_seconds: float | None = None         # stop after the epoch that crosses this budget
     batch_scaling: int = 1                   # larger-batch mode: batch x k, lr x sqrt(k)
     indices: tuple[str, ...] = ()            # normalised differences added to the input (model.INDICES)
+    members: int = 1                         # networks trained from seeds seed, seed + 1, ... (an ensemble)
 
 
 @dataclass
 class TrainResult:
-    model: UNet
+    model: UNet | Ensemble
     metrics: dict
     history: list = field(default_factory=list)
     train_index: np.ndarray | None = None
@@ -199,14 +200,46 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
         raise ServiceError(f"{patches.folder} holds unlabelled patches (written for pretrain): run extract_data "
                            "on labelled tiles")
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed + 1)
     train_idx, val_idx = split(len(patches), cfg.val_fraction, cfg.seed)
     eval_idx = val_idx if len(val_idx) else train_idx
+    batches = Batches(patches, device)
+    log.info("training %s/%d on %s: %d training and %d validation patches%s%s", cfg.encoder, cfg.width, device,
+             len(train_idx), len(val_idx), " (patches held in GPU memory)" if batches.resident else "",
+             f", an ensemble of {cfg.members}" if cfg.members > 1 else "")
+    fits = [_fit(patches, cfg, cfg.seed + m, train_idx, eval_idx, batches, device) for m in range(cfg.members)]
+    model = fits[0].model if cfg.members == 1 else Ensemble([f.model for f in fits])
+    cm = evaluate(model, patches, eval_idx, device, batches)
+    del batches
+    model = model.cpu().to(memory_format=torch.contiguous_format).eval()
+    metrics = scores(cm, patches.index["classes"])
+    metrics.update({"evaluated_on": "validation patches" if len(val_idx) else "training patches (no validation split)",
+                    "validation_patches": int(len(val_idx)), "training_patches": int(len(train_idx)),
+                    "best_epoch": fits[0].best_epoch, "epochs_run": len(fits[0].history),
+                    "precision": "bf16" if bf16_training(device) else "fp32"})
+    history = fits[0].history
+    if cfg.members > 1:  # the first member's figures above; every member's here
+        metrics["members"] = [{"seed": cfg.seed + m, "best_epoch": f.best_epoch, "epochs_run": len(f.history),
+                               "val_foreground_iou": f.best_score} for m, f in enumerate(fits)]
+        history = [{"member": m, **h} for m, f in enumerate(fits) for h in f.history]
+    return TrainResult(model, metrics, history, train_idx, val_idx)
+
+
+@dataclass
+class _Fit:
+    model: UNet          # on the training device, with the weights of its best epoch
+    history: list
+    best_epoch: int
+    best_score: float
+
+
+def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, eval_idx: np.ndarray,
+         batches: Batches, device: torch.device) -> _Fit:
+    """One network trained from ``seed`` (initialisation, sampling, augmentation)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed + 1)
     model = make_model(patches, cfg).to(device)
     batch_size, lr = scaled(cfg.batch_size, cfg.lr, cfg.batch_scaling)
-    batches = Batches(patches, device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     loss_fn = LOSSES[cfg.criterion]
@@ -217,9 +250,7 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     classes = patches.index["classes"]
     best, best_state, best_epoch, history = -1.0, None, 0, []
     started = time.perf_counter()
-    log.info("training %s/%d on %s: %d training and %d validation patches, %d steps per epoch of %d%s",
-             cfg.encoder, cfg.width, device, len(train_idx), len(val_idx), steps_per_epoch, batch_size,
-             " (patches held in GPU memory)" if batches.resident else "")
+    log.info("seed %d: %d steps per epoch of %d", seed, steps_per_epoch, batch_size)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -260,12 +291,4 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
             log.info("time budget of %.0f s reached after epoch %d", cfg.max_seconds, epoch)
             break
     model.load_state_dict(best_state)
-    cm = evaluate(model, patches, eval_idx, device, batches)
-    del batches
-    model = model.cpu().to(memory_format=torch.contiguous_format).eval()
-    metrics = scores(cm, classes)
-    metrics.update({"evaluated_on": "validation patches" if len(val_idx) else "training patches (no validation split)",
-                    "validation_patches": int(len(val_idx)), "training_patches": int(len(train_idx)),
-                    "best_epoch": best_epoch, "epochs_run": len(history),
-                    "precision": "bf16" if bf16_training(device) else "fp32"})
-    return TrainResult(model, metrics, history, train_idx, val_idx)
+    return _Fit(model, history, best_epoch, best)

@@ -206,6 +206,11 @@ CASES = [
      "model.pt: unknown encoder 'resnet101' (known: resnet50, resnet26, resnet14)"),
     ("index of a band beyond the inputs", PREDICT, _edit("pt", _meta("arch.indices", [[1, 4]])),
      "model.pt: arch.indices is [[1, 4]], not a list of band position pairs below 4"),
+    ("ensemble size out of range", PREDICT, _edit("pt", _meta("members", 99)),
+     "model.pt: members is 99, not an integer 1..8"),
+    ("an ensemble's size over one network's weights", PREDICT, _edit("pt", _meta("members", 2)),
+     "model.pt: the model weights do not match its architecture (resnet14, width 8, 4 bands, 2 classes, an "
+     "ensemble of 2): missing members.0."),
     ("width out of range", PREDICT, _edit("pt", _meta("arch.width", 0)),
      "model.pt: arch.width is 0, not an integer 4..128"),
     ("bands missing from the metadata", PREDICT, _edit("pt", _meta("bands", None)),
