@@ -9,8 +9,9 @@ ships are scored:
   ships, F1. One component over three moored ships is one match: merging cannot raise a score;
 - pixel Dice of the ship class.
 
-The default settings (chosen on the validation ports, see the README): a ResNet-14 U-Net of
-width 16, focal loss, 30 epochs, augmentation, 64-px patches, and hysteresis at prediction
+The default settings (chosen on the validation ports, see the README): an ensemble of two
+ResNet-14 U-Nets of width 16 (``--members 2``: seeds 0 and 1 on one split, probabilities
+averaged), focal loss, 30 epochs, augmentation, 64-px patches, and hysteresis at prediction
 (``--grow-threshold 0.25``: ship pixels of probability >= 0.25 join a ship the argmax found).
 
 The settings were chosen on the **validation ports** (casablanca, honolulu, klang: their folds'
@@ -22,9 +23,9 @@ With ``--pretrain-epochs N`` the encoder is first pre-trained self-supervised (M
 patches of *all* ports without their labels (a held-out port's image is unlabelled data a user
 would have too), and each fold starts from it.
 
-    python bench/ships_eval.py ../shared/data/s2-ships-sen2ships                  # CPU, 2 cores: about 17 min
+    python bench/ships_eval.py ../shared/data/s2-ships-sen2ships                  # CPU, 2 cores: about 40 min
     python bench/ships_eval.py ROOT --device cuda --encoder resnet50 --width 64    # a GPU machine
-    python bench/ships_eval.py ROOT --ports honolulu --epochs 2                    # a quick try
+    python bench/ships_eval.py ROOT --ports honolulu --epochs 2 --members 1        # a quick try
 
 Data: ShipDetectionExperts/sen2ships (MIT); contains modified Copernicus Sentinel data 2022-2023.
 """
@@ -60,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--encoder", default="resnet14", choices=("resnet50", "resnet26", "resnet14"))
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--indices", default="", help="normalised differences added to the input, e.g. NDWI,NDBI")
-    ap.add_argument("--members", type=int, default=1,
+    ap.add_argument("--members", type=int, default=2,
                     help="networks per fold from seeds seed, seed + 1, ... whose probabilities are averaged")
     ap.add_argument("--patch-size", type=int, default=64, choices=(64, 256))
     ap.add_argument("--epochs", type=int, default=30)

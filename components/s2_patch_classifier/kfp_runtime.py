@@ -64,7 +64,8 @@ def log_scores(result, metrics, confusion, report) -> None:
     Path(report.path).write_text(
         "<html><body><h3>s2-patch-classifier: training</h3>"
         f"<p>{html.escape(data['evaluated_on'])}: {data['validation_patches']} patches; best epoch "
-        f"{data['best_epoch']} of {data['epochs_run']}; trained in {html.escape(data.get('precision', 'fp32'))}{ensemble}</p>"
+        f"{data['best_epoch']} of {data['epochs_run']}; trained in {html.escape(data.get('precision', 'fp32'))}"
+        f"{ensemble}</p>"
         "<table border='1'><tr><th>class</th><th>IoU</th><th>F1</th><th>precision</th><th>recall</th>"
         f"<th>pixels</th></tr>{rows}</table><p>loss per epoch{' (first network)' if members else ''}: {losses}</p>"
         "</body></html>")

@@ -228,10 +228,6 @@ def build(arch: Arch, members: int = 1) -> UNet | Ensemble:
     return UNet(arch) if members == 1 else Ensemble([UNet(arch) for _ in range(members)])
 
 
-def members_of(model: nn.Module) -> int:
-    return len(model.members) if isinstance(model, Ensemble) else 1
-
-
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -11,6 +11,9 @@
   fp32 time, but the ships' held-out F1 came out lower in bf16 over four runs (the README), and
   channels-last gains 1.1-1.4x on small encoders but loses 1-5 % on the ResNet-50.
 - Model selection: the epoch with the best mean foreground IoU on the validation patches.
+- Ensembles (``members`` k > 1): k networks trained one after the other from seeds seed, seed + 1,
+  ... (initialisation, sampling, augmentation) on the same split; the first is the network a
+  single training from ``seed`` gives. The metrics score their averaged probabilities.
 - Larger-batch mode (``batch_scaling`` k > 1): batches of k x ``batch_size`` and the learning
   rate x sqrt(k), for a GPU that the seed's small batches leave idle.
 

@@ -50,7 +50,7 @@ def test_pipeline_runs_locally(kfp_local, tmp_path):
     synthetic_tile(tmp_path / "new", "C", size=(70, 90), seed=3, labels=False)
     s2_segmentation(train_tiles=str(tmp_path / "train"), predict_tiles_uri=str(tmp_path / "new"), pretrained=True,
                     selected_classes="1,2", epochs=1, pretrain_epochs=1, batch_size=4, patch_size=64,
-                    encoder="resnet14", width=8)
+                    encoder="resnet14", width=8, ensemble=2)
     (tif,) = kfp_local.rglob("C_classes.tif")
     with rasterio.open(tif) as ds, rasterio.open(tmp_path / "new" / "C.tif") as src:
         assert ds.shape == src.shape and ds.crs == src.crs and set(np.unique(ds.read(1))) <= {0, 1, 2}
@@ -67,6 +67,6 @@ def test_pipeline_runs_locally(kfp_local, tmp_path):
     assert [c["displayName"] for c in matrix["annotationSpecs"]] == ["background", "class 1", "class 2"]
     assert len(matrix["rows"]) == 3 and sum(map(sum, (r["row"] for r in matrix["rows"]))) > 0
     report = next(kfp_local.rglob("report"))
-    assert "<table" in report.read_text()
+    assert "<table" in report.read_text() and "an ensemble of 2 networks (seeds 0, 1)" in report.read_text()
     quicklook = next(kfp_local.rglob("quicklook"))
     assert "data:image/png;base64," in quicklook.read_text()
