@@ -47,7 +47,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 DEFAULT_ROOT = Path(os.environ.get("EO_SAMPLE_DATA", REPO.parent / "shared" / "data")) / "s2-ships-sen2ships"
-VALIDATION = ("casablanca", "honolulu", "klang")
+VALIDATION = ("cartagena", "casablanca", "honolulu", "klang")
 BANDS = ("B2", "B3", "B4", "B8", "B11")
 
 
@@ -63,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--indices", default="", help="normalised differences added to the input, e.g. NDWI,NDBI")
     ap.add_argument("--members", type=int, default=2,
                     help="networks per fold from seeds seed, seed + 1, ... whose probabilities are averaged")
+    ap.add_argument("--dark-object", action=argparse.BooleanOptionalAction, default=True,
+                    help="per-scene dark-object subtraction of the service (--dark_object)")
     ap.add_argument("--patch-size", type=int, default=64, choices=(64, 256))
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -156,7 +158,7 @@ def _pretrain(args, tiles, device) -> tuple[tuple[dict, dict], dict]:
 
     with tempfile.TemporaryDirectory(prefix="sen2ships-") as work:
         unl = patchmod.extract(tiles, Path(work) / "unlabelled", BANDS, args.patch_size, (1,), False,
-                               labelled=False, seed=args.seed)
+                               labelled=False, seed=args.seed, dark_object=args.dark_object)
         t0 = time.perf_counter()
         encoder, history = pretrain(unl.images, unl.stats, encoder=args.encoder, width=args.width,
                                     epochs=args.pretrain_epochs, batch_size=args.batch_size, lr=args.lr,
@@ -173,7 +175,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
     from scipy import ndimage
 
     from components.common.logs import setup_logging
-    from components.s2_patch_classifier import modelio
+    from components.s2_patch_classifier import modelio, radiometry
     from components.s2_patch_classifier import patches as patchmod
     from components.s2_patch_classifier.data import find_tiles
     from components.s2_patch_classifier.metrics import object_summary, objects
@@ -186,7 +188,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
     tiles = {t.name: t for t in find_tiles(args.root)}
     with tempfile.TemporaryDirectory(prefix="sen2ships-") as work:
         ps = patchmod.extract([tiles[n] for n in train_ports], Path(work) / "train", BANDS, args.patch_size, (1,),
-                              False, labelled=True, seed=args.seed)
+                              False, labelled=True, seed=args.seed, dark_object=args.dark_object)
         cfg = TrainConfig(criterion=args.criterion, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           data_aug=not args.no_aug, val_fraction=0.1, seed=args.seed, device=device.type,
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],
@@ -197,6 +199,9 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
         train_s = time.perf_counter() - t0
         meta = modelio.base_meta(res.model.arch, BANDS, [0, 1], args.patch_size, cfg.stats or ps.stats, False,
                                  args.members)
+        if ps.index.get("dark_object"):
+            meta["dark_object"] = ps.index["dark_object"]
+            radiometry.correct(tiles[port], BANDS, meta["dark_object"])
     if args.save_dir:
         Path(args.save_dir).mkdir(parents=True, exist_ok=True)
         modelio.save_pytorch(Path(args.save_dir) / f"model_{port}.pt", res.model, meta)

@@ -75,10 +75,11 @@ def _step(body, *include):
 
 
 s2_patch_classifier = params_component(_s2_patch_classifier, S2PatchClassifierParams, base_image=ML_IMAGE)
-extract_patches = _step(_extract_patches, "bands", "selected_classes", "simplified", "patch_size", "seed")
+extract_patches = _step(_extract_patches, "bands", "selected_classes", "simplified", "patch_size", "dark_object",
+                        "seed")
 pretrain_encoder = _step(_pretrain_encoder, "epochs", "pretrain_epochs", "batch_size", "lr", "encoder", "width",
                          "device", "seed")
 train_model = _step(_train_model, "criterion", "pretrained", "bands", "selected_classes", "data_aug", "batch_size",
                     "epochs", "patch_size", "lr", "model_format", "model_file", "quantize", "encoder", "width",
-                    "val_fraction", "device", "batch_scaling", "indices", "ensemble", "seed")
+                    "val_fraction", "device", "batch_scaling", "indices", "ensemble", "dark_object", "seed")
 predict_tiles = _step(_predict_tiles, "overlap", "flips", "grow_threshold", "device", "engine")

@@ -102,6 +102,7 @@ class Tile:
     transform: object = None
     nodata: float | None = None
     keys: set = field(default_factory=set)  # names its label files may carry
+    offsets: dict = field(default_factory=dict)  # band -> value added on reading (radiometry.correct)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -135,6 +136,9 @@ class Tile:
         else:
             for i, b in enumerate(bands):
                 out[i] = _read_band(self.band_files[b], 1, window, self, b)
+        for i, b in enumerate(bands):
+            if self.offsets.get(b):
+                out[i] += self.offsets[b]
         return out
 
     def read_instances(self) -> np.ndarray:

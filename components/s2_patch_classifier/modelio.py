@@ -179,12 +179,25 @@ def check_meta(meta, path: Path) -> dict:
     _stats(meta["stats"], path, n)
     if "members" in meta:
         integer(meta["members"], path, "members", 1, MAX_MEMBERS)
+    if "dark_object" in meta:
+        _dark_object(meta["dark_object"], path, n)
     colours = meta["colours"]
     if not isinstance(colours, (list, tuple)) or len(colours) != k or not all(
             isinstance(c, (list, tuple)) and len(c) in (3, 4) and
             all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c) for c in colours):
         _fail(path, f"colours is not one RGB colour (0-255) per class ({k} classes)")
     return meta
+
+
+def _dark_object(value, path: Path, n: int) -> None:
+    from .radiometry import DARK_PERCENTILE
+
+    if not isinstance(value, dict) or value.get("percentile") != DARK_PERCENTILE:
+        _fail(path, f"dark_object is {value!r:.80}, not the dark levels of the {DARK_PERCENTILE:g}th percentile")
+    levels = value.get("levels")
+    if not isinstance(levels, (list, tuple)) or len(levels) != n or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in levels):
+        _fail(path, f"dark_object.levels is {levels!r:.80}, not {n} finite numbers (one per band)")
 
 
 def _describe(arch: Arch) -> str:

@@ -68,6 +68,9 @@ class S2PatchClassifierParams(ServiceParams):
     indices: tuple[str, ...] = param((), "Comma-separated normalised differences added to the model's input, "
                                      "any of NDWI (B3,B8), MNDWI (B3,B11), NDVI (B8,B4), NDBI (B11,B8); their "
                                      "bands must be among the model's")
+    dark_object: bool = param(False, "Per-scene haze correction: each band of a tile shifted so that its 2nd "
+                              "percentile sits at the training tiles' mean (dark-object subtraction), before patches "
+                              "are cut and, by the model that records it, before prediction")
     ensemble: int = param(1, "Networks to train from seeds seed, seed + 1, ... on the same patches, saved in one "
                           "model file whose class probabilities are their average (steadier on scenes unlike the "
                           "training ones; this many times the training and prediction work); 1 = one network",

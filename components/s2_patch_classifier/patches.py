@@ -29,6 +29,7 @@ from rasterio.windows import Window
 from components.common.errors import ServiceError
 from components.common.logs import Progress
 
+from . import radiometry
 from .data import IGNORE, Tile, class_lut, resolve_bands
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,9 @@ def check_size(tile: Tile, patch: int) -> None:
 
 
 def extract(tiles: list[Tile], out: Path, bands: tuple[str, ...], patch: int, classes: tuple[int, ...],
-            simplified: bool, labelled: bool = True, seed: int = 0) -> PatchSet:
-    """Cut ``tiles`` into patches under ``out`` (created); labels too when ``labelled``."""
+            simplified: bool, labelled: bool = True, seed: int = 0, dark_object: bool = False) -> PatchSet:
+    """Cut ``tiles`` into patches under ``out`` (created); labels too when ``labelled``; with
+    ``dark_object``, each tile's bands shifted to the tiles' mean dark level first (radiometry)."""
     if labelled:
         unlabelled = [t.name for t in tiles if not t.has_labels]
         for name in unlabelled:
@@ -94,6 +96,12 @@ def extract(tiles: list[Tile], out: Path, bands: tuple[str, ...], patch: int, cl
         for t in tiles:
             t.check_label_size()
     lut = class_lut(classes, simplified)
+    dark = None
+    if dark_object:
+        levels = [radiometry.dark_levels(t, bands) for t in tiles]
+        dark = radiometry.reference(levels)
+        for t, level in zip(tiles, levels):
+            radiometry.correct(t, bands, dark, level)
     grids = [(positions(t.height, patch, patch), positions(t.width, patch, patch)) for t in tiles]
     total = sum(len(r) * len(c) for r, c in grids)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,6 +154,8 @@ def extract(tiles: list[Tile], out: Path, bands: tuple[str, ...], patch: int, cl
     index = {"format": FORMAT, "version": 1, "bands": list(bands), "patch_size": patch, "count": n,
              "labelled": labelled, "classes": [0, *classes], "simplified": simplified, "stats": stats,
              "class_pixels": counts.tolist() if labelled else None, "tiles": entries}
+    if dark:  # indexes without it keep the keys they always had
+        index["dark_object"] = dark
     (out / INDEX).write_text(json.dumps(index, indent=2) + "\n")
     if labelled:
         log.info("%d patches of %d px from %d tiles; class pixels %s", n, patch, len(tiles),

@@ -37,7 +37,7 @@ from components.common.cpus import cpu_quota
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.logs import Steps
 
-from . import modelio, patches as patchmod
+from . import modelio, patches as patchmod, radiometry
 from .data import find_tiles
 from .params import S2PatchClassifierParams
 from .predict import NODATA, FlipAveraged, open_predictor, predict_tile, to_cog
@@ -234,7 +234,7 @@ def _extract(source: Path, params: S2PatchClassifierParams, folder: Path, steps:
     log.info("%d tile(s): %s", len(tiles), ", ".join(t.name for t in tiles[:10]) + (" ..." if len(tiles) > 10 else ""))
     with steps.step("extract patches"):
         return patchmod.extract(tiles, folder, params.bands, params.patch_size, params.classes, params.simplified,
-                                labelled=labelled, seed=params.seed)
+                                labelled=labelled, seed=params.seed, dark_object=params.dark_object)
 
 
 def _check_patches(ps: patchmod.PatchSet, params: S2PatchClassifierParams) -> None:
@@ -244,6 +244,9 @@ def _check_patches(ps: patchmod.PatchSet, params: S2PatchClassifierParams) -> No
         raise ServiceError(f"the patches hold bands {','.join(idx['bands'])}, not --bands {','.join(params.bands)}")
     if idx["patch_size"] != params.patch_size:
         raise ServiceError(f"the patches are {idx['patch_size']} px, not --patch_size {params.patch_size}")
+    if bool(idx.get("dark_object")) != params.dark_object:
+        raise ServiceError(f"the patches were extracted {'with' if idx.get('dark_object') else 'without'} "
+                           f"--dark_object, not trained {'with' if params.dark_object else 'without'} it")
     if idx.get("labelled") and idx["classes"][1:] != list(params.classes):
         raise ServiceError(f"the patches were extracted for classes {','.join(map(str, idx['classes'][1:]))}, "
                            f"not --selected-classes {','.join(params.selected_classes)}")
@@ -299,6 +302,8 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
     classes = ps.index["classes"]
     meta = modelio.base_meta(res.model.arch, ps.bands, classes,
                              ps.index["patch_size"], stats or ps.stats, ps.index["simplified"], params.ensemble)
+    if ps.index.get("dark_object"):
+        meta["dark_object"] = ps.index["dark_object"]
     meta["training"] = {"criterion": params.criterion, "epochs": params.epochs, "batch_size": params.batch_size,
                         "batch_scaling": params.batch_scaling, "indices": list(params.indices), "lr": params.lr,
                         "data_aug": params.data_aug, "pretrained": params.pretrained, "quantize": params.quantize,
@@ -382,6 +387,8 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
         if stem in names:
             raise ServiceError(f"two tiles named {t.name}")
         names.add(stem)
+        if meta.get("dark_object"):
+            radiometry.correct(t, tuple(meta["bands"]), meta["dark_object"])
         raw = folder.parent / f".{stem}.raw.tif"
         with steps.step(f"predict {t.name}"):
             res = predict_tile(t, predictor, params.overlap, raw, params.grow_threshold)

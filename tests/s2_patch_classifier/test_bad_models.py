@@ -211,6 +211,8 @@ CASES = [
     ("an ensemble's size over one network's weights", PREDICT, _edit("pt", _meta("members", 2)),
      "model.pt: the model weights do not match its architecture (resnet14, width 8, 4 bands, 2 classes, an "
      "ensemble of 2): missing members.0."),
+    ("dark levels of another length", PREDICT, _edit("pt", _meta("dark_object", {"percentile": 2.0, "levels": [1.0]})),
+     "model.pt: dark_object.levels is [1.0], not 4 finite numbers (one per band)"),
     ("width out of range", PREDICT, _edit("pt", _meta("arch.width", 0)),
      "model.pt: arch.width is 0, not an integer 4..128"),
     ("bands missing from the metadata", PREDICT, _edit("pt", _meta("bands", None)),
