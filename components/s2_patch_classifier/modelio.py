@@ -2,8 +2,9 @@
 ``weights_only=True``) or ONNX (``.onnx``: the network followed by a softmax, taking raw band
 values, with the same metadata as JSON in ``metadata_props["s2_patch_classifier"]``).
 
-The metadata keeps everything prediction needs: the architecture, the band order, the classes
-(label values, 0 = background), the patch size, the normalisation statistics and the colours.
+The metadata keeps everything prediction needs: the architecture (and ``members``, the networks of
+an ensemble), the band order, the classes (label values, 0 = background), the patch size, the
+normalisation statistics, the colours, and with ``--dark_object`` the reference dark levels.
 """
 
 from __future__ import annotations
