@@ -69,6 +69,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--dark-object", action=argparse.BooleanOptionalAction, default=True,
                     help="per-scene dark-object subtraction of the service (--dark_object)")
     ap.add_argument("--patch-size", type=int, default=64, choices=(64, 256))
+    ap.add_argument("--patch-stride", type=int, default=0,
+                    help="training patches every N px (0: the patch size, side by side; 32: overlapping)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -191,7 +193,8 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
     tiles = {t.name: t for t in find_tiles(args.root)}
     with tempfile.TemporaryDirectory(prefix="sen2ships-") as work:
         ps = patchmod.extract([tiles[n] for n in train_ports], Path(work) / "train", BANDS, args.patch_size, (1,),
-                              False, labelled=True, seed=args.seed, dark_object=args.dark_object)
+                              False, labelled=True, seed=args.seed, dark_object=args.dark_object,
+                              stride=args.patch_stride or None)
         cfg = TrainConfig(criterion=args.criterion, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           data_aug=not args.no_aug, val_fraction=0.1, seed=args.seed, device=device.type,
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],

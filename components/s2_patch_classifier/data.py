@@ -126,16 +126,19 @@ class Tile:
                                f"{', '.join(self.bands) or 'no named bands'}")
 
     @_gdal_env
-    def read(self, bands: tuple[str, ...], window: Window | None = None) -> np.ndarray:
-        """(bands, rows, cols) float32 of raw values; no data and unreadable blocks are NaN."""
+    def read(self, bands: tuple[str, ...], window: Window | None = None,
+             shape: tuple[int, int] | None = None) -> np.ndarray:
+        """(bands, rows, cols) float32 of raw values; no data and unreadable blocks are NaN.
+        ``shape`` (rows, cols): the window decimated to that size (nearest pixels; GDAL reads
+        overviews or JPEG 2000 resolution levels where the file has them), for statistics."""
         window = window or Window(0, 0, self.width, self.height)
-        out = np.empty((len(bands), int(window.height), int(window.width)), np.float32)
+        out = np.empty((len(bands), *(shape or (int(window.height), int(window.width)))), np.float32)
         if self.stack is not None:
             for i, b in enumerate(bands):
-                out[i] = _read_band(self.stack, self.stack_bands.index(b) + 1, window, self, b)
+                out[i] = _read_band(self.stack, self.stack_bands.index(b) + 1, window, self, b, shape)
         else:
             for i, b in enumerate(bands):
-                out[i] = _read_band(self.band_files[b], 1, window, self, b)
+                out[i] = _read_band(self.band_files[b], 1, window, self, b, shape)
         for i, b in enumerate(bands):
             if self.offsets.get(b):
                 out[i] += self.offsets[b]
@@ -189,16 +192,18 @@ def _open(path: Path):
         raise ServiceError(f"cannot open raster {Path(path).name}: {' '.join(str(e).split())}") from None
 
 
-def _read_band(path: Path, index: int, window: Window, tile: Tile, band: str) -> np.ndarray:
+def _read_band(path: Path, index: int, window: Window, tile: Tile, band: str,
+               shape: tuple[int, int] | None = None) -> np.ndarray:
     with _open(path) as ds:
-        if (ds.height, ds.width) == (tile.height, tile.width):
+        if shape is None and (ds.height, ds.width) == (tile.height, tile.width):
             data = _read_lenient(ds, index, window, path)
-        else:  # coarser band: bilinear to the tile grid
+        else:  # coarser band (bilinear to the tile grid) or a decimated read (nearest)
             sy, sx = ds.height / tile.height, ds.width / tile.width
             src = Window(window.col_off * sx, window.row_off * sy, window.width * sx, window.height * sy)
             try:
-                data = ds.read(index, window=src, out_shape=(int(window.height), int(window.width)),
-                               resampling=Resampling.bilinear, masked=False).astype(np.float32)
+                data = ds.read(index, window=src, out_shape=shape or (int(window.height), int(window.width)),
+                               resampling=Resampling.nearest if shape else Resampling.bilinear,
+                               masked=False).astype(np.float32)
             except rasterio.errors.RasterioIOError as e:
                 raise ServiceError(f"cannot read {Path(path).name}: {' '.join(str(e).split())}") from None
         nodata = ds.nodatavals[index - 1]

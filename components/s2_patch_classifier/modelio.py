@@ -231,6 +231,8 @@ def load_encoder(path: Path) -> tuple[dict, dict]:
         integer(channels, path, "in_channels", 1, 13)
     bands = _bands(meta["bands"], path, channels)
     _stats(meta["stats"], path, len(bands))
+    if not isinstance(meta.get("dark_object", False), bool):
+        _fail(path, f"dark_object {meta['dark_object']!r} is not true or false")
     load_weights(ResNetEncoder(len(bands), encoder, width), ckpt["state_dict"], path, "encoder",
                  f"{encoder}, width {width}, {len(bands)} bands")
     return ckpt["state_dict"], meta

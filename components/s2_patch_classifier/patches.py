@@ -78,9 +78,11 @@ def check_size(tile: Tile, patch: int) -> None:
 
 
 def extract(tiles: list[Tile], out: Path, bands: tuple[str, ...], patch: int, classes: tuple[int, ...],
-            simplified: bool, labelled: bool = True, seed: int = 0, dark_object: bool = False) -> PatchSet:
+            simplified: bool, labelled: bool = True, seed: int = 0, dark_object: bool = False,
+            stride: int | None = None) -> PatchSet:
     """Cut ``tiles`` into patches under ``out`` (created); labels too when ``labelled``; with
-    ``dark_object``, each tile's bands shifted to the tiles' mean dark level first (radiometry)."""
+    ``dark_object``, each tile's bands shifted to the tiles' mean dark level first (radiometry);
+    every ``stride`` px (default: ``patch``, side by side; less overlaps them)."""
     if labelled:
         unlabelled = [t.name for t in tiles if not t.has_labels]
         for name in unlabelled:
@@ -102,7 +104,8 @@ def extract(tiles: list[Tile], out: Path, bands: tuple[str, ...], patch: int, cl
         dark = radiometry.reference(levels)
         for t, level in zip(tiles, levels):
             radiometry.correct(t, bands, dark, level)
-    grids = [(positions(t.height, patch, patch), positions(t.width, patch, patch)) for t in tiles]
+    stride = stride or patch
+    grids = [(positions(t.height, patch, stride), positions(t.width, patch, stride)) for t in tiles]
     total = sum(len(r) * len(c) for r, c in grids)
     out.mkdir(parents=True, exist_ok=True)
     images = np.lib.format.open_memmap(out / "images.npy", "w+", np.float32, (total, len(bands), patch, patch))
@@ -154,8 +157,10 @@ def extract(tiles: list[Tile], out: Path, bands: tuple[str, ...], patch: int, cl
     index = {"format": FORMAT, "version": 1, "bands": list(bands), "patch_size": patch, "count": n,
              "labelled": labelled, "classes": [0, *classes], "simplified": simplified, "stats": stats,
              "class_pixels": counts.tolist() if labelled else None, "tiles": entries}
-    if dark:  # indexes without it keep the keys they always had
+    if dark:  # indexes without these keep the keys they always had
         index["dark_object"] = dark
+    if stride != patch:
+        index["stride"] = stride
     (out / INDEX).write_text(json.dumps(index, indent=2) + "\n")
     if labelled:
         log.info("%d patches of %d px from %d tiles; class pixels %s", n, patch, len(tiles),

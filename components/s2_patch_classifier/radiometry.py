@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from rasterio.windows import Window
 
 from components.common.errors import ServiceError
 
@@ -22,20 +21,19 @@ from .data import Tile
 
 DARK_PERCENTILE = 2.0
 MAX_SAMPLE_SIDE = 2048  # larger scenes are sampled on a regular grid of about this many pixels a side
-STRIP_ROWS = 512
 
 
 def dark_levels(tile: Tile, bands: tuple[str, ...]) -> np.ndarray:
-    """Each band's dark level: the DARK_PERCENTILE-th percentile of its valid pixels."""
+    """Each band's dark level: the DARK_PERCENTILE-th percentile of its valid pixels (of every
+    pixel up to MAX_SAMPLE_SIDE a side, else of a decimated read: a full Sentinel-2 tile is not
+    decoded twice)."""
     step = max(1, math.ceil(max(tile.height, tile.width) / MAX_SAMPLE_SIDE))
-    rows = STRIP_ROWS // step * step or step
+    shape = (math.ceil(tile.height / step), math.ceil(tile.width / step)) if step > 1 else None
     saved, tile.offsets = tile.offsets, {}  # the tile's own values, whatever shift it already carries
     try:
-        strips = [tile.read(bands, Window(0, y, tile.width, min(rows, tile.height - y)))[:, ::step, ::step]
-                  for y in range(0, tile.height, rows)]
+        values = tile.read(bands, shape=shape).reshape(len(bands), -1)
     finally:
         tile.offsets = saved
-    values = np.concatenate([s.reshape(len(bands), -1) for s in strips], axis=1)
     empty = [b for b, v in zip(bands, values) if np.isnan(v).all()]
     if empty:
         raise ServiceError(f"tile {tile.name}: band {', '.join(empty)} holds no valid pixel (no dark level)")

@@ -269,7 +269,8 @@ def _pretrain(source: Path, params: S2PatchClassifierParams, stage: Path, device
                                     seed=params.seed)
     meta = {"service_version": __version__, "method": "MoCo v2", "encoder": params.encoder, "width": params.width,
             "in_channels": len(patches.bands), "bands": list(patches.bands), "stats": patches.stats,
-            "patch_size": patches.index["patch_size"], "epochs": len(history), "patches": len(patches)}
+            "patch_size": patches.index["patch_size"], "epochs": len(history), "patches": len(patches),
+            "dark_object": bool(patches.index.get("dark_object"))}
     path = modelio.save_encoder(stage / ENCODER_FILE, encoder, meta)
     outputs.write_json(stage / "pretrain_history.json", {"method": "MoCo v2", "history": history})
     result.encoder = str(path)
@@ -291,6 +292,10 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
         if (emeta["encoder"], emeta["width"]) != (params.encoder, params.width):
             raise ServiceError(f"{name}: the pre-trained encoder is {emeta['encoder']} of width {emeta['width']}, "
                                f"not --encoder {params.encoder} --width {params.width}")
+        seen = emeta.get("dark_object")  # absent from checkpoints older than --dark_object
+        if seen is not None and seen != bool(ps.index.get("dark_object")):
+            raise ServiceError(f"{name}: the pre-trained encoder saw patches {'with' if seen else 'without'} "
+                               f"--dark_object, these patches are {'without' if seen else 'with'} it")
         stats = emeta["stats"]
     cfg = TrainConfig(criterion=params.criterion, epochs=params.epochs, batch_size=params.batch_size, lr=params.lr,
                       data_aug=params.data_aug, val_fraction=params.val_fraction, seed=params.seed,

@@ -48,6 +48,9 @@ def inputs(tmp_path_factory):
     modelio.save_encoder(root / "encoder_b11.pt", ResNetEncoder(1, "resnet14", 8),
                          {"bands": ["B11"], "encoder": "resnet14", "width": 8,
                           "stats": {"low": [0], "high": [1], "mean": [0], "std": [1]}})
+    modelio.save_encoder(root / "encoder_dark.pt", ResNetEncoder(4, "resnet14", 8),
+                         {"bands": ["B2", "B3", "B4", "B8"], "encoder": "resnet14", "width": 8, "dark_object": True,
+                          "stats": {"low": [0] * 4, "high": [1] * 4, "mean": [0] * 4, "std": [1] * 4}})
     return root
 
 
@@ -87,6 +90,9 @@ CASES = [
     ("encoder of other bands", ["-action", "train", "-i", "{root}/good", "-pretrained", "True",
                                 "--pretrained_weights", "{root}/encoder_b11.pt"],
      "the pre-trained encoder was trained on bands B11"),
+    ("encoder of dark-object patches", ["-action", "train", "-i", "{root}/good", "-pretrained", "True",
+                                        "--pretrained_weights", "{root}/encoder_dark.pt"],
+     "encoder_dark.pt: the pre-trained encoder saw patches with --dark_object, these patches are without it"),
     ("int8 for a PyTorch file", ["-action", "train", "-i", "{root}/good", "--quantize", "int8"],
      "parameter 'quantize': allowed none unless -model_format onnx"),
     ("batch size 1", ["-action", "train", "-i", "{root}/good", "-b", "1"], "parameter 'batch_size'"),

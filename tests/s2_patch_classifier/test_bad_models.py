@@ -256,6 +256,8 @@ CASES = [
      "layer4.0.conv3.weight"),
     ("encoder without bands", TRAIN, _edit("encoder", _meta("bands", None)),
      "model.pt is incomplete: its metadata has no 'bands'"),
+    ("encoder with dark_object not a flag", TRAIN, _edit("encoder", _meta("dark_object", "yes")),
+     "model.pt: dark_object 'yes' is not true or false"),
 ]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import rasterio
 import torch
 
-from components.s2_patch_classifier import modelio
+from components.s2_patch_classifier import modelio, radiometry
 from components.s2_patch_classifier.cli import main
 from components.s2_patch_classifier.data import find_tiles
 from components.s2_patch_classifier.radiometry import dark_levels
@@ -51,6 +51,21 @@ def test_dark_levels_are_each_bands_2nd_percentile_and_follow_haze(tmp_path):
     np.testing.assert_allclose(hazy - clear, HAZE, atol=1e-3)
 
 
+def test_a_large_scene_is_sampled_by_a_decimated_read(tmp_path, monkeypatch):
+    """Above MAX_SAMPLE_SIDE a side the levels come from a read decimated by GDAL (the pixel at
+    the centre of each step x step cell), not from decoding the whole scene."""
+    tif = synthetic_tile(tmp_path, "A", size=(96, 128), seed=1)
+    with rasterio.open(tif) as ds:
+        data = ds.read().astype(np.float64)
+    data[data == 0] = np.nan
+    monkeypatch.setattr(radiometry, "MAX_SAMPLE_SIDE", 32)  # step 4: 24 x 32 samples
+    got = dark_levels(find_tiles(tmp_path)[0], SYNTH_BANDS)
+    want = np.nanpercentile(data[:, 2::4, 2::4].reshape(len(SYNTH_BANDS), -1), 2, axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    full = np.nanpercentile(data.reshape(len(SYNTH_BANDS), -1), 2, axis=1)
+    np.testing.assert_allclose(got, full, rtol=0.1)  # a sample, close to the whole scene's
+
+
 def test_a_model_trained_with_it_sees_through_haze(tmp_path, capsys):
     tif = synthetic_tile(tmp_path / "train", "A", size=(128, 192), seed=1)
     clear = tmp_path / "clear"
@@ -87,3 +102,13 @@ def test_patches_and_training_must_agree_on_it(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "the patches were extracted with --dark_object, not trained without it" in err
     assert not (tmp_path / "model").exists() or not any((tmp_path / "model").iterdir())
+
+
+def test_a_pretrained_encoder_records_it(tmp_path):
+    """The encoder of ``full --pretrained`` saw corrected patches and says so; training from it on
+    corrected patches goes on (uncorrected ones fail: test_bad_inputs)."""
+    synthetic_tile(tmp_path / "tiles", "A", size=(96, 128), seed=1)
+    assert main(["-action", "full", "-i", str(tmp_path / "tiles"), "-o", str(tmp_path / "out"), "--dark_object",
+                 "true", "-pretrained", "true", "--pretrain_epochs", "1"] + FAST) == 0
+    assert modelio.load_encoder(tmp_path / "out" / "encoder_pretrained.pt")[1]["dark_object"] is True
+    assert modelio.load_pytorch(tmp_path / "out" / "model.pt")[1]["dark_object"]["levels"]

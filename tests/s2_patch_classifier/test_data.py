@@ -153,6 +153,19 @@ def test_extract_keeps_bands_classes_and_statistics(tmp_path):
     assert s["low"][0] < s["mean"][0] < s["high"][0] and s["std"][0] > 0 and s["mean"][0] > s["mean"][1]
 
 
+def test_overlapping_patches_are_the_tiles_windows(tmp_path):
+    synthetic_tile(tmp_path / "tiles", "A", size=(100, 130))
+    (tile,) = find_tiles(tmp_path / "tiles")
+    ps = extract([tile], tmp_path / "p", ("B8", "B2"), 64, (2,), False, stride=32)
+    rows, cols = [0, 32, 36], [0, 32, 64, 66]
+    assert len(ps) == 12 and ps.index["stride"] == 32
+    whole = tile.read(("B8", "B2"))
+    where = np.load(tmp_path / "p" / "positions.npy")
+    assert sorted(map(tuple, where[:, 1:])) == [(y, x) for y in rows for x in cols]
+    for img, (_, y, x) in zip(ps.images, where):
+        np.testing.assert_array_equal(img, whole[:, y:y + 64, x:x + 64])
+
+
 def test_real_port_crop_patches(tmp_path):
     port = port_crop(tmp_path)
     (tile,) = find_tiles(port)

@@ -72,7 +72,7 @@ def test_actions_one_by_one_with_pretraining_and_onnx(tmp_path, capsys):
     validate_item(json.loads((tmp_path / "pred" / "C_classes.json").read_text()))
     with rasterio.open(tmp_path / "pred" / "C_classes.tif") as ds:
         assert ds.shape == (80, 100) and set(np.unique(ds.read(1))) <= {0, 1, 2}
-        labels, palette = ds.read(1), ds.colormap(1)
+        palette = ds.colormap(1)
     # the legend as GDAL's category names and attribute table, and in the quicklook
     names, rows = categories(tmp_path / "pred" / "C_classes.tif")
     assert names[:3] == ["class 0", "class 1", "class 2"] and names[255] == "no data"
