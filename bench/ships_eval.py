@@ -29,6 +29,7 @@ would have too), and each fold starts from it.
     python bench/ships_eval.py ../shared/data/s2-ships-sen2ships                  # CPU, 2 cores: about 30 min
     python bench/ships_eval.py ROOT --device cuda --encoder resnet50 --width 64    # a GPU machine
     python bench/ships_eval.py ROOT --ports honolulu --epochs 2 --members 1        # a quick try
+    python bench/ships_eval.py ROOT --mix-stride 32   # + 2 networks on overlapping patches: 4 per fold, twice the time
 
 Data: ShipDetectionExperts/sen2ships (MIT); contains modified Copernicus Sentinel data 2022-2023.
 """
@@ -36,6 +37,7 @@ Data: ShipDetectionExperts/sen2ships (MIT); contains modified Copernicus Sentine
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -71,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--patch-size", type=int, default=64, choices=(64, 256))
     ap.add_argument("--patch-stride", type=int, default=0,
                     help="training patches every N px (0: the patch size, side by side; 32: overlapping)")
+    ap.add_argument("--mix-stride", type=int, default=0,
+                    help="also train --members networks on patches every N px and average all (0: off)")
+    ap.add_argument("--mix-epochs", type=int, default=8, help="epochs of the --mix-stride networks")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -184,6 +189,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
     from components.s2_patch_classifier import patches as patchmod
     from components.s2_patch_classifier.data import find_tiles
     from components.s2_patch_classifier.metrics import object_summary, objects
+    from components.s2_patch_classifier.model import Ensemble
     from components.s2_patch_classifier.predict import FlipAveraged, TorchPredictor, predict_array
     from components.s2_patch_classifier.train import TrainConfig, resolve_device, train
 
@@ -202,20 +208,27 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           max_seconds=args.budget_s or None, indices=tuple(_names(args.indices)))
         t0 = time.perf_counter()
         res = train(ps, cfg)
+        model = res.model
+        if args.mix_stride:  # networks that saw other windows of the same tiles: one ensemble of all
+            mix = patchmod.extract([tiles[n] for n in train_ports], Path(work) / "mix", BANDS, args.patch_size,
+                                   (1,), False, labelled=True, seed=args.seed, dark_object=args.dark_object,
+                                   stride=args.mix_stride)
+            other = train(mix, dataclasses.replace(cfg, epochs=args.mix_epochs)).model
+            model = Ensemble([*_members(model), *_members(other)])
         train_s = time.perf_counter() - t0
-        meta = modelio.base_meta(res.model.arch, BANDS, [0, 1], args.patch_size, cfg.stats or ps.stats, False,
-                                 args.members)
+        meta = modelio.base_meta(model.arch, BANDS, [0, 1], args.patch_size, cfg.stats or ps.stats, False,
+                                 len(_members(model)))
         if ps.index.get("dark_object"):
             meta["dark_object"] = ps.index["dark_object"]
             radiometry.correct(tiles[port], BANDS, meta["dark_object"])
     if args.save_dir:
         Path(args.save_dir).mkdir(parents=True, exist_ok=True)
-        modelio.save_pytorch(Path(args.save_dir) / f"model_{port}.pt", res.model, meta)
+        modelio.save_pytorch(Path(args.save_dir) / f"model_{port}.pt", model, meta)
     min_pixels = args.min_pixels
     if min_pixels < 0:  # a prior from the training labels, never from the held-out port
         sizes = np.concatenate([np.bincount(tiles[n].read_instances().ravel())[1:] for n in train_ports])
         min_pixels = max(1, int(sizes[sizes > 0].min()) // 2)
-    predictor = TorchPredictor(res.model, meta, device)
+    predictor = TorchPredictor(model, meta, device)
     if args.flips:
         predictor = FlipAveraged(predictor)
     t1 = time.perf_counter()
@@ -231,6 +244,12 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
             "epochs_run": res.metrics["epochs_run"], "best_epoch": res.metrics["best_epoch"],
             "train_seconds": round(train_s, 1), "predict_seconds": round(time.perf_counter() - t1, 1),
             "engine": predictor.engine}
+
+
+def _members(model) -> list:
+    from components.s2_patch_classifier.model import Ensemble
+
+    return list(model.members) if isinstance(model, Ensemble) else [model]
 
 
 if __name__ == "__main__":
