@@ -198,9 +198,12 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
     device = resolve_device(args.device)
     tiles = {t.name: t for t in find_tiles(args.root)}
     with tempfile.TemporaryDirectory(prefix="sen2ships-") as work:
-        ps = patchmod.extract([tiles[n] for n in train_ports], Path(work) / "train", BANDS, args.patch_size, (1,),
-                              False, labelled=True, seed=args.seed, dark_object=args.dark_object,
-                              stride=args.patch_stride or None)
+        def cut(folder: str, stride: int):  # the training tiles' labelled patches every ``stride`` px
+            return patchmod.extract([tiles[n] for n in train_ports], Path(work) / folder, BANDS, args.patch_size,
+                                    (1,), False, labelled=True, seed=args.seed, dark_object=args.dark_object,
+                                    stride=stride or None)
+
+        ps = cut("train", args.patch_stride)
         cfg = TrainConfig(criterion=args.criterion, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           data_aug=not args.no_aug, val_fraction=0.1, seed=args.seed, device=device.type,
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],
@@ -210,10 +213,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
         res = train(ps, cfg)
         model = res.model
         if args.mix_stride:  # networks that saw other windows of the same tiles: one ensemble of all
-            mix = patchmod.extract([tiles[n] for n in train_ports], Path(work) / "mix", BANDS, args.patch_size,
-                                   (1,), False, labelled=True, seed=args.seed, dark_object=args.dark_object,
-                                   stride=args.mix_stride)
-            other = train(mix, dataclasses.replace(cfg, epochs=args.mix_epochs)).model
+            other = train(cut("mix", args.mix_stride), dataclasses.replace(cfg, epochs=args.mix_epochs)).model
             model = Ensemble([*_members(model), *_members(other)])
         train_s = time.perf_counter() - t0
         meta = modelio.base_meta(model.arch, BANDS, [0, 1], args.patch_size, cfg.stats or ps.stats, False,
@@ -247,9 +247,8 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
 
 
 def _members(model) -> list:
-    from components.s2_patch_classifier.model import Ensemble
-
-    return list(model.members) if isinstance(model, Ensemble) else [model]
+    """The networks of an ensemble, or the one network."""
+    return list(getattr(model, "members", [model]))
 
 
 if __name__ == "__main__":
