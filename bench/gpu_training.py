@@ -8,7 +8,9 @@ CPU and, where CUDA is present, on the GPU (with its peak memory).
   (8 x 8 low-resolution frames to 64 x 64, 5 critic steps per generator step), batch 128 (the
   default) on the GPU, 32 on the CPU;
 - ``s2-patch-classifier``: ``components.s2_patch_classifier.train.train``, U-Net ResNet-50 on
-  64-px patches of 13 bands, batch 16 and ``batch_scaling`` 16 (batch 256).
+  64-px patches of 13 bands, batch 16 and ``batch_scaling`` 16 (batch 256);
+- its ``-action pretrain``: ``components.s2_patch_classifier.pretrain.pretrain`` (MoCo v2 of the
+  ResNet-50 encoder, two views per patch), batch 16 and 256.
 
 Samples per second are those of the epochs after the first (which pays for start-up: cuDNN
 autotuning, allocations), from the trainers' own per-epoch times (each ends with the epoch's one
@@ -45,6 +47,7 @@ from components.aq_downscaling.training import train as aq_train  # noqa: E402
 from components.crop_lstm.model import CropLSTM, ModelConfig, normalisation  # noqa: E402
 from components.crop_lstm.training import fit  # noqa: E402
 from components.s2_patch_classifier.patches import PatchSet  # noqa: E402
+from components.s2_patch_classifier.pretrain import pretrain  # noqa: E402
 from components.s2_patch_classifier.train import TrainConfig  # noqa: E402
 from components.s2_patch_classifier.train import train as unet_train  # noqa: E402
 
@@ -113,16 +116,21 @@ def aq_case(device, n, epochs, batch_size) -> dict:
             **gpu_peak(device)}
 
 
-def unet_case(device, n, epochs, batch_size, scaling) -> dict:
-    rng = np.random.default_rng(0)
-    bands = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
-    images = rng.standard_normal((n, len(bands), 64, 64), dtype=np.float32)  # float32 throughout: GiBs on a GPU run
-    images *= 400
+UNET_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+UNET_STATS = {"low": [0.0] * 13, "high": [10000.0] * 13, "mean": [1500.0] * 13, "std": [400.0] * 13}
+
+
+def patch_images(n: int) -> np.ndarray:
+    images = np.random.default_rng(0).standard_normal((n, len(UNET_BANDS), 64, 64), dtype=np.float32)
+    images *= 400  # float32 throughout: GiBs on a GPU run
     images += 1500
+    return images
+
+
+def unet_case(device, n, epochs, batch_size, scaling) -> dict:
     labels = np.zeros((n, 64, 64), np.uint8)
     labels[::2, 20:30, 16:40] = 1
-    stats = {"low": [0.0] * 13, "high": [10000.0] * 13, "mean": [1500.0] * 13, "std": [400.0] * 13}
-    ps = PatchSet(Path("."), {"classes": [0, 1], "bands": bands, "stats": stats}, images, labels)
+    ps = PatchSet(Path("."), {"classes": [0, 1], "bands": UNET_BANDS, "stats": UNET_STATS}, patch_images(n), labels)
     reset(device)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, batch_scaling=scaling, lr=1e-4, val_fraction=0.02,
                       device=device.type, encoder="resnet50", width=64)
@@ -136,6 +144,18 @@ def unet_case(device, n, epochs, batch_size, scaling) -> dict:
             "seconds": round(wall, 1), **gpu_peak(device)}
 
 
+def pretrain_case(device, n, epochs, batch_size) -> dict:
+    images = patch_images(n)
+    reset(device)
+    t0 = time.perf_counter()
+    _, history = pretrain(images, UNET_STATS, encoder="resnet50", width=64, epochs=epochs, batch_size=batch_size,
+                          lr=1e-4, device=device)
+    wall = time.perf_counter() - t0
+    return {"trainer": "s2-patch-classifier pretrain", "device": device.type, "batch": batch_size, "samples": n,
+            "epochs": epochs, "samples_per_s": per_second(n // batch_size * batch_size, [h["seconds"] for h in history]),
+            "seconds": round(wall, 1), **gpu_peak(device)}
+
+
 def cpu_cases() -> list:
     cpu = torch.device("cpu")
     return [
@@ -143,6 +163,7 @@ def cpu_cases() -> list:
         lambda: lstm_case(cpu, 32768, 3, 32, 32),
         lambda: aq_case(cpu, 96, 2, 32),
         lambda: unet_case(cpu, 161, 3, 16, 1),  # 10 steps an epoch: enough to time the steps, not start-up
+        lambda: pretrain_case(cpu, 96, 3, 16),
     ]
 
 
@@ -154,6 +175,8 @@ def gpu_cases() -> list:
         lambda: aq_case(gpu, 5120, 3, 128),
         lambda: unet_case(gpu, 4096, 3, 16, 1),
         lambda: unet_case(gpu, 16384, 3, 16, 16),
+        lambda: pretrain_case(gpu, 4096, 3, 16),
+        lambda: pretrain_case(gpu, 16384, 3, 256),
     ]
 
 

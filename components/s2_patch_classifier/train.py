@@ -145,8 +145,8 @@ class Batches:
             need = patches.images.nbytes + (patches.labels.nbytes if patches.labels is not None else 0)
             free, _ = torch.cuda.mem_get_info(device)
             if need * RESIDENT_SHARE <= free:
-                self.images = _to_device(patches.images, device)
-                self.labels = _to_device(patches.labels, device) if patches.labels is not None else None
+                self.images = to_device(patches.images, device)
+                self.labels = to_device(patches.labels, device) if patches.labels is not None else None
         self.resident = self.images is not None
 
     def __call__(self, idx: np.ndarray, labels: bool = True):
@@ -165,7 +165,7 @@ class Batches:
         return t
 
 
-def _to_device(array: np.ndarray, device, rows: int = 4096) -> torch.Tensor:
+def to_device(array: np.ndarray, device, rows: int = 4096) -> torch.Tensor:
     """A (memory-mapped) array on the device, copied in slices (no full host copy at once)."""
     out = torch.empty(array.shape, dtype=torch.from_numpy(array[:1].copy()).dtype, device=device)
     for s in range(0, len(array), rows):
@@ -183,7 +183,7 @@ def evaluate(model: UNet, patches: PatchSet, index: np.ndarray, device, batches:
     model.eval()
     for s in range(0, len(index), step):
         x, y = batches(index[s:s + step])
-        with _autocast(device):
+        with autocast(device):
             pred = model(x).argmax(1)
         code = torch.where(y == IGNORE, k * k, y * k + pred).flatten()
         cm.index_add_(0, code, torch.ones_like(code))
@@ -194,7 +194,7 @@ def bf16_training(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _autocast(device):
+def autocast(device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_training(device))
 
 
@@ -266,7 +266,7 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
             x, y = nxt
             if s + 1 < steps_per_epoch:  # gather the next batch while the device runs this one
                 nxt = batches(draw[(s + 1) * batch_size:(s + 2) * batch_size])
-            with _autocast(device):
+            with autocast(device):
                 xn = model.normalise(x)
                 if cfg.data_aug:
                     xn, y = aug.augment(xn, y, gen)
