@@ -75,8 +75,8 @@ def _step(body, *include):
 
 
 s2_patch_classifier = params_component(_s2_patch_classifier, S2PatchClassifierParams, base_image=ML_IMAGE)
-extract_patches = _step(_extract_patches, "bands", "selected_classes", "simplified", "patch_size", "dark_object",
-                        "seed")
+extract_patches = _step(_extract_patches, "bands", "selected_classes", "simplified", "patch_size", "patch_stride",
+                        "dark_object", "seed")
 pretrain_encoder = _step(_pretrain_encoder, "epochs", "pretrain_epochs", "batch_size", "lr", "encoder", "width",
                          "device", "seed")
 train_model = _step(_train_model, "criterion", "pretrained", "bands", "selected_classes", "data_aug", "batch_size",

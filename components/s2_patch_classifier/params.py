@@ -71,6 +71,10 @@ class S2PatchClassifierParams(ServiceParams):
     dark_object: bool = param(False, "Per-scene haze correction: each band of a tile shifted so that its 2nd "
                               "percentile sits at the training tiles' mean (dark-object subtraction), before patches "
                               "are cut and, by the model that records it, before prediction")
+    patch_stride: int = param(0, "Labelled tiles are cut into patches every this many px (0: the patch size, side by "
+                              "side; less overlaps them: e.g. 32 with -patch_size 64 gives about 4x the patches, each "
+                              "object seen at several places in its window, and an epoch as many times the work)",
+                              minimum=0)
     ensemble: int = param(1, "Networks to train from seeds seed, seed + 1, ... on the same patches, saved in one "
                           "model file whose class probabilities are their average (steadier on scenes unlike the "
                           "training ones; this many times the training and prediction work); 1 = one network",
@@ -134,6 +138,9 @@ class S2PatchClassifierParams(ServiceParams):
             raise InvalidParameter("quantize", self.quantize, "none unless -model_format onnx")
         if self.patch_size not in PATCH_SIZES:
             raise InvalidParameter("patch_size", self.patch_size, "64 or 256")
+        if self.patch_stride > self.patch_size:
+            raise InvalidParameter("patch_stride", self.patch_stride,
+                                   f"0 or at most the patch size ({self.patch_size}): gaps would leave pixels unseen")
         super().__post_init__()
 
     @property

@@ -234,7 +234,8 @@ def _extract(source: Path, params: S2PatchClassifierParams, folder: Path, steps:
     log.info("%d tile(s): %s", len(tiles), ", ".join(t.name for t in tiles[:10]) + (" ..." if len(tiles) > 10 else ""))
     with steps.step("extract patches"):
         return patchmod.extract(tiles, folder, params.bands, params.patch_size, params.classes, params.simplified,
-                                labelled=labelled, seed=params.seed, dark_object=params.dark_object)
+                                labelled=labelled, seed=params.seed, dark_object=params.dark_object,
+                                stride=params.patch_stride if labelled else None)
 
 
 def _check_patches(ps: patchmod.PatchSet, params: S2PatchClassifierParams) -> None:

@@ -46,6 +46,17 @@ def test_full_on_a_real_port_crop(tmp_path, capsys):
     assert not [p for p in tmp_path.rglob(".s2pc-*")]
 
 
+def test_patch_stride_overlaps_the_training_patches(tmp_path, capsys):
+    port = port_crop(tmp_path / "data")  # 128 x 160 px: 2 x 2 side by side, 3 x 4 every 32 px
+    out = tmp_path / "patches"
+    assert main(["-action", "extract_data", "-i", str(port.parent), "-o", str(out), "-patch_size", "64",
+                 "--patch_stride", "32"]) == 0, capsys.readouterr().err
+    index = json.loads((out / "patches.json").read_text())
+    assert index["count"] == 12 and index["stride"] == 32
+    where = np.load(out / "positions.npy")[:, 1:]
+    assert sorted(map(tuple, where)) == [(y, x) for y in (0, 32, 64) for x in (0, 32, 64, 96)]
+
+
 def test_actions_one_by_one_with_pretraining_and_onnx(tmp_path, capsys):
     tiles = tmp_path / "tiles"
     synthetic_tile(tiles, "A", size=(96, 128), seed=1)
