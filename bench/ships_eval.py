@@ -30,6 +30,7 @@ would have too), and each fold starts from it.
     python bench/ships_eval.py ROOT --device cuda --encoder resnet50 --width 64    # a GPU machine
     python bench/ships_eval.py ROOT --ports honolulu --epochs 2 --members 1        # a quick try
     python bench/ships_eval.py ROOT --mix-stride 32   # + 2 networks on overlapping patches: 4 per fold, twice the time
+    python bench/ships_eval.py ROOT --patch-stride 32 --epochs 8 --members 4 --ensemble-windows mixed  # the service's form
 
 Data: ShipDetectionExperts/sen2ships (MIT); contains modified Copernicus Sentinel data 2022-2023.
 """
@@ -76,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--mix-stride", type=int, default=0,
                     help="also train --members networks on patches every N px and average all (0: off)")
     ap.add_argument("--mix-epochs", type=int, default=8, help="epochs of the --mix-stride networks")
+    ap.add_argument("--ensemble-windows", default="same", choices=("same", "mixed"),
+                    help="the service's --ensemble_windows: with --patch-stride, members 2, 4, ... on the "
+                         "side-by-side windows alone")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -208,6 +212,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           data_aug=not args.no_aug, val_fraction=0.1, seed=args.seed, device=device.type,
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],
                           stats=encoder and encoder[1], members=args.members,
+                          mixed_windows=args.ensemble_windows == "mixed",
                           max_seconds=args.budget_s or None, indices=tuple(_names(args.indices)))
         t0 = time.perf_counter()
         res = train(ps, cfg)

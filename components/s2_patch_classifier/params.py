@@ -79,6 +79,11 @@ class S2PatchClassifierParams(ServiceParams):
                           "model file whose class probabilities are their average (steadier on scenes unlike the "
                           "training ones; this many times the training and prediction work); 1 = one network",
                           minimum=1, maximum=8)
+    ensemble_windows: Literal["same", "mixed"] = param(
+        "same", "mixed: on patches cut with --patch_stride below the patch size, networks 2, 4, ... of the ensemble "
+        "train on the side-by-side windows alone, for about as many steps as the others (which train on all the "
+        "windows, -epochs epochs): networks that saw the objects at different places in their windows (the better "
+        "ensemble on unseen ports, see the README); same: every network on all the patches")
     val_fraction: float = param(0.2, "Fraction of the patches held out for validation metrics",
                                 minimum=0.0, maximum=0.5)
     overlap: float = param(0.25, "Overlap of neighbouring prediction windows, as a fraction of the patch",
@@ -138,6 +143,8 @@ class S2PatchClassifierParams(ServiceParams):
             raise InvalidParameter("quantize", self.quantize, "none unless -model_format onnx")
         if self.patch_size not in PATCH_SIZES:
             raise InvalidParameter("patch_size", self.patch_size, "64 or 256")
+        if self.ensemble_windows == "mixed" and self.ensemble < 2:
+            raise InvalidParameter("ensemble_windows", "mixed", "same unless --ensemble is 2 or more")
         if self.patch_stride > self.patch_size:
             raise InvalidParameter("patch_stride", self.patch_stride,
                                    f"0 or at most the patch size ({self.patch_size}): gaps would leave pixels unseen")

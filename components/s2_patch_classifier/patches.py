@@ -71,6 +71,19 @@ def positions(size: int, patch: int, stride: int) -> list[int]:
     return out
 
 
+def side_by_side(patches: PatchSet) -> np.ndarray | None:
+    """Indexes of the patches of an overlapping set (cut with a stride below the patch size) that lie
+    on the side-by-side grid of their tile: the patches a stride of one patch would have cut.
+    None for a side-by-side set."""
+    patch, stride = patches.index["patch_size"], patches.index.get("stride", patches.index["patch_size"])
+    if stride >= patch:
+        return None
+    grids = [(set(positions(t["height"], patch, patch)), set(positions(t["width"], patch, patch)))
+             for t in patches.index["tiles"]]
+    where = np.load(patches.folder / "positions.npy")
+    return np.flatnonzero([y in grids[t][0] and x in grids[t][1] for t, y, x in where.tolist()])
+
+
 def check_size(tile: Tile, patch: int) -> None:
     if tile.width < patch or tile.height < patch:
         raise ServiceError(f"tile {tile.name} is {tile.height}x{tile.width} px, smaller than a patch "

@@ -14,6 +14,11 @@
 - Ensembles (``members`` k > 1): k networks trained one after the other from seeds seed, seed + 1,
   ... (initialisation, sampling, augmentation) on the same split; the first is the network a
   single training from ``seed`` gives. The metrics score their averaged probabilities.
+- Mixed windows (``mixed_windows``, an ensemble on patches cut every ``stride`` < patch px): the
+  members 1, 3, ... train on the side-by-side windows alone (the patches a stride of one patch
+  gives), for as many epochs as make about the steps of the others (the epochs x the training
+  patches / its windows); 0, 2, ... on all the windows. Their own validation patches are the
+  side-by-side ones of the split.
 - Larger-batch mode (``batch_scaling`` k > 1): batches of k x ``batch_size`` and the learning
   rate x sqrt(k), for a GPU that the seed's small batches leave idle.
 
@@ -30,7 +35,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -42,7 +47,7 @@ from .data import IGNORE
 from .losses import LOSSES
 from .metrics import scores
 from .model import Arch, Ensemble, UNet, build, index_positions
-from .patches import PatchSet
+from .patches import PatchSet, side_by_side
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 16
@@ -69,6 +74,7 @@ class TrainConfig:
     batch_scaling: int = 1                   # larger-batch mode: batch x k, lr x sqrt(k)
     indices: tuple[str, ...] = ()            # normalised differences added to the input (model.INDICES)
     members: int = 1                         # networks trained from seeds seed, seed + 1, ... (an ensemble)
+    mixed_windows: bool = False              # members 1, 3, ... on the side-by-side windows of overlapping patches
 
 
 @dataclass
@@ -209,7 +215,9 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     log.info("training %s/%d on %s: %d training and %d validation patches%s%s", cfg.encoder, cfg.width, device,
              len(train_idx), len(val_idx), " (patches held in GPU memory)" if batches.resident else "",
              f", an ensemble of {cfg.members}" if cfg.members > 1 else "")
-    fits = [_fit(patches, cfg, cfg.seed + m, train_idx, eval_idx, batches, device) for m in range(cfg.members)]
+    plans = member_windows(patches, cfg, train_idx, eval_idx)
+    fits = [_fit(patches, replace(cfg, epochs=epochs), cfg.seed + m, member_train, member_eval, batches,
+                 device) for m, (member_train, member_eval, epochs, _) in enumerate(plans)]
     model = fits[0].model if cfg.members == 1 else Ensemble([f.model for f in fits])
     cm = evaluate(model, patches, eval_idx, device, batches)
     del batches
@@ -223,8 +231,30 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     if cfg.members > 1:  # the first member's figures above; every member's here
         metrics["members"] = [{"seed": cfg.seed + m, "best_epoch": f.best_epoch, "epochs_run": len(f.history),
                                "val_foreground_iou": f.best_score} for m, f in enumerate(fits)]
+        if cfg.mixed_windows:
+            for row, (member_train, _, _, windows) in zip(metrics["members"], plans):
+                row.update(windows=windows, training_patches=int(len(member_train)))
         history = [{"member": m, **h} for m, f in enumerate(fits) for h in f.history]
     return TrainResult(model, metrics, history, train_idx, val_idx)
+
+
+def member_windows(patches: PatchSet, cfg: TrainConfig, train_idx: np.ndarray,
+                   eval_idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int, str]]:
+    """Each member's training patches, validation patches, epochs and windows ("all" or "side by
+    side")."""
+    every = (train_idx, eval_idx, cfg.epochs, "all")
+    if not cfg.mixed_windows:
+        return [every] * cfg.members
+    grid = side_by_side(patches)
+    if grid is None:
+        raise ServiceError("--ensemble_windows mixed: these patches were cut side by side; extract them with "
+                           "--patch_stride below the patch size")
+    grid_train, grid_eval = np.intersect1d(train_idx, grid), np.intersect1d(eval_idx, grid)
+    if not len(grid_train):
+        raise ServiceError("--ensemble_windows mixed: no side-by-side window among the training patches")
+    epochs = max(1, round(cfg.epochs * len(train_idx) / len(grid_train)))
+    alone = (grid_train, grid_eval if len(grid_eval) else eval_idx, epochs, "side by side")
+    return [alone if m % 2 else every for m in range(cfg.members)]
 
 
 @dataclass

@@ -69,6 +69,12 @@ CASES = [
     ("patch stride larger than the patch", ["-action", "extract_data", "-i", "{root}/good", "-patch_size", "64",
                                             "--patch_stride", "96"],
      "invalid value 96 for parameter 'patch_stride': allowed 0 or at most the patch size (64)"),
+    ("mixed windows of one network", ["-action", "full", "-i", "{root}/good", "--ensemble_windows", "mixed"],
+     "invalid value 'mixed' for parameter 'ensemble_windows': allowed same unless --ensemble is 2 or more"),
+    ("mixed windows on side-by-side patches", ["-action", "full", "-i", "{root}/good", "--ensemble", "2",
+                                               "--ensemble_windows", "mixed"],
+     "--ensemble_windows mixed: these patches were cut side by side; extract them with --patch_stride below the "
+     "patch size"),
     ("tile smaller than a patch", ["-action", "full", "-i", "{root}/small"],
      "tile A is 50x80 px, smaller than a patch (--patch_size 64)"),
     ("tile smaller than the default patch", ["-action", "extract_data", "-i", "{root}/good", "-patch_size", "256"],

@@ -11,7 +11,7 @@ from rasterio.transform import from_origin
 from components.common.errors import ServiceError
 from components.s2_patch_classifier import coco
 from components.s2_patch_classifier.data import IGBP_SIMPLIFIED, IGNORE, class_lut, find_tiles
-from components.s2_patch_classifier.patches import extract, open_patches, positions
+from components.s2_patch_classifier.patches import extract, open_patches, positions, side_by_side
 
 from .fixtures import port_crop, rle_counts, synthetic_tile
 
@@ -164,6 +164,9 @@ def test_overlapping_patches_are_the_tiles_windows(tmp_path):
     assert sorted(map(tuple, where[:, 1:])) == [(y, x) for y in rows for x in cols]
     for img, (_, y, x) in zip(ps.images, where):
         np.testing.assert_array_equal(img, whole[:, y:y + 64, x:x + 64])
+    grid = where[side_by_side(ps), 1:]  # the windows a stride of 64 cuts: rows 0, 36; columns 0, 64, 66
+    assert sorted(map(tuple, grid)) == [(y, x) for y in (0, 36) for x in (0, 64, 66)]
+    assert side_by_side(extract([tile], tmp_path / "q", ("B8",), 64, (2,), False)) is None
 
 
 def test_real_port_crop_patches(tmp_path):

@@ -75,3 +75,18 @@ def test_an_ensemble_file_predicts_the_average_in_every_engine(tmp_path, capsys)
     assert main(["-action", "predict", "-i", str(tiles), "-o", str(tmp_path / "pred"), "-model_file",
                  str(tmp_path / "onnx" / "model.onnx")]) == 0
     assert (tmp_path / "pred" / "A_classes.tif").is_file()
+
+
+def test_mixed_windows_train_every_second_member_on_the_side_by_side_patches(tmp_path, capsys):
+    tiles = tmp_path / "tiles"
+    synthetic_tile(tiles, "A", size=(96, 128), seed=1)  # every 32 px: 2 x 3 windows, side by side 2 x 2
+    common = ["-patch_size", "64", "-b", "4", "--device", "cpu", "--val_fraction", "0"] + TINY
+    assert main(["-action", "extract_data", "-i", str(tiles), "-o", str(tmp_path / "p"), "--patch_stride", "32"]
+                + common) == 0, capsys.readouterr().err
+    assert main(["-action", "train", "-i", str(tmp_path / "p"), "-o", str(tmp_path / "m"), "-epochs", "2",
+                 "--ensemble", "3", "--ensemble_windows", "mixed"] + common) == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    members = [(m["windows"], m["training_patches"], m["epochs_run"]) for m in metrics["members"]]
+    assert members == [("all", 6, 2), ("side by side", 4, 3), ("all", 6, 2)]  # 2 x 6 / 4 epochs: the same steps
+    _, meta = modelio.load_pytorch(tmp_path / "m" / "model.pt")
+    assert meta["members"] == 3 and meta["training"]["ensemble_windows"] == "mixed"
