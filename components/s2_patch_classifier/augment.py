@@ -44,10 +44,10 @@ def geometric(x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generato
 
 
 def _index(values: list[int], device: torch.device) -> torch.Tensor:
-    return _to(torch.tensor(values, dtype=torch.long), device)
+    return pinned_to(torch.tensor(values, dtype=torch.long), device)
 
 
-def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+def pinned_to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A small host tensor on ``device``; to a GPU through pinned memory, so the host does not wait."""
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
@@ -67,7 +67,7 @@ def radiometric(x: torch.Tensor, generator: torch.Generator, strength: float = 1
         noise = strength * NOISE * torch.randn(x.shape, generator=device_gen, device=x.device, dtype=x.dtype)
     else:
         noise = strength * NOISE * torch.randn(x.shape, generator=generator)
-    return x * _to(gain, x.device) + _to(offset, x.device) + noise.to(x.device)
+    return x * pinned_to(gain, x.device) + pinned_to(offset, x.device) + noise.to(x.device)
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):

@@ -44,7 +44,7 @@ from torch.nn import functional as F
 
 from . import augment as aug
 from .model import Normalise, ResNetEncoder
-from .train import RESIDENT_SHARE, autocast, to_device, adam
+from .train import RESIDENT_SHARE, adam, autocast, to_device
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,8 @@ def view(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     if c > 1:  # spectral dropout: one band of a fifth of the samples set to its mean
         band = torch.randint(0, c, (n,), generator=gen)
         dropped[torch.arange(n), band] = (torch.rand(n, generator=gen) < 0.2)[:, None, None]
-    v = blur(crop_resize(x, aug._to(boxes, x.device)), aug._to(kernels, x.device))
-    v = torch.where(aug._to(dropped, x.device), v.mean((2, 3), keepdim=True), v)
+    v = blur(crop_resize(x, aug.pinned_to(boxes, x.device)), aug.pinned_to(kernels, x.device))
+    v = torch.where(aug.pinned_to(dropped, x.device), v.mean((2, 3), keepdim=True), v)
     v, _ = aug.geometric(v, None, gen)
     return aug.radiometric(v, gen, strength=2.0)
 
@@ -219,13 +219,13 @@ class _Images:
 
     def __call__(self, idx: np.ndarray) -> torch.Tensor:
         if self.resident:
-            return self.images[aug._to(torch.from_numpy(idx), self.device)]
-        return aug._to(torch.from_numpy(np.ascontiguousarray(self.images[idx])), self.device)
+            return self.images[aug.pinned_to(torch.from_numpy(idx), self.device)]
+        return aug.pinned_to(torch.from_numpy(np.ascontiguousarray(self.images[idx])), self.device)
 
 
 def _shuffled_keys(key: Embedder, xk: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     n = len(xk)
-    perm = torch.randperm(n, generator=gen).to(xk.device)
+    perm = aug.pinned_to(torch.randperm(n, generator=gen), xk.device)
     xs = xk[perm]
     if n >= 4:
         half = n // 2
