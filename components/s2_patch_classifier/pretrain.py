@@ -36,6 +36,7 @@ import copy
 import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,7 +45,8 @@ from torch.nn import functional as F
 
 from . import augment as aug
 from .model import Normalise, ResNetEncoder
-from .train import RESIDENT_SHARE, adam, autocast, to_device
+from .patches import PatchSet
+from .train import Batches, adam, autocast
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,7 @@ def pretrain(images: np.ndarray, stats: dict, *, encoder: str, width: int, epoch
     batch_size = min(batch_size, n) if n >= 2 else batch_size
     steps = max(1, n // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs * steps)
-    batches = _Images(images, device)
+    batches = Batches(PatchSet(Path("."), {}, images, None), device)  # as training holds its patches
     history = []
     started = time.perf_counter()
     log.info("MoCo v2 pre-training of %s/%d on %s: %d patches, queue %d, %d steps per epoch%s",
@@ -172,7 +174,7 @@ def pretrain(images: np.ndarray, stats: dict, *, encoder: str, width: int, epoch
             idx = np.sort(order[s * batch_size:(s + 1) * batch_size])
             if len(idx) < 2:
                 idx = np.sort(rng.choice(n, 2, replace=n < 2))
-            x = norm(batches(idx))
+            x = norm(batches(idx, labels=False)[0])
             xq, xk = view(x, gen), view(x, gen)
             with autocast(device):
                 q = query(xq)
@@ -206,21 +208,6 @@ def pretrain(images: np.ndarray, stats: dict, *, encoder: str, width: int, epoch
             break
     del batches
     return query.encoder.cpu().eval(), history
-
-
-class _Images:
-    """Raw patches by index on the training device: copied to GPU memory once when they fit in a
-    quarter of its free memory, else gathered on the host and copied pinned, without blocking."""
-
-    def __init__(self, images: np.ndarray, device: torch.device):
-        self.images, self.device, self.resident = images, device, False
-        if device.type == "cuda" and images.nbytes * RESIDENT_SHARE <= torch.cuda.mem_get_info(device)[0]:
-            self.images, self.resident = to_device(images, device), True
-
-    def __call__(self, idx: np.ndarray) -> torch.Tensor:
-        if self.resident:
-            return self.images[aug.pinned_to(torch.from_numpy(idx), self.device)]
-        return aug.pinned_to(torch.from_numpy(np.ascontiguousarray(self.images[idx])), self.device)
 
 
 def _shuffled_keys(key: Embedder, xk: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -151,8 +151,8 @@ class Batches:
             need = patches.images.nbytes + (patches.labels.nbytes if patches.labels is not None else 0)
             free, _ = torch.cuda.mem_get_info(device)
             if need * RESIDENT_SHARE <= free:
-                self.images = to_device(patches.images, device)
-                self.labels = to_device(patches.labels, device) if patches.labels is not None else None
+                self.images = _to_device(patches.images, device)
+                self.labels = _to_device(patches.labels, device) if patches.labels is not None else None
         self.resident = self.images is not None
 
     def __call__(self, idx: np.ndarray, labels: bool = True):
@@ -171,7 +171,7 @@ class Batches:
         return t
 
 
-def to_device(array: np.ndarray, device, rows: int = 4096) -> torch.Tensor:
+def _to_device(array: np.ndarray, device, rows: int = 4096) -> torch.Tensor:
     """A (memory-mapped) array on the device, copied in slices (no full host copy at once)."""
     out = torch.empty(array.shape, dtype=torch.from_numpy(array[:1].copy()).dtype, device=device)
     for s in range(0, len(array), rows):
