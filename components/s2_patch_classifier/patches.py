@@ -75,13 +75,26 @@ def side_by_side(patches: PatchSet) -> np.ndarray | None:
     """Indexes of the patches of an overlapping set (cut with a stride below the patch size) that lie
     on the side-by-side grid of their tile: the patches a stride of one patch would have cut.
     None for a side-by-side set."""
-    patch, stride = patches.index["patch_size"], patches.index.get("stride", patches.index["patch_size"])
-    if stride >= patch:
+    patch, stride = patches.index.get("patch_size"), patches.index.get("stride")
+    if stride is None or stride >= patch:  # older or in-memory sets: side by side
         return None
     grids = [(set(positions(t["height"], patch, patch)), set(positions(t["width"], patch, patch)))
              for t in patches.index["tiles"]]
-    where = np.load(patches.folder / "positions.npy")
-    return np.flatnonzero([y in grids[t][0] and x in grids[t][1] for t, y, x in where.tolist()])
+    return np.flatnonzero([y in grids[t][0] and x in grids[t][1] for t, y, x in origins(patches).tolist()])
+
+
+def origins(patches: PatchSet) -> np.ndarray:
+    """Each patch's (tile, row, col) in its tile, int (N, 3)."""
+    return np.load(patches.folder / "positions.npy")
+
+
+def sharing_pixels(patches: PatchSet, index: np.ndarray) -> np.ndarray:
+    """Mask (N,) of the patches that share a pixel with any of the patches ``index``."""
+    where, patch = origins(patches), patches.index["patch_size"]
+    out = np.zeros(len(where), bool)
+    for t, y, x in where[index].tolist():
+        out |= (where[:, 0] == t) & (np.abs(where[:, 1] - y) < patch) & (np.abs(where[:, 2] - x) < patch)
+    return out
 
 
 def check_size(tile: Tile, patch: int) -> None:

@@ -2,7 +2,10 @@
 
 - Split: a seeded random ``val_fraction`` of the patches is held out for validation (at least
   one patch when there are two or more); the metrics come from the held-out patches, or from the
-  training patches when nothing is held out (said so in the metrics).
+  training patches when nothing is held out (said so in the metrics). Patches cut with a stride
+  below the patch size overlap, so there the held-out patches are a ``val_fraction`` of the
+  side-by-side windows, and no training patch shares a pixel with them: a validation pixel seen
+  in training would make the scores and the choice of the best epoch optimistic.
 - Sampling: rare classes (ships, roads) fill few patches, so each epoch draws as many patches as
   the training set holds, with replacement, half of them from patches that contain a foreground
   pixel (when both kinds exist).
@@ -17,8 +20,8 @@
 - Mixed windows (``mixed_windows``, an ensemble on patches cut every ``stride`` < patch px): the
   members 1, 3, ... train on the side-by-side windows alone (the patches a stride of one patch
   gives), for as many epochs as make about the steps of the others (the epochs x the training
-  patches / its windows); 0, 2, ... on all the windows. Their own validation patches are the
-  side-by-side ones of the split.
+  patches / its windows); 0, 2, ... on all the windows. All validate on the split's held-out
+  windows.
 - Larger-batch mode (``batch_scaling`` k > 1): batches of k x ``batch_size`` and the learning
   rate x sqrt(k), for a GPU that the seed's small batches leave idle.
 
@@ -47,7 +50,7 @@ from .data import IGNORE
 from .losses import LOSSES
 from .metrics import scores
 from .model import Arch, Ensemble, UNet, build, index_positions
-from .patches import PatchSet, side_by_side
+from .patches import PatchSet, sharing_pixels, side_by_side
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 16
@@ -99,6 +102,20 @@ def split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
     order = rng.permutation(n)
     n_val = 0 if val_fraction <= 0 or n < 2 else min(n - 1, max(1, round(n * val_fraction)))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def split_patches(patches: PatchSet, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation patches; of an overlapping set, validation windows side by side and
+    training windows apart from them."""
+    grid = side_by_side(patches)
+    if grid is None:
+        return split(len(patches), val_fraction, seed)
+    _, val = split(len(grid), val_fraction, seed)
+    val_idx = grid[val]
+    train_idx = np.flatnonzero(~sharing_pixels(patches, val_idx))
+    if not len(train_idx):  # too few windows to hold any out
+        return np.arange(len(patches)), val_idx[:0]
+    return train_idx, val_idx
 
 
 def sampling_weights(labels: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -209,7 +226,7 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
         raise ServiceError(f"{patches.folder} holds unlabelled patches (written for pretrain): run extract_data "
                            "on labelled tiles")
     device = resolve_device(cfg.device)
-    train_idx, val_idx = split(len(patches), cfg.val_fraction, cfg.seed)
+    train_idx, val_idx = split_patches(patches, cfg.val_fraction, cfg.seed)
     eval_idx = val_idx if len(val_idx) else train_idx
     batches = Batches(patches, device)
     log.info("training %s/%d on %s: %d training and %d validation patches%s%s", cfg.encoder, cfg.width, device,
@@ -249,11 +266,11 @@ def member_windows(patches: PatchSet, cfg: TrainConfig, train_idx: np.ndarray,
     if grid is None:
         raise ServiceError("--ensemble_windows mixed: these patches were cut side by side; extract them with "
                            "--patch_stride below the patch size")
-    grid_train, grid_eval = np.intersect1d(train_idx, grid), np.intersect1d(eval_idx, grid)
+    grid_train = np.intersect1d(train_idx, grid)
     if not len(grid_train):
         raise ServiceError("--ensemble_windows mixed: no side-by-side window among the training patches")
     epochs = max(1, round(cfg.epochs * len(train_idx) / len(grid_train)))
-    alone = (grid_train, grid_eval if len(grid_eval) else eval_idx, epochs, "side by side")
+    alone = (grid_train, eval_idx, epochs, "side by side")
     return [alone if m % 2 else every for m in range(cfg.members)]
 
 
