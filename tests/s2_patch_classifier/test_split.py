@@ -3,8 +3,6 @@ held-out windows are side by side and no training window shares a pixel with the
 
 from __future__ import annotations
 
-import numpy as np
-
 from components.s2_patch_classifier.data import find_tiles
 from components.s2_patch_classifier.patches import extract, origins, side_by_side
 from components.s2_patch_classifier.train import split_patches, train
