@@ -28,7 +28,7 @@ def test_overlapping_patches_hold_out_side_by_side_windows_apart_from_training(t
     where = origins(ps)
     assert len(result.val_index) == 2 and set(result.val_index) <= set(side_by_side(ps))
     assert not _shares_a_pixel(where, result.train_index, result.val_index)
-    # every window apart from the held-out ones trains
+    # only the windows that touch a held-out one are left out of training
     assert all(_shares_a_pixel(where, [i], result.val_index) for i in set(range(20)) - set(result.train_index))
     assert result.metrics["validation_patches"] == 2
 
