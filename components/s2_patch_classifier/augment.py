@@ -70,6 +70,11 @@ def radiometric(x: torch.Tensor, generator: torch.Generator, strength: float = 1
     return x * pinned_to(gain, x.device) + pinned_to(offset, x.device) + noise.to(x.device)
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
-    x, y = geometric(x, y, generator)
-    return radiometric(x, generator), y
+def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, weight: torch.Tensor | None = None):
+    """Augmented (x, y, weight): per-pixel loss weights (or None) move with the pixels."""
+    if weight is None:
+        x, y = geometric(x, y, generator)
+        return radiometric(x, generator), y, None
+    c = x.shape[1]
+    both, y = geometric(torch.cat([x, weight.unsqueeze(1).to(x.dtype)], 1), y, generator)
+    return radiometric(both[:, :c], generator), y, both[:, c]

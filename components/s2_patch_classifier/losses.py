@@ -1,5 +1,6 @@
 """Training losses: cross-entropy, the focal loss of Lin et al. (2017), and the focal loss plus
-a soft Dice term for small objects, all ignoring the label 255 (no data)."""
+a soft Dice term for small objects, all ignoring the label 255 (no data). A ``weight`` per pixel
+(``gap_weights``) scales the pixel terms; the mean stays over the valid pixels."""
 
 from __future__ import annotations
 
@@ -11,19 +12,26 @@ from .data import IGNORE
 FOCAL_GAMMA = 2.0
 
 
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits, target, ignore_index=IGNORE)
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    if weight is None:
+        return F.cross_entropy(logits, target, ignore_index=IGNORE)
+    loss = F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="none")
+    valid = target != IGNORE
+    return (loss * weight).sum() / valid.sum().clamp(min=1)
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = FOCAL_GAMMA) -> torch.Tensor:
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+               gamma: float = FOCAL_GAMMA) -> torch.Tensor:
     """``-(1 - p_t)^gamma log p_t``: easy pixels (most of the background) weigh little, so rare
     classes such as ships are not swamped."""
     valid = target != IGNORE
     logp = F.log_softmax(logits.float(), dim=1)
     t = torch.where(valid, target, torch.zeros_like(target)).long()
     logp_t = logp.gather(1, t.unsqueeze(1)).squeeze(1)
-    loss = -((1.0 - logp_t.exp()).clamp(min=0) ** gamma) * logp_t
-    return (loss * valid).sum() / valid.sum().clamp(min=1)
+    loss = -((1.0 - logp_t.exp()).clamp(min=0) ** gamma) * logp_t * valid
+    if weight is not None:
+        loss = loss * weight
+    return loss.sum() / valid.sum().clamp(min=1)
 
 
 def soft_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -40,8 +48,8 @@ def soft_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - dice.mean()
 
 
-def focal_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return focal_loss(logits, target) + soft_dice(logits, target)
+def focal_dice(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    return focal_loss(logits, target, weight) + soft_dice(logits, target)
 
 
 LOSSES = {"cross_entropy": cross_entropy, "focal_loss": focal_loss, "focal_dice": focal_dice}

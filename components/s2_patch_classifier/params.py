@@ -84,6 +84,10 @@ class S2PatchClassifierParams(ServiceParams):
         "train on the side-by-side windows alone, for about as many steps as the others (which train on all the "
         "windows, -epochs epochs): networks that saw the objects at different places in their windows (the better "
         "ensemble on unseen ports, see the README); same: every network on all the patches")
+    gap_weight: float = param(
+        0.0, "Loss weight on the background between nearby objects of a patch (the U-Net's separation weights "
+        "1 + w0 exp(-(d1 + d2)^2 / 2 sigma^2), sigma 8 px; d1, d2 the distances to the two nearest objects): "
+        "keeps ships moored a few pixels apart from joining into one; e.g. 10; 0: off", minimum=0.0, maximum=100.0)
     val_fraction: float = param(0.2, "Fraction of the patches held out for validation metrics",
                                 minimum=0.0, maximum=0.5)
     overlap: float = param(0.25, "Overlap of neighbouring prediction windows, as a fraction of the patch",

@@ -302,7 +302,8 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
                       data_aug=params.data_aug, val_fraction=params.val_fraction, seed=params.seed,
                       device=device.type, encoder=params.encoder, width=params.width, pretrained_encoder=state,
                       stats=stats, batch_scaling=params.batch_scaling, indices=params.indices,
-                      members=params.ensemble, mixed_windows=params.ensemble_windows == "mixed")
+                      members=params.ensemble, mixed_windows=params.ensemble_windows == "mixed",
+                      gap_weight=params.gap_weight)
     with steps.step("train"):
         res = train(ps, cfg)
     classes = ps.index["classes"]
@@ -313,7 +314,8 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
     meta["training"] = {"criterion": params.criterion, "epochs": params.epochs, "batch_size": params.batch_size,
                         "batch_scaling": params.batch_scaling, "indices": list(params.indices), "lr": params.lr,
                         "data_aug": params.data_aug, "pretrained": params.pretrained, "quantize": params.quantize,
-                        "ensemble": params.ensemble, "ensemble_windows": params.ensemble_windows, "seed": params.seed,
+                        "ensemble": params.ensemble, "ensemble_windows": params.ensemble_windows,
+                        "gap_weight": params.gap_weight, "seed": params.seed,
                         "patches": len(ps), "best_epoch": res.metrics["best_epoch"]}
     name = model_name(params)
     path = stage / name

@@ -22,6 +22,9 @@
   gives), for as many epochs as make about the steps of the others (the epochs x the training
   patches / its windows); 0, 2, ... on all the windows. All validate on the split's held-out
   windows.
+- Gap weights (``gap_weight`` w0 > 0): the loss of the background pixels between two nearby objects of
+  a patch is weighted up (``gap_weights``), so that ships moored a few pixels apart are not joined
+  into one component; the weights follow the labels through the augmentation.
 - Larger-batch mode (``batch_scaling`` k > 1): batches of k x ``batch_size`` and the learning
   rate x sqrt(k), for a GPU that the seed's small batches leave idle.
 
@@ -47,6 +50,7 @@ from components.common.errors import ServiceError
 
 from . import augment as aug
 from .data import IGNORE
+from .gap_weights import gap_weights
 from .losses import LOSSES
 from .metrics import scores
 from .model import Arch, Ensemble, UNet, build, index_positions
@@ -78,6 +82,7 @@ class TrainConfig:
     indices: tuple[str, ...] = ()            # normalised differences added to the input (model.INDICES)
     members: int = 1                         # networks trained from seeds seed, seed + 1, ... (an ensemble)
     mixed_windows: bool = False              # members 1, 3, ... on the side-by-side windows of overlapping patches
+    gap_weight: float = 0.0                  # w0 of gap_weights on the background between nearby objects; 0: off
 
 
 @dataclass
@@ -161,8 +166,8 @@ class Batches:
     """Patches and labels by index, on the training device. Indexes are sorted first (a memmap
     reads faster in order; the batch order does not matter to the loss)."""
 
-    def __init__(self, patches: PatchSet, device: torch.device):
-        self.patches, self.device = patches, device
+    def __init__(self, patches: PatchSet, device: torch.device, gap_weight: float = 0.0):
+        self.patches, self.device, self.gap_weight = patches, device, gap_weight
         self.images = self.labels = None
         if device.type == "cuda":
             need = patches.images.nbytes + (patches.labels.nbytes if patches.labels is not None else 0)
@@ -180,6 +185,15 @@ class Batches:
         x = self._host(self.patches.images, idx)
         y = self._host(self.patches.labels, idx).long() if labels else None
         return x, y
+
+    def training(self, idx: np.ndarray):
+        """(images, labels, pixel weights or None): the weights (``gap_weight``) are computed on
+        the host from its copy of the labels, in the same sorted order."""
+        x, y = self(idx)
+        if not self.gap_weight:
+            return x, y, None
+        w = gap_weights(np.asarray(self.patches.labels[np.sort(idx)]), self.gap_weight)
+        return x, y, self._host(w, slice(None))
 
     def _host(self, array: np.ndarray, idx: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(array[idx]))
@@ -228,7 +242,7 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     device = resolve_device(cfg.device)
     train_idx, val_idx = split_patches(patches, cfg.val_fraction, cfg.seed)
     eval_idx = val_idx if len(val_idx) else train_idx
-    batches = Batches(patches, device)
+    batches = Batches(patches, device, cfg.gap_weight)
     log.info("training %s/%d on %s: %d training and %d validation patches%s%s", cfg.encoder, cfg.width, device,
              len(train_idx), len(val_idx), " (patches held in GPU memory)" if batches.resident else "",
              f", an ensemble of {cfg.members}" if cfg.members > 1 else "")
@@ -307,19 +321,19 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
         draw = train_idx[rng.choice(len(train_idx), size=steps_per_epoch * batch_size, p=weights)]
         total = torch.zeros((), dtype=torch.float64, device=device)
         seen = 0
-        nxt = batches(draw[:batch_size])
+        nxt = batches.training(draw[:batch_size])
         for s in range(steps_per_epoch):
             idx = draw[s * batch_size:(s + 1) * batch_size]
-            x, y = nxt
+            x, y, w = nxt
             if s + 1 < steps_per_epoch:  # gather the next batch while the device runs this one
-                nxt = batches(draw[(s + 1) * batch_size:(s + 2) * batch_size])
+                nxt = batches.training(draw[(s + 1) * batch_size:(s + 2) * batch_size])
             with autocast(device):
                 xn = model.normalise(x)
                 if cfg.data_aug:
-                    xn, y = aug.augment(xn, y, gen)
+                    xn, y, w = aug.augment(xn, y, gen, w)
                 if device.type == "cuda":
                     xn = xn.contiguous(memory_format=torch.channels_last)
-                loss = loss_fn(model.forward_normalised(xn).float(), y)
+                loss = loss_fn(model.forward_normalised(xn).float(), y, w)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from components.s2_patch_classifier.gap_weights import gap_weights
 from components.s2_patch_classifier.losses import LOSSES
 from components.s2_patch_classifier.metrics import confusion
 from components.s2_patch_classifier.params import S2PatchClassifierParams
@@ -56,7 +57,8 @@ def _plain_loop(ps, cfg):
             idx = np.sort(draw[s * cfg.batch_size:(s + 1) * cfg.batch_size])
             x = torch.from_numpy(ps.images[idx])
             y = torch.from_numpy(ps.labels[idx]).long()
-            loss = LOSSES[cfg.criterion](model.forward_normalised(model.normalise(x)).float(), y)
+            w = torch.from_numpy(gap_weights(ps.labels[idx], cfg.gap_weight)) if cfg.gap_weight else None
+            loss = LOSSES[cfg.criterion](model.forward_normalised(model.normalise(x)).float(), y, w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
