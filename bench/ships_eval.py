@@ -12,9 +12,10 @@ ships are scored:
 The default settings (chosen on the validation ports, see the README): per-scene dark-object
 subtraction (``--dark-object``: each band's 2nd percentile moved to the training scenes' mean), an
 ensemble of two ResNet-14 U-Nets of width 16 (``--members 2``: seeds 0 and 1 on one split,
-probabilities averaged), focal loss, 30 epochs, augmentation, 64-px patches, and hysteresis at
-prediction (``--grow-threshold 0.25``: ship pixels of probability >= 0.25 join a ship the argmax
-found).
+probabilities averaged), focal loss with the U-Net's separation weights on the background between
+nearby ships (``--gap-weight 10``, the service's ``--gap_weight``), 30 epochs, augmentation, 64-px
+patches, and hysteresis at prediction (``--grow-threshold 0.25``: ship pixels of probability >= 0.25
+join a ship the argmax found).
 
 The settings were chosen on the **validation ports** (cartagena, casablanca, honolulu, klang:
 their folds' scores guided every choice; cartagena joined them when it chose the dark-object
@@ -29,8 +30,8 @@ would have too), and each fold starts from it.
     python bench/ships_eval.py ../shared/data/s2-ships-sen2ships                  # CPU, 2 cores: about 30 min
     python bench/ships_eval.py ROOT --device cuda --encoder resnet50 --width 64    # a GPU machine
     python bench/ships_eval.py ROOT --ports honolulu --epochs 2 --members 1        # a quick try
-    python bench/ships_eval.py ROOT --mix-stride 32   # + 2 networks on overlapping patches: 4 per fold, twice the time
-    python bench/ships_eval.py ROOT --patch-stride 32 --epochs 8 --members 4 --ensemble-windows mixed  # the service's form
+    python bench/ships_eval.py ROOT --mix-stride 32 --gap-weight 0  # + 2 networks on overlapping patches: 4 per fold, twice the time
+    python bench/ships_eval.py ROOT --patch-stride 32 --epochs 8 --members 4 --ensemble-windows mixed --gap-weight 0  # the service's form of that
 
 Data: ShipDetectionExperts/sen2ships (MIT); contains modified Copernicus Sentinel data 2022-2023.
 """
@@ -83,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--gap-weight", type=float, default=0.0,
+    ap.add_argument("--gap-weight", type=float, default=10.0,
                     help="w0 of the loss weights on the background between nearby ships (0: off)")
     ap.add_argument("--criterion", default="focal_loss", choices=("focal_loss", "cross_entropy", "focal_dice"))
     ap.add_argument("--no-aug", action="store_true", help="train without data augmentation")
