@@ -168,6 +168,7 @@ class Batches:
 
     def __init__(self, patches: PatchSet, device: torch.device, gap_weight: float = 0.0):
         self.patches, self.device, self.gap_weight = patches, device, gap_weight
+        self._gap: dict[int, np.ndarray | None] = {}  # patch -> its gap weights (None: all 1)
         self.images = self.labels = None
         if device.type == "cuda":
             need = patches.images.nbytes + (patches.labels.nbytes if patches.labels is not None else 0)
@@ -187,12 +188,25 @@ class Batches:
         return x, y
 
     def training(self, idx: np.ndarray):
-        """(images, labels, pixel weights or None): the weights (``gap_weight``) are computed on
-        the host from its copy of the labels, in the same sorted order."""
-        x, y = self(idx)
+        """(images, labels, pixel weights or None), in the sorted order of ``idx``. The weights
+        (``gap_weight``) come from the host's copy of the labels, read once with them; each patch's
+        are computed the first time it is drawn and kept (only patches holding two objects or more
+        have weights other than 1), so later epochs do not recompute them."""
         if not self.gap_weight:
-            return x, y, None
-        w = gap_weights(np.asarray(self.patches.labels[np.sort(idx)]), self.gap_weight)
+            return (*self(idx), None)
+        idx = np.sort(idx)
+        labels = np.ascontiguousarray(self.patches.labels[idx])
+        x, y = self(idx, labels=self.resident)
+        if y is None:
+            y = self._host(labels, slice(None)).long()
+        for i, lab in zip(idx.tolist(), labels):
+            if i not in self._gap:
+                w = gap_weights(lab, self.gap_weight)
+                self._gap[i] = w if (w != 1).any() else None
+        w = np.ones(labels.shape, np.float32)
+        for row, i in enumerate(idx.tolist()):
+            if self._gap[i] is not None:
+                w[row] = self._gap[i]
         return x, y, self._host(w, slice(None))
 
     def _host(self, array: np.ndarray, idx: np.ndarray) -> torch.Tensor:

@@ -97,3 +97,23 @@ def test_the_service_trains_with_gap_weights_and_records_them(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "gap_weight" in err[0]
     assert not (tmp_path / "bad").exists()
+
+
+def test_each_patch_weights_are_computed_once_per_training(monkeypatch):
+    from components.s2_patch_classifier import train as trainmod
+
+    from .test_training_loop import _patches
+
+    ps = _patches()
+    ps.labels[::2, 8:16, 23:28] = 1
+    calls = []
+    monkeypatch.setattr(trainmod, "gap_weights", lambda lab, w0: calls.append(1) or gap_weights(lab, w0))
+    batches = trainmod.Batches(ps, torch.device("cpu"), 10.0)
+    idx = np.array([3, 0, 2, 0])
+    x, y, w = batches.training(idx)
+    assert torch.equal(y, torch.from_numpy(ps.labels[np.sort(idx)]).long())
+    assert torch.equal(w, torch.from_numpy(gap_weights(ps.labels[np.sort(idx)], 10.0)))
+    first = len(calls)
+    again = batches.training(np.array([2, 3]))[2]
+    assert len(calls) == first                      # drawn before: not recomputed
+    assert torch.equal(again, torch.from_numpy(gap_weights(ps.labels[[2, 3]], 10.0)))
