@@ -86,6 +86,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--gap-weight", type=float, default=10.0,
                     help="w0 of the loss weights on the background between nearby ships (0: off)")
+    ap.add_argument("--hard-negatives", type=float, default=0.0,
+                    help="share of the background draws by hardness (the service's --hard_negatives; 0: off)")
     ap.add_argument("--criterion", default="focal_loss", choices=("focal_loss", "cross_entropy", "focal_dice"))
     ap.add_argument("--no-aug", action="store_true", help="train without data augmentation")
     ap.add_argument("--flips", action="store_true", help="test-time flips (8 views per window)")
@@ -216,7 +218,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],
                           stats=encoder and encoder[1], members=args.members,
                           mixed_windows=args.ensemble_windows == "mixed", gap_weight=args.gap_weight,
-                          max_seconds=args.budget_s or None, indices=tuple(_names(args.indices)))
+                          hard_negatives=args.hard_negatives, max_seconds=args.budget_s or None, indices=tuple(_names(args.indices)))
         t0 = time.perf_counter()
         res = train(ps, cfg)
         model = res.model

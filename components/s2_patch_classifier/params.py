@@ -88,6 +88,10 @@ class S2PatchClassifierParams(ServiceParams):
         0.0, "Loss weight on the background between nearby objects of a patch (the U-Net's separation weights "
         "1 + w0 exp(-(d1 + d2)^2 / 2 sigma^2), sigma 8 px; d1, d2 the distances to the two nearest objects): "
         "keeps ships moored a few pixels apart from joining into one; e.g. 10; 0: off", minimum=0.0, maximum=100.0)
+    hard_negatives: float = param(
+        0.0, "Share of each epoch's background draws that go to the background patches in proportion to the "
+        "highest foreground probability the network gave them when last drawn (hard negatives: piers, bridges), "
+        "the rest uniformly; e.g. 0.5; 0: off", minimum=0.0, maximum=1.0)
     val_fraction: float = param(0.2, "Fraction of the patches held out for validation metrics",
                                 minimum=0.0, maximum=0.5)
     overlap: float = param(0.25, "Overlap of neighbouring prediction windows, as a fraction of the patch",

@@ -25,6 +25,10 @@
 - Gap weights (``gap_weight`` w0 > 0): the loss of the background pixels between two nearby objects of
   a patch is weighted up (``gap_weights``), so that ships moored a few pixels apart are not joined
   into one component; the weights follow the labels through the augmentation.
+- Hard negatives (``hard_negatives`` share > 0): that share of the background draws of an epoch
+  goes to the background patches in proportion to the highest foreground probability the network
+  gave their background pixels when last drawn (``hard_negatives``): piers and bridges, the false
+  ships of unseen ports, are shown more often.
 - Larger-batch mode (``batch_scaling`` k > 1): batches of k x ``batch_size`` and the learning
   rate x sqrt(k), for a GPU that the seed's small batches leave idle.
 
@@ -51,6 +55,7 @@ from components.common.errors import ServiceError
 from . import augment as aug
 from .data import IGNORE
 from .gap_weights import gap_weights
+from .hard_negatives import HardNegatives
 from .losses import LOSSES
 from .metrics import scores
 from .model import Arch, Ensemble, UNet, build, index_positions
@@ -83,6 +88,7 @@ class TrainConfig:
     members: int = 1                         # networks trained from seeds seed, seed + 1, ... (an ensemble)
     mixed_windows: bool = False              # members 1, 3, ... on the side-by-side windows of overlapping patches
     gap_weight: float = 0.0                  # w0 of gap_weights on the background between nearby objects; 0: off
+    hard_negatives: float = 0.0              # share of the background draws by hardness (hard_negatives); 0: off
 
 
 @dataclass
@@ -123,8 +129,12 @@ def split_patches(patches: PatchSet, val_fraction: float, seed: int) -> tuple[np
     return train_idx, val_idx
 
 
+def has_foreground(labels: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return np.array([bool(((labels[i] > 0) & (labels[i] != IGNORE)).any()) for i in index], dtype=bool)
+
+
 def sampling_weights(labels: np.ndarray, index: np.ndarray) -> np.ndarray:
-    has_fg = np.array([bool(((labels[i] > 0) & (labels[i] != IGNORE)).any()) for i in index])
+    has_fg = has_foreground(labels, index)
     n_fg, n_bg = int(has_fg.sum()), int((~has_fg).sum())
     if n_fg == 0 or n_bg == 0:
         return np.full(len(index), 1.0 / len(index))
@@ -325,6 +335,8 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.epochs * steps_per_epoch)
     weights = sampling_weights(patches.labels, train_idx)
+    hard = (HardNegatives(~has_foreground(patches.labels, train_idx), cfg.hard_negatives, device)
+            if cfg.hard_negatives else None)
     classes = patches.index["classes"]
     best, best_state, best_epoch, history = -1.0, None, 0, []
     started = time.perf_counter()
@@ -332,7 +344,9 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        draw = train_idx[rng.choice(len(train_idx), size=steps_per_epoch * batch_size, p=weights)]
+        positions = rng.choice(len(train_idx), size=steps_per_epoch * batch_size,
+                               p=hard.weights(weights) if hard else weights)
+        draw = train_idx[positions]
         total = torch.zeros((), dtype=torch.float64, device=device)
         seen = 0
         nxt = batches.training(draw[:batch_size])
@@ -347,7 +361,11 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
                     xn, y, w = aug.augment(xn, y, gen, w)
                 if device.type == "cuda":
                     xn = xn.contiguous(memory_format=torch.channels_last)
-                loss = loss_fn(model.forward_normalised(xn).float(), y, w)
+                logits = model.forward_normalised(xn).float()
+                loss = loss_fn(logits, y, w)
+            if hard:  # the batch comes sorted by patch: its positions in that order
+                at = positions[s * batch_size:(s + 1) * batch_size][np.argsort(idx, kind="stable")]
+                hard.record(torch.from_numpy(at).to(device, non_blocking=True), logits, y)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
