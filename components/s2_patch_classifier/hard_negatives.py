@@ -5,7 +5,8 @@ Piers, groynes and bridges fill few of the background patches, so uniform draws 
 and they become the false ships of an unseen port. Each training step leaves, for every patch it
 drew, its hardness: the highest foreground probability on its background pixels (flips and
 rotations do not change it). The background draws of the next epoch go a ``share`` in proportion
-to the hardness last seen, the rest uniformly; a patch not drawn yet counts as hard (1).
+to the hardness last seen, the rest uniformly; a patch not drawn yet counts as hard (1). On the
+sen2ships ports the false ships stayed (the README's lever table): it is offered, not a default.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@
 - Hard negatives (``hard_negatives`` share > 0): that share of the background draws of an epoch
   goes to the background patches in proportion to the highest foreground probability the network
   gave their background pixels when last drawn (``hard_negatives``): piers and bridges, the false
-  ships of unseen ports, are shown more often.
+  ships of unseen ports, are shown more often (it did not lower them on the ships bench).
 - Larger-batch mode (``batch_scaling`` k > 1): batches of k x ``batch_size`` and the learning
   rate x sqrt(k), for a GPU that the seed's small batches leave idle.
 
