@@ -218,7 +218,8 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],
                           stats=encoder and encoder[1], members=args.members,
                           mixed_windows=args.ensemble_windows == "mixed", gap_weight=args.gap_weight,
-                          hard_negatives=args.hard_negatives, max_seconds=args.budget_s or None, indices=tuple(_names(args.indices)))
+                          hard_negatives=args.hard_negatives, max_seconds=args.budget_s or None,
+                          indices=tuple(_names(args.indices)))
         t0 = time.perf_counter()
         res = train(ps, cfg)
         model = res.model
