@@ -130,14 +130,15 @@ def split_patches(patches: PatchSet, val_fraction: float, seed: int) -> tuple[np
 
 
 def has_foreground(labels: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Per patch of ``index``: does it hold a foreground pixel (one pass over the labels)."""
     return np.array([bool(((labels[i] > 0) & (labels[i] != IGNORE)).any()) for i in index], dtype=bool)
 
 
-def sampling_weights(labels: np.ndarray, index: np.ndarray) -> np.ndarray:
-    has_fg = has_foreground(labels, index)
+def sampling_weights(has_fg: np.ndarray) -> np.ndarray:
+    """Draw probabilities: FOREGROUND_SHARE to the patches with foreground, the rest to the others."""
     n_fg, n_bg = int(has_fg.sum()), int((~has_fg).sum())
     if n_fg == 0 or n_bg == 0:
-        return np.full(len(index), 1.0 / len(index))
+        return np.full(len(has_fg), 1.0 / len(has_fg))
     return np.where(has_fg, FOREGROUND_SHARE / n_fg, (1 - FOREGROUND_SHARE) / n_bg)
 
 
@@ -334,9 +335,9 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     optimiser = adam(model.parameters(), lr, device)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.epochs * steps_per_epoch)
-    weights = sampling_weights(patches.labels, train_idx)
-    hard = (HardNegatives(~has_foreground(patches.labels, train_idx), cfg.hard_negatives, device)
-            if cfg.hard_negatives else None)
+    has_fg = has_foreground(patches.labels, train_idx)
+    weights = sampling_weights(has_fg)
+    hard = HardNegatives(~has_fg, cfg.hard_negatives, device) if cfg.hard_negatives else None
     classes = patches.index["classes"]
     best, best_state, best_epoch, history = -1.0, None, 0, []
     started = time.perf_counter()

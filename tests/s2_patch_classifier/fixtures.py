@@ -100,3 +100,23 @@ def synthetic_tile(dest: Path, name: str = "T31UDQ_20230801", size: tuple[int, i
                            dtype="uint8", crs=crs, transform=from_origin(500000, 5600000, 10, 10)) as ds:
             ds.write(lab, 1)
     return tif
+
+
+def trains_and_records(tmp_path: Path, capsys, name: str, good: str, bad: str, epochs: int = 1):
+    """The service trains with ``--name good`` and records the value in the model's training
+    metadata; ``--name bad`` gives one error line naming it, exit 2 and no output folder."""
+    from components.s2_patch_classifier import modelio
+    from components.s2_patch_classifier.cli import main
+
+    tiles = tmp_path / "tiles"
+    synthetic_tile(tiles, "A", size=(96, 128), seed=1)
+    common = ["-action", "train", "-i", str(tiles), "-patch_size", "64", "-b", "4", "-epochs", str(epochs),
+              "--device", "cpu"] + TINY
+    assert main(common + ["-o", str(tmp_path / "m"), f"--{name}", good]) == 0
+    _, meta = modelio.load_pytorch(tmp_path / "m" / "model.pt")
+    assert meta["training"][name] == float(good)
+    capsys.readouterr()
+    assert main(common + ["-o", str(tmp_path / "bad"), f"--{name}", bad]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and name in err[0]
+    assert not (tmp_path / "bad").exists()

@@ -80,23 +80,9 @@ def test_training_with_gap_weights_equals_the_plain_loop_weighing_each_batch():
 
 
 def test_the_service_trains_with_gap_weights_and_records_them(tmp_path, capsys):
-    from components.s2_patch_classifier import modelio
-    from components.s2_patch_classifier.cli import main
+    from .fixtures import trains_and_records
 
-    from .fixtures import TINY, synthetic_tile
-
-    tiles = tmp_path / "tiles"
-    synthetic_tile(tiles, "A", size=(96, 128), seed=1)
-    common = ["-action", "train", "-i", str(tiles), "-patch_size", "64", "-b", "4", "-epochs", "1",
-              "--device", "cpu"] + TINY
-    assert main(common + ["-o", str(tmp_path / "m"), "--gap_weight", "10"]) == 0
-    _, meta = modelio.load_pytorch(tmp_path / "m" / "model.pt")
-    assert meta["training"]["gap_weight"] == 10.0
-    capsys.readouterr()
-    assert main(common + ["-o", str(tmp_path / "bad"), "--gap_weight", "-1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "gap_weight" in err[0]
-    assert not (tmp_path / "bad").exists()
+    trains_and_records(tmp_path, capsys, "gap_weight", "10", "-1")
 
 
 def test_each_patch_weights_are_computed_once_per_training(monkeypatch):

@@ -84,21 +84,20 @@ def test_training_records_each_patch_at_its_position_and_draws_by_the_last_epoch
     assert not np.allclose(second, base)
 
 
+def test_the_labels_are_read_once_for_the_foreground_of_a_training(monkeypatch):
+    from components.s2_patch_classifier import train as trainmod
+
+    from .test_training_loop import _cfg, _patches
+
+    calls = []
+    has_foreground = trainmod.has_foreground
+    monkeypatch.setattr(trainmod, "has_foreground", lambda labels, index: calls.append(1) or
+                        has_foreground(labels, index))
+    trainmod.train(_patches(), _cfg(epochs=1, hard_negatives=0.5))
+    assert len(calls) == 1                  # sampling and hard negatives share the one pass
+
+
 def test_the_service_trains_with_hard_negatives_and_records_them(tmp_path, capsys):
-    from components.s2_patch_classifier import modelio
-    from components.s2_patch_classifier.cli import main
+    from .fixtures import trains_and_records
 
-    from .fixtures import TINY, synthetic_tile
-
-    tiles = tmp_path / "tiles"
-    synthetic_tile(tiles, "A", size=(96, 128), seed=1)
-    common = ["-action", "train", "-i", str(tiles), "-patch_size", "64", "-b", "4", "-epochs", "2",
-              "--device", "cpu"] + TINY
-    assert main(common + ["-o", str(tmp_path / "m"), "--hard_negatives", "0.5"]) == 0
-    _, meta = modelio.load_pytorch(tmp_path / "m" / "model.pt")
-    assert meta["training"]["hard_negatives"] == 0.5
-    capsys.readouterr()
-    assert main(common + ["-o", str(tmp_path / "bad"), "--hard_negatives", "1.5"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "hard_negatives" in err[0]
-    assert not (tmp_path / "bad").exists()
+    trains_and_records(tmp_path, capsys, "hard_negatives", "0.5", "1.5", epochs=2)

@@ -16,8 +16,8 @@ from components.s2_patch_classifier.losses import LOSSES
 from components.s2_patch_classifier.metrics import confusion
 from components.s2_patch_classifier.params import S2PatchClassifierParams
 from components.s2_patch_classifier.patches import PatchSet
-from components.s2_patch_classifier.train import (Batches, TrainConfig, adam, evaluate, make_model, sampling_weights,
-                                                  scaled, split, train)
+from components.s2_patch_classifier.train import (Batches, TrainConfig, adam, evaluate, has_foreground, make_model,
+                                                  sampling_weights, scaled, split, train)
 
 BANDS = ["B2", "B3", "B4", "B8"]
 
@@ -47,7 +47,7 @@ def _plain_loop(ps, cfg):
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps = max(1, math.ceil(len(train_idx) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
-    weights = sampling_weights(ps.labels, train_idx)
+    weights = sampling_weights(has_foreground(ps.labels, train_idx))
     losses, states = [], []
     for _ in range(cfg.epochs):
         model.train()
