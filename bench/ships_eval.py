@@ -88,6 +88,8 @@ def parser() -> argparse.ArgumentParser:
                     help="w0 of the loss weights on the background between nearby ships (0: off)")
     ap.add_argument("--hard-negatives", type=float, default=0.0,
                     help="share of the background draws by hardness (the service's --hard_negatives; 0: off)")
+    ap.add_argument("--shift", type=int, default=0,
+                    help="training windows moved up to N px from their patches (the service's --shift; 0: off)")
     ap.add_argument("--criterion", default="focal_loss", choices=("focal_loss", "cross_entropy", "focal_dice"))
     ap.add_argument("--no-aug", action="store_true", help="train without data augmentation")
     ap.add_argument("--flips", action="store_true", help="test-time flips (8 views per window)")
@@ -218,7 +220,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],
                           stats=encoder and encoder[1], members=args.members,
                           mixed_windows=args.ensemble_windows == "mixed", gap_weight=args.gap_weight,
-                          hard_negatives=args.hard_negatives, max_seconds=args.budget_s or None,
+                          hard_negatives=args.hard_negatives, shift=args.shift, max_seconds=args.budget_s or None,
                           indices=tuple(_names(args.indices)))
         t0 = time.perf_counter()
         res = train(ps, cfg)

@@ -92,6 +92,11 @@ class S2PatchClassifierParams(ServiceParams):
         0.0, "Share of each epoch's background draws that go to the background patches in proportion to the "
         "highest foreground probability the network gave them when last drawn (hard negatives: piers, bridges), "
         "the rest uniformly; e.g. 0.5; 0: off", minimum=0.0, maximum=1.0)
+    shift: int = param(
+        0, "Move each training window by up to this many pixels (rows and columns drawn anew at every draw), "
+        "cut from its patch and the neighbouring training patches: objects seen at many places in their window "
+        "(better on unseen ports, see the README); below the patch size, e.g. 32 with -patch_size 64; 0: off",
+        minimum=0, maximum=255)
     val_fraction: float = param(0.2, "Fraction of the patches held out for validation metrics",
                                 minimum=0.0, maximum=0.5)
     overlap: float = param(0.25, "Overlap of neighbouring prediction windows, as a fraction of the patch",
@@ -156,6 +161,8 @@ class S2PatchClassifierParams(ServiceParams):
         if self.patch_stride > self.patch_size:
             raise InvalidParameter("patch_stride", self.patch_stride,
                                    f"0 or at most the patch size ({self.patch_size}): gaps would leave pixels unseen")
+        if self.shift >= self.patch_size:
+            raise InvalidParameter("shift", self.shift, f"below the patch size ({self.patch_size})")
         super().__post_init__()
 
     @property

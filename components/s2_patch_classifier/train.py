@@ -29,6 +29,8 @@
   goes to the background patches in proportion to the highest foreground probability the network
   gave their background pixels when last drawn (``hard_negatives``): piers and bridges, the false
   ships of unseen ports, are shown more often (it did not lower them on the ships bench).
+- Shifted windows (``shift`` s > 0): each drawn patch is replaced by the window moved from it by
+  up to s px, cut from it and its training neighbours (``shifts``), on the host.
 - Larger-batch mode (``batch_scaling`` k > 1): batches of k x ``batch_size`` and the learning
   rate x sqrt(k), for a GPU that the seed's small batches leave idle.
 
@@ -60,6 +62,7 @@ from .losses import LOSSES
 from .metrics import scores
 from .model import Arch, Ensemble, UNet, build, index_positions
 from .patches import PatchSet, sharing_pixels, side_by_side
+from .shifts import Shifts
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 16
@@ -89,6 +92,7 @@ class TrainConfig:
     mixed_windows: bool = False              # members 1, 3, ... on the side-by-side windows of overlapping patches
     gap_weight: float = 0.0                  # w0 of gap_weights on the background between nearby objects; 0: off
     hard_negatives: float = 0.0              # share of the background draws by hardness (hard_negatives); 0: off
+    shift: int = 0                           # training windows moved up to this many px (shifts); 0: off
 
 
 @dataclass
@@ -198,11 +202,18 @@ class Batches:
         y = self._host(self.patches.labels, idx).long() if labels else None
         return x, y
 
-    def training(self, idx: np.ndarray):
+    def training(self, idx: np.ndarray, shifts: Shifts | None = None):
         """(images, labels, pixel weights or None), in the sorted order of ``idx``. The weights
         (``gap_weight``) come from the host's copy of the labels, read once with them; each patch's
         are computed the first time it is drawn and kept (only patches holding two objects or more
-        have weights other than 1), so later epochs do not recompute them."""
+        have weights other than 1), so later epochs do not recompute them. With ``shifts`` the
+        windows are moved from the patches (cut on the host) and their weights computed afresh."""
+        if shifts is not None:
+            idx = np.sort(idx)
+            images, labels = shifts(idx)
+            w = gap_weights(labels, self.gap_weight) if self.gap_weight else None
+            return (self._host(images, slice(None)), self._host(labels, slice(None)).long(),
+                    None if w is None else self._host(w, slice(None)))
         if not self.gap_weight:
             return (*self(idx), None)
         idx = np.sort(idx)
@@ -264,6 +275,9 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     if patches.labels is None:
         raise ServiceError(f"{patches.folder} holds unlabelled patches (written for pretrain): run extract_data "
                            "on labelled tiles")
+    if cfg.shift >= patches.images.shape[-1]:
+        raise ServiceError(f"--shift {cfg.shift}: these patches are {patches.images.shape[-1]} px; "
+                           "shift them by less than that")
     device = resolve_device(cfg.device)
     train_idx, val_idx = split_patches(patches, cfg.val_fraction, cfg.seed)
     eval_idx = val_idx if len(val_idx) else train_idx
@@ -338,6 +352,7 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     has_fg = has_foreground(patches.labels, train_idx)
     weights = sampling_weights(has_fg)
     hard = HardNegatives(~has_fg, cfg.hard_negatives, device) if cfg.hard_negatives else None
+    shifts = Shifts(patches, train_idx, cfg.shift, np.random.default_rng(seed + 2)) if cfg.shift else None
     classes = patches.index["classes"]
     best, best_state, best_epoch, history = -1.0, None, 0, []
     started = time.perf_counter()
@@ -350,12 +365,12 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
         draw = train_idx[positions]
         total = torch.zeros((), dtype=torch.float64, device=device)
         seen = 0
-        nxt = batches.training(draw[:batch_size])
+        nxt = batches.training(draw[:batch_size], shifts)
         for s in range(steps_per_epoch):
             idx = draw[s * batch_size:(s + 1) * batch_size]
             x, y, w = nxt
             if s + 1 < steps_per_epoch:  # gather the next batch while the device runs this one
-                nxt = batches.training(draw[(s + 1) * batch_size:(s + 2) * batch_size])
+                nxt = batches.training(draw[(s + 1) * batch_size:(s + 2) * batch_size], shifts)
             with autocast(device):
                 xn = model.normalise(x)
                 if cfg.data_aug:

@@ -61,8 +61,8 @@ def test_training_records_each_patch_at_its_position_and_draws_by_the_last_epoch
     ps.images[1::4, :, 2:6, 2:30] += 500      # piers: bright like the ships, labelled background
     batches, recorded, drawn_by = [], [], []
     training, record, weights = trainmod.Batches.training, hnmod.HardNegatives.record, hnmod.HardNegatives.weights
-    monkeypatch.setattr(trainmod.Batches, "training", lambda self, idx: batches.append(np.sort(idx)) or
-                        training(self, idx))
+    monkeypatch.setattr(trainmod.Batches, "training", lambda self, idx, shifts=None: batches.append(np.sort(idx))
+                        or training(self, idx, shifts))
     monkeypatch.setattr(hnmod.HardNegatives, "record", lambda self, at, logits, y: recorded.append(
         (at.numpy().copy(), hardness(logits, y).detach().numpy())) or record(self, at, logits, y))
     monkeypatch.setattr(hnmod.HardNegatives, "weights", lambda self, base: drawn_by.append(
