@@ -12,9 +12,10 @@ ships are scored:
 The default settings (chosen on the validation ports, see the README): per-scene dark-object
 subtraction (``--dark-object``: each band's 2nd percentile moved to the training scenes' mean), an
 ensemble of two ResNet-14 U-Nets of width 16 (``--members 2``: seeds 0 and 1 on one split,
-probabilities averaged), focal loss with the U-Net's separation weights on the background between
+probabilities averaged; a network whose validation IoU stayed 0 is left out), focal loss with the U-Net's separation weights on the background between
 nearby ships (``--gap-weight 10``, the service's ``--gap_weight``), 30 epochs, augmentation, 64-px
-patches, and hysteresis at prediction (``--grow-threshold 0.25``: ship pixels of probability >= 0.25
+patches whose training windows move by up to 32 px from them (``--shift 32``, the service's
+``--shift``), and hysteresis at prediction (``--grow-threshold 0.25``: ship pixels of probability >= 0.25
 join a ship the argmax found).
 
 The settings were chosen on the **validation ports** (cartagena, casablanca, honolulu, klang:
@@ -30,8 +31,8 @@ would have too), and each fold starts from it.
     python bench/ships_eval.py ../shared/data/s2-ships-sen2ships                  # CPU, 2 cores: about 30 min
     python bench/ships_eval.py ROOT --device cuda --encoder resnet50 --width 64    # a GPU machine
     python bench/ships_eval.py ROOT --ports honolulu --epochs 2 --members 1        # a quick try
-    python bench/ships_eval.py ROOT --mix-stride 32 --gap-weight 0  # + 2 networks on overlapping patches: 4 per fold, twice the time
-    python bench/ships_eval.py ROOT --patch-stride 32 --epochs 8 --members 4 --ensemble-windows mixed --gap-weight 0  # the service's form of that
+    python bench/ships_eval.py ROOT --mix-stride 32 --gap-weight 0 --shift 0  # + 2 networks on overlapping patches: 4 per fold, twice the time
+    python bench/ships_eval.py ROOT --patch-stride 32 --epochs 8 --members 4 --ensemble-windows mixed --gap-weight 0 --shift 0  # the service's form of that
 
 Data: ShipDetectionExperts/sen2ships (MIT); contains modified Copernicus Sentinel data 2022-2023.
 """
@@ -88,7 +89,7 @@ def parser() -> argparse.ArgumentParser:
                     help="w0 of the loss weights on the background between nearby ships (0: off)")
     ap.add_argument("--hard-negatives", type=float, default=0.0,
                     help="share of the background draws by hardness (the service's --hard_negatives; 0: off)")
-    ap.add_argument("--shift", type=int, default=0,
+    ap.add_argument("--shift", type=int, default=32,
                     help="training windows moved up to N px from their patches (the service's --shift; 0: off)")
     ap.add_argument("--criterion", default="focal_loss", choices=("focal_loss", "cross_entropy", "focal_dice"))
     ap.add_argument("--no-aug", action="store_true", help="train without data augmentation")

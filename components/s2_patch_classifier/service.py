@@ -308,7 +308,8 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
         res = train(ps, cfg)
     classes = ps.index["classes"]
     meta = modelio.base_meta(res.model.arch, ps.bands, classes,
-                             ps.index["patch_size"], stats or ps.stats, ps.index["simplified"], params.ensemble)
+                             ps.index["patch_size"], stats or ps.stats, ps.index["simplified"],
+                             len(getattr(res.model, "members", [res.model])))
     if ps.index.get("dark_object"):
         meta["dark_object"] = ps.index["dark_object"]
     meta["training"] = {"criterion": params.criterion, "epochs": params.epochs, "batch_size": params.batch_size,

@@ -16,7 +16,8 @@
 - Model selection: the epoch with the best mean foreground IoU on the validation patches.
 - Ensembles (``members`` k > 1): k networks trained one after the other from seeds seed, seed + 1,
   ... (initialisation, sampling, augmentation) on the same split; the first is the network a
-  single training from ``seed`` gives. The metrics score their averaged probabilities.
+  single training from ``seed`` gives. The metrics score their averaged probabilities. A member
+  whose validation foreground IoU stayed 0 in every epoch is left out (``members_to_keep``).
 - Mixed windows (``mixed_windows``, an ensemble on patches cut every ``stride`` < patch px): the
   members 1, 3, ... train on the side-by-side windows alone (the patches a stride of one patch
   gives), for as many epochs as make about the steps of the others (the epochs x the training
@@ -288,7 +289,11 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     plans = member_windows(patches, cfg, train_idx, eval_idx)
     fits = [_fit(patches, replace(cfg, epochs=epochs), cfg.seed + m, member_train, member_eval, batches,
                  device) for m, (member_train, member_eval, epochs, _) in enumerate(plans)]
-    model = fits[0].model if cfg.members == 1 else Ensemble([f.model for f in fits])
+    kept = members_to_keep([f.best_score for f in fits])
+    if len(kept) < len(fits):
+        log.warning("networks %s left out of the ensemble: their validation foreground IoU stayed 0 in every epoch",
+                    ", ".join(str(m + 1) for m in range(len(fits)) if m not in kept))
+    model = assemble([fits[m].model for m in kept])
     cm = evaluate(model, patches, eval_idx, device, batches)
     del batches
     model = model.cpu().to(memory_format=torch.contiguous_format).eval()
@@ -300,12 +305,24 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     history = fits[0].history
     if cfg.members > 1:  # the first member's figures above; every member's here
         metrics["members"] = [{"seed": cfg.seed + m, "best_epoch": f.best_epoch, "epochs_run": len(f.history),
-                               "val_foreground_iou": f.best_score} for m, f in enumerate(fits)]
+                               "val_foreground_iou": f.best_score, "kept": m in kept} for m, f in enumerate(fits)]
         if cfg.mixed_windows:
             for row, (member_train, _, _, windows) in zip(metrics["members"], plans):
                 row.update(windows=windows, training_patches=int(len(member_train)))
         history = [{"member": m, **h} for m, f in enumerate(fits) for h in f.history]
     return TrainResult(model, metrics, history, train_idx, val_idx)
+
+
+def members_to_keep(best_scores: list[float]) -> list[int]:
+    """The ensemble members to keep: those whose best validation score rose above 0. A network
+    that never segmented a validation object (it stayed below 0.5 on every foreground pixel: a
+    run that failed to take off, seen on the ships bench) would only halve the others'
+    probabilities; when none rose, all are kept."""
+    return [m for m, score in enumerate(best_scores) if score > 0] or list(range(len(best_scores)))
+
+
+def assemble(networks: list[UNet]) -> UNet | Ensemble:
+    return networks[0] if len(networks) == 1 else Ensemble(networks)
 
 
 def member_windows(patches: PatchSet, cfg: TrainConfig, train_idx: np.ndarray,

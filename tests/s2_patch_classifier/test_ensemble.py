@@ -89,4 +89,17 @@ def test_mixed_windows_train_every_second_member_on_the_side_by_side_patches(tmp
     members = [(m["windows"], m["training_patches"], m["epochs_run"]) for m in metrics["members"]]
     assert members == [("all", 6, 2), ("side by side", 4, 3), ("all", 6, 2)]  # 2 x 6 / 4 epochs: the same steps
     _, meta = modelio.load_pytorch(tmp_path / "m" / "model.pt")
-    assert meta["members"] == 3 and meta["training"]["ensemble_windows"] == "mixed"
+    assert meta.get("members", 1) == sum(m["kept"] for m in metrics["members"]) >= 1  # members_to_keep
+    assert meta["training"]["ensemble"] == 3 and meta["training"]["ensemble_windows"] == "mixed"
+
+
+def test_a_member_that_never_segmented_a_validation_object_is_left_out():
+    from components.s2_patch_classifier.train import assemble, members_to_keep
+
+    assert members_to_keep([0.31, 0.0, 0.22]) == [0, 2]
+    assert members_to_keep([0.0, 0.4]) == [1]
+    assert members_to_keep([0.0, 0.0]) == [0, 1]  # none rose: nothing to prefer
+    nets = [UNet(Arch(4, 2, "resnet14", 8)) for _ in range(3)]
+    assert assemble([nets[1]]) is nets[1]  # one left: a plain network, saved as one
+    pair = assemble([nets[0], nets[2]])
+    assert isinstance(pair, Ensemble) and list(pair.members) == [nets[0], nets[2]]
