@@ -77,7 +77,8 @@ class S2PatchClassifierParams(ServiceParams):
                               minimum=0)
     ensemble: int = param(1, "Networks to train from seeds seed, seed + 1, ... on the same patches, saved in one "
                           "model file whose class probabilities are their average (steadier on scenes unlike the "
-                          "training ones; this many times the training and prediction work); 1 = one network",
+                          "training ones; this many times the training and prediction work; a network whose validation IoU "
+                          "stayed 0 in every epoch is left out); 1 = one network",
                           minimum=1, maximum=8)
     ensemble_windows: Literal["same", "mixed"] = param(
         "same", "mixed: on patches cut with --patch_stride below the patch size, networks 2, 4, ... of the ensemble "

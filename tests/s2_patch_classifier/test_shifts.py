@@ -1,3 +1,6 @@
+"""Shifted training windows (``--shift``): the offsets, the windows pieced from neighbouring
+patches, their use in training batches and the service parameter."""
+
 import numpy as np
 
 from components.s2_patch_classifier.shifts import crop, draw_offsets, neighbours
