@@ -396,7 +396,8 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
                     xn = xn.contiguous(memory_format=torch.channels_last)
                 logits = model.forward_normalised(xn).float()
                 loss = loss_fn(logits, y, w)
-            if hard:  # the batch comes sorted by patch: its positions in that order
+            if hard:  # the batch comes sorted by patch: its positions in that order (a shifted
+                      # window's hardness goes to the patch it was moved from)
                 at = positions[s * batch_size:(s + 1) * batch_size][np.argsort(idx, kind="stable")]
                 hard.record(torch.from_numpy(at).to(device, non_blocking=True), logits, y)
             optimiser.zero_grad(set_to_none=True)

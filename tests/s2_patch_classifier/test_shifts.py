@@ -84,3 +84,17 @@ def test_the_service_trains_with_shifted_windows_and_records_the_shift(tmp_path,
     from .fixtures import trains_and_records
 
     trains_and_records(tmp_path, capsys, "shift", "32", "64")
+
+
+def test_a_shift_the_patches_cannot_give_is_one_clear_error():
+    import pytest
+
+    from components.common.errors import ServiceError
+    from components.s2_patch_classifier.train import train
+
+    from .test_training_loop import _cfg, _patches
+
+    with pytest.raises(ServiceError, match="--shift 32: these patches are 32 px"):
+        train(_patches(p=32), _cfg(shift=32))
+    with pytest.raises(ServiceError, match=r"--shift: .* \(positions.npy\)"):  # not cut by extract_data
+        train(_patches(p=32), _cfg(shift=8))
