@@ -201,7 +201,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
     from components.s2_patch_classifier import patches as patchmod
     from components.s2_patch_classifier.data import find_tiles
     from components.s2_patch_classifier.metrics import object_summary, objects
-    from components.s2_patch_classifier.model import Ensemble
+    from components.s2_patch_classifier.model import Ensemble, networks
     from components.s2_patch_classifier.predict import FlipAveraged, TorchPredictor, predict_array
     from components.s2_patch_classifier.train import TrainConfig, resolve_device, train
 
@@ -228,10 +228,10 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
         model = res.model
         if args.mix_stride:  # networks that saw other windows of the same tiles: one ensemble of all
             other = train(cut("mix", args.mix_stride), dataclasses.replace(cfg, epochs=args.mix_epochs)).model
-            model = Ensemble([*_members(model), *_members(other)])
+            model = Ensemble([*networks(model), *networks(other)])
         train_s = time.perf_counter() - t0
         meta = modelio.base_meta(model.arch, BANDS, [0, 1], args.patch_size, cfg.stats or ps.stats, False,
-                                 len(_members(model)))
+                                 len(networks(model)))
         if ps.index.get("dark_object"):
             meta["dark_object"] = ps.index["dark_object"]
             radiometry.correct(tiles[port], BANDS, meta["dark_object"])
@@ -258,11 +258,6 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
             "epochs_run": res.metrics["epochs_run"], "best_epoch": res.metrics["best_epoch"],
             "train_seconds": round(train_s, 1), "predict_seconds": round(time.perf_counter() - t1, 1),
             "engine": predictor.engine}
-
-
-def _members(model) -> list:
-    """The networks of an ensemble, or the one network."""
-    return list(getattr(model, "members", [model]))
 
 
 if __name__ == "__main__":

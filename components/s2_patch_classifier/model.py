@@ -223,6 +223,11 @@ class Ensemble(nn.Module):
         return torch.log((total / len(self.members)).clamp_min(1e-30))
 
 
+def networks(model: UNet | Ensemble) -> list[UNet]:
+    """The networks of an ensemble, or the one network."""
+    return list(getattr(model, "members", [model]))
+
+
 def build(arch: Arch, members: int = 1) -> UNet | Ensemble:
     """One U-Net, or an ensemble of ``members`` of them."""
     return UNet(arch) if members == 1 else Ensemble([UNet(arch) for _ in range(members)])

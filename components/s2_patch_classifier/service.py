@@ -39,6 +39,7 @@ from components.common.logs import Steps
 
 from . import modelio, patches as patchmod, radiometry
 from .data import find_tiles
+from .model import networks
 from .params import S2PatchClassifierParams
 from .predict import NODATA, FlipAveraged, open_predictor, predict_tile, to_cog
 from .train import TrainConfig, resolve_device, train
@@ -309,7 +310,7 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
     classes = ps.index["classes"]
     meta = modelio.base_meta(res.model.arch, ps.bands, classes,
                              ps.index["patch_size"], stats or ps.stats, ps.index["simplified"],
-                             len(getattr(res.model, "members", [res.model])))
+                             len(networks(res.model)))
     if ps.index.get("dark_object"):
         meta["dark_object"] = ps.index["dark_object"]
     meta["training"] = {"criterion": params.criterion, "epochs": params.epochs, "batch_size": params.batch_size,
