@@ -91,6 +91,8 @@ def parser() -> argparse.ArgumentParser:
                     help="share of the background draws by hardness (the service's --hard_negatives; 0: off)")
     ap.add_argument("--shift", type=int, default=32,
                     help="training windows moved up to N px from their patches (the service's --shift; 0: off)")
+    ap.add_argument("--focal-alpha", type=float, default=0.0,
+                    help="focal loss weight of ship pixels, 1 - it of the background (the service's --focal_alpha; 0: off)")
     ap.add_argument("--criterion", default="focal_loss", choices=("focal_loss", "cross_entropy", "focal_dice"))
     ap.add_argument("--no-aug", action="store_true", help="train without data augmentation")
     ap.add_argument("--flips", action="store_true", help="test-time flips (8 views per window)")
@@ -221,7 +223,8 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],
                           stats=encoder and encoder[1], members=args.members,
                           mixed_windows=args.ensemble_windows == "mixed", gap_weight=args.gap_weight,
-                          hard_negatives=args.hard_negatives, shift=args.shift, max_seconds=args.budget_s or None,
+                          hard_negatives=args.hard_negatives, shift=args.shift,
+                          focal_alpha=args.focal_alpha, max_seconds=args.budget_s or None,
                           indices=tuple(_names(args.indices)))
         t0 = time.perf_counter()
         res = train(ps, cfg)

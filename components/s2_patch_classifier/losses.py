@@ -21,14 +21,17 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tens
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-               gamma: float = FOCAL_GAMMA) -> torch.Tensor:
-    """``-(1 - p_t)^gamma log p_t``: easy pixels (most of the background) weigh little, so rare
-    classes such as ships are not swamped."""
+               gamma: float = FOCAL_GAMMA, alpha: float = 0.0) -> torch.Tensor:
+    """``-alpha_t (1 - p_t)^gamma log p_t``: easy pixels (most of the background) weigh little, so
+    rare classes such as ships are not swamped. ``alpha`` (0: off) weighs the foreground classes'
+    pixels, ``1 - alpha`` the background's (Lin et al.'s balanced form)."""
     valid = target != IGNORE
     logp = F.log_softmax(logits.float(), dim=1)
     t = torch.where(valid, target, torch.zeros_like(target)).long()
     logp_t = logp.gather(1, t.unsqueeze(1)).squeeze(1)
     loss = -((1.0 - logp_t.exp()).clamp(min=0) ** gamma) * logp_t * valid
+    if alpha:
+        loss = loss * torch.where(t > 0, alpha, 1.0 - alpha)
     if weight is not None:
         loss = loss * weight
     return loss.sum() / valid.sum().clamp(min=1)
@@ -48,8 +51,9 @@ def soft_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - dice.mean()
 
 
-def focal_dice(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    return focal_loss(logits, target, weight) + soft_dice(logits, target)
+def focal_dice(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+               alpha: float = 0.0) -> torch.Tensor:
+    return focal_loss(logits, target, weight, alpha=alpha) + soft_dice(logits, target)
 
 
 LOSSES = {"cross_entropy": cross_entropy, "focal_loss": focal_loss, "focal_dice": focal_dice}

@@ -98,6 +98,10 @@ class S2PatchClassifierParams(ServiceParams):
         "cut from its patch and the neighbouring training patches: objects seen at many places in their window "
         "(better on unseen ports, see the README); below the patch size, e.g. 32 with -patch_size 64; 0: off",
         minimum=0, maximum=255)
+    focal_alpha: float = param(
+        0.0, "Balanced focal loss (Lin et al. 2017): the foreground classes' pixels weigh this, the background's "
+        "1 minus it; with -criterion focal_loss or focal_dice; e.g. 0.75; 0: off (unweighted)",
+        minimum=0.0, maximum=0.99)
     val_fraction: float = param(0.2, "Fraction of the patches held out for validation metrics",
                                 minimum=0.0, maximum=0.5)
     overlap: float = param(0.25, "Overlap of neighbouring prediction windows, as a fraction of the patch",
@@ -162,6 +166,8 @@ class S2PatchClassifierParams(ServiceParams):
         if self.patch_stride > self.patch_size:
             raise InvalidParameter("patch_stride", self.patch_stride,
                                    f"0 or at most the patch size ({self.patch_size}): gaps would leave pixels unseen")
+        if self.focal_alpha and not self.criterion.startswith("focal"):
+            raise InvalidParameter("focal_alpha", self.focal_alpha, "0 unless -criterion is focal_loss or focal_dice")
         if self.shift >= self.patch_size:
             raise InvalidParameter("shift", self.shift, f"below the patch size ({self.patch_size})")
         super().__post_init__()

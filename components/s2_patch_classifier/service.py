@@ -304,7 +304,8 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
                       device=device.type, encoder=params.encoder, width=params.width, pretrained_encoder=state,
                       stats=stats, batch_scaling=params.batch_scaling, indices=params.indices,
                       members=params.ensemble, mixed_windows=params.ensemble_windows == "mixed",
-                      gap_weight=params.gap_weight, hard_negatives=params.hard_negatives, shift=params.shift)
+                      gap_weight=params.gap_weight, hard_negatives=params.hard_negatives, shift=params.shift,
+                      focal_alpha=params.focal_alpha)
     with steps.step("train"):
         res = train(ps, cfg)
     classes = ps.index["classes"]
@@ -318,7 +319,7 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
                         "data_aug": params.data_aug, "pretrained": params.pretrained, "quantize": params.quantize,
                         "ensemble": params.ensemble, "ensemble_windows": params.ensemble_windows,
                         "gap_weight": params.gap_weight, "hard_negatives": params.hard_negatives,
-                        "shift": params.shift, "seed": params.seed,
+                        "shift": params.shift, "focal_alpha": params.focal_alpha, "seed": params.seed,
                         "patches": len(ps), "best_epoch": res.metrics["best_epoch"]}
     name = model_name(params)
     path = stage / name

@@ -45,6 +45,7 @@ computes what it did before (same batches, same operations; the same sums in flo
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import time
@@ -94,6 +95,7 @@ class TrainConfig:
     gap_weight: float = 0.0                  # w0 of gap_weights on the background between nearby objects; 0: off
     hard_negatives: float = 0.0              # share of the background draws by hardness (hard_negatives); 0: off
     shift: int = 0                           # training windows moved up to this many px (shifts); 0: off
+    focal_alpha: float = 0.0                 # focal loss weight of the foreground classes (1 - it: background); 0: off
 
 
 @dataclass
@@ -279,6 +281,8 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     if cfg.shift >= patches.images.shape[-1]:
         raise ServiceError(f"--shift {cfg.shift}: these patches are {patches.images.shape[-1]} px; "
                            "shift them by less than that")
+    if cfg.focal_alpha and not cfg.criterion.startswith("focal"):
+        raise ServiceError(f"--focal_alpha {cfg.focal_alpha}: weighs a focal loss, not {cfg.criterion}")
     device = resolve_device(cfg.device)
     train_idx, val_idx = split_patches(patches, cfg.val_fraction, cfg.seed)
     eval_idx = val_idx if len(val_idx) else train_idx
@@ -363,6 +367,8 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     loss_fn = LOSSES[cfg.criterion]
+    if cfg.focal_alpha:
+        loss_fn = functools.partial(loss_fn, alpha=cfg.focal_alpha)
     optimiser = adam(model.parameters(), lr, device)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.epochs * steps_per_epoch)

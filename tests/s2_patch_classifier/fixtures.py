@@ -102,7 +102,8 @@ def synthetic_tile(dest: Path, name: str = "T31UDQ_20230801", size: tuple[int, i
     return tif
 
 
-def trains_and_records(tmp_path: Path, capsys, name: str, good: str, bad: str, epochs: int = 1):
+def trains_and_records(tmp_path: Path, capsys, name: str, good: str, bad: str, epochs: int = 1,
+                       extra: tuple[str, ...] = ()):
     """The service trains with ``--name good`` and records the value in the model's training
     metadata; ``--name bad`` gives one error line naming it, exit 2 and no output folder."""
     from components.s2_patch_classifier import modelio
@@ -111,7 +112,7 @@ def trains_and_records(tmp_path: Path, capsys, name: str, good: str, bad: str, e
     tiles = tmp_path / "tiles"
     synthetic_tile(tiles, "A", size=(96, 128), seed=1)
     common = ["-action", "train", "-i", str(tiles), "-patch_size", "64", "-b", "4", "-epochs", str(epochs),
-              "--device", "cpu"] + TINY
+              "--device", "cpu", *extra] + TINY
     assert main(common + ["-o", str(tmp_path / "m"), f"--{name}", good]) == 0
     _, meta = modelio.load_pytorch(tmp_path / "m" / "model.pt")
     assert meta["training"][name] == float(good)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from components.common.errors import ServiceError
 from components.s2_patch_classifier import augment
 from components.s2_patch_classifier.losses import cross_entropy, focal_dice, focal_loss, soft_dice
 from components.s2_patch_classifier.model import (ENCODER_BLOCKS, Arch, ResNetEncoder, build, fold_batchnorm,
@@ -87,6 +88,39 @@ def test_losses():
     confident = torch.zeros(1, 2, 4, 4)
     confident[:, 1] = 10.0
     assert focal_loss(confident, torch.ones(1, 4, 4, dtype=torch.long)) < 1e-6
+
+
+def test_balanced_focal_loss_weighs_foreground_by_alpha():
+    # one ship pixel at p = 0.2 and one sea pixel at p(sea) = 0.8: -(1 - p)^2 log p each
+    p_ship = torch.tensor(0.2)
+    logits = torch.zeros(1, 2, 1, 2)
+    logits[0, 1] = torch.log(p_ship / (1 - p_ship))  # p(ship) = 0.2 at both pixels
+    target = torch.tensor([[[1, 0]]])
+    term = float(-(0.8 ** 2) * torch.log(p_ship))   # the missed ship
+    easy = float(-(0.2 ** 2) * torch.log(torch.tensor(0.8)))  # the sea, well classified
+    assert float(focal_loss(logits, target)) == pytest.approx((term + easy) / 2, rel=1e-5)
+    assert float(focal_loss(logits, target, alpha=0.75)) == pytest.approx((0.75 * term + 0.25 * easy) / 2, rel=1e-5)
+    ignored = torch.tensor([[[1, 255]]])  # no data weighs nothing, whatever alpha gives the background
+    assert float(focal_loss(logits, ignored, alpha=0.75)) == pytest.approx(0.75 * term, rel=1e-5)
+    assert float(focal_dice(logits, target, alpha=0.75)) == pytest.approx(
+        float(focal_loss(logits, target, alpha=0.75) + soft_dice(logits, target)), rel=1e-6)
+
+
+def test_training_with_a_balanced_focal_loss_equals_the_plain_loop_with_it(tmp_path, capsys):
+    from components.s2_patch_classifier.train import train
+
+    from .fixtures import trains_and_records
+    from .test_training_loop import _cfg, _patches, _plain_loop
+
+    ps = _patches()
+    cfg = _cfg(criterion="focal_loss", focal_alpha=0.75)
+    res = train(ps, cfg)
+    _, losses, _ = _plain_loop(ps, cfg)
+    assert [h["loss"] for h in res.history] == losses
+    assert [h["loss"] for h in train(ps, _cfg(criterion="focal_loss")).history] != losses
+    with pytest.raises(ServiceError, match="--focal_alpha 0.75: weighs a focal loss, not cross_entropy"):
+        train(ps, _cfg(focal_alpha=0.75))
+    trains_and_records(tmp_path, capsys, "focal_alpha", "0.75", "1.5", extra=("-criterion", "focal_loss"))
 
 
 def test_soft_dice_weighs_a_small_object_like_its_surroundings():

@@ -70,6 +70,9 @@ def test_seed_spellings_parse():
     ({"action": "train", "pretrained": "maybe"}, "parameter 'pretrained': allowed true or false"),
     ({"action": "train", "indices": "NDWI,EVI"}, "invalid value 'EVI' for parameter 'indices': allowed one of NDWI"),
     ({"action": "train", "indices": "ndwi,NDWI"}, "parameter 'indices': allowed each index at most once"),
+    ({"action": "train", "focal_alpha": "0.75"}, "parameter 'focal_alpha': allowed 0 unless -criterion is focal"),
+    ({"action": "train", "criterion": "focal_loss", "focal_alpha": "1"},
+     "parameter 'focal_alpha': allowed a number >= 0.0 and <= 0.99"),
 ])
 def test_invalid_values(values, fragment):
     with pytest.raises(InvalidParameter) as e:

@@ -58,7 +58,8 @@ def _plain_loop(ps, cfg):
             x = torch.from_numpy(ps.images[idx])
             y = torch.from_numpy(ps.labels[idx]).long()
             w = torch.from_numpy(gap_weights(ps.labels[idx], cfg.gap_weight)) if cfg.gap_weight else None
-            loss = LOSSES[cfg.criterion](model.forward_normalised(model.normalise(x)).float(), y, w)
+            alpha = {"alpha": cfg.focal_alpha} if cfg.focal_alpha else {}
+            loss = LOSSES[cfg.criterion](model.forward_normalised(model.normalise(x)).float(), y, w, **alpha)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
