@@ -4,6 +4,8 @@ a soft Dice term for small objects, all ignoring the label 255 (no data). A ``we
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.nn import functional as F
 
@@ -57,3 +59,9 @@ def focal_dice(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor 
 
 
 LOSSES = {"cross_entropy": cross_entropy, "focal_loss": focal_loss, "focal_dice": focal_dice}
+
+
+def loss_function(criterion: str, focal_alpha: float = 0.0):
+    """The training loss ``criterion``, its focal term balanced by ``focal_alpha`` (0: unweighted;
+    only for the FOCAL_CRITERIA, which ``train`` checks)."""
+    return functools.partial(LOSSES[criterion], alpha=focal_alpha) if focal_alpha else LOSSES[criterion]

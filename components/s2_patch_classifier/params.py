@@ -17,6 +17,7 @@ from components.common.sentinel2 import BAND_NAMES, normalise_band
 ACTIONS = ("full", "extract_data", "train", "predict", "pretrain")
 PATCH_SIZES = (64, 256)
 # normalised differences (a - b) / (a + b) a model may add to its input (--indices)
+FOCAL_CRITERIA = ("focal_loss", "focal_dice")  # the criteria --focal_alpha balances
 INDICES = {"NDWI": ("B3", "B8"), "MNDWI": ("B3", "B11"), "NDVI": ("B8", "B4"), "NDBI": ("B11", "B8")}
 
 
@@ -166,7 +167,7 @@ class S2PatchClassifierParams(ServiceParams):
         if self.patch_stride > self.patch_size:
             raise InvalidParameter("patch_stride", self.patch_stride,
                                    f"0 or at most the patch size ({self.patch_size}): gaps would leave pixels unseen")
-        if self.focal_alpha and not self.criterion.startswith("focal"):
+        if self.focal_alpha and self.criterion not in FOCAL_CRITERIA:
             raise InvalidParameter("focal_alpha", self.focal_alpha, "0 unless -criterion is focal_loss or focal_dice")
         if self.shift >= self.patch_size:
             raise InvalidParameter("shift", self.shift, f"below the patch size ({self.patch_size})")

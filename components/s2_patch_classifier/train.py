@@ -45,7 +45,6 @@ computes what it did before (same batches, same operations; the same sums in flo
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import math
 import time
@@ -60,7 +59,8 @@ from . import augment as aug
 from .data import IGNORE
 from .gap_weights import gap_weights
 from .hard_negatives import HardNegatives
-from .losses import LOSSES
+from .losses import loss_function
+from .params import FOCAL_CRITERIA
 from .metrics import scores
 from .model import Arch, Ensemble, UNet, build, index_positions
 from .patches import PatchSet, sharing_pixels, side_by_side
@@ -281,7 +281,7 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     if cfg.shift >= patches.images.shape[-1]:
         raise ServiceError(f"--shift {cfg.shift}: these patches are {patches.images.shape[-1]} px; "
                            "shift them by less than that")
-    if cfg.focal_alpha and not cfg.criterion.startswith("focal"):
+    if cfg.focal_alpha and cfg.criterion not in FOCAL_CRITERIA:
         raise ServiceError(f"--focal_alpha {cfg.focal_alpha}: weighs a focal loss, not {cfg.criterion}")
     device = resolve_device(cfg.device)
     train_idx, val_idx = split_patches(patches, cfg.val_fraction, cfg.seed)
@@ -366,9 +366,7 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     batch_size, lr = scaled(cfg.batch_size, cfg.lr, cfg.batch_scaling)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = LOSSES[cfg.criterion]
-    if cfg.focal_alpha:
-        loss_fn = functools.partial(loss_fn, alpha=cfg.focal_alpha)
+    loss_fn = loss_function(cfg.criterion, cfg.focal_alpha)
     optimiser = adam(model.parameters(), lr, device)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.epochs * steps_per_epoch)
