@@ -93,6 +93,14 @@ def parser() -> argparse.ArgumentParser:
                     help="training windows moved up to N px from their patches (the service's --shift; 0: off)")
     ap.add_argument("--focal-alpha", type=float, default=0.0,
                     help="focal loss weight of ship pixels, 1 - it of the background (the service's --focal_alpha; 0: off)")
+    ap.add_argument("--validate-on-ports", type=int, default=0,
+                    help="K > 0: K of each fold's training ports (seeded draw) hold out for choosing the epoch, "
+                         "member m validating on the m %% K-th and training on the others; 0: random patches")
+    ap.add_argument("--val-fraction", type=float, default=0.1,
+                    help="share of the training patches held out to choose the epoch; 0: train on all, "
+                         "the epoch chosen on the training patches")
+    ap.add_argument("--split-per-member", action="store_true",
+                    help="member m validates on the random split of seed + m (default: all on seed's)")
     ap.add_argument("--criterion", default="focal_loss", choices=("focal_loss", "cross_entropy", "focal_dice"))
     ap.add_argument("--no-aug", action="store_true", help="train without data augmentation")
     ap.add_argument("--flips", action="store_true", help="test-time flips (8 views per window)")
@@ -218,14 +226,17 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                                     stride=stride or None)
 
         ps = cut("train", args.patch_stride)
+        rng = np.random.default_rng(args.seed)
+        validation_tiles = tuple(str(p) for p in rng.permutation(sorted(train_ports))[:args.validate_on_ports])
         cfg = TrainConfig(criterion=args.criterion, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          data_aug=not args.no_aug, val_fraction=0.1, seed=args.seed, device=device.type,
+                          data_aug=not args.no_aug, val_fraction=args.val_fraction, seed=args.seed, device=device.type,
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],
                           stats=encoder and encoder[1], members=args.members,
                           mixed_windows=args.ensemble_windows == "mixed", gap_weight=args.gap_weight,
                           hard_negatives=args.hard_negatives, shift=args.shift,
                           focal_alpha=args.focal_alpha, max_seconds=args.budget_s or None,
-                          indices=tuple(_names(args.indices)))
+                          indices=tuple(_names(args.indices)), validation_tiles=validation_tiles,
+                          split_per_member=args.split_per_member)
         t0 = time.perf_counter()
         res = train(ps, cfg)
         model = res.model
@@ -257,8 +268,9 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
     counts = objects(pred, tiles[port].read_instances())  # one id per annotated ship
     return {"port": port, **object_summary([counts]), "counts": counts, "train_ports": train_ports,
             "train_patches": len(ps), "min_pixels": min_pixels,
-            "validation_ship_iou": res.metrics["per_class"]["1"]["iou"],
+            "validation_ship_iou": res.metrics["per_class"]["1"]["iou"], "validation_tiles": validation_tiles,
             "epochs_run": res.metrics["epochs_run"], "best_epoch": res.metrics["best_epoch"],
+            "members": res.metrics.get("members"),
             "train_seconds": round(train_s, 1), "predict_seconds": round(time.perf_counter() - t1, 1),
             "engine": predictor.engine}
 

@@ -13,6 +13,10 @@
   CUDA. The CPU trains in fp32, contiguous: on a CPU with native bf16 a step would take 0.6x the
   fp32 time, but the ships' held-out F1 came out lower in bf16 over four runs (the README), and
   channels-last gains 1.1-1.4x on small encoders but loses 1-5 % on the ResNet-50.
+- Other splits: with ``validation_tiles`` whole tiles validate (member m on the patches of the
+  tile m % k, trained on every other tile's; a spatial hold-out), with ``split_per_member`` member
+  m validates on the random split of seed + m, so that the ensemble as a whole trains on every
+  patch. Neither raised the ships' held-out F1 (the README).
 - Model selection: the epoch with the best mean foreground IoU on the validation patches.
 - Ensembles (``members`` k > 1): k networks trained one after the other from seeds seed, seed + 1,
   ... (initialisation, sampling, augmentation) on the same split; the first is the network a
@@ -96,6 +100,8 @@ class TrainConfig:
     hard_negatives: float = 0.0              # share of the background draws by hardness (hard_negatives); 0: off
     shift: int = 0                           # training windows moved up to this many px (shifts); 0: off
     focal_alpha: float = 0.0                 # focal loss weight of the foreground classes (1 - it: background); 0: off
+    validation_tiles: tuple[str, ...] = ()   # member m validates on the patches of tile m % len, trained without them
+    split_per_member: bool = False           # member m validates on the random split of seed + m
 
 
 @dataclass
@@ -134,6 +140,32 @@ def split_patches(patches: PatchSet, val_fraction: float, seed: int) -> tuple[np
     if not len(train_idx):  # too few windows to hold any out
         return np.arange(len(patches)), val_idx[:0]
     return train_idx, val_idx
+
+
+def tile_split(patches: PatchSet, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Training patches (every other tile's) and validation patches (tile ``name``'s)."""
+    ranges = {t["name"]: t["patches"] for t in patches.index["tiles"]}
+    if name not in ranges:
+        raise ServiceError(f"validation tile {name!r} is not among the patches' tiles ({', '.join(sorted(ranges))})")
+    if len(ranges) < 2:
+        raise ServiceError(f"validation tile {name!r} is the only tile: nothing would be left to train on")
+    start, end = ranges[name]
+    held = np.zeros(len(patches), bool)
+    held[start:end] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def member_splits(patches: PatchSet, cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Each member's (training, validation) patches where they differ by member; None: one split."""
+    if len(cfg.validation_tiles) > cfg.members:
+        raise ServiceError(f"{len(cfg.validation_tiles)} validation tiles for {cfg.members} network(s): one per "
+                           "network at most")
+    if cfg.validation_tiles:
+        by_tile = [tile_split(patches, name) for name in cfg.validation_tiles]
+        return [by_tile[m % len(by_tile)] for m in range(cfg.members)]
+    if cfg.split_per_member:
+        return [split_patches(patches, cfg.val_fraction, cfg.seed + m) for m in range(cfg.members)]
+    return None
 
 
 def has_foreground(labels: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -283,14 +315,21 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
                            "shift them by less than that")
     if cfg.focal_alpha and cfg.criterion not in FOCAL_CRITERIA:
         raise ServiceError(f"--focal_alpha {cfg.focal_alpha}: weighs a focal loss, not {cfg.criterion}")
+    if (cfg.validation_tiles or cfg.split_per_member) and cfg.mixed_windows:
+        raise ServiceError("--ensemble_windows mixed: its members share one split")
     device = resolve_device(cfg.device)
-    train_idx, val_idx = split_patches(patches, cfg.val_fraction, cfg.seed)
+    splits = member_splits(patches, cfg)
+    if splits:
+        train_idx, val_idx = (np.unique(np.concatenate(part)) for part in zip(*splits))
+    else:
+        train_idx, val_idx = split_patches(patches, cfg.val_fraction, cfg.seed)
     eval_idx = val_idx if len(val_idx) else train_idx
     batches = Batches(patches, device, cfg.gap_weight)
     log.info("training %s/%d on %s: %d training and %d validation patches%s%s", cfg.encoder, cfg.width, device,
              len(train_idx), len(val_idx), " (patches held in GPU memory)" if batches.resident else "",
              f", an ensemble of {cfg.members}" if cfg.members > 1 else "")
-    plans = member_windows(patches, cfg, train_idx, eval_idx)
+    plans = ([(*one, cfg.epochs, "all") for one in splits] if splits else
+             member_windows(patches, cfg, train_idx, eval_idx))
     fits = [_fit(patches, replace(cfg, epochs=epochs), cfg.seed + m, member_train, member_eval, batches,
                  device) for m, (member_train, member_eval, epochs, _) in enumerate(plans)]
     kept = members_to_keep([f.best_score for f in fits])
@@ -302,7 +341,7 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     del batches
     model = model.cpu().to(memory_format=torch.contiguous_format).eval()
     metrics = scores(cm, patches.index["classes"])
-    metrics.update({"evaluated_on": "validation patches" if len(val_idx) else "training patches (no validation split)",
+    metrics.update({"evaluated_on": evaluated_on(cfg, len(val_idx) > 0),
                     "validation_patches": int(len(val_idx)), "training_patches": int(len(train_idx)),
                     "best_epoch": fits[0].best_epoch, "epochs_run": len(fits[0].history),
                     "precision": "bf16" if bf16_training(device) else "fp32"})
@@ -315,6 +354,17 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
                 row.update(windows=windows, training_patches=int(len(member_train)))
         history = [{"member": m, **h} for m, f in enumerate(fits) for h in f.history]
     return TrainResult(model, metrics, history, train_idx, val_idx)
+
+
+def evaluated_on(cfg: TrainConfig, held_out: bool) -> str:
+    if cfg.validation_tiles:
+        where = "the patches of validation tiles " + ", ".join(cfg.validation_tiles)
+    elif not held_out:
+        return "training patches (no validation split)"
+    else:
+        where = "validation patches" + (" (one random split per member)" if cfg.split_per_member else "")
+    members_apart = len(set(cfg.validation_tiles)) > 1 or (cfg.split_per_member and cfg.members > 1)
+    return where + (", each member's trained on by the others" if members_apart else "")
 
 
 def members_to_keep(best_scores: list[float]) -> list[int]:
