@@ -94,8 +94,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--focal-alpha", type=float, default=0.0,
                     help="focal loss weight of ship pixels, 1 - it of the background (the service's --focal_alpha; 0: off)")
     ap.add_argument("--validate-on-ports", type=int, default=0,
-                    help="K > 0: K of each fold's training ports (seeded draw) hold out for choosing the epoch, "
-                         "member m validating on the m %% K-th and training on the others; 0: random patches")
+                    help="K > 0: K of each fold's training ports (a seeded draw) choose the epoch: member m "
+                         "validates on the (m mod K)-th and trains on the others; 0: random patches")
     ap.add_argument("--val-fraction", type=float, default=0.1,
                     help="share of the training patches held out to choose the epoch; 0: train on all, "
                          "the epoch chosen on the training patches")

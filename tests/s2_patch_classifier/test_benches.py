@@ -34,12 +34,14 @@ def test_ships_harness_runs():
     harness = _load("ships_eval")
     args = harness.parser().parse_args([str(root), "--ports", "honolulu,casablanca", "--train-ports",
                                         "casablanca,honolulu", "--validation-ports", "casablanca", "--width", "4",
-                                        "--indices", "NDWI", "--epochs", "1", "--flips", "--jobs", "1"])
+                                        "--indices", "NDWI", "--epochs", "1", "--flips", "--split-per-member",
+                                        "--jobs", "1"])
     out = harness.evaluate(args)
     honolulu = out["ports"]["honolulu"]
     assert honolulu["train_ports"] == ["casablanca"] and honolulu["min_pixels"] >= 1
     assert honolulu["true_objects"] == 12 and 0 <= honolulu["object_f1"] <= 1
     assert honolulu["engine"].endswith("+flips")
+    assert [m["seed"] for m in honolulu["members"]] == [0, 1] and honolulu["validation_tiles"] == ()
     assert out["summary"]["report_ports"]["ports"] == ["honolulu"]
     assert out["summary"]["validation_ports"]["ports"] == ["casablanca"]
     assert out["summary"]["all_ports"]["pooled"]["true_objects"] == 12 + 15
