@@ -316,7 +316,8 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     if cfg.focal_alpha and cfg.criterion not in FOCAL_CRITERIA:
         raise ServiceError(f"--focal_alpha {cfg.focal_alpha}: weighs a focal loss, not {cfg.criterion}")
     if (cfg.validation_tiles or cfg.split_per_member) and cfg.mixed_windows:
-        raise ServiceError("--ensemble_windows mixed: its members share one split")
+        raise ServiceError("--ensemble_windows mixed: its networks share one split, so not with validation tiles "
+                           "or a split per network")
     device = resolve_device(cfg.device)
     splits = member_splits(patches, cfg)
     if splits:
@@ -357,14 +358,12 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
 
 
 def evaluated_on(cfg: TrainConfig, held_out: bool) -> str:
-    if cfg.validation_tiles:
-        where = "the patches of validation tiles " + ", ".join(cfg.validation_tiles)
-    elif not held_out:
+    if not cfg.validation_tiles and not held_out:
         return "training patches (no validation split)"
-    else:
-        where = "validation patches" + (" (one random split per member)" if cfg.split_per_member else "")
-    members_apart = len(set(cfg.validation_tiles)) > 1 or (cfg.split_per_member and cfg.members > 1)
-    return where + (", each member's trained on by the others" if members_apart else "")
+    where = ("the patches of validation tiles " + ", ".join(cfg.validation_tiles) if cfg.validation_tiles else
+             "validation patches, a random split per network" if cfg.split_per_member else "validation patches")
+    apart = len(set(cfg.validation_tiles)) > 1 or (cfg.split_per_member and cfg.members > 1)
+    return where + (" (each network's validation patches trained the others)" if apart else "")
 
 
 def members_to_keep(best_scores: list[float]) -> list[int]:

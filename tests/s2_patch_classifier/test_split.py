@@ -1,6 +1,7 @@
 """The validation split: on patches cut with a stride below the patch size (overlapping), the
 held-out windows are side by side and no training window shares a pixel with them; with
-validation tiles, whole tiles are held out (member m on tile m % k)."""
+validation tiles, whole tiles are held out (member m on tile m % k), and with a split per
+member each network validates on its own seed's random split."""
 
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ def test_each_member_validates_on_its_own_tile_and_trains_on_the_others(tmp_path
     ps = _three_tiles(tmp_path)
     both = train(ps, _cfg(epochs=2, members=2, validation_tiles=("A", "C")))
     assert list(both.val_index) == [0, 1, 3, 4] and list(both.train_index) == [0, 1, 2, 3, 4]
-    assert both.metrics["evaluated_on"] == "the patches of validation tiles A, C, each member's trained on by the others"
+    assert both.metrics["evaluated_on"] == ("the patches of validation tiles A, C "
+                                              "(each network's validation patches trained the others)")
     # the second member (seed 1) is the network one training from seed 1 validating on C gives
     alone = train(ps, _cfg(epochs=2, seed=1, validation_tiles=("C",)))
     second = [{k: v for k, v in h.items() if k not in ("member", "seconds")} for h in both.history if h["member"] == 1]
@@ -86,10 +88,12 @@ def test_validation_tiles_errors(tmp_path):
     ps = _three_tiles(tmp_path)
     with pytest.raises(ServiceError, match="validation tile 'D' is not among the patches' tiles"):
         train(ps, _cfg(epochs=1, validation_tiles=("D",)))
-    with pytest.raises(ServiceError, match="--ensemble_windows mixed: its members share one split"):
+    with pytest.raises(ServiceError, match="--ensemble_windows mixed: its networks share one split"):
         train(ps, _cfg(epochs=1, members=2, mixed_windows=True, validation_tiles=("A",)))
     with pytest.raises(ServiceError, match="2 validation tiles for 1 network"):
         train(ps, _cfg(epochs=1, validation_tiles=("A", "B")))
+    with pytest.raises(ServiceError, match="validation tile 'A' is the only tile"):
+        train(_overlapping(tmp_path / "one", stride=64), _cfg(epochs=1, validation_tiles=("A",)))
 
 
 def test_a_split_per_member_makes_each_member_the_network_its_seed_gives_alone():
@@ -101,7 +105,7 @@ def test_a_split_per_member_makes_each_member_the_network_its_seed_gives_alone()
     for m, one in enumerate(alone):
         mine = [{k: v for k, v in h.items() if k not in ("member", "seconds")} for h in both.history if h["member"] == m]
         assert mine == [{k: v for k, v in h.items() if k != "seconds"} for h in one.history]
-    assert both.metrics["evaluated_on"] == ("validation patches (one random split per member), "
-                                            "each member's trained on by the others")
+    assert both.metrics["evaluated_on"] == ("validation patches, a random split per network "
+                                            "(each network's validation patches trained the others)")
     shared = train(ps, _cfg(epochs=2, members=2, val_fraction=0.2))  # the default: both on seed 0's split
     assert [h["loss"] for h in shared.history if h["member"] == 1] != [h["loss"] for h in alone[1].history]
