@@ -16,8 +16,8 @@ from components.common.sentinel2 import BAND_NAMES, normalise_band
 
 ACTIONS = ("full", "extract_data", "train", "predict", "pretrain")
 PATCH_SIZES = (64, 256)
-# normalised differences (a - b) / (a + b) a model may add to its input (--indices)
 FOCAL_CRITERIA = ("focal_loss", "focal_dice")  # the criteria --focal_alpha balances
+# normalised differences (a - b) / (a + b) a model may add to its input (--indices)
 INDICES = {"NDWI": ("B3", "B8"), "MNDWI": ("B3", "B11"), "NDVI": ("B8", "B4"), "NDBI": ("B11", "B8")}
 
 

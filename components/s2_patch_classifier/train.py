@@ -157,6 +157,9 @@ def tile_split(patches: PatchSet, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def member_splits(patches: PatchSet, cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """Each member's (training, validation) patches where they differ by member; None: one split."""
+    if (cfg.validation_tiles or cfg.split_per_member) and cfg.mixed_windows:
+        raise ServiceError("--ensemble_windows mixed: its networks share one split, so not with validation tiles "
+                           "or a split per network")
     if len(cfg.validation_tiles) > cfg.members:
         raise ServiceError(f"{len(cfg.validation_tiles)} validation tiles for {cfg.members} network(s): one per "
                            "network at most")
@@ -315,9 +318,6 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
                            "shift them by less than that")
     if cfg.focal_alpha and cfg.criterion not in FOCAL_CRITERIA:
         raise ServiceError(f"--focal_alpha {cfg.focal_alpha}: weighs a focal loss, not {cfg.criterion}")
-    if (cfg.validation_tiles or cfg.split_per_member) and cfg.mixed_windows:
-        raise ServiceError("--ensemble_windows mixed: its networks share one split, so not with validation tiles "
-                           "or a split per network")
     device = resolve_device(cfg.device)
     splits = member_splits(patches, cfg)
     if splits:

@@ -58,6 +58,12 @@ def _three_tiles(tmp_path):
     return extract(find_tiles(tmp_path / "t"), tmp_path / "p", (), 64, (1,), False)
 
 
+def _epochs(result, member=None):
+    """The training history (of one member of an ensemble), without the timings."""
+    return [{k: v for k, v in h.items() if k not in ("member", "seconds")} for h in result.history
+            if member is None or h["member"] == member]
+
+
 def test_a_validation_tile_is_held_out_whole(tmp_path):
     ps = _three_tiles(tmp_path)
     assert [t["name"] for t in ps.index["tiles"]] == ["A", "B", "C"] and len(ps) == 5
@@ -77,8 +83,7 @@ def test_each_member_validates_on_its_own_tile_and_trains_on_the_others(tmp_path
                                               "(each network's validation patches trained the others)")
     # the second member (seed 1) is the network one training from seed 1 validating on C gives
     alone = train(ps, _cfg(epochs=2, seed=1, validation_tiles=("C",)))
-    second = [{k: v for k, v in h.items() if k not in ("member", "seconds")} for h in both.history if h["member"] == 1]
-    assert second == [{k: v for k, v in h.items() if k != "seconds"} for h in alone.history]
+    assert _epochs(both, member=1) == _epochs(alone)
     first = train(ps, _cfg(epochs=2, validation_tiles=("A",)))
     assert [h["loss"] for h in both.history if h["member"] == 0] == [h["loss"] for h in first.history]
     assert not np.array_equal([h["loss"] for h in first.history], [h["loss"] for h in alone.history])
@@ -103,8 +108,7 @@ def test_a_split_per_member_makes_each_member_the_network_its_seed_gives_alone()
     assert not np.array_equal(alone[0].val_index, alone[1].val_index)
     assert list(both.val_index) == sorted(set(alone[0].val_index) | set(alone[1].val_index))
     for m, one in enumerate(alone):
-        mine = [{k: v for k, v in h.items() if k not in ("member", "seconds")} for h in both.history if h["member"] == m]
-        assert mine == [{k: v for k, v in h.items() if k != "seconds"} for h in one.history]
+        assert _epochs(both, member=m) == _epochs(one)
     assert both.metrics["evaluated_on"] == ("validation patches, a random split per network "
                                             "(each network's validation patches trained the others)")
     shared = train(ps, _cfg(epochs=2, members=2, val_fraction=0.2))  # the default: both on seed 0's split
