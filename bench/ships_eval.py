@@ -31,6 +31,7 @@ would have too), and each fold starts from it.
     python bench/ships_eval.py ../shared/data/s2-ships-sen2ships                  # CPU, 2 cores: about 30 min
     python bench/ships_eval.py ROOT --device cuda --encoder resnet50 --width 64    # a GPU machine
     python bench/ships_eval.py ROOT --ports honolulu --epochs 2 --members 1        # a quick try
+    python bench/ships_eval.py ROOT --save-dir runs/a   # keep each fold's networks: bench/ships_rescore.py scores them again, alone or joined with other runs'
     python bench/ships_eval.py ROOT --mix-stride 32 --gap-weight 0 --shift 0  # + 2 networks on overlapping patches: 4 per fold, twice the time
     python bench/ships_eval.py ROOT --patch-stride 32 --epochs 8 --members 4 --ensemble-windows mixed --gap-weight 0 --shift 0  # the service's form of that
 
@@ -161,9 +162,9 @@ def evaluate(args) -> dict:
             results = list(pool.map(_fold, *zip(*work)))
     out["ports"] = {r["port"]: r for r in results}
     out["summary"] = {
-        "report_ports": _summary([r for r in results if r["port"] not in validation]),
-        "validation_ports": _summary([r for r in results if r["port"] in validation]),
-        "all_ports": _summary(results)}
+        "report_ports": summarise([r for r in results if r["port"] not in validation]),
+        "validation_ports": summarise([r for r in results if r["port"] in validation]),
+        "all_ports": summarise(results)}
     out["seconds_total"] = round(time.perf_counter() - t_start, 1)
     return out
 
@@ -172,7 +173,7 @@ def _names(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
-def _summary(results: list[dict]) -> dict | None:
+def summarise(results: list[dict]) -> dict | None:
     from components.s2_patch_classifier.metrics import object_summary
 
     if not results:
@@ -200,11 +201,31 @@ def _pretrain(args, tiles, device) -> tuple[tuple[dict, dict], dict]:
                                   "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def size_prior(train_tiles) -> int:
+    """The smallest component kept: half the smallest training ship (a prior from the training
+    labels, never from the held-out port)."""
+    import numpy as np
+
+    sizes = np.concatenate([np.bincount(t.read_instances().ravel())[1:] for t in train_tiles])
+    return max(1, int(sizes[sizes > 0].min()) // 2)
+
+
+def drop_specks(pred, min_pixels: int):
+    """``pred`` without its components (8-connectivity) below ``min_pixels``."""
+    import numpy as np
+    from scipy import ndimage
+
+    if min_pixels <= 1:
+        return pred
+    lab, n = ndimage.label(pred, np.ones((3, 3), bool))
+    sizes = ndimage.sum(pred, lab, range(1, n + 1))
+    return np.isin(lab, 1 + np.flatnonzero(sizes >= min_pixels))
+
+
 def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dict:
     """Train on ``train_ports``, classify ``port``: its object counts, figures and timings."""
     import numpy as np
     import torch
-    from scipy import ndimage
 
     from components.common.logs import setup_logging
     from components.s2_patch_classifier import modelio, radiometry
@@ -252,20 +273,13 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
     if args.save_dir:
         Path(args.save_dir).mkdir(parents=True, exist_ok=True)
         modelio.save_pytorch(Path(args.save_dir) / f"model_{port}.pt", model, meta)
-    min_pixels = args.min_pixels
-    if min_pixels < 0:  # a prior from the training labels, never from the held-out port
-        sizes = np.concatenate([np.bincount(tiles[n].read_instances().ravel())[1:] for n in train_ports])
-        min_pixels = max(1, int(sizes[sizes > 0].min()) // 2)
+    min_pixels = args.min_pixels if args.min_pixels >= 0 else size_prior([tiles[n] for n in train_ports])
     predictor = TorchPredictor(model, meta, device)
     if args.flips:
         predictor = FlipAveraged(predictor)
     t1 = time.perf_counter()
     pred = predict_array(tiles[port].read(BANDS), predictor, args.overlap, args.grow_threshold) == 1
-    if min_pixels > 1:
-        lab, n = ndimage.label(pred, np.ones((3, 3), bool))
-        sizes = ndimage.sum(pred, lab, range(1, n + 1))
-        pred = np.isin(lab, 1 + np.flatnonzero(sizes >= min_pixels))
-    counts = objects(pred, tiles[port].read_instances())  # one id per annotated ship
+    counts = objects(drop_specks(pred, min_pixels), tiles[port].read_instances())  # one id per annotated ship
     return {"port": port, **object_summary([counts]), "counts": counts, "train_ports": train_ports,
             "train_patches": len(ps), "min_pixels": min_pixels,
             "validation_ship_iou": res.metrics["per_class"]["1"]["iou"], "validation_tiles": validation_tiles,

@@ -240,6 +240,14 @@ def predict_array(image: np.ndarray, predictor: Predictor, overlap: float, grow_
     return held.grown()
 
 
+def probability_array(image: np.ndarray, predictor: Predictor, overlap: float) -> np.ndarray:
+    """Class probabilities (K, H, W) for an in-memory image (C, H, W), blended over the windows of
+    :func:`predict_array`; all 0 where no window saw a valid pixel."""
+    read = lambda y, p: image[:, y:y + p]  # noqa: E731
+    sums = _predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, write=None, probabilities=True)
+    return sums / np.maximum(sums.sum(0), 1e-12)
+
+
 class _Held:
     """A whole class map and its hysteresis candidates, filled as rows are finished."""
 

@@ -4,6 +4,8 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -45,3 +47,27 @@ def test_ships_harness_runs():
     assert out["summary"]["report_ports"]["ports"] == ["honolulu"]
     assert out["summary"]["validation_ports"]["ports"] == ["casablanca"]
     assert out["summary"]["all_ports"]["pooled"]["true_objects"] == 12 + 15
+
+
+def test_rescoring_the_saved_networks_gives_the_harness_figures(tmp_path):
+    from tests.conftest import sample
+
+    root = sample("s2-ships-sen2ships")
+    harness, rescoring = _load("ships_eval"), _load("ships_rescore")
+    saved = tmp_path / "run"
+    args = harness.parser().parse_args([str(root), "--ports", "honolulu", "--train-ports", "casablanca,honolulu",
+                                        "--width", "4", "--epochs", "2", "--jobs", "1", "--save-dir", str(saved)])
+    trained = harness.evaluate(args)["ports"]["honolulu"]
+
+    def rescore(*argv):
+        argv = [*argv, "--root", str(root), "--train-ports", "casablanca"]
+        return rescoring.rescore(rescoring.parser().parse_args(argv))["ports"]["honolulu"]
+
+    mean = rescore(str(saved))
+    assert mean["counts"] == trained["counts"] and mean["networks"] == 2 and mean["min_pixels"] == trained["min_pixels"]
+    twice = rescore(str(saved), str(saved))  # the same networks twice: the same mean
+    assert twice["counts"] == trained["counts"] and twice["networks"] == 4
+    agreed = rescore(str(saved), "--seeds", "all")  # its seeds are a subset of the mean's
+    assert agreed["predicted_objects"] <= mean["predicted_objects"] and agreed["counts"]["tp"] <= mean["counts"]["tp"]
+    with pytest.raises(SystemExit, match="no saved model .*model_busan.pt"):
+        rescore(str(saved), "--ports", "busan")

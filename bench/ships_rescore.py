@@ -1,0 +1,113 @@
+"""Re-score the networks that ``ships_eval.py --save-dir`` kept, without training again.
+
+Each held-out port is classified by the networks of one or more saved runs together (every
+``model_<port>.pt`` of the folders given, all their networks): a ship is seeded where the networks'
+mean ship probability wins (``--seeds mean``: the ensemble of them all), or only where every
+network reaches it (``--seeds all``), and grown over the pixels whose mean reaches
+``--grow-threshold``; then scored as ``ships_eval.py`` scores (components below half the smallest
+training ship dropped; one-to-one matching). Each network reads the port as its own run corrected
+it (dark-object levels). Prints one JSON object with the same summary; asserts nothing.
+
+    python bench/ships_eval.py --ports cartagena,casablanca,honolulu,klang --save-dir runs/a
+    python bench/ships_rescore.py runs/a runs/b          # the networks of both runs joined
+    python bench/ships_rescore.py runs/a --seeds all     # a seed only where both networks agree
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.ships_eval import DEFAULT_ROOT, VALIDATION, drop_specks, size_prior, summarise  # noqa: E402
+
+SEED_RULES = ("mean", "all")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="folders of ships_eval.py --save-dir")
+    ap.add_argument("--root", default=str(DEFAULT_ROOT), help="the s2-ships-sen2ships folder")
+    ap.add_argument("--ports", default="", help="held-out ports to score (default: those with a model in every run)")
+    ap.add_argument("--train-ports", default="", help="the runs' --train-ports (default: all the other ports)")
+    ap.add_argument("--validation-ports", default=",".join(VALIDATION))
+    ap.add_argument("--seeds", default="mean", choices=SEED_RULES)
+    ap.add_argument("--grow-threshold", type=float, default=0.25)
+    ap.add_argument("--overlap", type=float, default=0.25)
+    return ap
+
+
+def main(argv=None) -> int:
+    print(json.dumps(rescore(parser().parse_args(argv)), indent=2))
+    return 0
+
+
+def rescore(args) -> dict:
+    from components.s2_patch_classifier.data import find_tiles
+
+    runs = [Path(r) for r in args.runs]
+    tiles = {t.name: t for t in find_tiles(args.root)}
+    saved = [{p.stem.removeprefix("model_") for p in r.glob("model_*.pt")} for r in runs]
+    ports = [p.strip() for p in args.ports.split(",") if p.strip()] or sorted(set.intersection(*saved) & set(tiles))
+    missing = [f"{r}/model_{p}.pt" for r, names in zip(runs, saved) for p in ports if p not in names]
+    if missing or not ports:
+        raise SystemExit(f"no saved model {', '.join(missing)}" if missing else "no port has a model in every run")
+    results = [_port(args, runs, tiles, port) for port in ports]
+    validation = [p.strip() for p in args.validation_ports.split(",")]
+    return {"runs": [str(r) for r in runs], "seeds": args.seeds, "ports": {r["port"]: r for r in results},
+            "summary": {"report_ports": summarise([r for r in results if r["port"] not in validation]),
+                        "validation_ports": summarise([r for r in results if r["port"] in validation]),
+                        "all_ports": summarise(results)}}
+
+
+def ship_probabilities(model_file: Path, tile, overlap: float) -> list:
+    """The ship probability map (H, W) of each network in ``model_file`` over ``tile``."""
+    import torch
+
+    from components.s2_patch_classifier import modelio, radiometry
+    from components.s2_patch_classifier.model import networks
+    from components.s2_patch_classifier.predict import TorchPredictor, probability_array
+
+    model, meta = modelio.load_pytorch(model_file)
+    bands = tuple(meta["bands"])
+    tile.offsets = {}
+    if meta.get("dark_object"):
+        radiometry.correct(tile, bands, meta["dark_object"])
+    image = tile.read(bands)
+    return [probability_array(image, TorchPredictor(net, meta, torch.device("cpu")), overlap)[1]
+            for net in networks(model)]
+
+
+def ships(prob, seeds: str, grow_threshold: float):
+    """Ship mask from the networks' probabilities (N, H, W): seeds by ``seeds``, grown by
+    hysteresis over the pixels whose mean reaches ``grow_threshold``."""
+    import numpy as np
+
+    from components.s2_patch_classifier import hysteresis
+
+    mean = prob.mean(0)
+    seed = mean > 0.5 if seeds == "mean" else (prob > 0.5).all(0)  # "mean": the argmax of two classes
+    return hysteresis.grow(seed.astype(np.int16), (mean >= grow_threshold).astype(np.uint8)) == 1
+
+
+def _port(args, runs: list[Path], tiles: dict, port: str) -> dict:
+    import numpy as np
+
+    from components.s2_patch_classifier.metrics import object_summary, objects
+
+    prob = np.stack([p for r in runs for p in ship_probabilities(r / f"model_{port}.pt", tiles[port], args.overlap)])
+    train = [p.strip() for p in args.train_ports.split(",") if p.strip()] or list(tiles)
+    min_pixels = size_prior([tiles[name] for name in train if name != port])
+    counts = objects(drop_specks(ships(prob, args.seeds, args.grow_threshold), min_pixels),
+                     tiles[port].read_instances())
+    return {"port": port, **object_summary([counts]), "counts": counts, "networks": len(prob),
+            "min_pixels": min_pixels}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
