@@ -2,8 +2,8 @@
 
 Each held-out port is classified by the networks of one or more saved runs together (every
 ``model_<port>.pt`` of the folders given, all their networks): a ship is seeded where the networks'
-mean ship probability wins (``--seeds mean``: the ensemble of them all), or only where every
-network reaches it (``--seeds all``), and grown over the pixels whose mean reaches
+mean ship probability passes 0.5 (``--seeds mean``: the ensemble of them all), or only where every
+network's does (``--seeds all``), and grown over the pixels whose mean reaches
 ``--grow-threshold``; then scored as ``ships_eval.py`` scores (components below half the smallest
 training ship dropped; one-to-one matching). Each network reads the port as its own run corrected
 it (dark-object levels). Prints one JSON object with the same summary; asserts nothing.

@@ -242,7 +242,7 @@ def predict_array(image: np.ndarray, predictor: Predictor, overlap: float, grow_
 
 def probability_array(image: np.ndarray, predictor: Predictor, overlap: float) -> np.ndarray:
     """Class probabilities (K, H, W) for an in-memory image (C, H, W), blended over the windows of
-    :func:`predict_array`; all 0 where no window saw a valid pixel."""
+    :func:`predict_array`. No-data pixels are not marked (the network sees them as zeros)."""
     read = lambda y, p: image[:, y:y + p]  # noqa: E731
     sums = _predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, write=None, probabilities=True)
     return sums / np.maximum(sums.sum(0), 1e-12)
