@@ -140,12 +140,12 @@ def evaluate(args) -> dict:
     t_start = time.perf_counter()
     device = resolve_device(args.device)
     tiles = {t.name: t for t in find_tiles(args.root)}
-    held_out = _names(args.ports) or sorted(tiles)
-    fixed_train = _names(args.train_ports)
+    held_out = names(args.ports) or sorted(tiles)
+    fixed_train = names(args.train_ports)
     unknown = [p for p in held_out + fixed_train if p not in tiles]
     if unknown:
         raise SystemExit(f"unknown port(s) {unknown}; ports: {sorted(tiles)}")
-    validation = [p for p in _names(args.validation_ports) if p in tiles]
+    validation = [p for p in names(args.validation_ports) if p in tiles]
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, min(usable_cpus(), len(held_out))))
     threads = max(1, usable_cpus() // jobs)
     out = {"data": str(args.root), "device": str(device), "validation_ports": validation,
@@ -169,7 +169,8 @@ def evaluate(args) -> dict:
     return out
 
 
-def _names(text: str) -> list[str]:
+def names(text: str) -> list[str]:
+    """The comma-separated names of ``text`` (ports, indices), blanks dropped."""
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
@@ -256,7 +257,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           mixed_windows=args.ensemble_windows == "mixed", gap_weight=args.gap_weight,
                           hard_negatives=args.hard_negatives, shift=args.shift,
                           focal_alpha=args.focal_alpha, max_seconds=args.budget_s or None,
-                          indices=tuple(_names(args.indices)), validation_tiles=validation_tiles,
+                          indices=tuple(names(args.indices)), validation_tiles=validation_tiles,
                           split_per_member=args.split_per_member)
         t0 = time.perf_counter()
         res = train(ps, cfg)

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.ships_eval import DEFAULT_ROOT, VALIDATION, drop_specks, size_prior, summarise  # noqa: E402
+from bench.ships_eval import DEFAULT_ROOT, VALIDATION, drop_specks, names, size_prior, summarise  # noqa: E402
 
 SEED_RULES = ("mean", "all")
 
@@ -53,12 +53,12 @@ def rescore(args) -> dict:
     runs = [Path(r) for r in args.runs]
     tiles = {t.name: t for t in find_tiles(args.root)}
     saved = [{p.stem.removeprefix("model_") for p in r.glob("model_*.pt")} for r in runs]
-    ports = [p.strip() for p in args.ports.split(",") if p.strip()] or sorted(set.intersection(*saved) & set(tiles))
-    missing = [f"{r}/model_{p}.pt" for r, names in zip(runs, saved) for p in ports if p not in names]
+    ports = names(args.ports) or sorted(set.intersection(*saved) & set(tiles))
+    missing = [f"{r}/model_{p}.pt" for r, have in zip(runs, saved) for p in ports if p not in have]
     if missing or not ports:
         raise SystemExit(f"no saved model {', '.join(missing)}" if missing else "no port has a model in every run")
     results = [_port(args, runs, tiles, port) for port in ports]
-    validation = [p.strip() for p in args.validation_ports.split(",")]
+    validation = names(args.validation_ports)
     return {"runs": [str(r) for r in runs], "seeds": args.seeds, "ports": {r["port"]: r for r in results},
             "summary": {"report_ports": summarise([r for r in results if r["port"] not in validation]),
                         "validation_ports": summarise([r for r in results if r["port"] in validation]),
@@ -101,7 +101,7 @@ def _port(args, runs: list[Path], tiles: dict, port: str) -> dict:
     from components.s2_patch_classifier.metrics import object_summary, objects
 
     prob = np.stack([p for r in runs for p in ship_probabilities(r / f"model_{port}.pt", tiles[port], args.overlap)])
-    train = [p.strip() for p in args.train_ports.split(",") if p.strip()] or list(tiles)
+    train = names(args.train_ports) or list(tiles)
     min_pixels = size_prior([tiles[name] for name in train if name != port])
     counts = objects(drop_specks(ships(prob, args.seeds, args.grow_threshold), min_pixels),
                      tiles[port].read_instances())
