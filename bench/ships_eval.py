@@ -12,11 +12,15 @@ ships are scored:
 The default settings (chosen on the validation ports, see the README): per-scene dark-object
 subtraction (``--dark-object``: each band's 2nd percentile moved to the training scenes' mean), an
 ensemble of two ResNet-14 U-Nets of width 16 (``--members 2``: seeds 0 and 1 on one split,
-probabilities averaged; a network whose validation IoU stayed 0 is left out), focal loss with the U-Net's separation weights on the background between
-nearby ships (``--gap-weight 10``, the service's ``--gap_weight``), 30 epochs, augmentation, 64-px
-patches whose training windows move by up to 32 px from them (``--shift 32``, the service's
-``--shift``), and hysteresis at prediction (``--grow-threshold 0.25``: ship pixels of probability >= 0.25
-join a ship the argmax found).
+probabilities averaged; a network whose validation IoU stayed 0 is left out), focal loss with the
+U-Net's separation weights on the background between nearby ships (``--gap-weight 10``, the
+service's ``--gap_weight``) and weights on the background along the water line (``--shore-weight
+5``, the service's ``--shore_weight``: quays, groynes and piers pushed down), ship pixels starting
+at probability 0.01 (``--head-prior 0.01``, the service's ``--head_prior``), 30 epochs,
+augmentation, 64-px patches whose training windows move by up to 32 px from them (``--shift 32``,
+the service's ``--shift``), and hysteresis at prediction: ships seeded where their probability
+reaches 0.45 (``--seed-threshold 0.45``) and grown over the pixels of probability >= 0.15
+(``--grow-threshold 0.15``).
 
 The settings were chosen on the **validation ports** (cartagena, casablanca, honolulu, klang:
 their folds' scores guided every choice; cartagena joined them when it chose the dark-object
@@ -88,6 +92,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--gap-weight", type=float, default=10.0,
                     help="w0 of the loss weights on the background between nearby ships (0: off)")
+    ap.add_argument("--shore-weight", type=float, default=5.0,
+                    help="loss weight added on the background along the water line (the service's --shore_weight)")
+    ap.add_argument("--head-prior", type=float, default=0.01,
+                    help="probability a ship pixel starts at (the service's --head_prior); 0: the default start")
     ap.add_argument("--hard-negatives", type=float, default=0.0,
                     help="share of the background draws by hardness (the service's --hard_negatives; 0: off)")
     ap.add_argument("--shift", type=int, default=32,
@@ -105,8 +113,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--criterion", default="focal_loss", choices=("focal_loss", "cross_entropy", "focal_dice"))
     ap.add_argument("--no-aug", action="store_true", help="train without data augmentation")
     ap.add_argument("--flips", action="store_true", help="test-time flips (8 views per window)")
-    ap.add_argument("--grow-threshold", type=float, default=0.25,
-                    help="hysteresis: ship probability at which pixels join a ship the argmax found (0: off)")
+    ap.add_argument("--seed-threshold", type=float, default=0.45,
+                    help="ship where its probability reaches this (the service's --seed_threshold); 0: the argmax")
+    ap.add_argument("--grow-threshold", type=float, default=0.15,
+                    help="hysteresis: ship probability at which pixels join a seeded ship (0: off)")
     ap.add_argument("--pretrain-epochs", type=int, default=0, help="MoCo v2 epochs; 0: no pre-training")
     ap.add_argument("--budget-s", type=float, default=0.0,
                     help="training time budget per model in seconds (0: none); the epoch crossing it is the last")
@@ -255,7 +265,8 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],
                           stats=encoder and encoder[1], members=args.members,
                           mixed_windows=args.ensemble_windows == "mixed", gap_weight=args.gap_weight,
-                          hard_negatives=args.hard_negatives, shift=args.shift,
+                          hard_negatives=args.hard_negatives, shift=args.shift, shore_weight=args.shore_weight,
+                          head_prior=args.head_prior,
                           focal_alpha=args.focal_alpha, max_seconds=args.budget_s or None,
                           indices=tuple(names(args.indices)), validation_tiles=validation_tiles,
                           split_per_member=args.split_per_member)
@@ -279,7 +290,8 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
     if args.flips:
         predictor = FlipAveraged(predictor)
     t1 = time.perf_counter()
-    pred = predict_array(tiles[port].read(BANDS), predictor, args.overlap, args.grow_threshold) == 1
+    pred = predict_array(tiles[port].read(BANDS), predictor, args.overlap, args.grow_threshold,
+                         args.seed_threshold) == 1
     counts = objects(drop_specks(pred, min_pixels), tiles[port].read_instances())  # one id per annotated ship
     return {"port": port, **object_summary([counts]), "counts": counts, "train_ports": train_ports,
             "train_patches": len(ps), "min_pixels": min_pixels,

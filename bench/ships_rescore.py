@@ -2,15 +2,17 @@
 
 Each held-out port is classified by the networks of one or more saved runs together (every
 ``model_<port>.pt`` of the folders given, all their networks): a ship is seeded where the networks'
-mean ship probability passes 0.5 (``--seeds mean``: the ensemble of them all), or only where every
-network's does (``--seeds all``), and grown over the pixels whose mean reaches
-``--grow-threshold``; then scored as ``ships_eval.py`` scores (components below half the smallest
-training ship dropped; one-to-one matching). Each network reads the port as its own run corrected
+mean ship probability reaches ``--seed-threshold`` (``--seeds mean``: the ensemble of them all; 0:
+passes 0.5), or only where every network's passes 0.5 (``--seeds all``), and grown over the
+pixels whose mean reaches ``--grow-threshold`` (both thresholds default to the bench's); then
+scored as ``ships_eval.py`` scores (components below half the smallest training ship dropped;
+one-to-one matching). Each network reads the port as its own run corrected
 it (dark-object levels). Prints one JSON object with the same summary; asserts nothing.
 
     python bench/ships_eval.py --ports cartagena,casablanca,honolulu,klang --save-dir runs/a
     python bench/ships_rescore.py runs/a runs/b          # the networks of both runs joined
     python bench/ships_rescore.py runs/a --seeds all     # a seed only where both networks agree
+    python bench/ships_rescore.py runs/a --seed-threshold 0 --grow-threshold 0.25   # the argmax, grown at 0.25
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.ships_eval import DEFAULT_ROOT, VALIDATION, drop_specks, names, size_prior, summarise  # noqa: E402
+from bench.ships_eval import parser as harness_parser  # noqa: E402
 
 SEED_RULES = ("mean", "all")
 
@@ -37,7 +40,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--train-ports", default="", help="the runs' --train-ports (default: all the other ports)")
     ap.add_argument("--validation-ports", default=",".join(VALIDATION))
     ap.add_argument("--seeds", default="mean", choices=SEED_RULES)
-    ap.add_argument("--grow-threshold", type=float, default=0.25)
+    bench = harness_parser()  # the bench's thresholds, so that a run re-scored alone gives its figures
+    ap.add_argument("--seed-threshold", type=float, default=bench.get_default("seed_threshold"),
+                    help="with --seeds mean; 0: passes 0.5")
+    ap.add_argument("--grow-threshold", type=float, default=bench.get_default("grow_threshold"))
     ap.add_argument("--overlap", type=float, default=0.25)
     return ap
 
@@ -83,15 +89,19 @@ def ship_probabilities(model_file: Path, tile, overlap: float) -> list:
             for net in networks(model)]
 
 
-def ships(prob, seeds: str, grow_threshold: float):
-    """Ship mask from the networks' probabilities (N, H, W): seeds by ``seeds``, grown by
-    hysteresis over the pixels whose mean reaches ``grow_threshold``."""
+def ships(prob, seeds: str, grow_threshold: float, seed_threshold: float = 0.0):
+    """Ship mask from the networks' probabilities (N, H, W): seeds by ``seeds`` (the mean at
+    ``seed_threshold`` when > 0), grown by hysteresis over the pixels whose mean reaches
+    ``grow_threshold``."""
     import numpy as np
 
     from components.s2_patch_classifier import hysteresis
 
     mean = prob.mean(0)
-    seed = mean > 0.5 if seeds == "mean" else (prob > 0.5).all(0)  # "mean": the argmax of two classes
+    if seeds == "all":
+        seed = (prob > 0.5).all(0)
+    else:  # the argmax of two classes, or the service's --seed_threshold
+        seed = mean >= seed_threshold if seed_threshold > 0 else mean > 0.5
     return hysteresis.grow(seed.astype(np.int16), (mean >= grow_threshold).astype(np.uint8)) == 1
 
 
@@ -103,8 +113,8 @@ def _port(args, runs: list[Path], tiles: dict, port: str) -> dict:
     prob = np.stack([p for r in runs for p in ship_probabilities(r / f"model_{port}.pt", tiles[port], args.overlap)])
     train = names(args.train_ports) or list(tiles)
     min_pixels = size_prior([tiles[name] for name in train if name != port])
-    counts = objects(drop_specks(ships(prob, args.seeds, args.grow_threshold), min_pixels),
-                     tiles[port].read_instances())
+    mask = ships(prob, args.seeds, args.grow_threshold, args.seed_threshold)
+    counts = objects(drop_specks(mask, min_pixels), tiles[port].read_instances())
     return {"port": port, **object_summary([counts]), "counts": counts, "networks": len(prob),
             "min_pixels": min_pixels}
 

@@ -20,6 +20,7 @@ README).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -221,6 +222,17 @@ class Ensemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = sum(torch.softmax(m(x).float(), dim=1) for m in self.members)
         return torch.log((total / len(self.members)).clamp_min(1e-30))
+
+
+def start_at_prior(model: UNet, foreground: float) -> None:
+    """Set the head's bias so that each foreground class starts near probability ``foreground``
+    (at most 1 / (2 x their number)) and the background (class 0) near the rest; the head's
+    weights keep their small random start."""
+    k = model.arch.num_classes
+    p = min(foreground, 0.5 / max(k - 1, 1))
+    with torch.no_grad():
+        model.head.bias[0] = math.log(1 - (k - 1) * p)
+        model.head.bias[1:] = math.log(p)
 
 
 def networks(model: UNet | Ensemble) -> list[UNet]:

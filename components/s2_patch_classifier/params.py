@@ -19,6 +19,7 @@ PATCH_SIZES = (64, 256)
 FOCAL_CRITERIA = ("focal_loss", "focal_dice")  # the criteria --focal_alpha balances
 # normalised differences (a - b) / (a + b) a model may add to its input (--indices)
 INDICES = {"NDWI": ("B3", "B8"), "MNDWI": ("B3", "B11"), "NDVI": ("B8", "B4"), "NDBI": ("B11", "B8")}
+SHORE_BANDS = INDICES["NDWI"]  # the water line of --shore_weight: where B3 and B8 cross
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,15 @@ class S2PatchClassifierParams(ServiceParams):
         0.0, "Loss weight on the background between nearby objects of a patch (the U-Net's separation weights "
         "1 + w0 exp(-(d1 + d2)^2 / 2 sigma^2), sigma 8 px; d1, d2 the distances to the two nearest objects): "
         "keeps ships moored a few pixels apart from joining into one; e.g. 10; 0: off", minimum=0.0, maximum=100.0)
+    shore_weight: float = param(
+        0.0, "Loss weight added on the background along the water line (within 2 px of where NDWI from B3 and B8 "
+        "crosses 0, away from objects): quays, groynes and piers, which networks of other ports found as ship-like "
+        "as ships, are pushed down; needs bands B3 and B8; e.g. 5 with --head_prior 0.01; 0: off",
+        minimum=0.0, maximum=100.0)
+    head_prior: float = param(
+        0.0, "Probability each foreground class starts at (the output layer's bias; Lin et al.'s prior for the "
+        "focal loss, e.g. 0.01): networks on rare classes take off where they may not from the default start "
+        "(every class equally likely); 0: the default start", minimum=0.0, maximum=0.5)
     hard_negatives: float = param(
         0.0, "Share of each epoch's background draws that go to the background patches in proportion to the "
         "highest foreground probability the network gave them when last drawn (hard negatives: piers, bridges), "
@@ -113,6 +123,10 @@ class S2PatchClassifierParams(ServiceParams):
         0.0, "Hysteresis: a pixel where a foreground class has at least this probability joins a neighbouring "
         "object of that class found by the argmax (e.g. 0.25 for ships under a focal loss; 0: off)",
         minimum=0.0, maximum=0.5)
+    seed_threshold: float = param(
+        0.0, "Foreground where the most probable foreground class reaches this probability, even when the "
+        "background is more probable (e.g. 0.45 for a model trained with --shore_weight, whose ships sit just "
+        "below 0.5; with --grow_threshold these pixels seed the objects); 0: the argmax", minimum=0.0, maximum=1.0)
     predict_input: Optional[str] = param(
         None, "Action full: tiles to classify after training (default: the input tiles)")
     device: Literal["auto", "cpu", "cuda"] = param("auto", "Where to train and predict (auto: CUDA when present)")
@@ -169,6 +183,12 @@ class S2PatchClassifierParams(ServiceParams):
                                    f"0 or at most the patch size ({self.patch_size}): gaps would leave pixels unseen")
         if self.focal_alpha and self.criterion not in FOCAL_CRITERIA:
             raise InvalidParameter("focal_alpha", self.focal_alpha, "0 unless -criterion is focal_loss or focal_dice")
+        if self.seed_threshold and self.grow_threshold > self.seed_threshold:
+            raise InvalidParameter("seed_threshold", self.seed_threshold,
+                                   f"at least --grow_threshold ({self.grow_threshold}): objects grow from their seeds")
+        if self.shore_weight and self.bands and not all(b in self.bands for b in SHORE_BANDS):
+            raise InvalidParameter("shore_weight", self.shore_weight,
+                                   "0 unless -bands holds B3 and B8 (the water line is found with them)")
         if self.shift >= self.patch_size:
             raise InvalidParameter("shift", self.shift, f"below the patch size ({self.patch_size})")
         super().__post_init__()

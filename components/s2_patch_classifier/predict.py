@@ -229,15 +229,25 @@ class TileResult:
     seconds: float
 
 
-def predict_array(image: np.ndarray, predictor: Predictor, overlap: float, grow_threshold: float = 0.0) -> np.ndarray:
+def predict_array(image: np.ndarray, predictor: Predictor, overlap: float, grow_threshold: float = 0.0,
+                  seed_threshold: float = 0.0) -> np.ndarray:
     """Class indices (H, W) for an in-memory image (C, H, W) with the same windows as tiles;
-    ``grow_threshold`` > 0: objects grown by hysteresis (:mod:`.hysteresis`)."""
+    ``grow_threshold`` > 0: objects grown by hysteresis (:mod:`.hysteresis`); ``seed_threshold``
+    > 0: foreground where a foreground class reaches it (:func:`thresholded`), not the argmax."""
     read = lambda y, p: image[:, y:y + p]  # noqa: E731
     if grow_threshold <= 0:
-        return _predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, write=None)
+        return _predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, write=None,
+                             seed_threshold=seed_threshold)
     held = _Held(*image.shape[1:])
-    _predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, held, grow_threshold=grow_threshold)
+    _predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, held, grow_threshold=grow_threshold,
+                  seed_threshold=seed_threshold)
     return held.grown()
+
+
+def thresholded(prob: np.ndarray, seed_threshold: float) -> np.ndarray:
+    """Class indices (H, W, int16) for probabilities (K, H, W): the most probable foreground class
+    where it reaches ``seed_threshold``, else the background (0)."""
+    return hysteresis.candidates(prob, seed_threshold).astype(np.int16)
 
 
 def probability_array(image: np.ndarray, predictor: Predictor, overlap: float) -> np.ndarray:
@@ -263,10 +273,12 @@ class _Held:
 
 
 def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: float, write,
-                  progress: Progress | None = None, probabilities: bool = False, grow_threshold: float = 0.0):
+                  progress: Progress | None = None, probabilities: bool = False, grow_threshold: float = 0.0,
+                  seed_threshold: float = 0.0):
     """Core of the sliding window. ``read(y, P)`` gives input rows [y, y+P); ``write(y0, classes)``
-    receives finished rows (classes as indices, -1 where the input is no data), and with
-    ``grow_threshold`` > 0 their hysteresis candidates too (``write(y0, classes, candidates)``).
+    receives finished rows (classes as indices, -1 where the input is no data: the argmax, or
+    :func:`thresholded` at ``seed_threshold`` > 0), and with ``grow_threshold`` > 0 their
+    hysteresis candidates too (``write(y0, classes, candidates)``).
     With ``write`` None the whole (H, W) index map is returned (or the (K, H, W) probability sums)."""
     p = predictor.meta["patch_size"]
     k = len(predictor.meta["classes"])
@@ -295,12 +307,15 @@ def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: 
         if full is not None and probabilities:
             full[:, y:y + done] = acc[:, :done]
         else:
-            classes = acc[:, :done].argmax(0).astype(np.int16)
+            prob = None
+            if grow_threshold > 0 or seed_threshold > 0:  # blended sums over the sum of weights
+                prob = acc[:, :done] / np.maximum(acc[:, :done].sum(0), 1e-12)
+            classes = (thresholded(prob, seed_threshold) if seed_threshold > 0 else
+                       acc[:, :done].argmax(0).astype(np.int16))
             classes[nodata[:done]] = -1
             if write is None:
                 full[y:y + done] = classes
-            elif grow_threshold > 0:  # blended sums over the sum of weights: probabilities
-                prob = acc[:, :done] / np.maximum(acc[:, :done].sum(0), 1e-12)
+            elif grow_threshold > 0:
                 write(y, classes, hysteresis.candidates(prob, grow_threshold))
             else:
                 write(y, classes)
@@ -312,8 +327,10 @@ def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: 
     return full if write is None else windows
 
 
-def predict_tile(tile: Tile, predictor: Predictor, overlap: float, dst: Path, grow_threshold: float = 0.0) -> TileResult:
-    """Classify ``tile`` into a GeoTIFF at ``dst`` (tiled, uint8 label values, colour table).
+def predict_tile(tile: Tile, predictor: Predictor, overlap: float, dst: Path, grow_threshold: float = 0.0,
+                 seed_threshold: float = 0.0) -> TileResult:
+    """Classify ``tile`` into a GeoTIFF at ``dst`` (tiled, uint8 label values, colour table);
+    ``seed_threshold`` > 0: :func:`thresholded` instead of the argmax.
     Rows are written as they are finished, except with ``grow_threshold`` > 0: hysteresis joins
     objects across the whole tile, so the class map (and its candidates) is held in memory, 3
     bytes per pixel (4 more while objects are joined), and written at the end."""
@@ -344,10 +361,11 @@ def predict_tile(tile: Tile, predictor: Predictor, overlap: float, dst: Path, gr
         if grow_threshold > 0:
             held = _Held(tile.height, tile.width)
             windows = _predict_rows(read, tile.height, tile.width, predictor, overlap, held, progress,
-                                    grow_threshold=grow_threshold)
+                                    grow_threshold=grow_threshold, seed_threshold=seed_threshold)
             write(0, held.grown())
         else:
-            windows = _predict_rows(read, tile.height, tile.width, predictor, overlap, write, progress)
+            windows = _predict_rows(read, tile.height, tile.width, predictor, overlap, write, progress,
+                                    seed_threshold=seed_threshold)
         out.update_tags(1, classes=",".join(map(str, meta["classes"])))
         out.set_band_description(1, "class")
     seconds = time.perf_counter() - t0

@@ -305,7 +305,8 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
                       stats=stats, batch_scaling=params.batch_scaling, indices=params.indices,
                       members=params.ensemble, mixed_windows=params.ensemble_windows == "mixed",
                       gap_weight=params.gap_weight, hard_negatives=params.hard_negatives, shift=params.shift,
-                      focal_alpha=params.focal_alpha)
+                      focal_alpha=params.focal_alpha, shore_weight=params.shore_weight,
+                      head_prior=params.head_prior)
     with steps.step("train"):
         res = train(ps, cfg)
     classes = ps.index["classes"]
@@ -319,7 +320,8 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
                         "data_aug": params.data_aug, "pretrained": params.pretrained, "quantize": params.quantize,
                         "ensemble": params.ensemble, "ensemble_windows": params.ensemble_windows,
                         "gap_weight": params.gap_weight, "hard_negatives": params.hard_negatives,
-                        "shift": params.shift, "focal_alpha": params.focal_alpha, "seed": params.seed,
+                        "shift": params.shift, "focal_alpha": params.focal_alpha, "shore_weight": params.shore_weight,
+                        "head_prior": params.head_prior, "seed": params.seed,
                         "patches": len(ps), "best_epoch": res.metrics["best_epoch"]}
     name = model_name(params)
     path = stage / name
@@ -403,7 +405,7 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
             radiometry.correct(t, tuple(meta["bands"]), meta["dark_object"])
         raw = folder.parent / f".{stem}.raw.tif"
         with steps.step(f"predict {t.name}"):
-            res = predict_tile(t, predictor, params.overlap, raw, params.grow_threshold)
+            res = predict_tile(t, predictor, params.overlap, raw, params.grow_threshold, params.seed_threshold)
             tif = to_cog(raw, folder / f"{stem}.tif")
             outputs.write_categories(tif, _classes(meta))  # GDAL's class names: the .aux.xml beside it
             raw.unlink()

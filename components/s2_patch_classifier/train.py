@@ -30,6 +30,12 @@
 - Gap weights (``gap_weight`` w0 > 0): the loss of the background pixels between two nearby objects of
   a patch is weighted up (``gap_weights``), so that ships moored a few pixels apart are not joined
   into one component; the weights follow the labels through the augmentation.
+- Shore weights (``shore_weight`` w > 0): the loss of the background pixels along the water line
+  (NDWI from B3 and B8, away from objects) is weighted 1 + w (``shore_weights``): quays, groynes
+  and piers, which unseen ports' networks found as ship-like as ships, are pushed down.
+- Start (``head_prior`` p > 0): each foreground class starts at probability p, the background at
+  the rest (the head's bias; Lin et al.'s prior for the focal loss); without it every class starts
+  near 1 / classes, and with shore weights half the ship networks never took off.
 - Hard negatives (``hard_negatives`` share > 0): that share of the background draws of an epoch
   goes to the background patches in proportion to the highest foreground probability the network
   gave their background pixels when last drawn (``hard_negatives``): piers and bridges, the false
@@ -64,9 +70,10 @@ from .data import IGNORE
 from .gap_weights import gap_weights
 from .hard_negatives import HardNegatives
 from .losses import loss_function
+from .shore_weights import band_positions, shore_weights
 from .params import FOCAL_CRITERIA
 from .metrics import scores
-from .model import Arch, Ensemble, UNet, build, index_positions
+from .model import Arch, Ensemble, UNet, build, index_positions, start_at_prior
 from .patches import PatchSet, sharing_pixels, side_by_side
 from .shifts import Shifts
 
@@ -97,6 +104,8 @@ class TrainConfig:
     members: int = 1                         # networks trained from seeds seed, seed + 1, ... (an ensemble)
     mixed_windows: bool = False              # members 1, 3, ... on the side-by-side windows of overlapping patches
     gap_weight: float = 0.0                  # w0 of gap_weights on the background between nearby objects; 0: off
+    shore_weight: float = 0.0                # w of shore_weights on the background along the water line; 0: off
+    head_prior: float = 0.0                  # each foreground class's starting probability (start_at_prior); 0: off
     hard_negatives: float = 0.0              # share of the background draws by hardness (hard_negatives); 0: off
     shift: int = 0                           # training windows moved up to this many px (shifts); 0: off
     focal_alpha: float = 0.0                 # focal loss weight of the foreground classes (1 - it: background); 0: off
@@ -193,6 +202,8 @@ def make_model(patches: PatchSet, cfg: TrainConfig) -> UNet:
     model = build(Arch(len(patches.bands), len(classes), cfg.encoder, cfg.width, indices))
     stats = cfg.stats or patches.stats
     model.normalise.set_stats(stats["low"], stats["high"], stats["mean"], stats["std"])
+    if cfg.head_prior:
+        start_at_prior(model, cfg.head_prior)
     if cfg.pretrained_encoder is not None:
         try:
             model.encoder.load_state_dict(cfg.pretrained_encoder)
@@ -219,9 +230,12 @@ class Batches:
     """Patches and labels by index, on the training device. Indexes are sorted first (a memmap
     reads faster in order; the batch order does not matter to the loss)."""
 
-    def __init__(self, patches: PatchSet, device: torch.device, gap_weight: float = 0.0):
+    def __init__(self, patches: PatchSet, device: torch.device, gap_weight: float = 0.0,
+                 shore: tuple[float, int, int] | None = None):
         self.patches, self.device, self.gap_weight = patches, device, gap_weight
-        self._gap: dict[int, np.ndarray | None] = {}  # patch -> its gap weights (None: all 1)
+        self.shore = shore  # (weight, position of B3, of B8) of shore_weights; None: off
+        self.weighted = bool(gap_weight or shore)
+        self._weights_of: dict[int, np.ndarray | None] = {}  # patch -> its loss weights (None: all 1)
         self.images = self.labels = None
         if device.type == "cuda":
             need = patches.images.nbytes + (patches.labels.nbytes if patches.labels is not None else 0)
@@ -242,17 +256,17 @@ class Batches:
 
     def training(self, idx: np.ndarray, shifts: Shifts | None = None):
         """(images, labels, pixel weights or None), in the sorted order of ``idx``. The weights
-        (``gap_weight``) come from the host's copy of the labels, read once with them; each patch's
-        are computed the first time it is drawn and kept (only patches holding two objects or more
-        have weights other than 1), so later epochs do not recompute them. With ``shifts`` the
-        windows are moved from the patches (cut on the host) and their weights computed afresh."""
+        (``gap_weight``, ``shore``) come from the host's copy of the patches, read once with them;
+        each patch's are computed the first time it is drawn and kept (most patches have none but
+        1), so later epochs do not recompute them. With ``shifts`` the windows are moved from the
+        patches (cut on the host) and their weights computed afresh."""
         if shifts is not None:
             idx = np.sort(idx)
             images, labels = shifts(idx)
-            w = gap_weights(labels, self.gap_weight) if self.gap_weight else None
+            w = self.weights(images, labels)
             return (self._host(images, slice(None)), self._host(labels, slice(None)).long(),
                     None if w is None else self._host(w, slice(None)))
-        if not self.gap_weight:
+        if not self.weighted:
             return (*self(idx), None)
         idx = np.sort(idx)
         labels = np.ascontiguousarray(self.patches.labels[idx])
@@ -260,14 +274,24 @@ class Batches:
         if y is None:
             y = self._host(labels, slice(None)).long()
         for i, lab in zip(idx.tolist(), labels):
-            if i not in self._gap:
-                w = gap_weights(lab, self.gap_weight)
-                self._gap[i] = w if (w != 1).any() else None
+            if i not in self._weights_of:
+                image = self.patches.images[i:i + 1] if self.shore else None
+                w = self.weights(image, lab[None])[0]
+                self._weights_of[i] = w if (w != 1).any() else None
         w = np.ones(labels.shape, np.float32)
         for row, i in enumerate(idx.tolist()):
-            if self._gap[i] is not None:
-                w[row] = self._gap[i]
+            if self._weights_of[i] is not None:
+                w[row] = self._weights_of[i]
         return x, y, self._host(w, slice(None))
+
+    def weights(self, images: np.ndarray | None, labels: np.ndarray) -> np.ndarray | None:
+        """Loss weights (N, H, W) of patches: the gap and shore weights above 1 added; None when
+        neither is on."""
+        w = gap_weights(labels, self.gap_weight) if self.gap_weight else None
+        if self.shore:
+            shore = shore_weights(images, labels, *self.shore)
+            w = shore if w is None else w + shore - 1
+        return w
 
     def _host(self, array: np.ndarray, idx: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(array[idx]))
@@ -325,7 +349,7 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     else:
         train_idx, val_idx = split_patches(patches, cfg.val_fraction, cfg.seed)
     eval_idx = val_idx if len(val_idx) else train_idx
-    batches = Batches(patches, device, cfg.gap_weight)
+    batches = Batches(patches, device, cfg.gap_weight, shore_setting(patches, cfg))
     log.info("training %s/%d on %s: %d training and %d validation patches%s%s", cfg.encoder, cfg.width, device,
              len(train_idx), len(val_idx), " (patches held in GPU memory)" if batches.resident else "",
              f", an ensemble of {cfg.members}" if cfg.members > 1 else "")
@@ -355,6 +379,17 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
                 row.update(windows=windows, training_patches=int(len(member_train)))
         history = [{"member": m, **h} for m, f in enumerate(fits) for h in f.history]
     return TrainResult(model, metrics, history, train_idx, val_idx)
+
+
+def shore_setting(patches: PatchSet, cfg: TrainConfig) -> tuple[float, int, int] | None:
+    """(weight, position of B3, of B8) for ``shore_weights``; None when off."""
+    if not cfg.shore_weight:
+        return None
+    positions = band_positions(patches.bands)
+    if positions is None:
+        raise ServiceError(f"--shore_weight {cfg.shore_weight}: the water line is found with bands B3 and B8; "
+                           f"these patches have {', '.join(patches.bands)}")
+    return (cfg.shore_weight, *positions)
 
 
 def evaluated_on(cfg: TrainConfig, held_out: bool) -> str:

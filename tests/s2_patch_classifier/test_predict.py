@@ -167,3 +167,26 @@ def test_hysteresis_on_a_tile_equals_the_in_memory_image(models, tmp_path):
     with rasterio.open(res.path) as ds:
         np.testing.assert_array_equal(ds.read(1), grown.astype(np.uint8))
     assert res.class_pixels == {"0": int((grown == 0).sum()), "1": int((grown == 1).sum())}
+
+
+def test_seed_threshold_marks_foreground_where_its_probability_reaches_it(models, tmp_path):
+    from components.s2_patch_classifier.predict import probability_array, thresholded
+
+    prob = np.array([[[0.7, 0.5, 0.5]], [[0.2, 0.1, 0.45]], [[0.1, 0.4, 0.05]]], np.float32)  # (K=3, 1, 3)
+    np.testing.assert_array_equal(thresholded(prob, 0.3), [[0, 2, 1]])
+    np.testing.assert_array_equal(thresholded(prob, 0.6), [[0, 0, 0]])   # above 0.5: stricter than the argmax
+    _, meta, _, _ = models
+    synthetic_tile(tmp_path / "in", "A", size=(150, 170))
+    (tile,) = find_tiles(tmp_path / "in" / "A.tif")
+    predictor = _Brightness({**meta, "classes": [0, 1]})
+    image = tile.read(SYNTH_BANDS)
+    ship = probability_array(image, predictor, 0.25)[1]
+    plain = predict_array(image, predictor, 0.25)
+    low = predict_array(image, predictor, 0.25, seed_threshold=0.3)
+    np.testing.assert_array_equal(low, ship >= 0.3)
+    assert low.sum() > plain.sum() and (low[plain == 1] == 1).all()
+    grown = predict_array(image, predictor, 0.25, grow_threshold=0.2, seed_threshold=0.3)
+    res = predict_tile(tile, predictor, 0.25, tmp_path / "raw.tif", grow_threshold=0.2, seed_threshold=0.3)
+    with rasterio.open(res.path) as ds:
+        np.testing.assert_array_equal(ds.read(1), grown.astype(np.uint8))
+    assert (grown[low == 1] == 1).all() and grown.sum() >= low.sum()
