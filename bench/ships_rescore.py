@@ -6,8 +6,8 @@ mean ship probability reaches ``--seed-threshold`` (``--seeds mean``: the ensemb
 passes 0.5), or only where every network's passes 0.5 (``--seeds all``), and grown over the
 pixels whose mean reaches ``--grow-threshold`` (both thresholds default to the bench's); then
 scored as ``ships_eval.py`` scores (components below half the smallest training ship dropped;
-one-to-one matching). Each network reads the port as its own run corrected
-it (dark-object levels). Prints one JSON object with the same summary; asserts nothing.
+one-to-one matching). Each network reads the port as its own run corrected it (dark-object
+levels). Prints one JSON object with the same summary; asserts nothing.
 
     python bench/ships_eval.py --ports cartagena,casablanca,honolulu,klang --save-dir runs/a
     python bench/ships_rescore.py runs/a runs/b          # the networks of both runs joined

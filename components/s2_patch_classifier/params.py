@@ -121,7 +121,8 @@ class S2PatchClassifierParams(ServiceParams):
                         "90-degree rotations (test-time augmentation: steadier small objects, 8 times the work)")
     grow_threshold: float = param(
         0.0, "Hysteresis: a pixel where a foreground class has at least this probability joins a neighbouring "
-        "object of that class found by the argmax (e.g. 0.25 for ships under a focal loss; 0: off)",
+        "object of that class found by the argmax or --seed_threshold (e.g. 0.25 for ships under a focal loss; "
+        "0: off)",
         minimum=0.0, maximum=0.5)
     seed_threshold: float = param(
         0.0, "Foreground where the most probable foreground class reaches this probability, even when the "

@@ -35,7 +35,7 @@
   and piers, which unseen ports' networks found as ship-like as ships, are pushed down.
 - Start (``head_prior`` p > 0): each foreground class starts at probability p, the background at
   the rest (the head's bias; Lin et al.'s prior for the focal loss); without it every class starts
-  near 1 / classes, and with shore weights half the ship networks never took off.
+  near 1 / classes, and with shore weights two of the first four ship networks never took off.
 - Hard negatives (``hard_negatives`` share > 0): that share of the background draws of an epoch
   goes to the background patches in proportion to the highest foreground probability the network
   gave their background pixels when last drawn (``hard_negatives``): piers and bridges, the false
