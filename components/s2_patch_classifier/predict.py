@@ -254,7 +254,12 @@ def probability_array(image: np.ndarray, predictor: Predictor, overlap: float) -
     """Class probabilities (K, H, W) for an in-memory image (C, H, W), blended over the windows of
     :func:`predict_array`. No-data pixels are not marked (the network sees them as zeros)."""
     read = lambda y, p: image[:, y:y + p]  # noqa: E731
-    sums = _predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, write=None, probabilities=True)
+    return blended(_predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, write=None,
+                                 probabilities=True))
+
+
+def blended(sums: np.ndarray) -> np.ndarray:
+    """Probabilities (K, ...) from window-weighted class sums: each pixel's sums over their total."""
     return sums / np.maximum(sums.sum(0), 1e-12)
 
 
@@ -308,8 +313,8 @@ def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: 
             full[:, y:y + done] = acc[:, :done]
         else:
             prob = None
-            if grow_threshold > 0 or seed_threshold > 0:  # blended sums over the sum of weights
-                prob = acc[:, :done] / np.maximum(acc[:, :done].sum(0), 1e-12)
+            if grow_threshold > 0 or seed_threshold > 0:
+                prob = blended(acc[:, :done])
             classes = (thresholded(prob, seed_threshold) if seed_threshold > 0 else
                        acc[:, :done].argmax(0).astype(np.int16))
             classes[nodata[:done]] = -1
