@@ -19,8 +19,9 @@ service's ``--gap_weight``) and weights on the background along the water line (
 at probability 0.01 (``--head-prior 0.01``, the service's ``--head_prior``), 30 epochs,
 augmentation, 64-px patches whose training windows move by up to 32 px from them (``--shift 32``,
 the service's ``--shift``), and hysteresis at prediction: ships seeded where their probability
-reaches 0.45 (``--seed-threshold 0.45``) and grown over the pixels of probability >= 0.15
-(``--grow-threshold 0.15``).
+reaches 0.45 (``--seed-threshold 0.45``), grown over the pixels of probability >= 0.15
+(``--grow-threshold 0.15``) and cut apart between two seeds where the probability between them
+dips more than 0.2 below the lower peak (``--split-depth 0.2``, the service's ``--split_depth``).
 
 The settings were chosen on the **validation ports** (cartagena, casablanca, honolulu, klang:
 their folds' scores guided every choice; cartagena joined them when it chose the dark-object
@@ -117,6 +118,8 @@ def parser() -> argparse.ArgumentParser:
                     help="ship where its probability reaches this (the service's --seed_threshold); 0: the argmax")
     ap.add_argument("--grow-threshold", type=float, default=0.15,
                     help="hysteresis: ship probability at which pixels join a seeded ship (0: off)")
+    ap.add_argument("--split-depth", type=float, default=0.2,
+                    help="grown ships cut apart between seeds where the probability dips this much (0: off)")
     ap.add_argument("--pretrain-epochs", type=int, default=0, help="MoCo v2 epochs; 0: no pre-training")
     ap.add_argument("--budget-s", type=float, default=0.0,
                     help="training time budget per model in seconds (0: none); the epoch crossing it is the last")
@@ -291,7 +294,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
         predictor = FlipAveraged(predictor)
     t1 = time.perf_counter()
     pred = predict_array(tiles[port].read(BANDS), predictor, args.overlap, args.grow_threshold,
-                         args.seed_threshold) == 1
+                         args.seed_threshold, args.split_depth) == 1
     counts = objects(drop_specks(pred, min_pixels), tiles[port].read_instances())  # one id per annotated ship
     return {"port": port, **object_summary([counts]), "counts": counts, "train_ports": train_ports,
             "train_patches": len(ps), "min_pixels": min_pixels,

@@ -4,7 +4,8 @@ Each held-out port is classified by the networks of one or more saved runs toget
 ``model_<port>.pt`` of the folders given, all their networks): a ship is seeded where the networks'
 mean ship probability reaches ``--seed-threshold`` (``--seeds mean``: the ensemble of them all; 0:
 passes 0.5), or only where every network's passes 0.5 (``--seeds all``), and grown over the
-pixels whose mean reaches ``--grow-threshold`` (both thresholds default to the bench's); then
+pixels whose mean reaches ``--grow-threshold`` and cut apart between seeds by ``--split-depth``
+(all three default to the bench's); then
 scored as ``ships_eval.py`` scores (components below half the smallest training ship dropped;
 one-to-one matching). Each network reads the port as its own run corrected it (dark-object
 levels). Prints one JSON object with the same summary; asserts nothing.
@@ -44,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed-threshold", type=float, default=bench.get_default("seed_threshold"),
                     help="with --seeds mean; 0: passes 0.5")
     ap.add_argument("--grow-threshold", type=float, default=bench.get_default("grow_threshold"))
+    ap.add_argument("--split-depth", type=float, default=bench.get_default("split_depth"))
     ap.add_argument("--overlap", type=float, default=0.25)
     return ap
 
@@ -89,10 +91,10 @@ def ship_probabilities(model_file: Path, tile, overlap: float) -> list:
             for net in networks(model)]
 
 
-def ships(prob, seeds: str, grow_threshold: float, seed_threshold: float = 0.0):
+def ships(prob, seeds: str, grow_threshold: float, seed_threshold: float = 0.0, split_depth: float = 0.0):
     """Ship mask from the networks' probabilities (N, H, W): seeds by ``seeds`` (the mean at
     ``seed_threshold`` when > 0), grown by hysteresis over the pixels whose mean reaches
-    ``grow_threshold``."""
+    ``grow_threshold``, cut apart between seeds by ``split_depth`` (:func:`hysteresis.split`)."""
     import numpy as np
 
     from components.s2_patch_classifier import hysteresis
@@ -102,7 +104,11 @@ def ships(prob, seeds: str, grow_threshold: float, seed_threshold: float = 0.0):
         seed = (prob > 0.5).all(0)
     else:  # the argmax of two classes, or the service's --seed_threshold
         seed = mean >= seed_threshold if seed_threshold > 0 else mean > 0.5
-    return hysteresis.grow(seed.astype(np.int16), (mean >= grow_threshold).astype(np.uint8)) == 1
+    seed = seed.astype(np.int16)
+    grown = hysteresis.grow(seed, (mean >= grow_threshold).astype(np.uint8))
+    if split_depth > 0:
+        grown = hysteresis.split(grown, seed, hysteresis.level(mean), split_depth)
+    return grown == 1
 
 
 def _port(args, runs: list[Path], tiles: dict, port: str) -> dict:
@@ -113,7 +119,7 @@ def _port(args, runs: list[Path], tiles: dict, port: str) -> dict:
     prob = np.stack([p for r in runs for p in ship_probabilities(r / f"model_{port}.pt", tiles[port], args.overlap)])
     train = names(args.train_ports) or list(tiles)
     min_pixels = size_prior([tiles[name] for name in train if name != port])
-    mask = ships(prob, args.seeds, args.grow_threshold, args.seed_threshold)
+    mask = ships(prob, args.seeds, args.grow_threshold, args.seed_threshold, args.split_depth)
     counts = objects(drop_specks(mask, min_pixels), tiles[port].read_instances())
     return {"port": port, **object_summary([counts]), "counts": counts, "networks": len(prob),
             "min_pixels": min_pixels}

@@ -83,4 +83,5 @@ train_model = _step(_train_model, "criterion", "pretrained", "bands", "selected_
                     "epochs", "patch_size", "lr", "model_format", "model_file", "quantize", "encoder", "width",
                     "val_fraction", "device", "batch_scaling", "indices", "ensemble", "ensemble_windows", "gap_weight",
                     "shore_weight", "head_prior", "hard_negatives", "shift", "focal_alpha", "dark_object", "seed")
-predict_tiles = _step(_predict_tiles, "overlap", "flips", "grow_threshold", "seed_threshold", "device", "engine")
+predict_tiles = _step(_predict_tiles, "overlap", "flips", "grow_threshold", "seed_threshold", "split_depth", "device",
+                      "engine")

@@ -128,6 +128,11 @@ class S2PatchClassifierParams(ServiceParams):
         0.0, "Foreground where the most probable foreground class reaches this probability, even when the "
         "background is more probable (e.g. 0.45 for a model trained with --shore_weight, whose ships sit just "
         "below 0.5; with --grow_threshold these pixels seed the objects); 0: the argmax", minimum=0.0, maximum=1.0)
+    split_depth: float = param(
+        0.0, "With --grow_threshold: an object grown from several seeds is cut apart between two of them where "
+        "the probability between them dips more than this below the lower seed's peak, so that ships moored "
+        "side by side, joined by the halo around them, count as separate objects (e.g. 0.2); 0: off",
+        minimum=0.0, maximum=1.0)
     predict_input: Optional[str] = param(
         None, "Action full: tiles to classify after training (default: the input tiles)")
     device: Literal["auto", "cpu", "cuda"] = param("auto", "Where to train and predict (auto: CUDA when present)")
@@ -187,6 +192,9 @@ class S2PatchClassifierParams(ServiceParams):
         if self.seed_threshold and self.grow_threshold > self.seed_threshold:
             raise InvalidParameter("seed_threshold", self.seed_threshold,
                                    f"at least --grow_threshold ({self.grow_threshold}): objects grow from their seeds")
+        if self.split_depth and not self.grow_threshold:
+            raise InvalidParameter("split_depth", self.split_depth,
+                                   "0 unless --grow_threshold is set: only grown objects join several seeds")
         if self.shore_weight and self.bands and not all(b in self.bands for b in SHORE_BANDS):
             raise InvalidParameter("shore_weight", self.shore_weight,
                                    "0 unless -bands holds B3 and B8 (the water line is found with them)")

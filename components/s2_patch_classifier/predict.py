@@ -230,15 +230,17 @@ class TileResult:
 
 
 def predict_array(image: np.ndarray, predictor: Predictor, overlap: float, grow_threshold: float = 0.0,
-                  seed_threshold: float = 0.0) -> np.ndarray:
+                  seed_threshold: float = 0.0, split_depth: float = 0.0) -> np.ndarray:
     """Class indices (H, W) for an in-memory image (C, H, W) with the same windows as tiles;
-    ``grow_threshold`` > 0: objects grown by hysteresis (:mod:`.hysteresis`); ``seed_threshold``
-    > 0: foreground where a foreground class reaches it (:func:`thresholded`), not the argmax."""
+    ``grow_threshold`` > 0: objects grown by hysteresis (:mod:`.hysteresis`), and with
+    ``split_depth`` > 0 cut apart between their seeds (:func:`.hysteresis.split`);
+    ``seed_threshold`` > 0: foreground where a foreground class reaches it (:func:`thresholded`),
+    not the argmax."""
     read = lambda y, p: image[:, y:y + p]  # noqa: E731
     if grow_threshold <= 0:
         return _predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, write=None,
                              seed_threshold=seed_threshold)
-    held = _Held(*image.shape[1:])
+    held = _Held(*image.shape[1:], grow_threshold, split_depth)
     _predict_rows(read, image.shape[1], image.shape[2], predictor, overlap, held, grow_threshold=grow_threshold,
                   seed_threshold=seed_threshold)
     return held.grown()
@@ -264,17 +266,28 @@ def blended(sums: np.ndarray) -> np.ndarray:
 
 
 class _Held:
-    """A whole class map and its hysteresis candidates, filled as rows are finished."""
+    """A whole class map and its hysteresis candidates (and, to split objects, the best
+    foreground probability as levels), filled as rows are finished."""
 
-    def __init__(self, height: int, width: int):
+    def __init__(self, height: int, width: int, grow_threshold: float, split_depth: float = 0.0):
+        self.grow_threshold, self.split_depth = grow_threshold, split_depth
         self.classes = np.zeros((height, width), np.int16)
         self.cand = np.zeros((height, width), np.uint8)
+        self.levels = np.zeros((height, width), np.uint8) if split_depth > 0 else None
 
-    def __call__(self, y: int, classes: np.ndarray, cand: np.ndarray) -> None:
-        self.classes[y:y + len(classes)], self.cand[y:y + len(cand)] = classes, cand
+    def __call__(self, y: int, classes: np.ndarray, prob: np.ndarray) -> None:
+        rows = slice(y, y + len(classes))
+        best, p = hysteresis.best_foreground(prob)
+        self.classes[rows] = classes
+        self.cand[rows] = np.where(p >= self.grow_threshold, best, 0)
+        if self.levels is not None:
+            self.levels[rows] = hysteresis.level(p)
 
     def grown(self) -> np.ndarray:
-        return hysteresis.grow(self.classes, self.cand)
+        out = hysteresis.grow(self.classes, self.cand)
+        if self.levels is None:
+            return out
+        return hysteresis.split(out, self.classes, self.levels, self.split_depth)
 
 
 def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: float, write,
@@ -283,7 +296,7 @@ def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: 
     """Core of the sliding window. ``read(y, P)`` gives input rows [y, y+P); ``write(y0, classes)``
     receives finished rows (classes as indices, -1 where the input is no data: the argmax, or
     :func:`thresholded` at ``seed_threshold`` > 0), and with ``grow_threshold`` > 0 their
-    hysteresis candidates too (``write(y0, classes, candidates)``).
+    class probabilities too (``write(y0, classes, probabilities)``, for hysteresis).
     With ``write`` None the whole (H, W) index map is returned (or the (K, H, W) probability sums)."""
     p = predictor.meta["patch_size"]
     k = len(predictor.meta["classes"])
@@ -321,7 +334,7 @@ def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: 
             if write is None:
                 full[y:y + done] = classes
             elif grow_threshold > 0:
-                write(y, classes, hysteresis.candidates(prob, grow_threshold))
+                write(y, classes, prob)
             else:
                 write(y, classes)
         if not last:  # slide the buffers up by ``done`` rows
@@ -333,12 +346,14 @@ def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: 
 
 
 def predict_tile(tile: Tile, predictor: Predictor, overlap: float, dst: Path, grow_threshold: float = 0.0,
-                 seed_threshold: float = 0.0) -> TileResult:
+                 seed_threshold: float = 0.0, split_depth: float = 0.0) -> TileResult:
     """Classify ``tile`` into a GeoTIFF at ``dst`` (tiled, uint8 label values, colour table);
-    ``seed_threshold`` > 0: :func:`thresholded` instead of the argmax.
+    ``seed_threshold`` > 0: :func:`thresholded` instead of the argmax; ``split_depth``: as
+    :func:`predict_array`.
     Rows are written as they are finished, except with ``grow_threshold`` > 0: hysteresis joins
     objects across the whole tile, so the class map (and its candidates) is held in memory, 3
-    bytes per pixel (4 more while objects are joined), and written at the end."""
+    bytes per pixel (4 with ``split_depth``; 4 more while objects are joined), and written at
+    the end."""
     import time
 
     meta = predictor.meta
@@ -364,7 +379,7 @@ def predict_tile(tile: Tile, predictor: Predictor, overlap: float, dst: Path, gr
 
         read = lambda y, p: tile.read(bands, Window(0, y, tile.width, p))  # noqa: E731
         if grow_threshold > 0:
-            held = _Held(tile.height, tile.width)
+            held = _Held(tile.height, tile.width, grow_threshold, split_depth)
             windows = _predict_rows(read, tile.height, tile.width, predictor, overlap, held, progress,
                                     grow_threshold=grow_threshold, seed_threshold=seed_threshold)
             write(0, held.grown())

@@ -405,7 +405,8 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
             radiometry.correct(t, tuple(meta["bands"]), meta["dark_object"])
         raw = folder.parent / f".{stem}.raw.tif"
         with steps.step(f"predict {t.name}"):
-            res = predict_tile(t, predictor, params.overlap, raw, params.grow_threshold, params.seed_threshold)
+            res = predict_tile(t, predictor, params.overlap, raw, params.grow_threshold, params.seed_threshold,
+                               params.split_depth)
             tif = to_cog(raw, folder / f"{stem}.tif")
             outputs.write_categories(tif, _classes(meta))  # GDAL's class names: the .aux.xml beside it
             raw.unlink()

@@ -105,6 +105,8 @@ CASES = [
     ("int8 for a PyTorch file", ["-action", "train", "-i", "{root}/good", "--quantize", "int8"],
      "parameter 'quantize': allowed none unless -model_format onnx"),
     ("batch size 1", ["-action", "train", "-i", "{root}/good", "-b", "1"], "parameter 'batch_size'"),
+    ("split without growth", ["-action", "full", "-i", "{root}/good", "--split_depth", "0.2"],
+     "invalid value 0.2 for parameter 'split_depth': allowed 0 unless --grow_threshold is set"),
     ("unknown flag", ["-action", "train", "-i", "{root}/good", "-colour", "red"], "unrecognized arguments"),
 ]
 if not torch.cuda.is_available():

@@ -73,6 +73,8 @@ def test_seed_spellings_parse():
     ({"action": "train", "focal_alpha": "0.75"}, "parameter 'focal_alpha': allowed 0 unless -criterion is focal"),
     ({"action": "train", "criterion": "focal_loss", "focal_alpha": "1"},
      "parameter 'focal_alpha': allowed a number >= 0.0 and <= 0.99"),
+    ({"action": "predict", "grow_threshold": "0.15", "split_depth": "1.5"},
+     "parameter 'split_depth': allowed a number >= 0.0 and <= 1.0"),
 ])
 def test_invalid_values(values, fragment):
     with pytest.raises(InvalidParameter) as e:
