@@ -1,7 +1,7 @@
 """Objects grown from several seeds cut apart between them (``--split_depth``): two ships moored
 side by side, joined by the halo that growing at a low threshold follows, come out as two
-components; one ship whose seed is broken by a shallow dip stays one; a flat valley is shared
-between the seeds; the tile path gives what the in-memory path gives."""
+components parted by one line across the flat valley between them; one ship whose seed is broken
+by a shallow dip stays one; the tile path gives what the in-memory path gives."""
 
 import numpy as np
 import pytest
