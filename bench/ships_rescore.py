@@ -94,7 +94,7 @@ def ship_probabilities(model_file: Path, tile, overlap: float) -> list:
 def ships(prob, seeds: str, grow_threshold: float, seed_threshold: float = 0.0, split_depth: float = 0.0):
     """Ship mask from the networks' probabilities (N, H, W): seeds by ``seeds`` (the mean at
     ``seed_threshold`` when > 0), grown by hysteresis over the pixels whose mean reaches
-    ``grow_threshold``, cut apart between seeds by ``split_depth`` (:func:`hysteresis.split`)."""
+    ``grow_threshold``, cut apart between seeds by ``split_depth`` (:func:`hysteresis.grow`)."""
     import numpy as np
 
     from components.s2_patch_classifier import hysteresis
@@ -104,11 +104,8 @@ def ships(prob, seeds: str, grow_threshold: float, seed_threshold: float = 0.0, 
         seed = (prob > 0.5).all(0)
     else:  # the argmax of two classes, or the service's --seed_threshold
         seed = mean >= seed_threshold if seed_threshold > 0 else mean > 0.5
-    seed = seed.astype(np.int16)
-    grown = hysteresis.grow(seed, (mean >= grow_threshold).astype(np.uint8))
-    if split_depth > 0:
-        grown = hysteresis.split(grown, seed, hysteresis.level(mean), split_depth)
-    return grown == 1
+    levels = hysteresis.level(mean) if split_depth > 0 else None
+    return hysteresis.grow(seed.astype(np.int16), (mean >= grow_threshold).astype(np.uint8), levels, split_depth) == 1
 
 
 def _port(args, runs: list[Path], tiles: dict, port: str) -> dict:

@@ -30,10 +30,15 @@ def best_foreground(prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best + 1, np.take_along_axis(prob[1:], best[None], 0)[0]
 
 
-def grow(classes: np.ndarray, cand: np.ndarray) -> np.ndarray:
+def grow(classes: np.ndarray, cand: np.ndarray, levels: np.ndarray | None = None,
+         split_depth: float = 0.0) -> np.ndarray:
     """``classes`` (H, W) class indices (0 background, negative no data) with every background
     pixel whose candidate class ``c`` (:func:`candidates`) connects, through such pixels
-    (8-neighbourhood), to a pixel of class ``c`` set to ``c``. A new array."""
+    (8-neighbourhood), to a pixel of class ``c`` set to ``c``; with ``split_depth`` > 0 the
+    grown objects are then cut apart between their seeds (:func:`split` on ``levels``). A new
+    array."""
+    if split_depth > 0:
+        return split(grow(classes, cand), classes, levels, split_depth)
     out = classes.copy()
     background = classes == 0
     for c in np.unique(cand[cand > 0]):

@@ -284,10 +284,7 @@ class _Held:
             self.levels[rows] = hysteresis.level(p)
 
     def grown(self) -> np.ndarray:
-        out = hysteresis.grow(self.classes, self.cand)
-        if self.levels is None:
-            return out
-        return hysteresis.split(out, self.classes, self.levels, self.split_depth)
+        return hysteresis.grow(self.classes, self.cand, self.levels, self.split_depth)
 
 
 def _predict_rows(read, height: int, width: int, predictor: Predictor, overlap: float, write,
