@@ -37,6 +37,7 @@ would have too), and each fold starts from it.
     python bench/ships_eval.py ROOT --device cuda --encoder resnet50 --width 64    # a GPU machine
     python bench/ships_eval.py ROOT --ports honolulu --epochs 2 --members 1        # a quick try
     python bench/ships_eval.py ROOT --save-dir runs/a     # keep the networks, for bench/ships_rescore.py
+    python bench/ships_eval.py ROOT --ports busan,durban,hedland --seeds 0-4   # five seeds and the figures over them
     python bench/ships_eval.py ROOT --mix-stride 32 --gap-weight 0 --shift 0  # + 2 networks on overlapping patches: 4 per fold, twice the time
     python bench/ships_eval.py ROOT --patch-stride 32 --epochs 8 --members 4 --ensemble-windows mixed --gap-weight 0 --shift 0  # the service's form of that
 
@@ -59,6 +60,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench.ships_seeds import over_seeds, parse_seeds  # noqa: E402
 
 DEFAULT_ROOT = Path(os.environ.get("EO_SAMPLE_DATA", REPO.parent / "shared" / "data")) / "s2-ships-sen2ships"
 VALIDATION = ("cartagena", "casablanca", "honolulu", "klang")
@@ -130,6 +133,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--save-dir", default="", help="keep the trained models (model_<port>.pt) here")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=parse_seeds, default=None,
+                    help="several seeds, e.g. 0-4 or 0,1,2: the rotation once per seed (networks of seed s in "
+                         "--save-dir/seed<s>), then the figures over seeds (bench/ships_seeds.py); overrides --seed")
     ap.add_argument("--jobs", type=int, default=0, help="folds trained at once (0: one per core on CPU, 1 on CUDA)")
     ap.add_argument("-v", "--verbose", action="store_true")
     return ap
@@ -141,8 +147,17 @@ def main(argv=None) -> int:
     from components.common.logs import setup_logging
 
     setup_logging(logging.INFO if args.verbose else logging.WARNING)
-    print(json.dumps(evaluate(args), indent=2))
+    print(json.dumps(evaluate_seeds(args) if args.seeds else evaluate(args), indent=2))
     return 0
+
+
+def evaluate_seeds(args) -> dict:
+    """The rotation at each of ``args.seeds`` and the figures over them."""
+    runs = []
+    for seed in args.seeds:
+        save_dir = str(Path(args.save_dir) / f"seed{seed}") if args.save_dir else ""
+        runs.append(evaluate(argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None, "save_dir": save_dir})))
+    return {"runs": runs, "over_seeds": over_seeds(runs)}
 
 
 def evaluate(args) -> dict:

@@ -2,6 +2,7 @@
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,72 @@ def test_rescoring_the_saved_networks_gives_the_harness_figures(tmp_path):
     assert agreed["predicted_objects"] <= mean["predicted_objects"] and agreed["counts"]["tp"] <= mean["counts"]["tp"]
     with pytest.raises(SystemExit, match="no saved model .*model_busan.pt"):
         rescore(str(saved), "--ports", "busan")
+
+
+def _run(seed, f1, counts):
+    """A ships_eval output of two report ports and one validation port: F1 and (tp, fp, fn) per port."""
+    from components.s2_patch_classifier.metrics import object_summary
+
+    ports = {}
+    for port, (tp, fp, fn) in counts.items():
+        c = {"tp": tp, "fp": fp, "fn": fn, "true_objects": tp + fn, "predicted_objects": tp + fp,
+             "pixel_intersection": 0, "pixel_pred": 1, "pixel_truth": 1}
+        ports[port] = {"port": port, "object_f1": f1[port], "counts": c}
+    summary = {}
+    for group, names in (("report_ports", ["busan", "hedland"]), ("validation_ports", ["klang"]),
+                         ("all_ports", ["busan", "hedland", "klang"])):
+        worst = min(names, key=f1.get)
+        summary[group] = {"ports": names, "mean_object_f1": round(sum(f1[p] for p in names) / len(names), 4),
+                          "worst_port": worst, "worst_object_f1": f1[worst],
+                          "pooled": object_summary([ports[p]["counts"] for p in names])}
+    return {"settings": {"seed": seed}, "ports": ports, "summary": summary}
+
+
+def test_figures_over_seeds():
+    seeds = _load("ships_seeds")
+    a = _run(0, {"busan": 0.6, "hedland": 0.4, "klang": 0.3},
+             {"busan": (3, 2, 2), "hedland": (2, 4, 1), "klang": (1, 1, 3)})
+    b = _run(1, {"busan": 0.5, "hedland": 0.3, "klang": 0.5},
+             {"busan": (2, 2, 3), "hedland": (1, 3, 2), "klang": (2, 1, 2)})
+    out = seeds.over_seeds([a, b])
+    assert out["seeds"] == [0, 1]
+    report = out["report_ports"]
+    assert report["per_seed"] == [0.5, 0.4] and report["mean_object_f1"] == 0.45
+    assert report["sd"] == pytest.approx(0.0707, abs=1e-4) and report["standard_error"] == 0.05
+    assert report["seeds_at_or_above_0.5"] == 1
+    assert report["port_means"] == {"busan": 0.55, "hedland": 0.35} and report["worst_port"] == "hedland"
+    assert report["worst_port_per_seed"] == [["hedland", 0.4], ["hedland", 0.3]]
+    pooled = report["pooled"]  # tp 8, predicted 8 + 11, true 8 + 8
+    assert (pooled["true_objects"], pooled["predicted_objects"]) == (16, 19)
+    assert pooled["object_f1"] == round(2 * 8 / (16 + 19), 4)
+    assert out["validation_ports"]["mean_object_f1"] == 0.4 and out["all_ports"]["runs"] == 2
+    b["summary"]["report_ports"]["ports"] = ["busan"]
+    with pytest.raises(SystemExit, match="different report ports: busan / busan,hedland"):
+        seeds.over_seeds([a, b])
+
+
+def test_seeds_are_read_as_lists_and_ranges(tmp_path):
+    seeds = _load("ships_seeds")
+    assert seeds.parse_seeds("0-2,7") == [0, 1, 2, 7] and seeds.parse_seeds("3") == [3]
+    for bad in ("a", "1,1", "0-1,1", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="seeds"):
+            seeds.parse_seeds(bad)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SystemExit, match="bad.json: not a readable JSON output"):
+        seeds.main([str(tmp_path / "bad.json")])
+
+
+def test_the_harness_runs_each_seed_and_summarises(tmp_path, capsys):
+    from tests.conftest import sample
+
+    harness = _load("ships_eval")
+    harness.main([str(sample("s2-ships-sen2ships")), "--ports", "honolulu", "--train-ports", "casablanca,honolulu",
+                  "--width", "4", "--epochs", "1", "--members", "1", "--jobs", "1", "--seeds", "3-4",
+                  "--save-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert [r["settings"]["seed"] for r in out["runs"]] == [3, 4]
+    assert (tmp_path / "seed3" / "model_honolulu.pt").is_file() and (tmp_path / "seed4" / "model_honolulu.pt").is_file()
+    over = out["over_seeds"]["validation_ports"]  # honolulu is one of the ports that chose the settings
+    assert over["ports"] == ["honolulu"] and over["per_seed"] == [r["summary"]["validation_ports"]["mean_object_f1"]
+                                                                    for r in out["runs"]]
+    assert out["over_seeds"]["report_ports"] is None
