@@ -12,7 +12,9 @@ ships are scored:
 The default settings (chosen on the validation ports, see the README): per-scene dark-object
 subtraction (``--dark-object``: each band's 2nd percentile moved to the training scenes' mean), an
 ensemble of two ResNet-14 U-Nets of width 16 (``--members 2``: seeds 0 and 1 on one split,
-probabilities averaged; a network whose validation IoU stayed 0 is left out), focal loss with the
+probabilities averaged; a network whose validation IoU is still 0 after 10 epochs starts again
+from another seed, twice at most, ``--restarts 2``, the service's ``--restarts``, and one that
+stayed 0 is left out), focal loss with the
 U-Net's separation weights on the background between nearby ships (``--gap-weight 10``, the
 service's ``--gap_weight``) and weights on the background along the water line (``--shore-weight
 5``, the service's ``--shore_weight``: quays, groynes and piers pushed down), ship pixels starting
@@ -98,6 +100,9 @@ def parser() -> argparse.ArgumentParser:
                     help="w0 of the loss weights on the background between nearby ships (0: off)")
     ap.add_argument("--shore-weight", type=float, default=5.0,
                     help="loss weight added on the background along the water line (the service's --shore_weight)")
+    ap.add_argument("--restarts", type=int, default=2,
+                    help="a network whose validation IoU is still 0 after a third of the epochs starts again from "
+                         "another seed, up to this many times (the service's --restarts); 0: never")
     ap.add_argument("--head-prior", type=float, default=0.01,
                     help="probability a ship pixel starts at (the service's --head_prior); 0: the default start")
     ap.add_argument("--hard-negatives", type=float, default=0.0,
@@ -284,7 +289,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           stats=encoder and encoder[1], members=args.members,
                           mixed_windows=args.ensemble_windows == "mixed", gap_weight=args.gap_weight,
                           hard_negatives=args.hard_negatives, shift=args.shift, shore_weight=args.shore_weight,
-                          head_prior=args.head_prior,
+                          head_prior=args.head_prior, restarts=args.restarts,
                           focal_alpha=args.focal_alpha, max_seconds=args.budget_s or None,
                           indices=tuple(names(args.indices)), validation_tiles=validation_tiles,
                           split_per_member=args.split_per_member)

@@ -100,6 +100,10 @@ class S2PatchClassifierParams(ServiceParams):
         0.0, "Probability each foreground class starts at (the output layer's bias; Lin et al.'s prior for the "
         "focal loss, e.g. 0.01): networks on rare classes take off where they may not from the default start "
         "(every class equally likely); 0: the default start", minimum=0.0, maximum=0.5)
+    restarts: int = param(
+        0, "Start a network again from another seed (seed + 1000, + 2000, ...) when its validation IoU of the "
+        "foreground classes is still 0 after a third of the epochs (a run that did not take off: its loss stays "
+        "high), up to this many times; the last try runs every epoch; e.g. 2; 0: off", minimum=0, maximum=5)
     hard_negatives: float = param(
         0.0, "Share of each epoch's background draws that go to the background patches in proportion to the "
         "highest foreground probability the network gave them when last drawn (hard negatives: piers, bridges), "

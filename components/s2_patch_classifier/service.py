@@ -306,7 +306,7 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
                       members=params.ensemble, mixed_windows=params.ensemble_windows == "mixed",
                       gap_weight=params.gap_weight, hard_negatives=params.hard_negatives, shift=params.shift,
                       focal_alpha=params.focal_alpha, shore_weight=params.shore_weight,
-                      head_prior=params.head_prior)
+                      head_prior=params.head_prior, restarts=params.restarts)
     with steps.step("train"):
         res = train(ps, cfg)
     classes = ps.index["classes"]
@@ -321,7 +321,7 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
                         "ensemble": params.ensemble, "ensemble_windows": params.ensemble_windows,
                         "gap_weight": params.gap_weight, "hard_negatives": params.hard_negatives,
                         "shift": params.shift, "focal_alpha": params.focal_alpha, "shore_weight": params.shore_weight,
-                        "head_prior": params.head_prior, "seed": params.seed,
+                        "head_prior": params.head_prior, "restarts": params.restarts, "seed": params.seed,
                         "patches": len(ps), "best_epoch": res.metrics["best_epoch"]}
     name = model_name(params)
     path = stage / name

@@ -22,6 +22,10 @@
   ... (initialisation, sampling, augmentation) on the same split; the first is the network a
   single training from ``seed`` gives. The metrics score their averaged probabilities. A member
   whose validation foreground IoU stayed 0 in every epoch is left out (``members_to_keep``).
+- Restarts (``restarts`` r > 0): a network whose validation foreground IoU is still 0 after a
+  third of the epochs has not taken off (its loss stays about three times its peers'; seen on the
+  ships bench, where the others all rose above 0 by epoch 6): it is started again from seed +
+  1000, + 2000, ..., up to r times, and the last try runs every epoch.
 - Mixed windows (``mixed_windows``, an ensemble on patches cut every ``stride`` < patch px): the
   members 1, 3, ... train on the side-by-side windows alone (the patches a stride of one patch
   gives), for as many epochs as make about the steps of the others (the epochs x the training
@@ -106,6 +110,7 @@ class TrainConfig:
     gap_weight: float = 0.0                  # w0 of gap_weights on the background between nearby objects; 0: off
     shore_weight: float = 0.0                # w of shore_weights on the background along the water line; 0: off
     head_prior: float = 0.0                  # each foreground class's starting probability (start_at_prior); 0: off
+    restarts: int = 0                        # a network not taken off after a third of the epochs starts again
     hard_negatives: float = 0.0              # share of the background draws by hardness (hard_negatives); 0: off
     shift: int = 0                           # training windows moved up to this many px (shifts); 0: off
     focal_alpha: float = 0.0                 # focal loss weight of the foreground classes (1 - it: background); 0: off
@@ -355,8 +360,8 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
              f", an ensemble of {cfg.members}" if cfg.members > 1 else "")
     plans = ([(*one, cfg.epochs, "all") for one in splits] if splits else
              member_windows(patches, cfg, train_idx, eval_idx))
-    fits = [_fit(patches, replace(cfg, epochs=epochs), cfg.seed + m, member_train, member_eval, batches,
-                 device) for m, (member_train, member_eval, epochs, _) in enumerate(plans)]
+    fits = [_fit_taking_off(patches, replace(cfg, epochs=epochs), cfg.seed + m, member_train, member_eval, batches,
+                            device) for m, (member_train, member_eval, epochs, _) in enumerate(plans)]
     kept = members_to_keep([f.best_score for f in fits])
     if len(kept) < len(fits):
         log.warning("networks %s left out of the ensemble: their validation foreground IoU stayed 0 in every epoch",
@@ -369,11 +374,12 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     metrics.update({"evaluated_on": evaluated_on(cfg, len(val_idx) > 0),
                     "validation_patches": int(len(val_idx)), "training_patches": int(len(train_idx)),
                     "best_epoch": fits[0].best_epoch, "epochs_run": len(fits[0].history),
-                    "precision": "bf16" if bf16_training(device) else "fp32"})
+                    "restarts": fits[0].restarts, "precision": "bf16" if bf16_training(device) else "fp32"})
     history = fits[0].history
     if cfg.members > 1:  # the first member's figures above; every member's here
-        metrics["members"] = [{"seed": cfg.seed + m, "best_epoch": f.best_epoch, "epochs_run": len(f.history),
-                               "val_foreground_iou": f.best_score, "kept": m in kept} for m, f in enumerate(fits)]
+        metrics["members"] = [{"seed": f.seed, "best_epoch": f.best_epoch, "epochs_run": len(f.history),
+                               "restarts": f.restarts, "val_foreground_iou": f.best_score, "kept": m in kept}
+                              for m, f in enumerate(fits)]
         if cfg.mixed_windows:
             for row, (member_train, _, _, windows) in zip(metrics["members"], plans):
                 row.update(windows=windows, training_patches=int(len(member_train)))
@@ -438,11 +444,35 @@ class _Fit:
     history: list
     best_epoch: int
     best_score: float
+    seed: int
+    restarts: int = 0
+
+
+RESTART_SEED = 1000  # a restart's seed offset: far from the other members' seeds (seed + m)
+
+
+def _fit_taking_off(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, eval_idx: np.ndarray,
+                    batches: Batches, device: torch.device) -> _Fit:
+    """One network from ``seed``, started again from another seed (up to ``cfg.restarts`` times)
+    while its validation score is still 0 after a third of the epochs."""
+    patience = max(1, cfg.epochs // 3)
+    for attempt in range(cfg.restarts + 1):
+        more = attempt < cfg.restarts
+        fit = _fit(patches, cfg, seed + RESTART_SEED * attempt, train_idx, eval_idx, batches, device,
+                   patience if more else None)
+        fit.restarts = attempt
+        if fit.best_score > 0:
+            break
+        if more:
+            log.warning("seed %d: validation foreground IoU still 0 after %d epochs (the network did not take "
+                        "off): starting again from seed %d", fit.seed, patience, seed + RESTART_SEED * (attempt + 1))
+    return fit
 
 
 def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, eval_idx: np.ndarray,
-         batches: Batches, device: torch.device) -> _Fit:
-    """One network trained from ``seed`` (initialisation, sampling, augmentation)."""
+         batches: Batches, device: torch.device, give_up_after: int | None = None) -> _Fit:
+    """One network trained from ``seed`` (initialisation, sampling, augmentation); with
+    ``give_up_after``, stopped after that epoch when its validation score has not risen above 0."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed + 1)
@@ -508,5 +538,7 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
         if cfg.max_seconds and time.perf_counter() - started > cfg.max_seconds:
             log.info("time budget of %.0f s reached after epoch %d", cfg.max_seconds, epoch)
             break
+        if give_up_after and epoch >= give_up_after and best <= 0:
+            break
     model.load_state_dict(best_state)
-    return _Fit(model, history, best_epoch, best)
+    return _Fit(model, history, best_epoch, best, seed)

@@ -38,7 +38,7 @@ def test_ships_harness_runs():
     args = harness.parser().parse_args([str(root), "--ports", "honolulu,casablanca", "--train-ports",
                                         "casablanca,honolulu", "--validation-ports", "casablanca", "--width", "4",
                                         "--indices", "NDWI", "--epochs", "1", "--flips", "--split-per-member",
-                                        "--jobs", "1"])
+                                        "--restarts", "0", "--jobs", "1"])
     out = harness.evaluate(args)
     honolulu = out["ports"]["honolulu"]
     assert honolulu["train_ports"] == ["casablanca"] and honolulu["min_pixels"] >= 1
@@ -57,7 +57,8 @@ def test_rescoring_the_saved_networks_gives_the_harness_figures(tmp_path):
     harness, rescoring = _load("ships_eval"), _load("ships_rescore")
     saved = tmp_path / "run"
     args = harness.parser().parse_args([str(root), "--ports", "honolulu", "--train-ports", "casablanca,honolulu",
-                                        "--width", "4", "--epochs", "2", "--jobs", "1", "--save-dir", str(saved)])
+                                        "--width", "4", "--epochs", "2", "--jobs", "1", "--restarts", "0",
+                                        "--save-dir", str(saved)])
     trained = harness.evaluate(args)["ports"]["honolulu"]
 
     def rescore(*argv):
@@ -132,7 +133,7 @@ def test_the_harness_runs_each_seed_and_summarises(tmp_path, capsys):
 
     harness = _load("ships_eval")
     harness.main([str(sample("s2-ships-sen2ships")), "--ports", "honolulu", "--train-ports", "casablanca,honolulu",
-                  "--width", "4", "--epochs", "1", "--members", "1", "--jobs", "1", "--seeds", "3-4",
+                  "--width", "4", "--epochs", "1", "--members", "1", "--jobs", "1", "--restarts", "0", "--seeds", "3-4",
                   "--save-dir", str(tmp_path)])
     out = json.loads(capsys.readouterr().out)
     assert [r["settings"]["seed"] for r in out["runs"]] == [3, 4]
