@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -76,12 +77,12 @@ def over_seeds(runs: list[dict], target: float = TARGET) -> dict:
                              + " / ".join(",".join(p) or "none" for p in sorted(ports)))
         (ports,) = ports
         means = [s["mean_object_f1"] for s in summaries]
-        port_means = {p: round(sum(r["ports"][p]["object_f1"] for r in runs) / len(runs), 4) for p in ports}
+        port_means = {p: round(statistics.mean(r["ports"][p]["object_f1"] for r in runs), 4) for p in ports}
         worst = min(port_means, key=port_means.get)
-        sd = math.sqrt(sum((m - _mean(means)) ** 2 for m in means) / (len(means) - 1)) if len(means) > 1 else None
+        sd = statistics.stdev(means) if len(means) > 1 else None
         out[group] = {
             "ports": list(ports), "runs": len(runs),
-            "mean_object_f1": round(_mean(means), 4),
+            "mean_object_f1": round(statistics.mean(means), 4),
             "per_seed": means, "min": min(means), "max": max(means),
             "sd": None if sd is None else round(sd, 4),
             "standard_error": None if sd is None else round(sd / math.sqrt(len(means)), 4),
@@ -91,10 +92,6 @@ def over_seeds(runs: list[dict], target: float = TARGET) -> dict:
             "pooled": object_summary([r["ports"][p]["counts"] for r in runs for p in ports]),
         }
     return out
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 if __name__ == "__main__":
