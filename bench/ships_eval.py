@@ -130,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
                     help="grown ships cut apart between seeds where the probability dips this much (0: off)")
     ap.add_argument("--pretrain-epochs", type=int, default=0, help="MoCo v2 epochs; 0: no pre-training")
     ap.add_argument("--budget-s", type=float, default=0.0,
-                    help="training time budget per model in seconds (0: none); the epoch crossing it is the last")
+                    help="training time budget per network, its restarts included, in seconds (0: none); the epoch crossing it is the last")
     ap.add_argument("--overlap", type=float, default=0.25)
     ap.add_argument("--min-pixels", type=int, default=-1,
                     help="predicted components smaller than this are dropped (-1: half the smallest ship "

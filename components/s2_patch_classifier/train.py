@@ -102,7 +102,7 @@ class TrainConfig:
     width: int = 64
     pretrained_encoder: dict | None = None   # state dict of ResNetEncoder
     stats: dict | None = None                # normalisation; default: the patch set's
-    max_seconds: float | None = None         # stop after the epoch that crosses this budget
+    max_seconds: float | None = None         # a network, its restarts included, stops after the epoch that crosses this budget
     batch_scaling: int = 1                   # larger-batch mode: batch x k, lr x sqrt(k)
     indices: tuple[str, ...] = ()            # normalised differences added to the input (model.INDICES)
     members: int = 1                         # networks trained from seeds seed, seed + 1, ... (an ensemble)
@@ -456,12 +456,17 @@ def _fit_taking_off(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: n
     """One network from ``seed``, started again from another seed (up to ``cfg.restarts`` times)
     while its validation score is still 0 after a third of the epochs."""
     patience = max(1, cfg.epochs // 3)
+    # the time budget holds for the network, all its tries together
+    deadline = time.perf_counter() + cfg.max_seconds if cfg.max_seconds else None
     for attempt in range(cfg.restarts + 1):
         more = attempt < cfg.restarts
         fit = _fit(patches, cfg, seed + RESTART_SEED * attempt, train_idx, eval_idx, batches, device,
-                   patience if more else None)
+                   patience if more else None, deadline)
         fit.restarts = attempt
         if fit.best_score > 0:
+            break
+        if deadline and time.perf_counter() > deadline:
+            log.warning("seed %d: validation foreground IoU still 0 and the time budget spent: no restart", fit.seed)
             break
         if more:
             log.warning("seed %d: validation foreground IoU still 0 after %d epochs (the network did not take "
@@ -470,9 +475,11 @@ def _fit_taking_off(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: n
 
 
 def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, eval_idx: np.ndarray,
-         batches: Batches, device: torch.device, give_up_after: int | None = None) -> _Fit:
+         batches: Batches, device: torch.device, give_up_after: int | None = None,
+         deadline: float | None = None) -> _Fit:
     """One network trained from ``seed`` (initialisation, sampling, augmentation); with
-    ``give_up_after``, stopped after that epoch when its validation score has not risen above 0."""
+    ``give_up_after``, stopped after that epoch when its validation score has not risen above 0;
+    with ``deadline`` (``time.perf_counter()``), after the epoch that crosses it."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed + 1)
@@ -490,7 +497,6 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     shifts = Shifts(patches, train_idx, cfg.shift, np.random.default_rng(seed + 2)) if cfg.shift else None
     classes = patches.index["classes"]
     best, best_state, best_epoch, history = -1.0, None, 0, []
-    started = time.perf_counter()
     log.info("seed %d: %d steps per epoch of %d", seed, steps_per_epoch, batch_size)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -535,7 +541,7 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
         if score > best:
             best, best_state = score, copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
             best_epoch = epoch
-        if cfg.max_seconds and time.perf_counter() - started > cfg.max_seconds:
+        if deadline and time.perf_counter() > deadline:
             log.info("time budget of %.0f s reached after epoch %d", cfg.max_seconds, epoch)
             break
         if give_up_after and epoch >= give_up_after and best <= 0:

@@ -25,6 +25,14 @@ def test_a_network_that_never_takes_off_starts_again_from_other_seeds(caplog):
     assert train(ps, _cfg(epochs=3, lr=0.0, head_prior=0.01, val_fraction=0.0)).metrics["restarts"] == 0
 
 
+def test_the_time_budget_holds_for_a_network_and_its_restarts():
+    ps = _patches()
+    cfg = _cfg(epochs=3, lr=0.0, head_prior=0.01, val_fraction=0.0, restarts=2, members=2,
+               max_seconds=1e-6)
+    members = train(ps, cfg).metrics["members"]  # the budget is spent in the first epoch
+    assert [(m["restarts"], m["epochs_run"]) for m in members] == [(0, 1), (0, 1)]
+
+
 def test_a_network_that_takes_off_trains_as_without_restarts():
     ps = _patches()
     once = train(ps, _cfg(epochs=3, val_fraction=0.0, restarts=2))
