@@ -35,7 +35,7 @@ With ``--pretrain-epochs N`` the encoder is first pre-trained self-supervised (M
 patches of *all* ports without their labels (a held-out port's image is unlabelled data a user
 would have too), and each fold starts from it.
 
-    python bench/ships_eval.py ../shared/data/s2-ships-sen2ships                  # CPU, 2 cores: about 30 min
+    python bench/ships_eval.py ../shared/data/s2-ships-sen2ships                  # CPU, 2 cores: about 40 min
     python bench/ships_eval.py ROOT --device cuda --encoder resnet50 --width 64    # a GPU machine
     python bench/ships_eval.py ROOT --ports honolulu --epochs 2 --members 1        # a quick try
     python bench/ships_eval.py ROOT --save-dir runs/a     # keep the networks, for bench/ships_rescore.py
