@@ -39,7 +39,7 @@ would have too), and each fold starts from it.
     python bench/ships_eval.py ROOT --device cuda --encoder resnet50 --width 64    # a GPU machine
     python bench/ships_eval.py ROOT --ports honolulu --epochs 2 --members 1        # a quick try
     python bench/ships_eval.py ROOT --save-dir runs/a     # keep the networks, for bench/ships_rescore.py
-    python bench/ships_eval.py ROOT --ports busan,durban,hedland --seeds 0-6   # seven seeds and the figures over them (the README)
+    python bench/ships_eval.py ROOT --ports busan,durban,hedland --seeds 0-9   # ten seeds and the figures over them (the README)
     python bench/ships_eval.py ROOT --mix-stride 32 --gap-weight 0 --shift 0  # + 2 networks on overlapping patches: 4 per fold, twice the time
     python bench/ships_eval.py ROOT --patch-stride 32 --epochs 8 --members 4 --ensemble-windows mixed --gap-weight 0 --shift 0  # the service's form of that
 

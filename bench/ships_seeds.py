@@ -11,7 +11,7 @@ average, each seed's worst port, and the pooled counts of every seed and port to
 one JSON object and asserts nothing.
 
     python bench/ships_seeds.py runs/s0.json runs/s1.json runs/s2.json   # saved outputs
-    python bench/ships_eval.py --ports busan,durban,hedland --seeds 0-6   # trains and summarises
+    python bench/ships_eval.py --ports busan,durban,hedland --seeds 0-9   # trains and summarises
 """
 
 from __future__ import annotations
