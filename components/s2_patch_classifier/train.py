@@ -463,14 +463,13 @@ def _fit_taking_off(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: n
         fit = _fit(patches, cfg, seed + RESTART_SEED * attempt, train_idx, eval_idx, batches, device,
                    patience if more else None, deadline)
         fit.restarts = attempt
-        if fit.best_score > 0:
+        if fit.best_score > 0 or not more:
             break
         if deadline and time.perf_counter() > deadline:
             log.warning("seed %d: validation foreground IoU still 0 and the time budget spent: no restart", fit.seed)
             break
-        if more:
-            log.warning("seed %d: validation foreground IoU still 0 after %d epochs (the network did not take "
-                        "off): starting again from seed %d", fit.seed, patience, seed + RESTART_SEED * (attempt + 1))
+        log.warning("seed %d: validation foreground IoU still 0 after %d epochs (the network did not take "
+                    "off): starting again from seed %d", fit.seed, patience, seed + RESTART_SEED * (attempt + 1))
     return fit
 
 
