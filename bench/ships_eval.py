@@ -105,6 +105,8 @@ def parser() -> argparse.ArgumentParser:
                          "another seed, up to this many times (the service's --restarts); 0: never")
     ap.add_argument("--head-prior", type=float, default=0.01,
                     help="probability a ship pixel starts at (the service's --head_prior); 0: the default start")
+    ap.add_argument("--tile-balance", type=float, default=0.0,
+                    help="draws balanced over the training ports: a port's share ~ its patches^(1 - B) (1: equal; 0: off)")
     ap.add_argument("--hard-negatives", type=float, default=0.0,
                     help="share of the background draws by hardness (the service's --hard_negatives; 0: off)")
     ap.add_argument("--shift", type=int, default=32,
@@ -288,7 +290,8 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           encoder=args.encoder, width=args.width, pretrained_encoder=encoder and encoder[0],
                           stats=encoder and encoder[1], members=args.members,
                           mixed_windows=args.ensemble_windows == "mixed", gap_weight=args.gap_weight,
-                          hard_negatives=args.hard_negatives, shift=args.shift, shore_weight=args.shore_weight,
+                          hard_negatives=args.hard_negatives, tile_balance=args.tile_balance, shift=args.shift,
+                          shore_weight=args.shore_weight,
                           head_prior=args.head_prior, restarts=args.restarts,
                           focal_alpha=args.focal_alpha, max_seconds=args.budget_s or None,
                           indices=tuple(names(args.indices)), validation_tiles=validation_tiles,

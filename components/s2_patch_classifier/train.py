@@ -44,6 +44,9 @@
   goes to the background patches in proportion to the highest foreground probability the network
   gave their background pixels when last drawn (``hard_negatives``): piers and bridges, the false
   ships of unseen ports, are shown more often (it did not lower them on the ships bench).
+- Tile balance (``tile_balance`` b > 0): within the foreground and the background draws, a tile's
+  share goes as its patches ^ (1 - b) rather than its patches (b = 1: every tile the same;
+  ``tile_balanced``), so that the largest ports do not fill most of an epoch's background.
 - Shifted windows (``shift`` s > 0): each drawn patch is replaced by the window moved from it by
   up to s px, cut from it and its training neighbours (``shifts``), on the host.
 - Larger-batch mode (``batch_scaling`` k > 1): batches of k x ``batch_size`` and the learning
@@ -116,6 +119,7 @@ class TrainConfig:
     focal_alpha: float = 0.0                 # focal loss weight of the foreground classes (1 - it: background); 0: off
     validation_tiles: tuple[str, ...] = ()   # member m validates on the patches of tile m % len, trained without them
     split_per_member: bool = False           # member m validates on the random split of seed + m
+    tile_balance: float = 0.0                # b of tile_balanced draws: a tile's share ~ its patches^(1 - b); 0: off
 
 
 @dataclass
@@ -196,6 +200,29 @@ def sampling_weights(has_fg: np.ndarray) -> np.ndarray:
     if n_fg == 0 or n_bg == 0:
         return np.full(len(has_fg), 1.0 / len(has_fg))
     return np.where(has_fg, FOREGROUND_SHARE / n_fg, (1 - FOREGROUND_SHARE) / n_bg)
+
+
+def tile_of(patches: PatchSet, index: np.ndarray) -> np.ndarray:
+    """Per patch of ``index``: the position of its tile in the patch set's tiles."""
+    ends = np.array([t["patches"][1] for t in patches.index["tiles"]])
+    return np.searchsorted(ends, index, side="right")
+
+
+def tile_balanced(weights: np.ndarray, has_fg: np.ndarray, tiles: np.ndarray, b: float) -> np.ndarray:
+    """``weights`` redistributed over tiles within each kind (foreground, background), each kind's
+    total kept: a tile's share of its kind goes as its patches of that kind ^ (1 - b), split
+    equally among them. b = 0 leaves the draws as they are (a tile's share follows its
+    patches); b = 1 gives every tile the same share, so that a few large ports' quays do not
+    make up most of the background an epoch shows."""
+    out = weights.astype(float).copy()
+    for kind in (has_fg, ~has_fg):
+        if not kind.any():
+            continue
+        ids, counts = np.unique(tiles[kind], return_counts=True)
+        share = counts ** (1.0 - b)
+        per_patch = weights[kind].sum() * share / share.sum() / counts
+        out[kind] = per_patch[np.searchsorted(ids, tiles[kind])]
+    return out
 
 
 def make_model(patches: PatchSet, cfg: TrainConfig) -> UNet:
@@ -492,6 +519,8 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.epochs * steps_per_epoch)
     has_fg = has_foreground(patches.labels, train_idx)
     weights = sampling_weights(has_fg)
+    if cfg.tile_balance:
+        weights = tile_balanced(weights, has_fg, tile_of(patches, train_idx), cfg.tile_balance)
     hard = HardNegatives(~has_fg, cfg.hard_negatives, device) if cfg.hard_negatives else None
     shifts = Shifts(patches, train_idx, cfg.shift, np.random.default_rng(seed + 2)) if cfg.shift else None
     classes = patches.index["classes"]
