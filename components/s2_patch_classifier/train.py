@@ -46,7 +46,8 @@
   ships of unseen ports, are shown more often (it did not lower them on the ships bench).
 - Tile balance (``tile_balance`` b > 0): within the foreground and the background draws, a tile's
   share goes as its patches ^ (1 - b) rather than its patches (b = 1: every tile the same;
-  ``tile_balanced``), so that the largest ports do not fill most of an epoch's background.
+  ``tile_balanced``), so that the largest ports do not fill most of an epoch's background (on the
+  ships bench it gave what the draws by patches give).
 - Shifted windows (``shift`` s > 0): each drawn patch is replaced by the window moved from it by
   up to s px, cut from it and its training neighbours (``shifts``), on the host.
 - Larger-batch mode (``batch_scaling`` k > 1): batches of k x ``batch_size`` and the learning
