@@ -100,6 +100,8 @@ def parser() -> argparse.ArgumentParser:
                     help="w0 of the loss weights on the background between nearby ships (0: off)")
     ap.add_argument("--shore-weight", type=float, default=5.0,
                     help="loss weight added on the background along the water line (the service's --shore_weight)")
+    ap.add_argument("--shore-half", type=int, default=2,
+                    help="px of the shore weights' band on each side of the water line")
     ap.add_argument("--restarts", type=int, default=2,
                     help="a network whose validation IoU is still 0 after a third of the epochs starts again from "
                          "another seed, up to this many times (the service's --restarts); 0: never")
@@ -291,7 +293,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           stats=encoder and encoder[1], members=args.members,
                           mixed_windows=args.ensemble_windows == "mixed", gap_weight=args.gap_weight,
                           hard_negatives=args.hard_negatives, tile_balance=args.tile_balance, shift=args.shift,
-                          shore_weight=args.shore_weight,
+                          shore_weight=args.shore_weight, shore_half=args.shore_half,
                           head_prior=args.head_prior, restarts=args.restarts,
                           focal_alpha=args.focal_alpha, max_seconds=args.budget_s or None,
                           indices=tuple(names(args.indices)), validation_tiles=validation_tiles,

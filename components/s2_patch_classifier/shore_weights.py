@@ -20,15 +20,17 @@ SHORE_HALF = 2   # px on each side of the water line: the 3-5 px ridge the netwo
 SHIP_CLEAR = 3   # px around an object left at weight 1 (its quay side included)
 
 
-def shore_weights(images: np.ndarray, labels: np.ndarray, w: float, green: int, nir: int) -> np.ndarray:
+def shore_weights(images: np.ndarray, labels: np.ndarray, w: float, green: int, nir: int,
+                  half: int = SHORE_HALF) -> np.ndarray:
     """float32 weights (N, H, W) for patches ``images`` (N, bands, H, W: raw values; NaN no data)
-    and ``labels`` (N, H, W): 1 + ``w`` on the shore's background, 1 elsewhere. ``green`` and
-    ``nir`` are the positions of B3 and B8 among the bands."""
+    and ``labels`` (N, H, W): 1 + ``w`` on the shore's background (``half`` px on each side of
+    the water line), 1 elsewhere. ``green`` and ``nir`` are the positions of B3 and B8 among the
+    bands."""
     out = np.ones(labels.shape, np.float32)
     water = images[:, green] > images[:, nir]  # NDWI > 0 without the division; NaN: not water
     for i in range(len(labels)):
-        wet = ndimage.binary_dilation(water[i], iterations=SHORE_HALF)
-        dry = ndimage.binary_dilation(~water[i], iterations=SHORE_HALF)
+        wet = ndimage.binary_dilation(water[i], iterations=half)
+        dry = ndimage.binary_dilation(~water[i], iterations=half)
         shore = wet & dry & (labels[i] == 0)
         objects = (labels[i] > 0) & (labels[i] != IGNORE)
         if objects.any():

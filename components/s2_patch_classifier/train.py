@@ -78,7 +78,7 @@ from .data import IGNORE
 from .gap_weights import gap_weights
 from .hard_negatives import HardNegatives
 from .losses import loss_function
-from .shore_weights import band_positions, shore_weights
+from .shore_weights import SHORE_HALF, band_positions, shore_weights
 from .params import FOCAL_CRITERIA
 from .metrics import scores
 from .model import Arch, Ensemble, UNet, build, index_positions, start_at_prior
@@ -113,6 +113,7 @@ class TrainConfig:
     mixed_windows: bool = False              # members 1, 3, ... on the side-by-side windows of overlapping patches
     gap_weight: float = 0.0                  # w0 of gap_weights on the background between nearby objects; 0: off
     shore_weight: float = 0.0                # w of shore_weights on the background along the water line; 0: off
+    shore_half: int = SHORE_HALF             # px of that band on each side of the water line
     head_prior: float = 0.0                  # each foreground class's starting probability (start_at_prior); 0: off
     restarts: int = 0                        # a network not taken off after a third of the epochs starts again
     hard_negatives: float = 0.0              # share of the background draws by hardness (hard_negatives); 0: off
@@ -264,9 +265,9 @@ class Batches:
     reads faster in order; the batch order does not matter to the loss)."""
 
     def __init__(self, patches: PatchSet, device: torch.device, gap_weight: float = 0.0,
-                 shore: tuple[float, int, int] | None = None):
+                 shore: tuple[float, int, int, int] | None = None):
         self.patches, self.device, self.gap_weight = patches, device, gap_weight
-        self.shore = shore  # (weight, position of B3, of B8) of shore_weights; None: off
+        self.shore = shore  # (weight, position of B3, of B8, half width) of shore_weights; None: off
         self.weighted = bool(gap_weight or shore)
         self._weights_of: dict[int, np.ndarray | None] = {}  # patch -> its loss weights (None: all 1)
         self.images = self.labels = None
@@ -415,15 +416,15 @@ def train(patches: PatchSet, cfg: TrainConfig) -> TrainResult:
     return TrainResult(model, metrics, history, train_idx, val_idx)
 
 
-def shore_setting(patches: PatchSet, cfg: TrainConfig) -> tuple[float, int, int] | None:
-    """(weight, position of B3, of B8) for ``shore_weights``; None when off."""
+def shore_setting(patches: PatchSet, cfg: TrainConfig) -> tuple[float, int, int, int] | None:
+    """(weight, position of B3, of B8, half width) for ``shore_weights``; None when off."""
     if not cfg.shore_weight:
         return None
     positions = band_positions(patches.bands)
     if positions is None:
         raise ServiceError(f"--shore_weight {cfg.shore_weight}: the water line is found with bands B3 and B8; "
                            f"these patches have {', '.join(patches.bands)}")
-    return (cfg.shore_weight, *positions)
+    return (cfg.shore_weight, *positions, cfg.shore_half)
 
 
 def evaluated_on(cfg: TrainConfig, held_out: bool) -> str:

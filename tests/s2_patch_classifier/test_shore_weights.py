@@ -40,6 +40,13 @@ def test_the_background_along_the_water_line_weighs_one_plus_w_away_from_ships()
     assert (shore_weights(img, lab, 0.0, GREEN, NIR) == 1).all()
 
 
+@pytest.mark.parametrize("half", [1, 4])
+def test_the_band_reaches_half_px_on_each_side_of_the_water_line(half):
+    img, lab = harbour()
+    w = shore_weights(img, lab, 5.0, GREEN, NIR, half)[0]
+    np.testing.assert_array_equal(w[0], [6.0 if 16 - half <= c < 16 + half else 1.0 for c in range(32)])
+
+
 def test_band_positions_need_green_and_near_infrared():
     assert band_positions(("B2", "B3", "B4", "B8")) == (GREEN, NIR)
     assert band_positions(("B2", "B4", "B8")) is None
@@ -103,6 +110,8 @@ def test_training_with_shore_weights_changes_the_losses_and_needs_green_and_near
     plain = train(ps, _cfg(epochs=1))
     weighted = train(ps, _cfg(epochs=1, shore_weight=5.0))
     assert weighted.history[0]["loss"] > plain.history[0]["loss"]
+    wider = train(ps, _cfg(epochs=1, shore_weight=5.0, shore_half=4))  # more shore pixels weigh 1 + w
+    assert wider.history[0]["loss"] > weighted.history[0]["loss"]
     ps.index["bands"] = ["B2", "B3", "B4", "B11"]
     with pytest.raises(ServiceError, match="shore_weight.*B3 and B8.*B2, B3, B4, B11"):
         train(ps, _cfg(epochs=1, shore_weight=5.0))
