@@ -35,8 +35,9 @@
   a patch is weighted up (``gap_weights``), so that ships moored a few pixels apart are not joined
   into one component; the weights follow the labels through the augmentation.
 - Shore weights (``shore_weight`` w > 0): the loss of the background pixels along the water line
-  (NDWI from B3 and B8, away from objects) is weighted 1 + w (``shore_weights``): quays, groynes
-  and piers, which unseen ports' networks found as ship-like as ships, are pushed down.
+  (within ``shore_half`` px of it; NDWI from B3 and B8, away from objects) is weighted 1 + w
+  (``shore_weights``): quays, groynes and piers, which unseen ports' networks found as ship-like as
+  ships, are pushed down (a band of 4 px instead of 2 lost ships on the ships bench).
 - Start (``head_prior`` p > 0): each foreground class starts at probability p, the background at
   the rest (the head's bias; Lin et al.'s prior for the focal loss); without it every class starts
   near 1 / classes, and with shore weights two of the first four ship networks never took off.
