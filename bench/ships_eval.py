@@ -64,6 +64,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.ships_seeds import over_seeds, parse_seeds  # noqa: E402
+from components.s2_patch_classifier.shore_weights import SHORE_HALF  # noqa: E402
 
 DEFAULT_ROOT = Path(os.environ.get("EO_SAMPLE_DATA", REPO.parent / "shared" / "data")) / "s2-ships-sen2ships"
 VALIDATION = ("cartagena", "casablanca", "honolulu", "klang")
@@ -100,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
                     help="w0 of the loss weights on the background between nearby ships (0: off)")
     ap.add_argument("--shore-weight", type=float, default=5.0,
                     help="loss weight added on the background along the water line (the service's --shore_weight)")
-    ap.add_argument("--shore-half", type=int, default=2,
+    ap.add_argument("--shore-half", type=int, default=SHORE_HALF,
                     help="px of the shore weights' band on each side of the water line")
     ap.add_argument("--restarts", type=int, default=2,
                     help="a network whose validation IoU is still 0 after a third of the epochs starts again from "
