@@ -217,7 +217,7 @@ def tile_balanced(weights: np.ndarray, has_fg: np.ndarray, tiles: np.ndarray, b:
     equally among them. b = 0 leaves the draws as they are (a tile's share follows its
     patches); b = 1 gives every tile the same share, so that a few large ports' quays do not
     make up most of the background an epoch shows."""
-    out = weights.astype(float).copy()
+    out = weights.astype(float)  # a copy
     for kind in (has_fg, ~has_fg):
         if not kind.any():
             continue
