@@ -64,11 +64,24 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.ships_seeds import over_seeds, parse_seeds  # noqa: E402
+from components.common.errors import InvalidParameter  # noqa: E402
+from components.s2_patch_classifier.params import S2PatchClassifierParams  # noqa: E402
 from components.s2_patch_classifier.shore_weights import SHORE_HALF  # noqa: E402
 
 DEFAULT_ROOT = Path(os.environ.get("EO_SAMPLE_DATA", REPO.parent / "shared" / "data")) / "s2-ships-sen2ships"
 VALIDATION = ("cartagena", "casablanca", "honolulu", "klang")
 BANDS = ("B2", "B3", "B4", "B8", "B11")
+# flags that set a service parameter, and that parameter: they take its declared bounds
+SERVICE_FLAGS = {"width": "width", "members": "ensemble", "epochs": "epochs", "lr": "lr",
+                 "patch_stride": "patch_stride", "gap_weight": "gap_weight", "shore_weight": "shore_weight",
+                 "restarts": "restarts", "head_prior": "head_prior", "hard_negatives": "hard_negatives",
+                 "shift": "shift", "focal_alpha": "focal_alpha", "val_fraction": "val_fraction",
+                 "overlap": "overlap", "seed_threshold": "seed_threshold", "grow_threshold": "grow_threshold",
+                 "split_depth": "split_depth", "pretrain_epochs": "pretrain_epochs", "seed": "seed"}
+# the bench's own numeric flags: (lowest, highest; None: no bound)
+BENCH_BOUNDS = {"shore_half": (1, None), "tile_balance": (0.0, 1.0), "mix_stride": (0, None),
+                "mix_epochs": (1, None), "batch_size": (1, None), "validate_on_ports": (0, None),
+                "budget_s": (0.0, None), "min_pixels": (-1, None), "jobs": (0, None)}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -151,8 +164,36 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def parse_args(argv=None, ap: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """The flags of ``ap`` (default: this bench's), each numeric one checked against its range: one
+    line and exit status 2 (argparse's) for a value out of it."""
+    ap = ap or parser()
+    args = ap.parse_args(argv)
+    for flag, name in SERVICE_FLAGS.items():
+        if hasattr(args, flag):
+            try:
+                S2PatchClassifierParams.check(name, getattr(args, flag))
+            except InvalidParameter as e:
+                fail(f"{_flag(flag)} {getattr(args, flag)}: allowed {e.allowed} (the service's --{name})", ap)
+    for flag, (lo, hi) in BENCH_BOUNDS.items():
+        value = getattr(args, flag, None)
+        if value is not None and (value < lo or hi is not None and value > hi):
+            fail(f"{_flag(flag)} {value}: allowed {lo} " + ("or more" if hi is None else f"to {hi}"), ap)
+    return args
+
+
+def fail(message: str, ap: argparse.ArgumentParser | None = None):
+    """One line on stderr and exit status 2, as argparse does for a flag it cannot read."""
+    ap = ap or parser()
+    ap.exit(2, f"{ap.prog}: error: {message}\n")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(argv)
 
     from components.common.logs import setup_logging
 
@@ -182,7 +223,7 @@ def evaluate(args) -> dict:
     fixed_train = names(args.train_ports)
     unknown = [p for p in held_out + fixed_train if p not in tiles]
     if unknown:
-        raise SystemExit(f"unknown port(s) {unknown}; ports: {sorted(tiles)}")
+        fail(f"unknown port(s) {unknown}; ports: {sorted(tiles)}")
     validation = [p for p in names(args.validation_ports) if p in tiles]
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, min(usable_cpus(), len(held_out))))
     threads = max(1, usable_cpus() // jobs)

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.ships_eval import DEFAULT_ROOT, VALIDATION, drop_specks, names, size_prior, summarise  # noqa: E402
+from bench.ships_eval import DEFAULT_ROOT, VALIDATION, drop_specks, fail, names, parse_args, size_prior, summarise  # noqa: E402
 from bench.ships_eval import parser as harness_parser  # noqa: E402
 
 SEED_RULES = ("mean", "all")
@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    print(json.dumps(rescore(parser().parse_args(argv)), indent=2))
+    print(json.dumps(rescore(parse_args(argv, parser())), indent=2))
     return 0
 
 
@@ -64,7 +64,8 @@ def rescore(args) -> dict:
     ports = names(args.ports) or sorted(set.intersection(*saved) & set(tiles))
     missing = [f"{r}/model_{p}.pt" for r, have in zip(runs, saved) for p in ports if p not in have]
     if missing or not ports:
-        raise SystemExit(f"no saved model {', '.join(missing)}" if missing else "no port has a model in every run")
+        fail(f"no saved model {', '.join(missing)}" if missing else f"no port has a model in every run of {args.runs}",
+             parser())
     results = [_port(args, runs, tiles, port) for port in ports]
     validation = names(args.validation_ports)
     return {"runs": [str(r) for r in runs], "seeds": args.seeds, "ports": {r["port"]: r for r in results},

@@ -103,6 +103,12 @@ class ServiceParams:
                 object.__setattr__(self, f.name, items)
             _check_bounds(f, value)
 
+    @classmethod
+    def check(cls, name: str, value) -> None:
+        """Raise :class:`InvalidParameter` when ``value`` lies outside the bounds declared for the
+        parameter ``name`` (for tools that take one parameter on its own, e.g. the benches)."""
+        _check_bounds({f.name: f for f in dataclasses.fields(cls)}[name], value)
+
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 

@@ -26,6 +26,8 @@ def shore_weights(images: np.ndarray, labels: np.ndarray, w: float, green: int, 
     and ``labels`` (N, H, W): 1 + ``w`` on the shore's background (``half`` px on each side of
     the water line), 1 elsewhere. ``green`` and ``nir`` are the positions of B3 and B8 among the
     bands."""
+    if half < 1:  # scipy dilates "until nothing changes" below 1 iteration: the whole patch would weigh
+        raise ValueError(f"shore band of {half} px: at least 1 px on each side of the water line")
     out = np.ones(labels.shape, np.float32)
     water = images[:, green] > images[:, nir]  # NDWI > 0 without the division; NaN: not water
     for i in range(len(labels)):

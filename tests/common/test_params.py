@@ -36,3 +36,10 @@ def test_invalid_values_name_parameter_value_and_allowed(values, fragment):
     assert fragment in str(e.value)
     assert isinstance(e.value, ServiceError)
     assert "\n" not in str(e.value)
+
+
+def test_one_value_is_checked_against_its_declared_bounds():
+    S2PreprocessParams.check("resolution", 20.0)
+    S2PreprocessParams.check("aoi", None)                  # no bounds declared: nothing to check
+    with pytest.raises(InvalidParameter, match="parameter 'resolution': allowed a number > 0"):
+        S2PreprocessParams.check("resolution", 0.0)

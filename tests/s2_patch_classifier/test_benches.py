@@ -142,3 +142,24 @@ def test_the_harness_runs_each_seed_and_summarises(tmp_path, capsys):
     assert over["ports"] == ["honolulu"] and over["per_seed"] == [r["summary"]["validation_ports"]["mean_object_f1"]
                                                                     for r in out["runs"]]
     assert out["over_seeds"]["report_ports"] is None
+
+
+@pytest.mark.parametrize("bench, argv, line", [
+    ("ships_eval", ["--tile-balance", "1.5"], "--tile-balance 1.5: allowed 0.0 to 1.0"),
+    ("ships_eval", ["--shore-half", "0"], "--shore-half 0: allowed 1 or more"),
+    ("ships_eval", ["--gap-weight", "-1"], "--gap-weight -1.0: allowed a number >= 0.0 and <= 100.0 (the service's "
+                                           "--gap_weight)"),
+    ("ships_eval", ["--members", "9"], "--members 9: allowed a number >= 1 and <= 8 (the service's --ensemble)"),
+    ("ships_eval", ["--ports", "atlantis", "--epochs", "1"], "unknown port(s) ['atlantis']"),
+    ("ships_rescore", ["runs", "--split-depth", "2"], "--split-depth 2.0: allowed a number >= 0.0 and <= 1.0"),
+    ("ships_rescore", ["no-such-run"], "no port has a model in every run of ['no-such-run']"),
+])
+def test_the_ship_benches_refuse_a_bad_flag_in_one_line(bench, argv, line, capsys):
+    from tests.conftest import sample
+
+    root = str(sample("s2-ships-sen2ships"))
+    argv = ([root] if bench == "ships_eval" else ["--root", root]) + argv
+    with pytest.raises(SystemExit) as e:
+        _load(bench).main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and line in err and err.count("\n") == 1

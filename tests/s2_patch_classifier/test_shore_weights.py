@@ -47,6 +47,12 @@ def test_the_band_reaches_half_px_on_each_side_of_the_water_line(half):
     np.testing.assert_array_equal(w[0], [6.0 if 16 - half <= c < 16 + half else 1.0 for c in range(32)])
 
 
+def test_a_band_under_one_px_is_refused():
+    img, lab = harbour()  # scipy would dilate zero iterations "until nothing changes": all the background
+    with pytest.raises(ValueError, match="shore band of 0 px"):
+        shore_weights(img, lab, 5.0, GREEN, NIR, 0)
+
+
 def test_band_positions_need_green_and_near_infrared():
     assert band_positions(("B2", "B3", "B4", "B8")) == (GREEN, NIR)
     assert band_positions(("B2", "B4", "B8")) is None
