@@ -22,6 +22,7 @@ with a warning, up to :data:`MAX_BAD_FRACTION` of the tile; beyond that it is an
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -280,7 +281,7 @@ def find_tiles(root: str | Path) -> list[Tile]:
         files_by_dir = {root.parent: [root]}
     else:
         files_by_dir = defaultdict(list)
-        for p in sorted(root.rglob("*")):
+        for p in files_under(root):
             if p.is_file() and not p.name.startswith("."):
                 files_by_dir[p.parent].append(p)
     tiles: list[Tile] = []
@@ -293,6 +294,22 @@ def find_tiles(root: str | Path) -> list[Tile]:
         if names.count(t.name) > 1:
             t.name = _clean_name(str(t.folder.relative_to(root if root.is_dir() else root.parent)) + "_" + t.name)
     return tiles
+
+
+def files_under(root: Path) -> list[Path]:
+    """Every file under the folder ``root``, sorted, linked folders followed (a folder of links to
+    scenes is how a training set is often assembled); each real folder is read once, so a link
+    back up the tree cannot loop."""
+    seen, out = set(), []
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders.sort()  # a folder reached twice keeps its first path in name order
+        out += [Path(folder) / f for f in files]
+    return sorted(out)
 
 
 def _tiles_in(folder: Path, files: list[Path], root: Path) -> list[Tile]:

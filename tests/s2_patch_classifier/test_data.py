@@ -91,6 +91,21 @@ def test_real_port_annotations_rasterise_on_the_tile_grid():
     assert ((instances > 0) == (labels == 1)).all()
 
 
+def test_linked_port_folders_are_found_once(tmp_path):
+    from tests.conftest import sample
+
+    ports = sample("s2-ships-sen2ships")
+    for name in ("casablanca", "honolulu"):  # a training set assembled from links to the scenes
+        (tmp_path / name).symlink_to(ports / name, target_is_directory=True)
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "again").symlink_to(tmp_path, target_is_directory=True)  # a loop back up
+    (tmp_path / "more" / "casa").symlink_to(ports / "casablanca", target_is_directory=True)  # reached twice
+    tiles = find_tiles(tmp_path)
+    assert sorted(t.name for t in tiles) == ["casablanca", "honolulu"]
+    assert all(t.folder.parent == tmp_path for t in tiles)
+    assert tiles[0].read_instances().max() == 15  # its labels came with it
+
+
 def test_damaged_strip_is_read_as_no_data(tmp_path):
     data = np.arange(64 * 40, dtype=np.uint16).reshape(64, 40)
     path = tmp_path / "S2_B04_(Raw).tiff"
