@@ -182,6 +182,30 @@ def parse_args(argv=None, ap: argparse.ArgumentParser | None = None) -> argparse
     return args
 
 
+def service_flags(args) -> list[str] | None:
+    """The ``s2-patch-classifier`` flags that train and predict as a fold of this bench does (the
+    service's ``-action full`` on the fold's training ports, ``--predict_input`` the held-out port:
+    the same patches, networks and maps; the bench then drops components under half the smallest
+    training ship, which hysteresis rarely leaves). None when a setting is the bench's alone."""
+    bench_only = {"shore_half": SHORE_HALF, "tile_balance": 0.0, "mix_stride": 0, "validate_on_ports": 0,
+                  "split_per_member": False, "pretrain_epochs": 0, "budget_s": 0.0}
+    if any(getattr(args, k) != v for k, v in bench_only.items()):
+        return None
+    flags = ["-patch_size", args.patch_size, "-b", args.batch_size, "-epochs", args.epochs, "-lr", args.lr,
+             "-criterion", args.criterion, "-data_aug", not args.no_aug, "--encoder", args.encoder,
+             "--width", args.width, "--dark_object", args.dark_object, "--ensemble", args.members,
+             "--restarts", args.restarts, "--gap_weight", args.gap_weight, "--shore_weight", args.shore_weight,
+             "--head_prior", args.head_prior, "--shift", args.shift, "--val_fraction", args.val_fraction,
+             "--seed_threshold", args.seed_threshold, "--grow_threshold", args.grow_threshold,
+             "--split_depth", args.split_depth]
+    optional = {"--indices": (args.indices, ""), "--patch_stride": (args.patch_stride, 0),
+                "--ensemble_windows": (args.ensemble_windows, "same"), "--hard_negatives": (args.hard_negatives, 0.0),
+                "--focal_alpha": (args.focal_alpha, 0.0), "--flips": (args.flips, False),
+                "--overlap": (args.overlap, 0.25), "--seed": (args.seed, 0)}
+    flags += [x for flag, (value, default) in optional.items() if value != default for x in (flag, value)]
+    return [str(f) for f in flags]
+
+
 def fail(message: str, ap: argparse.ArgumentParser | None = None):
     """One line on stderr and exit status 2, as argparse does for a flag it cannot read."""
     ap = ap or parser()
@@ -228,7 +252,8 @@ def evaluate(args) -> dict:
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, min(usable_cpus(), len(held_out))))
     threads = max(1, usable_cpus() // jobs)
     out = {"data": str(args.root), "device": str(device), "validation_ports": validation,
-           "settings": {k: v for k, v in vars(args).items() if k not in ("root", "verbose")}}
+           "settings": {k: v for k, v in vars(args).items() if k not in ("root", "verbose")},
+           "service_flags": service_flags(args)}
     encoder = None  # (weights, normalisation statistics) of the pre-trained encoder
     if args.pretrain_epochs:
         encoder, out["pretrain"] = _pretrain(args, list(tiles.values()), device)

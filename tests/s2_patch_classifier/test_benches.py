@@ -163,3 +163,25 @@ def test_the_ship_benches_refuse_a_bad_flag_in_one_line(bench, argv, line, capsy
         _load(bench).main(argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and line in err and err.count("\n") == 1
+
+
+def test_the_readme_recipe_is_the_service_form_of_the_bench_defaults():
+    from components.common.cli import build_parser
+    from components.s2_patch_classifier.cli import INPUTS
+    from components.s2_patch_classifier.params import S2PatchClassifierParams
+
+    harness = _load("ships_eval")
+    bench = harness.parser().parse_args([])
+    flags = harness.service_flags(bench)
+    readme = (REPO / "components" / "s2_patch_classifier" / "README.md").read_text()
+    assert " ".join(flags) in " ".join(readme.replace("\\\n", " ").split())
+    argv = ["--input", "in", "--outdir", "out", "-action", "full", *flags]
+    read = vars(build_parser("s2-patch-classifier", "", S2PatchClassifierParams, INPUTS).parse_args(argv))
+    params = S2PatchClassifierParams.from_strings({k: v for k, v in read.items()
+                                                   if k not in ("input", "outdir", "verbose")})
+    same = ("patch_size", "batch_size", "epochs", "lr", "criterion", "encoder", "width", "dark_object", "restarts",
+            "gap_weight", "shore_weight", "head_prior", "shift", "val_fraction", "seed_threshold", "grow_threshold",
+            "split_depth", "seed", "overlap", "flips")
+    assert {k: getattr(params, k) for k in same} == {k: getattr(bench, k) for k in same}
+    assert (params.ensemble, params.data_aug) == (bench.members, not bench.no_aug)
+    assert harness.service_flags(harness.parser().parse_args(["--tile-balance", "1"])) is None  # the bench's alone
