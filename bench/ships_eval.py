@@ -338,7 +338,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
     from components.s2_patch_classifier.data import find_tiles
     from components.s2_patch_classifier.metrics import object_summary, objects
     from components.s2_patch_classifier.model import Ensemble, networks
-    from components.s2_patch_classifier.predict import FlipAveraged, TorchPredictor, predict_array
+    from components.s2_patch_classifier.predict import FlipAveraged, TorchPredictor, auto_precision, predict_array
     from components.s2_patch_classifier.train import TrainConfig, resolve_device, train
 
     setup_logging(logging.INFO if args.verbose else logging.WARNING)  # a worker process starts bare
@@ -381,7 +381,8 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
         Path(args.save_dir).mkdir(parents=True, exist_ok=True)
         modelio.save_pytorch(Path(args.save_dir) / f"model_{port}.pt", model, meta)
     min_pixels = args.min_pixels if args.min_pixels >= 0 else size_prior([tiles[n] for n in train_ports])
-    predictor = TorchPredictor(model, meta, device)
+    # the precision the service's auto engine takes for this model (its fp32 engine is ONNX Runtime)
+    predictor = TorchPredictor(model, meta, device, auto_precision(model, meta, device, f"model_{port}"))
     if args.flips:
         predictor = FlipAveraged(predictor)
     t1 = time.perf_counter()

@@ -75,12 +75,13 @@ def rescore(args) -> dict:
 
 
 def ship_probabilities(model_file: Path, tile, overlap: float) -> list:
-    """The ship probability map (H, W) of each network in ``model_file`` over ``tile``."""
+    """The ship probability map (H, W) of each network in ``model_file`` over ``tile``, in the
+    precision the service predicts that model in."""
     import torch
 
     from components.s2_patch_classifier import modelio, radiometry
     from components.s2_patch_classifier.model import networks
-    from components.s2_patch_classifier.predict import TorchPredictor, probability_array
+    from components.s2_patch_classifier.predict import TorchPredictor, auto_precision, probability_array
 
     model, meta = modelio.load_pytorch(model_file)
     bands = tuple(meta["bands"])
@@ -88,8 +89,9 @@ def ship_probabilities(model_file: Path, tile, overlap: float) -> list:
     if meta.get("dark_object"):
         radiometry.correct(tile, bands, meta["dark_object"])
     image = tile.read(bands)
-    return [probability_array(image, TorchPredictor(net, meta, torch.device("cpu")), overlap)[1]
-            for net in networks(model)]
+    cpu = torch.device("cpu")
+    precision = auto_precision(model, meta, cpu, model_file.name)  # as the bench and the service predict
+    return [probability_array(image, TorchPredictor(net, meta, cpu, precision), overlap)[1] for net in networks(model)]
 
 
 def ships(prob, seeds: str, grow_threshold: float, seed_threshold: float = 0.0, split_depth: float = 0.0):

@@ -33,7 +33,7 @@ and transform), with a colour table, plus a coloured quicklook PNG and a STAC it
 from __future__ import annotations
 
 import abc
-
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,28 +180,28 @@ def open_predictor(model_file: str | Path, device: torch.device, precision: str 
     model, meta = load_pytorch(path)
     if engine == "torch" or (engine == "auto" and device.type == "cuda"):
         return TorchPredictor(model, meta, device, precision)
-    if engine == "auto" and precision != "fp32" and bf16_native():
-        predictor = _checked_bf16(model, meta, device, path.name)
-        if predictor is not None:
-            return predictor
-        model, meta = load_pytorch(path)  # bf16 folded the batch-norms of the first copy
+    if engine == "auto" and precision != "fp32" and auto_precision(model, meta, device, path.name) == "bf16":
+        return TorchPredictor(model, meta, device, "bf16")
     return _onnx(model, meta, path, device, threads)
 
 
-def _checked_bf16(model, meta: dict, device: torch.device, name: str) -> Predictor | None:
-    """PyTorch in bf16 when its probabilities stay within BF16_TOLERANCE of the fp32 model's on
-    probe windows; None (and a log line) when they do not."""
+def auto_precision(model, meta: dict, device: torch.device, name: str) -> str:
+    """The precision the ``auto`` engine predicts a PyTorch model in: bf16 on CUDA, and on a CPU
+    with native bf16 when its probabilities stay within BF16_TOLERANCE of the fp32 model's on probe
+    windows (logged); fp32 otherwise (ONNX Runtime, in the service). ``model`` is left as it is."""
+    if device.type == "cuda":
+        return "bf16"
+    if not bf16_native():
+        return "fp32"
     x = probe_windows(meta)
     with torch.inference_mode():
         ref = torch.softmax(model.eval()(torch.from_numpy(x)), dim=1).numpy()
-    predictor = TorchPredictor(model, meta, device, "bf16")
-    diff = float(np.abs(predictor(x) - ref).max())
+    diff = float(np.abs(TorchPredictor(copy.deepcopy(model), meta, device, "bf16")(x) - ref).max())
     if diff <= BF16_TOLERANCE:
         log.info("%s: bf16 within %.1e of fp32 on probe windows: PyTorch bf16", name, diff)
-        return predictor
-    log.info("%s: bf16 differs from fp32 by %.1e (> %g) on probe windows: ONNX Runtime fp32", name, diff,
-             BF16_TOLERANCE)
-    return None
+        return "bf16"
+    log.info("%s: bf16 differs from fp32 by %.1e (> %g) on probe windows: fp32", name, diff, BF16_TOLERANCE)
+    return "fp32"
 
 
 def _onnx(model, meta: dict, path: Path, device: torch.device, threads: int | None) -> Predictor:

@@ -15,7 +15,8 @@ from components.s2_patch_classifier.cli import main
 from components.s2_patch_classifier.data import find_tiles
 from components.s2_patch_classifier.model import Arch, build
 from components.s2_patch_classifier.onnx_export import CACHE_ENV
-from components.s2_patch_classifier.predict import OnnxPredictor, TorchPredictor, bf16_native, open_predictor
+from components.s2_patch_classifier.predict import (OnnxPredictor, TorchPredictor, auto_precision, bf16_native,
+                                                    open_predictor, probability_array)
 
 from .fixtures import SYNTH_BANDS, port_crop, synthetic_tile
 
@@ -69,15 +70,40 @@ def test_default_engine_gives_pytorch_probabilities_on_a_real_port(tmp_path, cac
     assert np.abs(exact(windows) - ref).max() <= 1e-5
 
 
-@pytest.mark.skipif(not bf16_native(), reason="this CPU has no native bf16: the default is ONNX Runtime anyway")
-def test_a_model_that_bf16_would_move_beyond_the_tolerance_runs_in_onnx_runtime(tmp_path, cache):
+def _bf16_sensitive_unet():
     stats = {"low": [0.0] * 4, "high": [4000.0] * 4, "mean": [800.0] * 4, "std": [500.0] * 4}
     model, meta = _random_unet(SYNTH_BANDS, stats)
     with torch.no_grad():  # both logits in the thousands, their difference as before: bf16's 8-bit
         model.head.weight.add_(300.0 * model.head.weight[0].abs())  # mantissa moves it by units
+    return model, meta
+
+
+@pytest.mark.skipif(not bf16_native(), reason="this CPU has no native bf16: the default is ONNX Runtime anyway")
+def test_a_model_that_bf16_would_move_beyond_the_tolerance_runs_in_onnx_runtime(tmp_path, cache):
+    model, meta = _bf16_sensitive_unet()
     pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
     assert open_predictor(pt, CPU).engine == "onnxruntime-cpu"
     assert open_predictor(pt, CPU, engine="torch").engine == "torch-bf16"  # asked for: not checked
+
+
+@pytest.mark.skipif(not bf16_native(), reason="this CPU has no native bf16: every engine is fp32")
+def test_the_ship_benches_predict_in_the_precision_the_service_takes(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    model, meta = _bf16_sensitive_unet()
+    pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
+    assert auto_precision(model, meta, CPU, "model.pt") == "fp32"  # the service: ONNX Runtime fp32
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the model left as it was
+    spec = importlib.util.spec_from_file_location(
+        "ships_rescore", Path(__file__).resolve().parents[2] / "bench" / "ships_rescore.py")
+    rescore = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rescore)
+    synthetic_tile(tmp_path / "tiles", "A")
+    (tile,) = find_tiles(tmp_path / "tiles")
+    (got,) = rescore.ship_probabilities(pt, tile, 0.25)
+    fp32 = TorchPredictor(modelio.load_pytorch(pt)[0], meta, CPU, "fp32")
+    np.testing.assert_array_equal(got, probability_array(tile.read(SYNTH_BANDS), fp32, 0.25)[1])
 
 
 @pytest.fixture(scope="module")
