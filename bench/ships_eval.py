@@ -187,9 +187,9 @@ def service_flags(args) -> list[str] | None:
     service's ``-action full`` on the fold's training ports, ``--predict_input`` the held-out port:
     the same patches, networks and maps; the bench then drops components under half the smallest
     training ship, which hysteresis rarely leaves). None when a setting is the bench's alone."""
-    bench_only = {"shore_half": SHORE_HALF, "tile_balance": 0.0, "mix_stride": 0, "validate_on_ports": 0,
-                  "split_per_member": False, "pretrain_epochs": 0, "budget_s": 0.0}
-    if any(getattr(args, k) != v for k, v in bench_only.items()):
+    bench_only = ("shore_half", "tile_balance", "mix_stride", "validate_on_ports", "split_per_member",
+                  "pretrain_epochs", "budget_s")
+    if any(getattr(args, k) != parser().get_default(k) for k in bench_only):
         return None
     flags = ["-patch_size", args.patch_size, "-b", args.batch_size, "-epochs", args.epochs, "-lr", args.lr,
              "-criterion", args.criterion, "-data_aug", not args.no_aug, "--encoder", args.encoder,
@@ -198,11 +198,13 @@ def service_flags(args) -> list[str] | None:
              "--head_prior", args.head_prior, "--shift", args.shift, "--val_fraction", args.val_fraction,
              "--seed_threshold", args.seed_threshold, "--grow_threshold", args.grow_threshold,
              "--split_depth", args.split_depth]
-    optional = {"--indices": (args.indices, ""), "--patch_stride": (args.patch_stride, 0),
-                "--ensemble_windows": (args.ensemble_windows, "same"), "--hard_negatives": (args.hard_negatives, 0.0),
-                "--focal_alpha": (args.focal_alpha, 0.0), "--flips": (args.flips, False),
-                "--overlap": (args.overlap, 0.25), "--seed": (args.seed, 0)}
-    flags += [x for flag, (value, default) in optional.items() if value != default for x in (flag, value)]
+    # the rest only where they leave the service's own default
+    service = {f.name: f.default for f in dataclasses.fields(S2PatchClassifierParams)}
+    optional = {"indices": tuple(names(args.indices)), "patch_stride": args.patch_stride,
+                "ensemble_windows": args.ensemble_windows, "hard_negatives": args.hard_negatives,
+                "focal_alpha": args.focal_alpha, "flips": args.flips, "overlap": args.overlap, "seed": args.seed}
+    flags += [x for name, value in optional.items() if value != service[name]
+              for x in (f"--{name}", ",".join(value) if isinstance(value, tuple) else value)]
     return [str(f) for f in flags]
 
 

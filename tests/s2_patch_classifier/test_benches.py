@@ -186,3 +186,28 @@ def test_the_readme_recipe_is_the_service_form_of_the_bench_defaults():
     assert {k: getattr(params, k) for k in same} == {k: getattr(bench, k) for k in same}
     assert (params.ensemble, params.data_aug) == (bench.members, not bench.no_aug)
     assert harness.service_flags(harness.parser().parse_args(["--tile-balance", "1"])) is None  # the bench's alone
+
+
+def test_the_ship_benches_predict_in_the_precision_the_service_takes(tmp_path):
+    import numpy as np
+    import torch
+
+    from components.s2_patch_classifier import modelio
+    from components.s2_patch_classifier.data import find_tiles
+    from components.s2_patch_classifier.predict import TorchPredictor, auto_precision, bf16_native, probability_array
+
+    from .fixtures import SYNTH_BANDS, synthetic_tile
+    from .test_engines import _bf16_sensitive_unet
+
+    if not bf16_native():
+        pytest.skip("this CPU has no native bf16: every engine is fp32")
+    cpu = torch.device("cpu")
+    model, meta = _bf16_sensitive_unet()
+    pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
+    assert auto_precision(model, meta, cpu, "model.pt") == "fp32"  # the service: ONNX Runtime fp32
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the model left as it was
+    synthetic_tile(tmp_path / "tiles", "A")
+    (tile,) = find_tiles(tmp_path / "tiles")
+    (got,) = _load("ships_rescore").ship_probabilities(pt, tile, 0.25)
+    fp32 = TorchPredictor(modelio.load_pytorch(pt)[0], meta, cpu, "fp32")
+    np.testing.assert_array_equal(got, probability_array(tile.read(SYNTH_BANDS), fp32, 0.25)[1])

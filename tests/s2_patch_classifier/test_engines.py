@@ -15,8 +15,7 @@ from components.s2_patch_classifier.cli import main
 from components.s2_patch_classifier.data import find_tiles
 from components.s2_patch_classifier.model import Arch, build
 from components.s2_patch_classifier.onnx_export import CACHE_ENV
-from components.s2_patch_classifier.predict import (OnnxPredictor, TorchPredictor, auto_precision, bf16_native,
-                                                    open_predictor, probability_array)
+from components.s2_patch_classifier.predict import OnnxPredictor, TorchPredictor, bf16_native, open_predictor
 
 from .fixtures import SYNTH_BANDS, port_crop, synthetic_tile
 
@@ -84,26 +83,6 @@ def test_a_model_that_bf16_would_move_beyond_the_tolerance_runs_in_onnx_runtime(
     pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
     assert open_predictor(pt, CPU).engine == "onnxruntime-cpu"
     assert open_predictor(pt, CPU, engine="torch").engine == "torch-bf16"  # asked for: not checked
-
-
-@pytest.mark.skipif(not bf16_native(), reason="this CPU has no native bf16: every engine is fp32")
-def test_the_ship_benches_predict_in_the_precision_the_service_takes(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    model, meta = _bf16_sensitive_unet()
-    pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
-    assert auto_precision(model, meta, CPU, "model.pt") == "fp32"  # the service: ONNX Runtime fp32
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the model left as it was
-    spec = importlib.util.spec_from_file_location(
-        "ships_rescore", Path(__file__).resolve().parents[2] / "bench" / "ships_rescore.py")
-    rescore = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rescore)
-    synthetic_tile(tmp_path / "tiles", "A")
-    (tile,) = find_tiles(tmp_path / "tiles")
-    (got,) = rescore.ship_probabilities(pt, tile, 0.25)
-    fp32 = TorchPredictor(modelio.load_pytorch(pt)[0], meta, CPU, "fp32")
-    np.testing.assert_array_equal(got, probability_array(tile.read(SYNTH_BANDS), fp32, 0.25)[1])
 
 
 @pytest.fixture(scope="module")
