@@ -11,15 +11,16 @@ Engines (``--engine``):
 - ``auto`` (default): the fastest engine that keeps the fp32 model's class probabilities to
   ``BF16_TOLERANCE`` (1e-3). On a CPU with native bf16 (AVX512-BF16/AMX) that is PyTorch in bf16,
   checked against fp32 on two probe windows when the model is opened (beyond the tolerance:
-  ONNX Runtime); on other CPUs ONNX Runtime fp32; on CUDA PyTorch bf16. ONNX files always run
-  in ONNX Runtime;
+  ONNX Runtime); on other CPUs ONNX Runtime fp32; on CUDA PyTorch, bf16 under the same check
+  (beyond it fp32, its convolutions kept out of TF32). ONNX files always run in ONNX Runtime;
 - ``onnxruntime``: ONNX files as they are; PyTorch files exported to ONNX once per file, cached
   and checked against PyTorch (:func:`onnx_export.cached_export`). fp32 throughout (PyTorch's
   probabilities to about 1e-7), graph optimisations (convolutions fused with their activations
   and additions, blocked memory layout), as many threads as the pod's CPU limit allows;
 - ``torch`` (PyTorch files only): batch-norms folded into the convolutions, channels-last
   memory, windows batched, ``inference_mode``, and bf16 autocast where the CPU has native bf16
-  or on CUDA (``precision`` picks fp32 or bf16 by hand), unchecked.
+  or on CUDA (``precision`` picks fp32 or bf16 by hand), unchecked; fp32 on CUDA is full fp32
+  (PyTorch runs cuDNN convolutions in TF32 unless told not to, about 1e-3 off).
 
 Where the time goes (``bench/s2_patch_classifier.py``): nearly all of it in the convolutions,
 which a plain fp32 PyTorch loop already runs efficiently, so the exact fp32 engines gain little
@@ -33,6 +34,7 @@ and transform), with a colour table, plus a coloured quicklook PNG and a STAC it
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 import logging
 from dataclasses import dataclass
@@ -73,6 +75,21 @@ def bf16_native() -> bool:
         return False
 
 
+def bf16_capable(device: torch.device) -> bool:
+    """True where bf16 is the faster precision: CUDA, or a CPU with native bf16."""
+    return device.type == "cuda" or bf16_native()
+
+
+def full_fp32(device: torch.device):
+    """A context in which convolutions on ``device`` run in full fp32: on CUDA, cuDNN without
+    TF32 (10 mantissa bits, PyTorch's default for convolutions); elsewhere nothing to change."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                       allow_tf32=False)
+
+
 class Predictor(abc.ABC):
     """Class probabilities (N, K, P, P) for raw windows (N, C, P, P) float32."""
 
@@ -99,7 +116,8 @@ class TorchPredictor(Predictor):
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(x).to(self.device).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"), \
+                full_fp32(self.device):
             logits = self.model(t)
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
@@ -178,25 +196,27 @@ def open_predictor(model_file: str | Path, device: torch.device, precision: str 
             raise InvalidParameter("engine", engine, f"auto or onnxruntime for the ONNX model file {path.name}")
         return OnnxPredictor(path, read_meta(path), device, threads)
     model, meta = load_pytorch(path)
-    if engine == "torch" or (engine == "auto" and device.type == "cuda"):
+    if engine == "torch":
         return TorchPredictor(model, meta, device, precision)
-    if engine == "auto" and precision != "fp32" and auto_precision(model, meta, device, path.name) == "bf16":
-        return TorchPredictor(model, meta, device, "bf16")
+    if engine == "auto" and precision != "fp32":  # bf16 only where it keeps BF16_TOLERANCE
+        precision = auto_precision(model, meta, device, path.name)
+    if engine == "auto" and (precision == "bf16" or device.type == "cuda"):
+        return TorchPredictor(model, meta, device, precision)
     return _onnx(model, meta, path, device, threads)
 
 
 def auto_precision(model, meta: dict, device: torch.device, name: str) -> str:
-    """The precision the ``auto`` engine predicts a PyTorch model in: bf16 on CUDA, and on a CPU
-    with native bf16 when its probabilities stay within BF16_TOLERANCE of the fp32 model's on probe
-    windows (logged); fp32 otherwise (ONNX Runtime, in the service). ``model`` is left as it is."""
-    if device.type == "cuda":
-        return "bf16"
-    if not bf16_native():
+    """The precision the ``auto`` engine predicts a PyTorch model in on ``device``: bf16 where it
+    is the faster (:func:`bf16_capable`) and the probabilities stay within BF16_TOLERANCE of the fp32
+    model's on the CPU on probe windows (logged); fp32 otherwise (ONNX Runtime on a CPU, in the
+    service). ``model`` is left as it is."""
+    if not bf16_capable(device):
         return "fp32"
     x = probe_windows(meta)
+    reference = copy.deepcopy(model).cpu().eval()
     with torch.inference_mode():
-        ref = torch.softmax(model.eval()(torch.from_numpy(x)), dim=1).numpy()
-    diff = float(np.abs(TorchPredictor(copy.deepcopy(model), meta, device, "bf16")(x) - ref).max())
+        ref = torch.softmax(reference(torch.from_numpy(x)), dim=1).numpy()
+    diff = float(np.abs(TorchPredictor(reference, meta, device, "bf16")(x) - ref).max())
     if diff <= BF16_TOLERANCE:
         log.info("%s: bf16 within %.1e of fp32 on probe windows: PyTorch bf16", name, diff)
         return "bf16"

@@ -15,7 +15,8 @@ from components.s2_patch_classifier.cli import main
 from components.s2_patch_classifier.data import find_tiles
 from components.s2_patch_classifier.model import Arch, build
 from components.s2_patch_classifier.onnx_export import CACHE_ENV
-from components.s2_patch_classifier.predict import OnnxPredictor, TorchPredictor, bf16_native, open_predictor
+from components.s2_patch_classifier.predict import (OnnxPredictor, TorchPredictor, bf16_native, open_predictor,
+                                                    probe_windows)
 
 from .fixtures import SYNTH_BANDS, port_crop, synthetic_tile
 
@@ -83,6 +84,35 @@ def test_a_model_that_bf16_would_move_beyond_the_tolerance_runs_in_onnx_runtime(
     pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
     assert open_predictor(pt, CPU).engine == "onnxruntime-cpu"
     assert open_predictor(pt, CPU, engine="torch").engine == "torch-bf16"  # asked for: not checked
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_bf16_is_checked_and_fp32_is_full_fp32(tmp_path):
+    cuda = torch.device("cuda")
+    model, meta = _bf16_sensitive_unet()
+    pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
+    windows = probe_windows(meta, 4)
+    with torch.no_grad():
+        ref = torch.softmax(model(torch.from_numpy(windows)), 1).numpy()
+    default = open_predictor(pt, cuda)
+    assert default.engine == "torch-fp32"  # bf16 would move these probabilities by far more than 1e-3
+    assert np.abs(default(windows) - ref).max() <= 1e-5  # no TF32 either
+    assert open_predictor(pt, cuda, engine="torch").engine == "torch-bf16"  # asked for: not checked
+    plain, plain_meta = _random_unet(SYNTH_BANDS, meta["stats"])
+    plain_pt = modelio.save_pytorch(tmp_path / "plain.pt", plain, plain_meta)
+    probes = probe_windows(plain_meta)  # those the check compares on
+    with torch.no_grad():
+        plain_ref = torch.softmax(plain(torch.from_numpy(probes)), 1).numpy()
+    bf16_diff = np.abs(TorchPredictor(modelio.load_pytorch(plain_pt)[0], plain_meta, cuda, "bf16")(probes)
+                       - plain_ref).max()
+    assert open_predictor(plain_pt, cuda).engine == ("torch-bf16" if bf16_diff <= 1e-3 else "torch-fp32")
+
+
+def test_a_precision_given_with_the_auto_engine_is_still_checked(tmp_path, cache):
+    model, meta = _bf16_sensitive_unet()
+    pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
+    assert open_predictor(pt, CPU, precision="bf16").engine == "onnxruntime-cpu"
+    assert open_predictor(pt, CPU, precision="fp32").engine == "onnxruntime-cpu"
 
 
 @pytest.fixture(scope="module")
