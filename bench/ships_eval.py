@@ -71,6 +71,7 @@ from components.s2_patch_classifier.shore_weights import SHORE_HALF  # noqa: E40
 DEFAULT_ROOT = Path(os.environ.get("EO_SAMPLE_DATA", REPO.parent / "shared" / "data")) / "s2-ships-sen2ships"
 VALIDATION = ("cartagena", "casablanca", "honolulu", "klang")
 BANDS = ("B2", "B3", "B4", "B8", "B11")
+SETTINGS_FILE = "settings.json"  # the run's settings, beside the networks of --save-dir
 # flags that set a service parameter, and that parameter: they take its declared bounds
 SERVICE_FLAGS = {"width": "width", "members": "ensemble", "epochs": "epochs", "lr": "lr",
                  "patch_stride": "patch_stride", "gap_weight": "gap_weight", "shore_weight": "shore_weight",
@@ -256,6 +257,9 @@ def evaluate(args) -> dict:
     out = {"data": str(args.root), "device": str(device), "validation_ports": validation,
            "settings": {k: v for k, v in vars(args).items() if k not in ("root", "verbose")},
            "service_flags": service_flags(args)}
+    if args.save_dir:  # so that a re-scoring of the saved networks knows their run
+        Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.save_dir) / SETTINGS_FILE).write_text(json.dumps(out["settings"], indent=2))
     encoder = None  # (weights, normalisation statistics) of the pre-trained encoder
     if args.pretrain_epochs:
         encoder, out["pretrain"] = _pretrain(args, list(tiles.values()), device)

@@ -8,7 +8,9 @@ pixels whose mean reaches ``--grow-threshold`` and cut apart between seeds by ``
 (all three default to the bench's); then
 scored as ``ships_eval.py`` scores (components below half the smallest training ship dropped;
 one-to-one matching). Each network reads the port as its own run corrected it (dark-object
-levels). Prints one JSON object with the same summary; asserts nothing.
+levels). Prints one JSON object with the same summary and the runs' ``--seed`` (from the
+``settings.json`` each run keeps beside its networks, so ``ships_seeds.py`` can name it); asserts
+nothing.
 
     python bench/ships_eval.py --ports cartagena,casablanca,honolulu,klang --save-dir runs/a
     python bench/ships_rescore.py runs/a runs/b          # the networks of both runs joined
@@ -27,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.ships_eval import DEFAULT_ROOT, VALIDATION, drop_specks, fail, names, parse_args, size_prior, summarise  # noqa: E402
+from bench.ships_eval import (DEFAULT_ROOT, SETTINGS_FILE, VALIDATION, drop_specks, fail, names, parse_args,  # noqa: E402
+                              size_prior, summarise)
 from bench.ships_eval import parser as harness_parser  # noqa: E402
 
 SEED_RULES = ("mean", "all")
@@ -68,10 +71,23 @@ def rescore(args) -> dict:
              parser())
     results = [_port(args, runs, tiles, port) for port in ports]
     validation = names(args.validation_ports)
-    return {"runs": [str(r) for r in runs], "seeds": args.seeds, "ports": {r["port"]: r for r in results},
+    return {"runs": [str(r) for r in runs], "settings": {"seed": run_seeds(runs)}, "seeds": args.seeds,
+            "ports": {r["port"]: r for r in results},
             "summary": {"report_ports": summarise([r for r in results if r["port"] not in validation]),
                         "validation_ports": summarise([r for r in results if r["port"] in validation]),
                         "all_ports": summarise(results)}}
+
+
+def run_seeds(runs: list[Path]) -> int | list[int] | None:
+    """The ``--seed`` of the run that saved the networks (a list for several runs), from the
+    settings each run keeps beside them; None where a run kept none (runs before it did)."""
+    seeds = []
+    for run in runs:
+        try:
+            seeds.append(json.loads((run / SETTINGS_FILE).read_text())["seed"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return seeds[0] if len(seeds) == 1 else seeds
 
 
 def ship_probabilities(model_file: Path, tile, overlap: float) -> list:

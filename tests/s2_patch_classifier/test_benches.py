@@ -58,17 +58,23 @@ def test_rescoring_the_saved_networks_gives_the_harness_figures(tmp_path, capsys
     saved = tmp_path / "run"
     args = harness.parser().parse_args([str(root), "--ports", "honolulu", "--train-ports", "casablanca,honolulu",
                                         "--width", "4", "--epochs", "2", "--jobs", "1", "--restarts", "0",
-                                        "--save-dir", str(saved)])
+                                        "--seed", "5", "--save-dir", str(saved)])
     trained = harness.evaluate(args)["ports"]["honolulu"]
 
-    def rescore(*argv):
+    def rescore(*argv, port="honolulu"):
         argv = [*argv, "--root", str(root), "--train-ports", "casablanca"]
-        return rescoring.rescore(rescoring.parser().parse_args(argv))["ports"]["honolulu"]
+        out = rescoring.rescore(rescoring.parser().parse_args(argv))
+        return out["ports"][port] if port else out
 
-    mean = rescore(str(saved))
+    whole = rescore(str(saved), port=None)
+    assert whole["settings"]["seed"] == 5  # the run's seed, for ships_seeds.py
+    mean = whole["ports"]["honolulu"]
     assert mean["counts"] == trained["counts"] and mean["networks"] == 2 and mean["min_pixels"] == trained["min_pixels"]
-    twice = rescore(str(saved), str(saved))  # the same networks twice: the same mean
-    assert twice["counts"] == trained["counts"] and twice["networks"] == 4
+    twice = rescore(str(saved), str(saved), port=None)  # the same networks twice: the same mean
+    assert twice["ports"]["honolulu"]["counts"] == trained["counts"] and twice["ports"]["honolulu"]["networks"] == 4
+    assert twice["settings"]["seed"] == [5, 5]
+    (saved / "settings.json").unlink()  # a run saved before its settings were kept
+    assert rescore(str(saved), port=None)["settings"]["seed"] is None
     agreed = rescore(str(saved), "--seeds", "all")  # its seeds are a subset of the mean's
     assert agreed["predicted_objects"] <= mean["predicted_objects"] and agreed["counts"]["tp"] <= mean["counts"]["tp"]
     with pytest.raises(SystemExit) as e:
