@@ -145,8 +145,8 @@ class S2PatchClassifierParams(ServiceParams):
     engine: Literal["auto", "onnxruntime", "torch"] = param(
         "auto", "Prediction engine: auto = the fastest keeping the fp32 probabilities to 1e-3 (CPU with "
         "native bf16: PyTorch bf16, checked on probe windows; other CPUs: ONNX Runtime, a PyTorch model "
-        "exported once and cached; CUDA: PyTorch bf16); onnxruntime (fp32); torch (PyTorch files, bf16 "
-        "where native, unchecked)")
+        "exported once and cached; CUDA: PyTorch, bf16 under the same check, else fp32); onnxruntime (fp32); "
+        "torch (PyTorch files, bf16 where native, unchecked)")
     seed: int = param(0, "Random seed (patch split, initialisation, sampling, augmentation)", minimum=0)
 
     def __post_init__(self):
