@@ -198,10 +198,11 @@ def open_predictor(model_file: str | Path, device: torch.device, precision: str 
     model, meta = load_pytorch(path)
     if engine == "torch":
         return TorchPredictor(model, meta, device, precision)
-    if engine == "auto" and precision != "fp32":  # bf16 only where it keeps BF16_TOLERANCE
-        precision = auto_precision(model, meta, device, path.name)
-    if engine == "auto" and (precision == "bf16" or device.type == "cuda"):
-        return TorchPredictor(model, meta, device, precision)
+    if engine == "auto":
+        if precision != "fp32":  # bf16 only where it keeps BF16_TOLERANCE
+            precision = auto_precision(model, meta, device, path.name)
+        if precision == "bf16" or device.type == "cuda":
+            return TorchPredictor(model, meta, device, precision)
     return _onnx(model, meta, path, device, threads)
 
 
