@@ -12,6 +12,9 @@ evaluation differs:
   the file saved and opened with ``open_predictor`` (``open_s``: loading, the engine's check);
 - ``onnxruntime``: ``--engine onnxruntime``: the file exported to ONNX into an empty cache and
   checked (in ``open_s``), ONNX Runtime fp32;
+- ``openvino``: ``--engine openvino``: that export in OpenVINO, bf16 where the CPU has it
+  natively, else fp32 (what ``default`` runs on such a CPU when the check passes);
+- ``openvino-fp32``: the same in fp32;
 - ``torch-fast``: ``--engine torch``: batch-norms folded into the convolutions, channels-last,
   windows batched, ``inference_mode``, bf16 autocast where the CPU has native bf16
   (AVX512-BF16/AMX), else fp32;
@@ -55,7 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch/ORT threads (0: all cores)")
-    ap.add_argument("--engines", default="default,onnxruntime,torch-fast,torch-fast-fp32,onnxruntime-int8",
+    ap.add_argument("--engines", default="default,onnxruntime,openvino,openvino-fp32,torch-fast,torch-fast-fp32,"
+                    "onnxruntime-int8",
                     help="comma-separated engines to time beside plain")
     args = ap.parse_args(argv)
     print(json.dumps(run(args), indent=2))
@@ -120,10 +124,11 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ[CACHE_ENV] = tmp  # an empty cache: the first ONNX Runtime open exports
         pt = modelio.save_pytorch(Path(tmp) / "model.pt", fresh_model(), meta)
-        for name, engine in (("default", "auto"), ("onnxruntime", "onnxruntime")):
+        for name, engine, precision in (("default", "auto", "auto"), ("onnxruntime", "onnxruntime", "auto"),
+                                        ("openvino", "openvino", "auto"), ("openvino-fp32", "openvino", "fp32")):
             if name in wanted:
                 t0 = time.perf_counter()
-                engines[name] = open_predictor(pt, torch.device("cpu"), engine=engine, threads=threads)
+                engines[name] = open_predictor(pt, torch.device("cpu"), precision, engine, threads)
                 open_s[name] = round(time.perf_counter() - t0, 1)
         default_engine = engines["default"].engine if "default" in engines else None
         if "onnxruntime-int8" in wanted:

@@ -142,11 +142,12 @@ class S2PatchClassifierParams(ServiceParams):
     device: Literal["auto", "cpu", "cuda"] = param("auto", "Where to train and predict (auto: CUDA when present)")
     batch_scaling: int = param(1, "Larger-batch training for an idle GPU: batches of batch_size x this and lr x its "
                                "square root (e.g. 8 with -b 16: batches of 128); 1 = as given", minimum=1, maximum=64)
-    engine: Literal["auto", "onnxruntime", "torch"] = param(
+    engine: Literal["auto", "onnxruntime", "openvino", "torch"] = param(
         "auto", "Prediction engine: auto = the fastest keeping the fp32 probabilities to 1e-3 (CPU with "
-        "native bf16: PyTorch bf16, checked on probe windows; other CPUs: ONNX Runtime, a PyTorch model "
-        "exported once and cached; CUDA: PyTorch, bf16 under the same check, else fp32); onnxruntime (fp32); "
-        "torch (PyTorch files, bf16 where native, unchecked)")
+        "native bf16: OpenVINO bf16, or PyTorch bf16 without OpenVINO, checked on probe windows; other CPUs: "
+        "ONNX Runtime, a PyTorch model exported once and cached; CUDA: PyTorch, bf16 under the same check, "
+        "else fp32); onnxruntime (fp32); openvino (CPU, bf16 where native, unchecked); torch (PyTorch files, "
+        "bf16 where native, unchecked)")
     seed: int = param(0, "Random seed (patch split, initialisation, sampling, augmentation)", minimum=0)
 
     def __post_init__(self):

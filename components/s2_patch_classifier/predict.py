@@ -9,14 +9,18 @@ largest sum wins. The tile is processed one row of windows at a time: memory hol
 Engines (``--engine``):
 
 - ``auto`` (default): the fastest engine that keeps the fp32 model's class probabilities to
-  ``BF16_TOLERANCE`` (1e-3). On a CPU with native bf16 (AVX512-BF16/AMX) that is PyTorch in bf16,
-  checked against fp32 on two probe windows when the model is opened (beyond the tolerance:
-  ONNX Runtime); on other CPUs ONNX Runtime fp32; on CUDA PyTorch, bf16 under the same check
-  (beyond it fp32, its convolutions kept out of TF32). ONNX files always run in ONNX Runtime;
+  ``BF16_TOLERANCE`` (1e-3). On a CPU with native bf16 (AVX512-BF16/AMX) that is OpenVINO in
+  bf16 (PyTorch bf16 where OpenVINO is not installed), checked against fp32 on two probe
+  windows when the model is opened (beyond the tolerance: ONNX Runtime fp32); on other CPUs ONNX
+  Runtime fp32; on CUDA PyTorch, bf16 under the same check (beyond it fp32, its convolutions kept
+  out of TF32). ONNX files always run in ONNX Runtime;
 - ``onnxruntime``: ONNX files as they are; PyTorch files exported to ONNX once per file, cached
   and checked against PyTorch (:func:`onnx_export.cached_export`). fp32 throughout (PyTorch's
   probabilities to about 1e-7), graph optimisations (convolutions fused with their activations
   and additions, blocked memory layout), as many threads as the pod's CPU limit allows;
+- ``openvino`` (CPU): the same ONNX file in OpenVINO, bf16 where the CPU has it natively (else
+  fp32; ``precision`` picks by hand), unchecked. Its bf16 convolutions run about a fifth
+  faster than PyTorch's on an AVX512-BF16 CPU without AMX (``bench/s2_patch_classifier.py``);
 - ``torch`` (PyTorch files only): batch-norms folded into the convolutions, channels-last
   memory, windows batched, ``inference_mode``, and bf16 autocast where the CPU has native bf16
   or on CUDA (``precision`` picks fp32 or bf16 by hand), unchecked; fp32 on CUDA is full fp32
@@ -37,6 +41,7 @@ import abc
 import contextlib
 import copy
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +67,7 @@ EDGE_WEIGHT = 0.1
 # windows per call: fewer, larger calls cost less per window; the cap bounds a call's memory.
 # A row's windows are split into equal calls
 BATCH_PIXELS = {"cpu": 8 * 256 * 256, "cuda": 64 * 256 * 256}
-ENGINES = ("auto", "onnxruntime", "torch")
+ENGINES = ("auto", "onnxruntime", "openvino", "torch")
 # the largest change of a class probability the default engine may make against the fp32 model
 BF16_TOLERANCE = 1e-3
 
@@ -154,6 +159,36 @@ class OnnxPredictor(Predictor):
         return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
 
 
+class OpenVinoPredictor(Predictor):
+    """An ONNX file in OpenVINO on the CPU. ``precision`` "bf16" asks for bf16 arithmetic, which
+    OpenVINO grants only where the CPU has it natively: the engine's name says what it runs."""
+
+    def __init__(self, path: Path, meta: dict, precision: str = "fp32", threads: int | None = None,
+                 name: str | None = None):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ServiceError("OpenVINO is not installed (pip install openvino); "
+                               "--engine onnxruntime runs the model") from None
+        self.meta = meta
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                  "INFERENCE_NUM_THREADS": threads or min(usable_cpus(), torch.get_num_threads()),
+                  "PERFORMANCE_HINT": "LATENCY"}  # one call at a time, all threads on it
+        try:
+            compiled = ov.Core().compile_model(str(path), "CPU", config)
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises its own exception types
+            raise ServiceError(f"OpenVINO cannot load {name or Path(path).name}: "
+                               f"{' '.join(str(e).split())[:160]}") from None
+        granted = compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
+        self.precision = "bf16" if granted else "fp32"
+        self.engine = f"openvino-{self.precision}"
+        self.request = compiled.create_infer_request()
+        self.batch = max(1, BATCH_PIXELS["cpu"] // meta["patch_size"] ** 2)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.request.infer({0: np.ascontiguousarray(x, np.float32)}, share_inputs=True)[0]
+
+
 class FlipAveraged(Predictor):
     """Test-time augmentation: the class probabilities of each window averaged over its 8
     flips and 90-degree rotations (the augmentations of training), 8 times the work. A network
@@ -187,53 +222,96 @@ def probe_windows(meta: dict, n: int = 2) -> np.ndarray:
 
 def open_predictor(model_file: str | Path, device: torch.device, precision: str = "auto", engine: str = "auto",
                    threads: int | None = None) -> Predictor:
-    """The predictor for a model file: ``engine`` as for ``--engine`` (see the module's doc)."""
+    """The predictor for a model file: ``engine`` as for ``--engine`` (see the module's doc);
+    ``openvino`` runs on the CPU whatever ``device``."""
     if engine not in ENGINES:
         raise InvalidParameter("engine", engine, "one of " + ", ".join(ENGINES))
     path = Path(model_file)
     if path.suffix.lower() == ".onnx":
         if engine == "torch":
-            raise InvalidParameter("engine", engine, f"auto or onnxruntime for the ONNX model file {path.name}")
+            raise InvalidParameter("engine", engine,
+                                   f"auto, onnxruntime or openvino for the ONNX model file {path.name}")
+        if engine == "openvino":
+            return OpenVinoPredictor(path, read_meta(path), _bf16_where_native(precision), threads)
         return OnnxPredictor(path, read_meta(path), device, threads)
     model, meta = load_pytorch(path)
     if engine == "torch":
         return TorchPredictor(model, meta, device, precision)
-    if engine == "auto":
-        if precision != "fp32":  # bf16 only where it keeps BF16_TOLERANCE
-            precision = auto_precision(model, meta, device, path.name)
-        if precision == "bf16" or device.type == "cuda":
-            return TorchPredictor(model, meta, device, precision)
+    if engine == "openvino":
+        return _open_export(model, meta, path, lambda f: OpenVinoPredictor(f, meta, _bf16_where_native(precision),
+                                                                           threads, path.name))
+    if engine == "auto" and precision != "fp32" and bf16_capable(device):  # bf16 only where it keeps BF16_TOLERANCE
+        fast = bf16_predictor(model, meta, device, threads, path.name,
+                              lambda open_file: _open_export(model, meta, path, open_file))
+        if within_tolerance(fast, model, meta, path.name):
+            return fast
+    if engine == "auto" and device.type == "cuda":
+        return TorchPredictor(model, meta, device, "fp32")
     return _onnx(model, meta, path, device, threads)
 
 
-def auto_precision(model, meta: dict, device: torch.device, name: str) -> str:
-    """The precision the ``auto`` engine predicts a PyTorch model in on ``device``: bf16 where it
-    is the faster (:func:`bf16_capable`) and the probabilities stay within BF16_TOLERANCE of the fp32
-    model's on the CPU on probe windows (logged); fp32 otherwise (ONNX Runtime on a CPU, in the
-    service). ``model`` is left as it is."""
-    if not bf16_capable(device):
-        return "fp32"
+def _bf16_where_native(precision: str) -> str:
+    return ("bf16" if bf16_native() else "fp32") if precision == "auto" else precision
+
+
+def openvino_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def bf16_predictor(model, meta: dict, device: torch.device, threads: int | None, name: str, via_onnx) -> Predictor:
+    """The fastest bf16 engine for ``model`` on ``device``: on a CPU OpenVINO where installed
+    (``via_onnx(open_file)`` opens the model's ONNX export with ``open_file``), else PyTorch."""
+    if device.type == "cpu" and openvino_installed():
+        return via_onnx(lambda f: OpenVinoPredictor(f, meta, "bf16", threads, name))
+    return TorchPredictor(model, meta, device, "bf16")
+
+
+def within_tolerance(predictor: Predictor, model, meta: dict, name: str) -> bool:
+    """True when ``predictor`` keeps the fp32 model's probabilities (computed on the CPU) to
+    BF16_TOLERANCE on probe windows (logged). ``model`` is left as it is."""
     x = probe_windows(meta)
     reference = copy.deepcopy(model).cpu().eval()
     with torch.inference_mode():
         ref = torch.softmax(reference(torch.from_numpy(x)), dim=1).numpy()
-    diff = float(np.abs(TorchPredictor(reference, meta, device, "bf16")(x) - ref).max())
+    diff = float(np.abs(predictor(x) - ref).max())
     if diff <= BF16_TOLERANCE:
-        log.info("%s: bf16 within %.1e of fp32 on probe windows: PyTorch bf16", name, diff)
-        return "bf16"
-    log.info("%s: bf16 differs from fp32 by %.1e (> %g) on probe windows: fp32", name, diff, BF16_TOLERANCE)
-    return "fp32"
+        log.info("%s: %s within %.1e of fp32 on probe windows", name, predictor.engine, diff)
+        return True
+    log.info("%s: %s differs from fp32 by %.1e (> %g) on probe windows: fp32", name, predictor.engine, diff,
+             BF16_TOLERANCE)
+    return False
+
+
+def auto_precision(model, meta: dict, device: torch.device, name: str) -> str:
+    """The precision the ``auto`` engine predicts a PyTorch model in on ``device`` (for the
+    benches, which run the network in PyTorch in that precision): bf16 where it is the faster
+    (:func:`bf16_capable`) and the engine ``auto`` would use keeps BF16_TOLERANCE; fp32 otherwise."""
+    from .onnx_export import export
+
+    if not bf16_capable(device):
+        return "fp32"
+    with tempfile.TemporaryDirectory() as tmp:
+        fast = bf16_predictor(model, meta, device, None, name, lambda open_file: open_file(
+            export(model, Path(tmp) / "model.onnx", meta, meta["patch_size"])))
+        return "bf16" if within_tolerance(fast, model, meta, name) else "fp32"
 
 
 def _onnx(model, meta: dict, path: Path, device: torch.device, threads: int | None) -> Predictor:
+    return _open_export(model, meta, path, lambda f: OnnxPredictor(f, meta, device, threads, name=path.name))
+
+
+def _open_export(model, meta: dict, path: Path, open_file) -> Predictor:
+    """``open_file`` on the cached ONNX export of the PyTorch model file ``path``."""
     from .onnx_export import cached_export
 
     onnx_path = cached_export(model, meta, path)
     try:
-        return OnnxPredictor(onnx_path, meta, device, threads, name=path.name)
+        return open_file(onnx_path)
     except ServiceError:  # a damaged cache entry: export again
         log.warning("the cached ONNX export %s does not load: exporting %s again", onnx_path, path.name)
-        return OnnxPredictor(cached_export(model, meta, path, force=True), meta, device, threads, name=path.name)
+        return open_file(cached_export(model, meta, path, force=True))
 
 
 def window_weights(patch: int) -> np.ndarray:

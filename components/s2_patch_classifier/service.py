@@ -93,7 +93,10 @@ def _check(params: S2PatchClassifierParams) -> None:
     onnx_model = (params.action == "full" and params.model_format == "onnx") or \
         (params.action == "predict" and str(params.model_file).lower().endswith(".onnx"))
     if params.engine == "torch" and onnx_model:
-        raise InvalidParameter("engine", params.engine, "auto or onnxruntime with an ONNX model")
+        raise InvalidParameter("engine", params.engine, "auto, onnxruntime or openvino with an ONNX model")
+    if params.engine == "openvino" and params.device == "cuda":
+        raise InvalidParameter("engine", params.engine, "auto, onnxruntime or torch with --device cuda "
+                               "(OpenVINO runs on the CPU)")
     resolve_device(params.device)
 
 

@@ -20,14 +20,16 @@ def _load(name):
 def test_inference_benchmark_runs():
     bench = _load("s2_patch_classifier")
     args = argparse.Namespace(size=96, patch=64, overlap=0.25, bands=3, encoder="resnet14", width=8, rounds=1,
-                              threads=1, engines="default,onnxruntime,torch-fast,torch-fast-fp32,onnxruntime-int8")
+                              threads=1, engines="default,onnxruntime,openvino-fp32,torch-fast,torch-fast-fp32,"
+                              "onnxruntime-int8")
     out = bench.run(args)
-    assert set(out["seconds_best_of_rounds"]) == {"plain", "default", "onnxruntime", "torch-fast",
+    assert set(out["seconds_best_of_rounds"]) == {"plain", "default", "onnxruntime", "openvino-fp32", "torch-fast",
                                                   "torch-fast-fp32", "onnxruntime-int8"}
     assert out["windows"] == 4 and out["agreement_with_plain"]["torch-fast-fp32"] == 1.0
-    assert out["default_engine"] in ("torch-bf16", "onnxruntime-cpu")
+    assert out["default_engine"] in ("openvino-bf16", "onnxruntime-cpu")
     assert out["max_probability_difference_vs_plain"]["default"] <= 1e-3
     assert out["max_probability_difference_vs_plain"]["onnxruntime"] <= 1e-5
+    assert out["max_probability_difference_vs_plain"]["openvino-fp32"] <= 1e-5
 
 
 def test_ships_harness_runs():

@@ -1,7 +1,7 @@
-"""Prediction engines: the default (bf16 where the CPU has it and it keeps the probabilities,
-else ONNX Runtime with a PyTorch file exported once and cached) gives the fp32 model's
-probabilities to 1e-3 on real sen2ships pixels, ``--engine`` picks the engine, and the export
-cache survives a damaged entry."""
+"""Prediction engines: the default (bf16 where the CPU has it and it keeps the probabilities:
+OpenVINO, or PyTorch without it; else ONNX Runtime with a PyTorch file exported once and cached)
+gives the fp32 model's probabilities to 1e-3 on real sen2ships pixels, ``--engine`` picks the
+engine, and the export cache survives a damaged entry."""
 
 import json
 import logging
@@ -15,8 +15,9 @@ from components.s2_patch_classifier.cli import main
 from components.s2_patch_classifier.data import find_tiles
 from components.s2_patch_classifier.model import Arch, build
 from components.s2_patch_classifier.onnx_export import CACHE_ENV
-from components.s2_patch_classifier.predict import (OnnxPredictor, TorchPredictor, bf16_native, open_predictor,
-                                                    probe_windows)
+from components.s2_patch_classifier import predict
+from components.s2_patch_classifier.predict import (OnnxPredictor, OpenVinoPredictor, TorchPredictor, bf16_native,
+                                                    open_predictor, openvino_installed, probe_windows)
 
 from .fixtures import SYNTH_BANDS, port_crop, synthetic_tile
 
@@ -59,8 +60,9 @@ def test_default_engine_gives_pytorch_probabilities_on_a_real_port(tmp_path, cac
         ref = torch.softmax(model(torch.from_numpy(windows)), 1).numpy()
     default = open_predictor(pt, CPU)
     # bf16 exactly where this CPU computes it natively and it keeps these windows' probabilities
-    bf16_diff = np.abs(TorchPredictor(modelio.load_pytorch(pt)[0], meta, CPU, "bf16")(windows) - ref).max()
-    expected = "torch-bf16" if bf16_native() and bf16_diff <= 1e-3 else "onnxruntime-cpu"
+    fast = open_predictor(pt, CPU, "bf16", engine="openvino" if openvino_installed() else "torch")
+    bf16_diff = np.abs(fast(windows) - ref).max()
+    expected = fast.engine if bf16_native() and bf16_diff <= 1e-3 else "onnxruntime-cpu"
     assert default.engine == expected
     got = default(windows)
     assert got.shape == ref.shape
@@ -84,6 +86,19 @@ def test_a_model_that_bf16_would_move_beyond_the_tolerance_runs_in_onnx_runtime(
     pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
     assert open_predictor(pt, CPU).engine == "onnxruntime-cpu"
     assert open_predictor(pt, CPU, engine="torch").engine == "torch-bf16"  # asked for: not checked
+    assert open_predictor(pt, CPU, engine="openvino").engine == "openvino-bf16"
+
+
+@pytest.mark.parametrize("installed, engine", [(True, "openvino-"), (False, "torch-bf16")])
+def test_where_bf16_is_native_the_default_is_openvino_where_installed(installed, engine, files, cache, monkeypatch):
+    monkeypatch.setattr(predict, "bf16_native", lambda: True)  # OpenVINO grants bf16 only where it is
+    monkeypatch.setattr(predict, "openvino_installed", lambda: installed)
+    default = open_predictor(files["pt"], CPU)
+    assert default.engine.startswith(engine)
+    x = probe_windows(default.meta)
+    model = modelio.load_pytorch(files["pt"])[0]
+    with torch.no_grad():
+        assert np.abs(default(x) - torch.softmax(model(torch.from_numpy(x)), 1).numpy()).max() <= 1e-3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -132,10 +147,17 @@ def test_engine_choice_is_honoured(files, cache):
     fp32 = open_predictor(files["pt"], CPU, engine="torch", precision="fp32")
     assert isinstance(fp32, TorchPredictor) and fp32.engine == "torch-fp32"
     assert isinstance(open_predictor(files["onnx"], CPU), OnnxPredictor)
+    x = np.random.default_rng(5).uniform(0, 3000, (3, 4, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        ref = fp32(x)
+    for source in ("pt", "onnx"):  # fp32 in OpenVINO: PyTorch's probabilities to rounding
+        ov = open_predictor(files[source], CPU, "fp32", engine="openvino")
+        assert isinstance(ov, OpenVinoPredictor) and ov.engine == "openvino-fp32"
+        np.testing.assert_allclose(ov(x), ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("engine, expected", [(None, None), ("onnxruntime", "onnxruntime-cpu"),
-                                              ("torch", "torch-")])
+                                              ("openvino", "openvino-"), ("torch", "torch-")])
 def test_the_command_runs_the_engine_asked_for(engine, expected, files, cache, tmp_path):
     if engine is None:  # the command's auto choice is the library's for this file on this CPU
         expected = open_predictor(files["pt"], CPU).engine
@@ -146,14 +168,16 @@ def test_the_command_runs_the_engine_asked_for(engine, expected, files, cache, t
     run = json.loads((out / "run.json").read_text())
     assert run["outputs"]["summary"]["engine"].startswith(expected), run["outputs"]
     assert run["params"]["engine"] == (engine or "auto")
-    # the export is cached only when ONNX Runtime ran the PyTorch file
-    assert bool(list(cache.glob("model-*.onnx"))) == expected.startswith("onnxruntime")
+    # the export is cached only when ONNX Runtime or OpenVINO ran the PyTorch file
+    assert bool(list(cache.glob("model-*.onnx"))) == (not expected.startswith("torch"))
 
 
 @pytest.mark.parametrize("argv, fragment", [
     (["--engine", "tensorrt"], "invalid value 'tensorrt' for parameter 'engine'"),
-    (["--engine", "torch", "-model_file", "{onnx}"], "invalid value 'torch' for parameter 'engine': allowed auto "
-                                                     "or onnxruntime with an ONNX model"),
+    (["--engine", "torch", "-model_file", "{onnx}"], "invalid value 'torch' for parameter 'engine': allowed auto, "
+                                                     "onnxruntime or openvino with an ONNX model"),
+    (["--engine", "openvino", "--device", "cuda"], "invalid value 'openvino' for parameter 'engine': allowed auto, "
+                                                   "onnxruntime or torch with --device cuda"),
 ])
 def test_an_engine_that_cannot_run_the_model_is_one_line(argv, fragment, files, tmp_path, capsys):
     argv = [a.format(onnx=files["onnx"]) for a in argv]
