@@ -10,10 +10,10 @@ Engines (``--engine``):
 
 - ``auto`` (default): the fastest engine that keeps the fp32 model's class probabilities to
   ``BF16_TOLERANCE`` (1e-3). On a CPU with native bf16 (AVX512-BF16/AMX) that is OpenVINO in
-  bf16 (PyTorch bf16 where OpenVINO is not installed), checked against fp32 on two probe
-  windows when the model is opened (beyond the tolerance: ONNX Runtime fp32); on other CPUs ONNX
-  Runtime fp32; on CUDA PyTorch, bf16 under the same check (beyond it fp32, its convolutions kept
-  out of TF32). ONNX files always run in ONNX Runtime;
+  bf16 (PyTorch bf16 where OpenVINO is not installed or cannot load the model), checked against
+  fp32 on two probe windows when the model is opened (beyond the tolerance: ONNX Runtime fp32);
+  on other CPUs ONNX Runtime fp32; on CUDA PyTorch, bf16 under the same check (beyond it fp32,
+  its convolutions kept out of TF32). ONNX files always run in ONNX Runtime;
 - ``onnxruntime``: ONNX files as they are; PyTorch files exported to ONNX once per file, cached
   and checked against PyTorch (:func:`onnx_export.cached_export`). fp32 throughout (PyTorch's
   probabilities to about 1e-7), graph optimisations (convolutions fused with their activations
@@ -262,9 +262,13 @@ def openvino_installed() -> bool:
 
 def bf16_predictor(model, meta: dict, device: torch.device, threads: int | None, name: str, via_onnx) -> Predictor:
     """The fastest bf16 engine for ``model`` on ``device``: on a CPU OpenVINO where installed
-    (``via_onnx(open_file)`` opens the model's ONNX export with ``open_file``), else PyTorch."""
+    (``via_onnx(open_file)`` opens the model's ONNX export with ``open_file``), else PyTorch,
+    which also takes a model that cannot be exported or that OpenVINO cannot load."""
     if device.type == "cpu" and openvino_installed():
-        return via_onnx(lambda f: OpenVinoPredictor(f, meta, "bf16", threads, name))
+        try:
+            return via_onnx(lambda f: OpenVinoPredictor(f, meta, "bf16", threads, name))
+        except ServiceError as e:
+            log.warning("%s; PyTorch bf16 instead", e)
     return TorchPredictor(model, meta, device, "bf16")
 
 

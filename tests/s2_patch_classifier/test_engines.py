@@ -101,6 +101,21 @@ def test_where_bf16_is_native_the_default_is_openvino_where_installed(installed,
         assert np.abs(default(x) - torch.softmax(model(torch.from_numpy(x)), 1).numpy()).max() <= 1e-3
 
 
+def test_a_model_openvino_cannot_run_falls_back_to_pytorch_bf16(files, cache, monkeypatch, caplog):
+    def refuse(path, *args):
+        raise predict.ServiceError(f"OpenVINO cannot load {path.name}: unsupported operation")
+
+    monkeypatch.setattr(predict, "bf16_native", lambda: True)
+    monkeypatch.setattr(predict, "OpenVinoPredictor", refuse)
+    with caplog.at_level(logging.WARNING):
+        default = open_predictor(files["pt"], CPU)
+    assert default.engine == "torch-bf16" and "PyTorch bf16 instead" in caplog.text
+    x = probe_windows(default.meta)
+    model = modelio.load_pytorch(files["pt"])[0]
+    with torch.no_grad():
+        assert np.abs(default(x) - torch.softmax(model(torch.from_numpy(x)), 1).numpy()).max() <= 1e-3
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_cuda_bf16_is_checked_and_fp32_is_full_fp32(tmp_path):
     cuda = torch.device("cuda")
