@@ -263,13 +263,14 @@ def openvino_installed() -> bool:
 def bf16_predictor(model, meta: dict, device: torch.device, threads: int | None, name: str, via_onnx) -> Predictor:
     """The fastest bf16 engine for ``model`` on ``device``: on a CPU OpenVINO where installed
     (``via_onnx(open_file)`` opens the model's ONNX export with ``open_file``), else PyTorch,
-    which also takes a model that cannot be exported or that OpenVINO cannot load."""
+    which also takes a model that cannot be exported or that OpenVINO cannot load. ``model`` is
+    left as it is."""
     if device.type == "cpu" and openvino_installed():
         try:
             return via_onnx(lambda f: OpenVinoPredictor(f, meta, "bf16", threads, name))
         except ServiceError as e:
             log.warning("%s; PyTorch bf16 instead", e)
-    return TorchPredictor(model, meta, device, "bf16")
+    return TorchPredictor(copy.deepcopy(model), meta, device, "bf16")  # it folds its batch-norms in place
 
 
 def within_tolerance(predictor: Predictor, model, meta: dict, name: str) -> bool:

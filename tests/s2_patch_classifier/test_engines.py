@@ -99,6 +99,8 @@ def test_where_bf16_is_native_the_default_is_openvino_where_installed(installed,
     model = modelio.load_pytorch(files["pt"])[0]
     with torch.no_grad():
         assert np.abs(default(x) - torch.softmax(model(torch.from_numpy(x)), 1).numpy()).max() <= 1e-3
+    assert predict.auto_precision(model, default.meta, CPU, "model.pt") == "bf16"  # the benches' choice too
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the model left as it was
 
 
 def test_a_model_openvino_cannot_run_falls_back_to_pytorch_bf16(files, cache, monkeypatch, caplog):
