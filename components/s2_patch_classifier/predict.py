@@ -53,6 +53,7 @@ from rasterio.windows import Window
 from components.common.cpus import usable_cpus
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.logs import Progress
+from components.common.modelfile import first_words
 
 from . import hysteresis
 from .data import Tile
@@ -127,6 +128,12 @@ class TorchPredictor(Predictor):
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
 
+def cpu_threads(threads: int | None) -> int:
+    """``threads``, else as many as the pod's CPU limit allows: threads beyond it only wait on
+    each other; a lower torch setting (the user's OMP_NUM_THREADS, parallel test workers) is kept."""
+    return threads or min(usable_cpus(), torch.get_num_threads())
+
+
 class OnnxPredictor(Predictor):
     """An ONNX file in ONNX Runtime; ``name`` is the file the user gave (for messages)."""
 
@@ -141,11 +148,8 @@ class OnnxPredictor(Predictor):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        # threads beyond the pod's CPU limit only wait on each other; a lower torch setting (the
-        # user's OMP_NUM_THREADS, parallel test workers) is kept too. One call at a time: no
-        # inter-op pool
-        options.intra_op_num_threads = threads or min(usable_cpus(), torch.get_num_threads())
-        options.inter_op_num_threads = 1
+        options.intra_op_num_threads = cpu_threads(threads)
+        options.inter_op_num_threads = 1  # one call at a time: no inter-op pool
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
@@ -161,9 +165,10 @@ class OnnxPredictor(Predictor):
 
 class OpenVinoPredictor(Predictor):
     """An ONNX file in OpenVINO on the CPU. ``precision`` "bf16" asks for bf16 arithmetic, which
-    OpenVINO grants only where the CPU has it natively: the engine's name says what it runs."""
+    OpenVINO grants only where the CPU has it natively: the engine's name says what it runs;
+    "auto": bf16 where native, else fp32."""
 
-    def __init__(self, path: Path, meta: dict, precision: str = "fp32", threads: int | None = None,
+    def __init__(self, path: Path, meta: dict, precision: str = "auto", threads: int | None = None,
                  name: str | None = None):
         try:
             import openvino as ov
@@ -171,14 +176,15 @@ class OpenVinoPredictor(Predictor):
             raise ServiceError("OpenVINO is not installed (pip install openvino); "
                                "--engine onnxruntime runs the model") from None
         self.meta = meta
+        if precision == "auto":
+            precision = "bf16" if bf16_native() else "fp32"
         config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-                  "INFERENCE_NUM_THREADS": threads or min(usable_cpus(), torch.get_num_threads()),
+                  "INFERENCE_NUM_THREADS": cpu_threads(threads),
                   "PERFORMANCE_HINT": "LATENCY"}  # one call at a time, all threads on it
         try:
             compiled = ov.Core().compile_model(str(path), "CPU", config)
         except Exception as e:  # noqa: BLE001 - OpenVINO raises its own exception types
-            raise ServiceError(f"OpenVINO cannot load {name or Path(path).name}: "
-                               f"{' '.join(str(e).split())[:160]}") from None
+            raise ServiceError(f"OpenVINO cannot load {name or Path(path).name}: {first_words(e, 160)}") from None
         granted = compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
         self.precision = "bf16" if granted else "fp32"
         self.engine = f"openvino-{self.precision}"
@@ -232,14 +238,13 @@ def open_predictor(model_file: str | Path, device: torch.device, precision: str 
             raise InvalidParameter("engine", engine,
                                    f"auto, onnxruntime or openvino for the ONNX model file {path.name}")
         if engine == "openvino":
-            return OpenVinoPredictor(path, read_meta(path), _bf16_where_native(precision), threads)
+            return OpenVinoPredictor(path, read_meta(path), precision, threads)
         return OnnxPredictor(path, read_meta(path), device, threads)
     model, meta = load_pytorch(path)
     if engine == "torch":
         return TorchPredictor(model, meta, device, precision)
     if engine == "openvino":
-        return _open_export(model, meta, path, lambda f: OpenVinoPredictor(f, meta, _bf16_where_native(precision),
-                                                                           threads, path.name))
+        return _open_export(model, meta, path, lambda f: OpenVinoPredictor(f, meta, precision, threads, path.name))
     if engine == "auto" and precision != "fp32" and bf16_capable(device):  # bf16 only where it keeps BF16_TOLERANCE
         fast = bf16_predictor(model, meta, device, threads, path.name,
                               lambda open_file: _open_export(model, meta, path, open_file))
@@ -248,10 +253,6 @@ def open_predictor(model_file: str | Path, device: torch.device, precision: str 
     if engine == "auto" and device.type == "cuda":
         return TorchPredictor(model, meta, device, "fp32")
     return _onnx(model, meta, path, device, threads)
-
-
-def _bf16_where_native(precision: str) -> str:
-    return ("bf16" if bf16_native() else "fp32") if precision == "auto" else precision
 
 
 def openvino_installed() -> bool:
