@@ -82,7 +82,7 @@ SERVICE_FLAGS = {"width": "width", "members": "ensemble", "epochs": "epochs", "l
 # the bench's own numeric flags: (lowest, highest; None: no bound)
 BENCH_BOUNDS = {"shore_half": (1, None), "tile_balance": (0.0, 1.0), "mix_stride": (0, None),
                 "mix_epochs": (1, None), "batch_size": (1, None), "validate_on_ports": (0, None),
-                "budget_s": (0.0, None), "min_pixels": (-1, None), "jobs": (0, None)}
+                "budget_s": (0.0, None), "min_pixels": (-1, None), "jobs": (0, None), "ema": (0.0, 0.9999)}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -138,6 +138,9 @@ def parser() -> argparse.ArgumentParser:
                          "the epoch chosen on the training patches")
     ap.add_argument("--split-per-member", action="store_true",
                     help="member m validates on the random split of seed + m (default: all on seed's)")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="each epoch scored and kept as a moving average of the weights, min(this, (1 + t) / (10 + t)) "
+                         "its decay at step t (train.WeightAverage; 0: off)")
     ap.add_argument("--criterion", default="focal_loss", choices=("focal_loss", "cross_entropy", "focal_dice"))
     ap.add_argument("--no-aug", action="store_true", help="train without data augmentation")
     ap.add_argument("--flips", action="store_true", help="test-time flips (8 views per window)")
@@ -189,7 +192,7 @@ def service_flags(args) -> list[str] | None:
     the same patches, networks and maps; the bench then drops components under half the smallest
     training ship, which hysteresis rarely leaves). None when a setting is the bench's alone."""
     bench_only = ("shore_half", "tile_balance", "mix_stride", "validate_on_ports", "split_per_member",
-                  "pretrain_epochs", "budget_s")
+                  "pretrain_epochs", "budget_s", "ema")
     if any(getattr(args, k) != parser().get_default(k) for k in bench_only):
         return None
     flags = ["-patch_size", args.patch_size, "-b", args.batch_size, "-epochs", args.epochs, "-lr", args.lr,
@@ -370,7 +373,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           head_prior=args.head_prior, restarts=args.restarts,
                           focal_alpha=args.focal_alpha, max_seconds=args.budget_s or None,
                           indices=tuple(names(args.indices)), validation_tiles=validation_tiles,
-                          split_per_member=args.split_per_member)
+                          split_per_member=args.split_per_member, ema=args.ema)
         t0 = time.perf_counter()
         res = train(ps, cfg)
         model = res.model

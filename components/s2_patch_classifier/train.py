@@ -17,7 +17,8 @@
   tile m % k, trained on every other tile's; a spatial hold-out), with ``split_per_member`` member
   m validates on the random split of seed + m, so that the ensemble as a whole trains on every
   patch. Neither raised the ships' held-out F1 (the README).
-- Model selection: the epoch with the best mean foreground IoU on the validation patches.
+- Model selection: the epoch with the best mean foreground IoU on the validation patches (with
+  ``ema``, the weights' moving average at the end of each epoch is scored and kept).
 - Ensembles (``members`` k > 1): k networks trained one after the other from seeds seed, seed + 1,
   ... (initialisation, sampling, augmentation) on the same split; the first is the network a
   single training from ``seed`` gives. The metrics score their averaged probabilities. A member
@@ -123,6 +124,7 @@ class TrainConfig:
     validation_tiles: tuple[str, ...] = ()   # member m validates on the patches of tile m % len, trained without them
     split_per_member: bool = False           # member m validates on the random split of seed + m
     tile_balance: float = 0.0                # b of tile_balanced draws: a tile's share ~ its patches^(1 - b); 0: off
+    ema: float = 0.0                         # decay of the weights' moving average (WeightAverage); 0: off
 
 
 @dataclass
@@ -503,6 +505,30 @@ def _fit_taking_off(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: n
     return fit
 
 
+class WeightAverage:
+    """An exponential moving average of a network's weights and batch-norm statistics, updated
+    after each optimiser step by min(decay, (1 + t) / (10 + t)) at step t: the early steps'
+    weights leave the average soon (the take-off rule judges it by epoch 10), later it spans
+    about the last tenth of the training. Each epoch is then scored and kept as the average: a
+    network steadier than the last step's. A Python step count, so no step waits on a GPU."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.module = copy.deepcopy(model)
+        self.decay, self.steps = decay, 0
+        live = list(model.state_dict(keep_vars=True).values())
+        kept = list(self.module.state_dict(keep_vars=True).values())
+        self._floats = [(k.detach(), v.detach()) for k, v in zip(kept, live) if v.is_floating_point()]
+        self._others = [(k, v) for k, v in zip(kept, live) if not v.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        torch._foreach_lerp_([a for a, _ in self._floats], [b for _, b in self._floats], 1 - decay)
+        for a, b in self._others:  # batch-norm step counts
+            a.copy_(b)
+
+
 def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, eval_idx: np.ndarray,
          batches: Batches, device: torch.device, give_up_after: int | None = None,
          deadline: float | None = None) -> _Fit:
@@ -527,6 +553,8 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     hard = HardNegatives(~has_fg, cfg.hard_negatives, device) if cfg.hard_negatives else None
     shifts = Shifts(patches, train_idx, cfg.shift, np.random.default_rng(seed + 2)) if cfg.shift else None
     classes = patches.index["classes"]
+    averaged = WeightAverage(model, cfg.ema) if cfg.ema else None
+    scored = averaged.module if averaged else model  # the network each epoch is scored and kept as
     best, best_state, best_epoch, history = -1.0, None, 0, []
     log.info("seed %d: %d steps per epoch of %d", seed, steps_per_epoch, batch_size)
     for epoch in range(1, cfg.epochs + 1):
@@ -559,10 +587,12 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
             loss.backward()
             optimiser.step()
             schedule.step()
+            if averaged:
+                averaged.update()
             total += loss.detach().double() * len(idx)
             seen += len(idx)
         total = float(total)
-        cm = evaluate(model, patches, eval_idx, device, batches)
+        cm = evaluate(scored, patches, eval_idx, device, batches)
         sc = scores(cm, classes)
         score = sc["mean_foreground_iou"] if sc["mean_foreground_iou"] is not None else (sc["mean_iou"] or 0.0)
         history.append({"epoch": epoch, "loss": round(total / max(seen, 1), 6), "val_mean_iou": sc["mean_iou"],
@@ -570,7 +600,7 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
         log.info("epoch %d/%d: loss %.4f, foreground IoU %s, %.1f s", epoch, cfg.epochs, history[-1]["loss"],
                  sc["mean_foreground_iou"], history[-1]["seconds"])
         if score > best:
-            best, best_state = score, copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            best, best_state = score, copy.deepcopy({k: v.detach().cpu() for k, v in scored.state_dict().items()})
             best_epoch = epoch
         if deadline and time.perf_counter() > deadline:
             log.info("time budget of %.0f s reached after epoch %d", cfg.max_seconds, epoch)

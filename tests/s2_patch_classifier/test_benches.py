@@ -156,6 +156,7 @@ def test_the_harness_runs_each_seed_and_summarises(tmp_path, capsys):
 @pytest.mark.parametrize("bench, argv, line", [
     ("ships_eval", ["--tile-balance", "1.5"], "--tile-balance 1.5: allowed 0.0 to 1.0"),
     ("ships_eval", ["--shore-half", "0"], "--shore-half 0: allowed 1 or more"),
+    ("ships_eval", ["--ema", "1"], "--ema 1.0: allowed 0.0 to 0.9999"),
     ("ships_eval", ["--gap-weight", "-1"], "--gap-weight -1.0: allowed a number >= 0.0 and <= 100.0 (the service's "
                                            "--gap_weight)"),
     ("ships_eval", ["--members", "9"], "--members 9: allowed a number >= 1 and <= 8 (the service's --ensemble)"),

@@ -49,6 +49,7 @@ def _plain_loop(ps, cfg):
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
     weights = sampling_weights(has_foreground(ps.labels, train_idx))
     losses, states = [], []
+    average, t = {k: v.clone() for k, v in model.state_dict().items()}, 0  # cfg.ema's, in its own arithmetic
     for _ in range(cfg.epochs):
         model.train()
         draw = train_idx[rng.choice(len(train_idx), size=steps * cfg.batch_size, p=weights)]
@@ -65,8 +66,12 @@ def _plain_loop(ps, cfg):
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
+            t += 1
+            d = min(cfg.ema, (1 + t) / (10 + t))
+            average = {k: d * average[k] + (1 - d) * v if v.is_floating_point() else v.clone()
+                       for k, v in model.state_dict().items()}
         losses.append(round(total / (steps * cfg.batch_size), 6))
-        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        states.append(average if cfg.ema else {k: v.clone() for k, v in model.state_dict().items()})
     return model, losses, states
 
 
