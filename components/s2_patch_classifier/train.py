@@ -517,16 +517,17 @@ class WeightAverage:
         self.decay, self.steps = decay, 0
         live = list(model.state_dict(keep_vars=True).values())
         kept = list(self.module.state_dict(keep_vars=True).values())
-        self._floats = [(k.detach(), v.detach()) for k, v in zip(kept, live) if v.is_floating_point()]
+        floats = [(k.detach(), v.detach()) for k, v in zip(kept, live) if v.is_floating_point()]
+        self._kept, self._live = [k for k, _ in floats], [v for _, v in floats]
         self._others = [(k, v) for k, v in zip(kept, live) if not v.is_floating_point()]
 
     @torch.no_grad()
     def update(self) -> None:
         self.steps += 1
         decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        torch._foreach_lerp_([a for a, _ in self._floats], [b for _, b in self._floats], 1 - decay)
-        for a, b in self._others:  # batch-norm step counts
-            a.copy_(b)
+        torch._foreach_lerp_(self._kept, self._live, 1 - decay)
+        for kept, live in self._others:  # batch-norm step counts
+            kept.copy_(live)
 
 
 def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, eval_idx: np.ndarray,

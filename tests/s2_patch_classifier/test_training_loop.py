@@ -66,10 +66,11 @@ def _plain_loop(ps, cfg):
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-            t += 1
-            d = min(cfg.ema, (1 + t) / (10 + t))
-            average = {k: d * average[k] + (1 - d) * v if v.is_floating_point() else v.clone()
-                       for k, v in model.state_dict().items()}
+            if cfg.ema:
+                t += 1
+                d = min(cfg.ema, (1 + t) / (10 + t))
+                average = {k: d * average[k] + (1 - d) * v if v.is_floating_point() else v.clone()
+                           for k, v in model.state_dict().items()}
         losses.append(round(total / (steps * cfg.batch_size), 6))
         states.append(average if cfg.ema else {k: v.clone() for k, v in model.state_dict().items()})
     return model, losses, states
