@@ -49,6 +49,7 @@ Data: ShipDetectionExperts/sen2ships (MIT); contains modified Copernicus Sentine
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -268,11 +269,12 @@ def evaluate(args) -> dict:
         encoder, out["pretrain"] = _pretrain(args, list(tiles.values()), device)
     folds = [(port, [n for n in (fixed_train or sorted(tiles)) if n != port]) for port in held_out]
     work = [(args, port, train, encoder, threads) for port, train in folds]
-    if jobs == 1:
-        results = [_fold(*w) for w in work]
-    else:
-        with ProcessPoolExecutor(jobs) as pool:
-            results = list(pool.map(_fold, *zip(*work)))
+    with run_onnx_cache():
+        if jobs == 1:
+            results = [_fold(*w) for w in work]
+        else:
+            with ProcessPoolExecutor(jobs) as pool:
+                results = list(pool.map(_fold, *zip(*work)))
     out["ports"] = {r["port"]: r for r in results}
     out["summary"] = {
         "report_ports": summarise([r for r in results if r["port"] not in validation]),
@@ -280,6 +282,24 @@ def evaluate(args) -> dict:
         "all_ports": summarise(results)}
     out["seconds_total"] = round(time.perf_counter() - t_start, 1)
     return out
+
+
+@contextlib.contextmanager
+def run_onnx_cache():
+    """The ONNX exports that the service's engine makes of a run's networks go to a temporary
+    folder unless ``S2PC_ONNX_CACHE`` names one: each network is opened once, so a lasting cache
+    would only fill up."""
+    from components.s2_patch_classifier.onnx_export import CACHE_ENV
+
+    if os.environ.get(CACHE_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="ships-onnx-") as folder:
+        os.environ[CACHE_ENV] = folder  # the fold workers inherit it
+        try:
+            yield
+        finally:
+            del os.environ[CACHE_ENV]
 
 
 def names(text: str) -> list[str]:
@@ -347,7 +367,7 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
     from components.s2_patch_classifier.data import find_tiles
     from components.s2_patch_classifier.metrics import object_summary, objects
     from components.s2_patch_classifier.model import Ensemble, networks
-    from components.s2_patch_classifier.predict import FlipAveraged, TorchPredictor, auto_precision, predict_array
+    from components.s2_patch_classifier.predict import FlipAveraged, open_predictor, predict_array
     from components.s2_patch_classifier.train import TrainConfig, resolve_device, train
 
     setup_logging(logging.INFO if args.verbose else logging.WARNING)  # a worker process starts bare
@@ -386,12 +406,10 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
         if ps.index.get("dark_object"):
             meta["dark_object"] = ps.index["dark_object"]
             radiometry.correct(tiles[port], BANDS, meta["dark_object"])
-    if args.save_dir:
-        Path(args.save_dir).mkdir(parents=True, exist_ok=True)
-        modelio.save_pytorch(Path(args.save_dir) / f"model_{port}.pt", model, meta)
+        model_file = modelio.save_pytorch(Path(args.save_dir or work) / f"model_{port}.pt", model, meta)
+        # the port is classified as the service classifies it: the engine its --engine auto opens
+        predictor = open_predictor(model_file, device, threads=threads)
     min_pixels = args.min_pixels if args.min_pixels >= 0 else size_prior([tiles[n] for n in train_ports])
-    # the precision the service's auto engine takes for this model (its fp32 engine is ONNX Runtime)
-    predictor = TorchPredictor(model, meta, device, auto_precision(model, meta, device, f"model_{port}"))
     if args.flips:
         predictor = FlipAveraged(predictor)
     t1 = time.perf_counter()

@@ -8,9 +8,11 @@ pixels whose mean reaches ``--grow-threshold`` and cut apart between seeds by ``
 (all three default to the bench's); then
 scored as ``ships_eval.py`` scores (components below half the smallest training ship dropped;
 one-to-one matching). Each network reads the port as its own run corrected it (dark-object
-levels). Prints one JSON object with the same summary and the runs' ``--seed`` (from the
-``settings.json`` each run keeps beside its networks, so ``ships_seeds.py`` can name it); asserts
-nothing.
+levels). Each run's networks are averaged as the service averages them, through the engine its
+``--engine auto`` opens (runs joined in proportion to their networks); ``--seeds all`` needs
+each network's own map and runs them in PyTorch in that engine's precision. Prints one JSON
+object with the same summary and the runs' ``--seed`` (from the ``settings.json`` each run keeps
+beside its networks, so ``ships_seeds.py`` can name it); asserts nothing.
 
     python bench/ships_eval.py --ports cartagena,casablanca,honolulu,klang --save-dir runs/a
     python bench/ships_rescore.py runs/a runs/b          # the networks of both runs joined
@@ -30,7 +32,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.ships_eval import (DEFAULT_ROOT, SETTINGS_FILE, VALIDATION, drop_specks, fail, names, parse_args,  # noqa: E402
-                              size_prior, summarise)
+                              run_onnx_cache, size_prior, summarise)
 from bench.ships_eval import parser as harness_parser  # noqa: E402
 
 SEED_RULES = ("mean", "all")
@@ -69,7 +71,8 @@ def rescore(args) -> dict:
     if missing or not ports:
         fail(f"no saved model {', '.join(missing)}" if missing else f"no port has a model in every run of {args.runs}",
              parser())
-    results = [_port(args, runs, tiles, port) for port in ports]
+    with run_onnx_cache():
+        results = [_port(args, runs, tiles, port) for port in ports]
     validation = names(args.validation_ports)
     return {"runs": [str(r) for r in runs], "settings": {"seed": run_seeds(runs)}, "seeds": args.seeds,
             "ports": {r["port"]: r for r in results},
@@ -90,14 +93,16 @@ def run_seeds(runs: list[Path]) -> int | list[int] | None:
     return seeds[0] if len(seeds) == 1 else seeds
 
 
-def ship_probabilities(model_file: Path, tile, overlap: float) -> list:
-    """The ship probability map (H, W) of each network in ``model_file`` over ``tile``, in the
-    precision the service predicts that model in."""
+def ship_probabilities(model_file: Path, tile, overlap: float, per_network: bool = False) -> list:
+    """Ship probability maps (H, W) of ``model_file`` over ``tile``, each with the number of
+    networks it stands for: the ensemble's mean as the service predicts it (the engine its
+    ``--engine auto`` opens), or with ``per_network`` each network's own, in PyTorch in the
+    precision that engine takes."""
     import torch
 
     from components.s2_patch_classifier import modelio, radiometry
     from components.s2_patch_classifier.model import networks
-    from components.s2_patch_classifier.predict import TorchPredictor, auto_precision, probability_array
+    from components.s2_patch_classifier.predict import TorchPredictor, auto_precision, open_predictor, probability_array
 
     model, meta = modelio.load_pytorch(model_file)
     bands = tuple(meta["bands"])
@@ -106,19 +111,22 @@ def ship_probabilities(model_file: Path, tile, overlap: float) -> list:
         radiometry.correct(tile, bands, meta["dark_object"])
     image = tile.read(bands)
     cpu = torch.device("cpu")
-    precision = auto_precision(model, meta, cpu, model_file.name)  # as the bench and the service predict
-    return [probability_array(image, TorchPredictor(net, meta, cpu, precision), overlap)[1] for net in networks(model)]
+    if not per_network:
+        return [(probability_array(image, open_predictor(model_file, cpu), overlap)[1], len(networks(model)))]
+    precision = auto_precision(model, meta, cpu, model_file.name)
+    return [(probability_array(image, TorchPredictor(net, meta, cpu, precision), overlap)[1], 1)
+            for net in networks(model)]
 
 
-def ships(prob, seeds: str, grow_threshold: float, seed_threshold: float = 0.0, split_depth: float = 0.0):
-    """Ship mask from the networks' probabilities (N, H, W): seeds by ``seeds`` (the mean at
-    ``seed_threshold`` when > 0), grown by hysteresis over the pixels whose mean reaches
+def ships(mean, prob, seeds: str, grow_threshold: float, seed_threshold: float = 0.0, split_depth: float = 0.0):
+    """Ship mask from the networks' mean ship probability (H, W): seeds by ``seeds`` (``all``:
+    where each network's map of ``prob`` (N, H, W) passes 0.5; else the mean at ``seed_threshold``
+    when > 0, or the argmax), grown by hysteresis over the pixels whose mean reaches
     ``grow_threshold``, cut apart between seeds by ``split_depth`` (:func:`hysteresis.grow`)."""
     import numpy as np
 
     from components.s2_patch_classifier import hysteresis
 
-    mean = prob.mean(0)
     if seeds == "all":
         seed = (prob > 0.5).all(0)
     else:  # the argmax of two classes, or the service's --seed_threshold
@@ -132,12 +140,15 @@ def _port(args, runs: list[Path], tiles: dict, port: str) -> dict:
 
     from components.s2_patch_classifier.metrics import object_summary, objects
 
-    prob = np.stack([p for r in runs for p in ship_probabilities(r / f"model_{port}.pt", tiles[port], args.overlap)])
+    maps = [m for r in runs for m in ship_probabilities(r / f"model_{port}.pt", tiles[port], args.overlap,
+                                                          per_network=args.seeds == "all")]
+    prob, count = np.stack([p for p, _ in maps]), [n for _, n in maps]
     train = names(args.train_ports) or list(tiles)
     min_pixels = size_prior([tiles[name] for name in train if name != port])
-    mask = ships(prob, args.seeds, args.grow_threshold, args.seed_threshold, args.split_depth)
+    mean = np.average(prob, axis=0, weights=count).astype(np.float32)  # over every network of the runs
+    mask = ships(mean, prob, args.seeds, args.grow_threshold, args.seed_threshold, args.split_depth)
     counts = objects(drop_specks(mask, min_pixels), tiles[port].read_instances())
-    return {"port": port, **object_summary([counts]), "counts": counts, "networks": len(prob),
+    return {"port": port, **object_summary([counts]), "counts": counts, "networks": sum(count),
             "min_pixels": min_pixels}
 
 

@@ -45,7 +45,7 @@ def test_ships_harness_runs():
     honolulu = out["ports"]["honolulu"]
     assert honolulu["train_ports"] == ["casablanca"] and honolulu["min_pixels"] >= 1
     assert honolulu["true_objects"] == 12 and 0 <= honolulu["object_f1"] <= 1
-    assert honolulu["engine"].endswith("+flips")
+    assert honolulu["engine"] in ("onnxruntime-cpu+flips", "openvino-bf16+flips")  # the service's engine
     assert [m["seed"] for m in honolulu["members"]] == [0, 1] and honolulu["validation_tiles"] == ()
     assert out["summary"]["report_ports"]["ports"] == ["honolulu"]
     assert out["summary"]["validation_ports"]["ports"] == ["casablanca"]
@@ -197,26 +197,29 @@ def test_the_readme_recipe_is_the_service_form_of_the_bench_defaults():
     assert harness.service_flags(harness.parser().parse_args(["--tile-balance", "1"])) is None  # the bench's alone
 
 
-def test_the_ship_benches_predict_in_the_precision_the_service_takes(tmp_path):
+def test_the_ship_benches_predict_with_the_service_engine(tmp_path):
     import numpy as np
     import torch
 
     from components.s2_patch_classifier import modelio
     from components.s2_patch_classifier.data import find_tiles
-    from components.s2_patch_classifier.predict import TorchPredictor, auto_precision, bf16_native, probability_array
+    from components.s2_patch_classifier.model import Ensemble
+    from components.s2_patch_classifier.predict import open_predictor, probability_array
 
     from .fixtures import SYNTH_BANDS, synthetic_tile
     from .test_engines import _bf16_sensitive_unet
 
-    if not bf16_native():
-        pytest.skip("this CPU has no native bf16: every engine is fp32")
     cpu = torch.device("cpu")
-    model, meta = _bf16_sensitive_unet()
-    pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
-    assert auto_precision(model, meta, cpu, "model.pt") == "fp32"  # the service: ONNX Runtime fp32
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the model left as it was
+    first, meta = _bf16_sensitive_unet()  # beyond bf16's tolerance where the CPU has bf16: fp32 there too
+    second, _ = _bf16_sensitive_unet()
+    with torch.no_grad():
+        second.head.bias.add_(torch.tensor([0.5, -0.5]))
+    meta["members"] = 2
+    pt = modelio.save_pytorch(tmp_path / "model.pt", Ensemble([first, second]), meta)
     synthetic_tile(tmp_path / "tiles", "A")
     (tile,) = find_tiles(tmp_path / "tiles")
-    (got,) = _load("ships_rescore").ship_probabilities(pt, tile, 0.25)
-    fp32 = TorchPredictor(modelio.load_pytorch(pt)[0], meta, cpu, "fp32")
-    np.testing.assert_array_equal(got, probability_array(tile.read(SYNTH_BANDS), fp32, 0.25)[1])
+    service = open_predictor(pt, cpu)
+    assert service.engine in ("onnxruntime-cpu", "openvino-bf16")
+    (got, networks), = _load("ships_rescore").ship_probabilities(pt, tile, 0.25)
+    assert networks == 2
+    np.testing.assert_array_equal(got, probability_array(tile.read(SYNTH_BANDS), service, 0.25)[1])
