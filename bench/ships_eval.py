@@ -20,7 +20,8 @@ service's ``--gap_weight``) and weights on the background along the water line (
 5``, the service's ``--shore_weight``: quays, groynes and piers pushed down), ship pixels starting
 at probability 0.01 (``--head-prior 0.01``, the service's ``--head_prior``), 30 epochs,
 augmentation, 64-px patches whose training windows move by up to 32 px from them (``--shift 32``,
-the service's ``--shift``), and hysteresis at prediction: ships seeded where their probability
+the service's ``--shift``) and are zoomed by a factor between 1 / 1.3 and 1.3 (``--scale-jitter
+0.3``, the service's ``--scale_jitter``), and hysteresis at prediction: ships seeded where their probability
 reaches 0.45 (``--seed-threshold 0.45``), grown over the pixels of probability >= 0.15
 (``--grow-threshold 0.15``) and cut apart between two seeds where the probability between them
 dips more than 0.2 below the lower peak (``--split-depth 0.2``, the service's ``--split_depth``).
@@ -77,9 +78,10 @@ SETTINGS_FILE = "settings.json"  # the run's settings, beside the networks of --
 SERVICE_FLAGS = {"width": "width", "members": "ensemble", "epochs": "epochs", "lr": "lr",
                  "patch_stride": "patch_stride", "gap_weight": "gap_weight", "shore_weight": "shore_weight",
                  "restarts": "restarts", "head_prior": "head_prior", "hard_negatives": "hard_negatives",
-                 "shift": "shift", "focal_alpha": "focal_alpha", "val_fraction": "val_fraction",
-                 "overlap": "overlap", "seed_threshold": "seed_threshold", "grow_threshold": "grow_threshold",
-                 "split_depth": "split_depth", "pretrain_epochs": "pretrain_epochs", "seed": "seed"}
+                 "shift": "shift", "scale_jitter": "scale_jitter", "focal_alpha": "focal_alpha",
+                 "val_fraction": "val_fraction", "overlap": "overlap", "seed_threshold": "seed_threshold",
+                 "grow_threshold": "grow_threshold", "split_depth": "split_depth",
+                 "pretrain_epochs": "pretrain_epochs", "seed": "seed"}
 # the bench's own numeric flags: (lowest, highest; None: no bound)
 BENCH_BOUNDS = {"shore_half": (1, None), "tile_balance": (0.0, 1.0), "mix_stride": (0, None),
                 "mix_epochs": (1, None), "batch_size": (1, None), "validate_on_ports": (0, None),
@@ -139,6 +141,8 @@ def parser() -> argparse.ArgumentParser:
                          "the epoch chosen on the training patches")
     ap.add_argument("--split-per-member", action="store_true",
                     help="member m validates on the random split of seed + m (default: all on seed's)")
+    ap.add_argument("--scale-jitter", type=float, default=0.3,
+                    help="training samples zoomed by up to 1 + this (the service's --scale_jitter; 0: off)")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="each epoch scored and kept as a moving average of the weights, min(this, (1 + t) / (10 + t)) "
                          "its decay at step t (train.WeightAverage; 0: off)")
@@ -184,6 +188,8 @@ def parse_args(argv=None, ap: argparse.ArgumentParser | None = None) -> argparse
         value = getattr(args, flag, None)
         if value is not None and (value < lo or hi is not None and value > hi):
             fail(f"{_flag(flag)} {value}: allowed {lo} " + ("or more" if hi is None else f"to {hi}"), ap)
+    if getattr(args, "no_aug", False) and getattr(args, "scale_jitter", 0):
+        fail(f"--scale-jitter {args.scale_jitter}: allowed 0 with --no-aug (a zoom is an augmentation)", ap)
     return args
 
 
@@ -200,7 +206,8 @@ def service_flags(args) -> list[str] | None:
              "-criterion", args.criterion, "-data_aug", not args.no_aug, "--encoder", args.encoder,
              "--width", args.width, "--dark_object", args.dark_object, "--ensemble", args.members,
              "--restarts", args.restarts, "--gap_weight", args.gap_weight, "--shore_weight", args.shore_weight,
-             "--head_prior", args.head_prior, "--shift", args.shift, "--val_fraction", args.val_fraction,
+             "--head_prior", args.head_prior, "--shift", args.shift, "--scale_jitter", args.scale_jitter,
+             "--val_fraction", args.val_fraction,
              "--seed_threshold", args.seed_threshold, "--grow_threshold", args.grow_threshold,
              "--split_depth", args.split_depth]
     # the rest only where they leave the service's own default
@@ -393,7 +400,8 @@ def _fold(args, port: str, train_ports: list[str], encoder, threads: int) -> dic
                           head_prior=args.head_prior, restarts=args.restarts,
                           focal_alpha=args.focal_alpha, max_seconds=args.budget_s or None,
                           indices=tuple(names(args.indices)), validation_tiles=validation_tiles,
-                          split_per_member=args.split_per_member, ema=args.ema)
+                          split_per_member=args.split_per_member, ema=args.ema,
+                          scale_jitter=args.scale_jitter)
         t0 = time.perf_counter()
         res = train(ps, cfg)
         model = res.model

@@ -70,11 +70,34 @@ def radiometric(x: torch.Tensor, generator: torch.Generator, strength: float = 1
     return x * pinned_to(gain, x.device) + pinned_to(offset, x.device) + noise.to(x.device)
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, weight: torch.Tensor | None = None):
-    """Augmented (x, y, weight): per-pixel loss weights (or None) move with the pixels."""
-    if weight is None:
-        x, y = geometric(x, y, generator)
-        return radiometric(x, generator), y, None
-    c = x.shape[1]
-    both, y = geometric(torch.cat([x, weight.unsqueeze(1).to(x.dtype)], 1), y, generator)
-    return radiometric(both[:, :c], generator), y, both[:, c]
+def zoom_factors(n: int, jitter: float, generator: torch.Generator) -> torch.Tensor:
+    """Per sample a zoom factor drawn log-uniformly in [1 / (1 + jitter), 1 + jitter]."""
+    a = torch.log1p(torch.tensor(jitter))
+    return torch.exp((2 * torch.rand(n, generator=generator) - 1) * a)
+
+
+def zoomed(t: torch.Tensor, factors: torch.Tensor, mode: str) -> torch.Tensor:
+    """(N, C, H, W) ``t`` zoomed about each sample's centre by its factor (> 1 enlarges); a zoom
+    out fills the margin by reflection."""
+    import torch.nn.functional as F
+
+    theta = torch.zeros(len(t), 2, 3, device=t.device, dtype=torch.float32)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / factors.to(t.device)
+    grid = F.affine_grid(theta, list(t.shape), align_corners=False)
+    return F.grid_sample(t.float(), grid, mode=mode, padding_mode="reflection", align_corners=False).to(t.dtype)
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, weight: torch.Tensor | None = None,
+            scale_jitter: float = 0.0):
+    """Augmented (x, y, weight): per-pixel loss weights (or None) move with the pixels;
+    ``scale_jitter`` > 0 zooms each sample (:func:`zoom_factors`), labels and weights by nearest
+    neighbour."""
+    x, y = geometric(x, y, generator) if weight is None else geometric(
+        torch.cat([x, weight.unsqueeze(1).to(x.dtype)], 1), y, generator)
+    c = x.shape[1] - (weight is not None)
+    if scale_jitter:
+        f = zoom_factors(len(x), scale_jitter, generator)
+        y = zoomed(y.unsqueeze(1).float(), f, "nearest")[:, 0].round().to(y.dtype)
+        parts = [zoomed(x[:, :c], f, "bilinear")] + ([zoomed(x[:, c:], f, "nearest")] if weight is not None else [])
+        x = torch.cat(parts, 1)
+    return radiometric(x[:, :c], generator), y, (x[:, c] if weight is not None else None)

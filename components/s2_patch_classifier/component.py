@@ -82,6 +82,7 @@ pretrain_encoder = _step(_pretrain_encoder, "epochs", "pretrain_epochs", "batch_
 train_model = _step(_train_model, "criterion", "pretrained", "bands", "selected_classes", "data_aug", "batch_size",
                     "epochs", "patch_size", "lr", "model_format", "model_file", "quantize", "encoder", "width",
                     "val_fraction", "device", "batch_scaling", "indices", "ensemble", "ensemble_windows", "gap_weight",
-                    "shore_weight", "head_prior", "restarts", "hard_negatives", "shift", "focal_alpha", "dark_object", "seed")
+                    "shore_weight", "head_prior", "restarts", "hard_negatives", "shift", "scale_jitter", "focal_alpha",
+                    "dark_object", "seed")
 predict_tiles = _step(_predict_tiles, "overlap", "flips", "grow_threshold", "seed_threshold", "split_depth", "device",
                       "engine")

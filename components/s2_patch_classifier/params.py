@@ -113,6 +113,11 @@ class S2PatchClassifierParams(ServiceParams):
         "cut from its patch and the neighbouring training patches: objects seen at many places in their window "
         "(better on unseen ports, see the README); below the patch size, e.g. 32 with -patch_size 64; 0: off",
         minimum=0, maximum=255)
+    scale_jitter: float = param(
+        0.0, "With -data_aug: zoom each training sample about its centre by a factor drawn log-uniformly between "
+        "1 / (1 + this) and 1 + this (image bilinearly, labels by nearest neighbour, a margin filled by "
+        "reflection): objects seen at other sizes than their own (better on unseen ports, see the README); "
+        "e.g. 0.3; 0: off", minimum=0.0, maximum=1.0)
     focal_alpha: float = param(
         0.0, "Balanced focal loss (Lin et al. 2017): the foreground classes' pixels weigh this, the background's "
         "1 minus it; with -criterion focal_loss or focal_dice; e.g. 0.75; 0: off (unweighted)",
@@ -205,6 +210,9 @@ class S2PatchClassifierParams(ServiceParams):
                                    "0 unless -bands holds B3 and B8 (the water line is found with them)")
         if self.shift >= self.patch_size:
             raise InvalidParameter("shift", self.shift, f"below the patch size ({self.patch_size})")
+        if self.scale_jitter and not self.data_aug:
+            raise InvalidParameter("scale_jitter", self.scale_jitter, "0 unless -data_aug is True (a zoom is an "
+                                   "augmentation)")
         super().__post_init__()
 
     @property

@@ -309,7 +309,7 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
                       members=params.ensemble, mixed_windows=params.ensemble_windows == "mixed",
                       gap_weight=params.gap_weight, hard_negatives=params.hard_negatives, shift=params.shift,
                       focal_alpha=params.focal_alpha, shore_weight=params.shore_weight,
-                      head_prior=params.head_prior, restarts=params.restarts)
+                      head_prior=params.head_prior, restarts=params.restarts, scale_jitter=params.scale_jitter)
     with steps.step("train"):
         res = train(ps, cfg)
     classes = ps.index["classes"]
@@ -323,8 +323,8 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
                         "data_aug": params.data_aug, "pretrained": params.pretrained, "quantize": params.quantize,
                         "ensemble": params.ensemble, "ensemble_windows": params.ensemble_windows,
                         "gap_weight": params.gap_weight, "hard_negatives": params.hard_negatives,
-                        "shift": params.shift, "focal_alpha": params.focal_alpha, "shore_weight": params.shore_weight,
-                        "head_prior": params.head_prior, "restarts": params.restarts, "seed": params.seed,
+                        "shift": params.shift, "scale_jitter": params.scale_jitter, "focal_alpha": params.focal_alpha,
+                        "shore_weight": params.shore_weight, "head_prior": params.head_prior, "restarts": params.restarts, "seed": params.seed,
                         "patches": len(ps), "best_epoch": res.metrics["best_epoch"]}
     name = model_name(params)
     path = stage / name

@@ -125,6 +125,7 @@ class TrainConfig:
     split_per_member: bool = False           # member m validates on the random split of seed + m
     tile_balance: float = 0.0                # b of tile_balanced draws: a tile's share ~ its patches^(1 - b); 0: off
     ema: float = 0.0                         # decay of the weights' moving average (WeightAverage); 0: off
+    scale_jitter: float = 0.0                # training samples zoomed by up to 1 + this (augment.zoom_factors)
 
 
 @dataclass
@@ -575,7 +576,7 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
             with autocast(device):
                 xn = model.normalise(x)
                 if cfg.data_aug:
-                    xn, y, w = aug.augment(xn, y, gen, w)
+                    xn, y, w = aug.augment(xn, y, gen, w, cfg.scale_jitter)
                 if device.type == "cuda":
                     xn = xn.contiguous(memory_format=torch.channels_last)
                 logits = model.forward_normalised(xn).float()

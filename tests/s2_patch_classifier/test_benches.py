@@ -157,6 +157,9 @@ def test_the_harness_runs_each_seed_and_summarises(tmp_path, capsys):
     ("ships_eval", ["--tile-balance", "1.5"], "--tile-balance 1.5: allowed 0.0 to 1.0"),
     ("ships_eval", ["--shore-half", "0"], "--shore-half 0: allowed 1 or more"),
     ("ships_eval", ["--ema", "1"], "--ema 1.0: allowed 0.0 to 0.9999"),
+    ("ships_eval", ["--scale-jitter", "2"], "--scale-jitter 2.0: allowed a number >= 0.0 and <= 1.0 (the service's "
+                                             "--scale_jitter)"),
+    ("ships_eval", ["--no-aug"], "--scale-jitter 0.3: allowed 0 with --no-aug"),
     ("ships_eval", ["--gap-weight", "-1"], "--gap-weight -1.0: allowed a number >= 0.0 and <= 100.0 (the service's "
                                            "--gap_weight)"),
     ("ships_eval", ["--members", "9"], "--members 9: allowed a number >= 1 and <= 8 (the service's --ensemble)"),
@@ -190,8 +193,8 @@ def test_the_readme_recipe_is_the_service_form_of_the_bench_defaults():
     params = S2PatchClassifierParams.from_strings({k: v for k, v in read.items()
                                                    if k not in ("input", "outdir", "verbose")})
     same = ("patch_size", "batch_size", "epochs", "lr", "criterion", "encoder", "width", "dark_object", "restarts",
-            "gap_weight", "shore_weight", "head_prior", "shift", "val_fraction", "seed_threshold", "grow_threshold",
-            "split_depth", "seed", "overlap", "flips")
+            "gap_weight", "shore_weight", "head_prior", "shift", "scale_jitter", "val_fraction", "seed_threshold",
+            "grow_threshold", "split_depth", "seed", "overlap", "flips")
     assert {k: getattr(params, k) for k in same} == {k: getattr(bench, k) for k in same}
     assert (params.ensemble, params.data_aug) == (bench.members, not bench.no_aug)
     assert harness.service_flags(harness.parser().parse_args(["--tile-balance", "1"])) is None  # the bench's alone

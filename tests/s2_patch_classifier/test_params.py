@@ -75,6 +75,9 @@ def test_seed_spellings_parse():
      "parameter 'focal_alpha': allowed a number >= 0.0 and <= 0.99"),
     ({"action": "predict", "grow_threshold": "0.15", "split_depth": "1.5"},
      "parameter 'split_depth': allowed a number >= 0.0 and <= 1.0"),
+    ({"action": "train", "scale_jitter": "0.3"}, "parameter 'scale_jitter': allowed 0 unless -data_aug is True"),
+    ({"action": "train", "data_aug": "true", "scale_jitter": "1.5"},
+     "parameter 'scale_jitter': allowed a number >= 0.0 and <= 1.0"),
 ])
 def test_invalid_values(values, fragment):
     with pytest.raises(InvalidParameter) as e:
