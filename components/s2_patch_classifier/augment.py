@@ -1,7 +1,7 @@
 """Data augmentation on batches, on the training device: random flips and 90-degree rotations
-(the same for image and labels), and mild radiometric jitter for multispectral data: a gain per
-band (x U(0.9, 1.1)), an offset per band (+ N(0, 0.05) in standard units) and pixel noise
-(N(0, 0.02)), applied after normalisation."""
+(the same for image and labels), optionally a zoom about each sample's centre (``scale_jitter``),
+and mild radiometric jitter for multispectral data: a gain per band (x U(0.9, 1.1)), an offset per
+band (+ N(0, 0.05) in standard units) and pixel noise (N(0, 0.02)), applied after normalisation."""
 
 from __future__ import annotations
 
@@ -81,9 +81,9 @@ def zoomed(t: torch.Tensor, factors: torch.Tensor, mode: str) -> torch.Tensor:
     out fills the margin by reflection."""
     import torch.nn.functional as F
 
-    theta = torch.zeros(len(t), 2, 3, device=t.device, dtype=torch.float32)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1 / factors.to(t.device)
-    grid = F.affine_grid(theta, list(t.shape), align_corners=False)
+    theta = torch.zeros(len(t), 2, 3, dtype=torch.float32)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / factors
+    grid = F.affine_grid(pinned_to(theta, t.device), list(t.shape), align_corners=False)
     return F.grid_sample(t.float(), grid, mode=mode, padding_mode="reflection", align_corners=False).to(t.dtype)
 
 
