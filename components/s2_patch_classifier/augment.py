@@ -5,6 +5,8 @@ band (+ N(0, 0.05) in standard units) and pixel noise (N(0, 0.02)), applied afte
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 GAIN = 0.1
@@ -72,18 +74,25 @@ def radiometric(x: torch.Tensor, generator: torch.Generator, strength: float = 1
 
 def zoom_factors(n: int, jitter: float, generator: torch.Generator) -> torch.Tensor:
     """Per sample a zoom factor drawn log-uniformly in [1 / (1 + jitter), 1 + jitter]."""
-    a = torch.log1p(torch.tensor(jitter))
-    return torch.exp((2 * torch.rand(n, generator=generator) - 1) * a)
+    return torch.exp((2 * torch.rand(n, generator=generator) - 1) * math.log1p(jitter))
 
 
-def zoomed(t: torch.Tensor, factors: torch.Tensor, mode: str) -> torch.Tensor:
-    """(N, C, H, W) ``t`` zoomed about each sample's centre by its factor (> 1 enlarges); a zoom
-    out fills the margin by reflection."""
+def zoom_grid(factors: torch.Tensor, shape, device: torch.device) -> torch.Tensor:
+    """The sampling grid that zooms samples of ``shape`` (N, C, H, W) about their centres by
+    ``factors`` (> 1 enlarges)."""
     import torch.nn.functional as F
 
-    theta = torch.zeros(len(t), 2, 3, dtype=torch.float32)
+    theta = torch.zeros(len(factors), 2, 3, dtype=torch.float32)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / factors
-    grid = F.affine_grid(pinned_to(theta, t.device), list(t.shape), align_corners=False)
+    return F.affine_grid(pinned_to(theta, device), list(shape), align_corners=False)
+
+
+def zoomed(t: torch.Tensor, factors: torch.Tensor, mode: str, grid: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, C, H, W) ``t`` zoomed about each sample's centre by its factor (> 1 enlarges); a zoom
+    out fills the margin by reflection. ``grid``: :func:`zoom_grid` of the factors, when known."""
+    import torch.nn.functional as F
+
+    grid = zoom_grid(factors, t.shape, t.device) if grid is None else grid
     return F.grid_sample(t.float(), grid, mode=mode, padding_mode="reflection", align_corners=False).to(t.dtype)
 
 
@@ -91,13 +100,15 @@ def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, weight
             scale_jitter: float = 0.0):
     """Augmented (x, y, weight): per-pixel loss weights (or None) move with the pixels;
     ``scale_jitter`` > 0 zooms each sample (:func:`zoom_factors`), labels and weights by nearest
-    neighbour."""
+    neighbour (one grid for all three)."""
     x, y = geometric(x, y, generator) if weight is None else geometric(
         torch.cat([x, weight.unsqueeze(1).to(x.dtype)], 1), y, generator)
     c = x.shape[1] - (weight is not None)
     if scale_jitter:
         f = zoom_factors(len(x), scale_jitter, generator)
-        y = zoomed(y.unsqueeze(1).float(), f, "nearest")[:, 0].round().to(y.dtype)
-        parts = [zoomed(x[:, :c], f, "bilinear")] + ([zoomed(x[:, c:], f, "nearest")] if weight is not None else [])
-        x = torch.cat(parts, 1)
+        grid = zoom_grid(f, x.shape, x.device)
+        # labels and weights in one nearest-neighbour pass
+        nearest = zoomed(torch.cat([y.unsqueeze(1).to(x.dtype), x[:, c:]], 1), f, "nearest", grid)
+        y = nearest[:, 0].round().to(y.dtype)
+        x = torch.cat([zoomed(x[:, :c], f, "bilinear", grid), nearest[:, 1:]], 1)
     return radiometric(x[:, :c], generator), y, (x[:, c] if weight is not None else None)
