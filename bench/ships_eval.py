@@ -82,6 +82,8 @@ SERVICE_FLAGS = {"width": "width", "members": "ensemble", "epochs": "epochs", "l
                  "val_fraction": "val_fraction", "overlap": "overlap", "seed_threshold": "seed_threshold",
                  "grow_threshold": "grow_threshold", "split_depth": "split_depth",
                  "pretrain_epochs": "pretrain_epochs", "seed": "seed"}
+# flags with the service's meaning that its rules between parameters read, beside SERVICE_FLAGS
+RULED_FLAGS = {"patch_size": "patch_size", "criterion": "criterion", "ensemble_windows": "ensemble_windows"}
 # the bench's own numeric flags: (lowest, highest; None: no bound)
 BENCH_BOUNDS = {"shore_half": (1, None), "tile_balance": (0.0, 1.0), "mix_stride": (0, None),
                 "mix_epochs": (1, None), "batch_size": (1, None), "validate_on_ports": (0, None),
@@ -188,9 +190,23 @@ def parse_args(argv=None, ap: argparse.ArgumentParser | None = None) -> argparse
         value = getattr(args, flag, None)
         if value is not None and (value < lo or hi is not None and value > hi):
             fail(f"{_flag(flag)} {value}: allowed {lo} " + ("or more" if hi is None else f"to {hi}"), ap)
-    if getattr(args, "no_aug", False) and getattr(args, "scale_jitter", 0):
-        fail(f"--scale-jitter {args.scale_jitter}: allowed 0 with --no-aug (a zoom is an augmentation)", ap)
+    service_rules(args, ap)
     return args
+
+
+def service_rules(args, ap: argparse.ArgumentParser) -> None:
+    """The service's rules between its parameters (a zoom needs augmentation, objects split only
+    once grown, ...) on the flags of ``args`` that mean them: one line and exit status 2."""
+    flags = {flag: name for flag, name in {**SERVICE_FLAGS, **RULED_FLAGS}.items() if hasattr(args, flag)}
+    values = {name: getattr(args, flag) for flag, name in flags.items()}
+    if hasattr(args, "no_aug"):
+        values["data_aug"] = not args.no_aug
+    try:
+        S2PatchClassifierParams(action="full", **values)
+    except InvalidParameter as e:
+        flag = {name: flag for flag, name in flags.items()}.get(e.name)
+        shown = f"{_flag(flag)} {getattr(args, flag)}" if flag else f"--{e.name} {e.value}"
+        fail(f"{shown}: allowed {e.allowed} (the service's --{e.name})", ap)
 
 
 def service_flags(args) -> list[str] | None:

@@ -104,15 +104,19 @@ def ship_probabilities(model_file: Path, tile, overlap: float, per_network: bool
     from components.s2_patch_classifier.model import networks
     from components.s2_patch_classifier.predict import TorchPredictor, auto_precision, open_predictor, probability_array
 
-    model, meta = modelio.load_pytorch(model_file)
+    cpu = torch.device("cpu")
+    if per_network:
+        model, meta = modelio.load_pytorch(model_file)
+    else:  # the file opened once, by the engine
+        predictor = open_predictor(model_file, cpu)
+        meta = predictor.meta
     bands = tuple(meta["bands"])
     tile.offsets = {}
     if meta.get("dark_object"):
         radiometry.correct(tile, bands, meta["dark_object"])
     image = tile.read(bands)
-    cpu = torch.device("cpu")
     if not per_network:
-        return [(probability_array(image, open_predictor(model_file, cpu), overlap)[1], len(networks(model)))]
+        return [(probability_array(image, predictor, overlap)[1], meta.get("members", 1))]
     precision = auto_precision(model, meta, cpu, model_file.name)
     return [(probability_array(image, TorchPredictor(net, meta, cpu, precision), overlap)[1], 1)
             for net in networks(model)]

@@ -159,7 +159,12 @@ def test_the_harness_runs_each_seed_and_summarises(tmp_path, capsys):
     ("ships_eval", ["--ema", "1"], "--ema 1.0: allowed 0.0 to 0.9999"),
     ("ships_eval", ["--scale-jitter", "2"], "--scale-jitter 2.0: allowed a number >= 0.0 and <= 1.0 (the service's "
                                              "--scale_jitter)"),
-    ("ships_eval", ["--no-aug"], "--scale-jitter 0.3: allowed 0 with --no-aug"),
+    ("ships_eval", ["--no-aug"], "--scale-jitter 0.3: allowed 0 unless -data_aug is True"),
+    # the service's rules between parameters, beyond the bench's own (--no-aug)
+    ("ships_eval", ["--grow-threshold", "0"], "--split-depth 0.2: allowed 0 unless --grow_threshold is set"),
+    ("ships_eval", ["--ensemble-windows", "mixed", "--members", "1"],
+     "--ensemble-windows mixed: allowed same unless --ensemble is 2 or more"),
+    ("ships_rescore", ["runs", "--seed-threshold", "0.1"], "--seed-threshold 0.1: allowed at least --grow_threshold"),
     ("ships_eval", ["--gap-weight", "-1"], "--gap-weight -1.0: allowed a number >= 0.0 and <= 100.0 (the service's "
                                            "--gap_weight)"),
     ("ships_eval", ["--members", "9"], "--members 9: allowed a number >= 1 and <= 8 (the service's --ensemble)"),
