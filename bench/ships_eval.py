@@ -74,16 +74,16 @@ DEFAULT_ROOT = Path(os.environ.get("EO_SAMPLE_DATA", REPO.parent / "shared" / "d
 VALIDATION = ("cartagena", "casablanca", "honolulu", "klang")
 BANDS = ("B2", "B3", "B4", "B8", "B11")
 SETTINGS_FILE = "settings.json"  # the run's settings, beside the networks of --save-dir
-# flags that set a service parameter, and that parameter: they take its declared bounds
+# flags that set a service parameter, and that parameter: they take its declared bounds and its
+# rules between parameters
 SERVICE_FLAGS = {"width": "width", "members": "ensemble", "epochs": "epochs", "lr": "lr",
                  "patch_stride": "patch_stride", "gap_weight": "gap_weight", "shore_weight": "shore_weight",
                  "restarts": "restarts", "head_prior": "head_prior", "hard_negatives": "hard_negatives",
                  "shift": "shift", "scale_jitter": "scale_jitter", "focal_alpha": "focal_alpha",
                  "val_fraction": "val_fraction", "overlap": "overlap", "seed_threshold": "seed_threshold",
                  "grow_threshold": "grow_threshold", "split_depth": "split_depth",
-                 "pretrain_epochs": "pretrain_epochs", "seed": "seed"}
-# flags with the service's meaning that its rules between parameters read, beside SERVICE_FLAGS
-RULED_FLAGS = {"patch_size": "patch_size", "criterion": "criterion", "ensemble_windows": "ensemble_windows"}
+                 "pretrain_epochs": "pretrain_epochs", "seed": "seed", "patch_size": "patch_size",
+                 "criterion": "criterion", "ensemble_windows": "ensemble_windows"}
 # the bench's own numeric flags: (lowest, highest; None: no bound)
 BENCH_BOUNDS = {"shore_half": (1, None), "tile_balance": (0.0, 1.0), "mix_stride": (0, None),
                 "mix_epochs": (1, None), "batch_size": (1, None), "validate_on_ports": (0, None),
@@ -197,7 +197,7 @@ def parse_args(argv=None, ap: argparse.ArgumentParser | None = None) -> argparse
 def service_rules(args, ap: argparse.ArgumentParser) -> None:
     """The service's rules between its parameters (a zoom needs augmentation, objects split only
     once grown, ...) on the flags of ``args`` that mean them: one line and exit status 2."""
-    flags = {flag: name for flag, name in {**SERVICE_FLAGS, **RULED_FLAGS}.items() if hasattr(args, flag)}
+    flags = {flag: name for flag, name in SERVICE_FLAGS.items() if hasattr(args, flag)}
     values = {name: getattr(args, flag) for flag, name in flags.items()}
     if hasattr(args, "no_aug"):
         values["data_aug"] = not args.no_aug
