@@ -3,7 +3,8 @@ CPU and, where CUDA is present, on the GPU (with its peak memory).
 
 - ``train_lstm``: ``components.crop_lstm.training.fit`` on a synthetic TimeSen2Crop-shaped set
   (12 monthly steps x 9 bands, 16 classes, default model: 2 LSTM layers of 64 units), at the
-  seed's batch 32 and in the larger-batch mode (``batch_scaling`` 32: batch 1024);
+  seed's batch 32 and in the larger-batch mode (``batch_scaling`` 32: batch 1024); on the GPU each
+  also with its steps replayed as a CUDA graph (``graphed``, :mod:`components.crop_lstm.graphed`);
 - ``aqgan-train``: ``components.aq_downscaling.training.train`` with the default configuration
   (8 x 8 low-resolution frames to 64 x 64, 5 critic steps per generator step), batch 128 (the
   default) on the GPU, 32 on the CPU;
@@ -82,7 +83,7 @@ def reset(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def lstm_case(device, n, epochs, batch_size, scaling, x=None, y=None) -> dict:
+def lstm_case(device, n, epochs, batch_size, scaling, x=None, y=None, graphed=False) -> dict:
     if x is None:
         x, y = crop_set(n)
     reset(device)
@@ -91,9 +92,11 @@ def lstm_case(device, n, epochs, batch_size, scaling, x=None, y=None) -> dict:
     model.set_normalisation(*normalisation(x[:100_000]))
     t0 = time.perf_counter()
     hist = fit(model, x, y, None, None, epochs=epochs, batch_size=batch_size, learning_rate=1e-3,
-               class_weights=False, seed=0, device=device, class_ids=list(range(CLASSES)), batch_scaling=scaling)
+               class_weights=False, seed=0, device=device, class_ids=list(range(CLASSES)), batch_scaling=scaling,
+               graphed=graphed)
     wall = time.perf_counter() - t0
     return {"trainer": "train_lstm", "device": device.type, "batch": batch_size * scaling, "batch_scaling": scaling,
+            "graphed": graphed,
             "samples": len(x), "epochs": epochs, "samples_per_s": per_second(len(x), [e["seconds"] for e in hist.epochs]),
             "seconds": round(wall, 1), "final_loss": round(hist.epochs[-1]["loss"], 4), **gpu_peak(device)}
 
@@ -171,7 +174,9 @@ def gpu_cases() -> list:
     gpu = torch.device("cuda")
     return [
         lambda: lstm_case(gpu, 131072, 3, 32, 1),
+        lambda: lstm_case(gpu, 131072, 3, 32, 1, graphed=True),
         lambda: lstm_case(gpu, 1048576, 3, 32, 32),
+        lambda: lstm_case(gpu, 1048576, 3, 32, 32, graphed=True),
         lambda: aq_case(gpu, 5120, 3, 128),
         lambda: unet_case(gpu, 4096, 3, 16, 1),
         lambda: unet_case(gpu, 16384, 3, 16, 16),

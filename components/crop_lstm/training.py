@@ -9,7 +9,8 @@ tensors (the loss in float64, as the host sum it replaces) and read once per epo
 queues the next batch while the GPU computes. On CUDA, Adam runs fused (one kernel for all
 parameters) and the step stays in fp32: the LSTM is small, its steps are bound by kernel launches,
 not arithmetic, so bf16 would only add rounding. The CPU computes exactly what it did before these
-changes (same operations, same order).
+changes (same operations, same order). With ``graphed``, each step is a :class:`.graphed.MaskedStep`:
+on CUDA replayed as one graph, elsewhere run eagerly (the same losses within rounding).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .graphed import MaskedStep
 from .metrics import summary
 from .model import CropLSTM
 
@@ -102,10 +104,11 @@ def _evaluate(model: CropLSTM, x: torch.Tensor, y: torch.Tensor, loss_fn) -> tup
 
 def fit(model: CropLSTM, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray | None, y_val: np.ndarray | None,
         *, epochs: int, batch_size: int, learning_rate: float, class_weights: bool, seed: int,
-        device: torch.device, class_ids: list[int], batch_scaling: int = 1) -> History:
+        device: torch.device, class_ids: list[int], batch_scaling: int = 1, graphed: bool = False) -> History:
     """Train ``model`` in place. Labels are indexes into ``class_ids`` (-1 in ``y_val`` for a class
     the model has no output for: counted as an error, left out of the validation loss).
-    ``batch_scaling`` > 1 trains with larger batches and a scaled learning rate (:func:`scaled`)."""
+    ``batch_scaling`` > 1 trains with larger batches and a scaled learning rate (:func:`scaled`);
+    ``graphed`` runs each step as a :class:`.graphed.MaskedStep` (a CUDA graph on a GPU)."""
     batch_size, learning_rate = scaled(batch_size, learning_rate, batch_scaling)
     threads = torch.get_num_threads()
     if device.type == "cpu":
@@ -113,13 +116,13 @@ def fit(model: CropLSTM, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
     try:
         return _fit(model, x_train, y_train, x_val, y_val, epochs=epochs, batch_size=batch_size,
                     learning_rate=learning_rate, class_weights=class_weights, seed=seed, device=device,
-                    class_ids=class_ids)
+                    class_ids=class_ids, graphed=graphed)
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit(model, x_train, y_train, x_val, y_val, *, epochs, batch_size, learning_rate, class_weights, seed, device,
-         class_ids) -> History:
+         class_ids, graphed) -> History:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model.to(device)
@@ -132,18 +135,27 @@ def _fit(model, x_train, y_train, x_val, y_val, *, epochs, batch_size, learning_
     weight = torch.from_numpy(class_weight_vector(y_train, len(class_ids))).to(device) if class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     eval_loss = nn.CrossEntropyLoss(weight=weight)
-    optimiser = adam(model.parameters(), learning_rate, device)
+    # a captured step needs Adam's step counts on the device
+    capturable = graphed and device.type == "cuda"
+    optimiser = adam(model.parameters(), learning_rate, device, **({"capturable": True} if capturable else {}))
     history = History()
     n = len(xt)
+    # the epoch's sums; fixed tensors, as a captured step adds to them
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    step = MaskedStep(model, xt, yt, weight, optimiser, batch_size, total, correct) if graphed else None
     t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
         te = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=gen).to(device, non_blocking=True)
-        total = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
+        total.zero_()
+        correct.zero_()
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
+            if step is not None:
+                step(idx)
+                continue
             xb, yb = xt[idx], yt[idx]
             optimiser.zero_grad(set_to_none=True)
             logits = model(xb)

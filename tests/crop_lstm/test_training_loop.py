@@ -118,3 +118,79 @@ def test_fit_on_cuda_learns_and_returns_a_cpu_model():
                device=torch.device("cuda"), class_ids=CLASSES, batch_scaling=4)
     assert hist.epochs[-1]["loss"] < hist.epochs[0]["loss"]
     assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def _fits(x, y, xv, yv, *, dropout, class_weights, batch_size, device="cpu", epochs=3):
+    """The same training with the plain steps and with :class:`MaskedStep`'s (eager off CUDA)."""
+    runs = []
+    for graphed in (False, True):
+        torch.manual_seed(0)
+        model = CropLSTM(ModelConfig(x.shape[2], x.shape[1], len(CLASSES), hidden_size=8, num_layers=2,
+                                     dropout=dropout))
+        model.set_normalisation(*normalisation(x))
+        hist = fit(model, x, y, xv, yv, epochs=epochs, batch_size=batch_size, learning_rate=1e-2,
+                   class_weights=class_weights, seed=5, device=torch.device(device), class_ids=CLASSES,
+                   graphed=graphed)
+        runs.append((model, hist))
+    return runs
+
+
+@pytest.mark.parametrize("dropout, class_weights, n", [(0.2, False, 96), (0.0, True, 100)])
+def test_masked_steps_train_as_the_plain_steps(dropout, class_weights, n):
+    """With dropout, full batches only (a padded batch draws more dropout masks); without, an
+    epoch's last batch of 4 padded to 16 and weighed by class as the short batch."""
+    x, y = _data(n)
+    xv, yv = _data(40, seed=2)
+    (a, ha), (b, hb) = _fits(x, y, xv, yv, dropout=dropout, class_weights=class_weights, batch_size=16)
+    for p, q in zip(a.state_dict().values(), b.state_dict().values()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
+    for ra, rb in zip(ha.epochs, hb.epochs):
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5) and rb["accuracy"] == ra["accuracy"]
+        assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-4)
+
+
+def test_a_padded_batch_weighs_only_its_real_samples():
+    """Padding rows that would move the weights if they counted: a batch of 3 padded to 8 steps
+    as the batch of 3 alone (the padded rows point at sample 0, of another class, far off)."""
+    from components.crop_lstm.graphed import MaskedStep
+
+    x, y = _data(10)
+    x[0] *= 5
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    weight = torch.tensor([0.5, 1.0, 2.0])
+    nets = [_model(x), _model(x)]
+    for net in nets:
+        net.dropout.p = 0.0
+        net.lstm.dropout = 0.0
+    idx = torch.tensor([4, 7, 9])
+    sums = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
+    step = MaskedStep(nets[0], xt, yt, weight, torch.optim.SGD(nets[0].parameters(), lr=0.1), 8, *sums)
+    step(idx)
+    opt = torch.optim.SGD(nets[1].parameters(), lr=0.1)
+    logits = nets[1](xt[idx])
+    loss = nn.CrossEntropyLoss(weight=weight)(logits, yt[idx])
+    loss.backward()
+    opt.step()
+    for p, q in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(p, q)
+    assert float(sums[0]) == pytest.approx(3 * float(loss.detach()), rel=1e-6)
+    assert int(sums[1]) == int((logits.argmax(1) == yt[idx]).sum())
+    assert step.real == 3 and float(step.mask.sum()) == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dropout, class_weights, n", [(0.2, False, 960), (0.0, True, 1000)])
+def test_graphed_steps_on_cuda_train_as_the_eager_ones(dropout, class_weights, n, caplog):
+    """The captured and replayed step against the plain eager steps on the GPU: the same weights
+    and losses within rounding (cuDNN's own order of sums aside), the graph in use."""
+    caplog.set_level("INFO", logger="components.crop_lstm.graphed")
+    x, y = _data(n)
+    xv, yv = _data(40, seed=2)
+    (a, ha), (b, hb) = _fits(x, y, xv, yv, dropout=dropout, class_weights=class_weights, batch_size=32,
+                             device="cuda")
+    for p, q in zip(a.state_dict().values(), b.state_dict().values()):
+        torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4)
+    for ra, rb in zip(ha.epochs, hb.epochs):
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-4)
+        assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-3)
+    assert "captured as a CUDA graph" in caplog.text
