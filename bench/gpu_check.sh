@@ -22,7 +22,7 @@ $py -c "import torch; print(torch.__version__, torch.cuda.is_available() and tor
     | tee "$out/torch.txt"
 # the tests that run only on CUDA, and the device choices, of every trainer and engine
 timeout 200 $py -m pytest -q -p no:cacheprovider -rs \
-    -k "cuda or this_machine or device_choice or plain_loop or masked" \
+    -k "cuda or this_machine or device_choice or plain_loop or masked or graphed" \
     tests/crop_lstm/test_training_loop.py tests/crop_lstm/test_engine_choice.py tests/crop_lstm/test_model_io.py \
     tests/s2_patch_classifier/test_engines.py tests/s2_patch_classifier/test_training_loop.py \
     tests/aq_downscaling/test_training_loop.py > "$out/tests.txt" 2>&1

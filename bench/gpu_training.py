@@ -9,7 +9,8 @@ CPU and, where CUDA is present, on the GPU (with its peak memory).
   (8 x 8 low-resolution frames to 64 x 64, 5 critic steps per generator step), batch 128 (the
   default) on the GPU, 32 on the CPU;
 - ``s2-patch-classifier``: ``components.s2_patch_classifier.train.train``, U-Net ResNet-50 on
-  64-px patches of 13 bands, batch 16 and ``batch_scaling`` 16 (batch 256);
+  64-px patches of 13 bands, batch 16 (on the GPU also ``graphed``) and ``batch_scaling`` 16
+  (batch 256);
 - its ``-action pretrain``: ``components.s2_patch_classifier.pretrain.pretrain`` (MoCo v2 of the
   ResNet-50 encoder, two views per patch), batch 16 and 256.
 
@@ -130,19 +131,19 @@ def patch_images(n: int) -> np.ndarray:
     return images
 
 
-def unet_case(device, n, epochs, batch_size, scaling) -> dict:
+def unet_case(device, n, epochs, batch_size, scaling, graphed=False) -> dict:
     labels = np.zeros((n, 64, 64), np.uint8)
     labels[::2, 20:30, 16:40] = 1
     ps = PatchSet(Path("."), {"classes": [0, 1], "bands": UNET_BANDS, "stats": UNET_STATS}, patch_images(n), labels)
     reset(device)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, batch_scaling=scaling, lr=1e-4, val_fraction=0.02,
-                      device=device.type, encoder="resnet50", width=64)
+                      device=device.type, encoder="resnet50", width=64, graphed=graphed)
     t0 = time.perf_counter()
     res = unet_train(ps, cfg)
     wall = time.perf_counter() - t0
     steps = -(-res.metrics["training_patches"] // (batch_size * scaling))
     return {"trainer": "s2-patch-classifier", "device": device.type, "batch": batch_size * scaling,
-            "batch_scaling": scaling, "samples": n, "epochs": epochs,
+            "batch_scaling": scaling, "graphed": graphed, "samples": n, "epochs": epochs,
             "samples_per_s": per_second(steps * batch_size * scaling, [h["seconds"] for h in res.history]),
             "seconds": round(wall, 1), **gpu_peak(device)}
 
@@ -179,6 +180,7 @@ def gpu_cases() -> list:
         lambda: lstm_case(gpu, 1048576, 3, 32, 32, graphed=True),
         lambda: aq_case(gpu, 5120, 3, 128),
         lambda: unet_case(gpu, 4096, 3, 16, 1),
+        lambda: unet_case(gpu, 4096, 3, 16, 1, graphed=True),
         lambda: unet_case(gpu, 16384, 3, 16, 16),
         lambda: pretrain_case(gpu, 4096, 3, 16),
         lambda: pretrain_case(gpu, 16384, 3, 256),

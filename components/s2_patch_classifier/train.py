@@ -78,6 +78,7 @@ from components.common.errors import ServiceError
 from . import augment as aug
 from .data import IGNORE
 from .gap_weights import gap_weights
+from .graphed_step import UNetStep
 from .hard_negatives import HardNegatives
 from .losses import loss_function
 from .shore_weights import SHORE_HALF, band_positions, shore_weights
@@ -126,6 +127,7 @@ class TrainConfig:
     tile_balance: float = 0.0                # b of tile_balanced draws: a tile's share ~ its patches^(1 - b); 0: off
     ema: float = 0.0                         # decay of the weights' moving average (WeightAverage); 0: off
     scale_jitter: float = 0.0                # training samples zoomed by up to 1 + this (augment.zoom_factors)
+    graphed: bool = False                    # each step a graphed_step.UNetStep (a CUDA graph on a GPU)
 
 
 @dataclass
@@ -257,8 +259,11 @@ def scaled(batch_size: int, lr: float, batch_scaling: int) -> tuple[int, float]:
     return batch_size * batch_scaling, lr * batch_scaling ** 0.5
 
 
-def adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam, fused on CUDA (one kernel per step); the CPU keeps the default implementation."""
+def adam(params, lr: float, device: torch.device, graphed: bool = False) -> torch.optim.Adam:
+    """Adam, fused on CUDA (one kernel per step); the CPU keeps the default implementation. For a
+    graphed step on CUDA, capturable, its learning rate a device tensor."""
+    if device.type == "cuda" and graphed:
+        return torch.optim.Adam(params, lr=torch.tensor(lr, device=device), fused=True, capturable=True)
     if device.type == "cuda":
         return torch.optim.Adam(params, lr=lr, fused=True)
     return torch.optim.Adam(params, lr=lr)
@@ -545,9 +550,13 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     loss_fn = loss_function(cfg.criterion, cfg.focal_alpha)
-    optimiser = adam(model.parameters(), lr, device)
+    optimiser = adam(model.parameters(), lr, device, cfg.graphed)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.epochs * steps_per_epoch)
+    if cfg.graphed:
+        graphed = UNetStep(model, loss_fn, optimiser, device, bf16_training(device), lr, cfg.epochs * steps_per_epoch)
+    else:
+        graphed = None
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.epochs * steps_per_epoch)
     has_fg = has_foreground(patches.labels, train_idx)
     weights = sampling_weights(has_fg)
     if cfg.tile_balance:
@@ -579,16 +588,20 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
                     xn, y, w = aug.augment(xn, y, gen, w, cfg.scale_jitter)
                 if device.type == "cuda":
                     xn = xn.contiguous(memory_format=torch.channels_last)
-                logits = model.forward_normalised(xn).float()
-                loss = loss_fn(logits, y, w)
+                if not graphed:
+                    logits = model.forward_normalised(xn).float()
+                    loss = loss_fn(logits, y, w)
+            if graphed:  # forward, backward and Adam
+                logits, loss = graphed(xn, y, w)
             if hard:  # the batch comes sorted by patch: its positions in that order (a shifted
                       # window's hardness goes to the patch it was moved from)
                 at = positions[s * batch_size:(s + 1) * batch_size][np.argsort(idx, kind="stable")]
                 hard.record(torch.from_numpy(at).to(device, non_blocking=True), logits, y)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
+            if not graphed:
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                schedule.step()
             if averaged:
                 averaged.update()
             total += loss.detach().double() * len(idx)

@@ -183,7 +183,7 @@ def test_a_padded_batch_weighs_only_its_real_samples():
 def test_graphed_steps_on_cuda_train_as_the_eager_ones(dropout, class_weights, n, caplog):
     """The captured and replayed step against the plain eager steps on the GPU: the same weights
     and losses within rounding (cuDNN's own order of sums aside), the graph in use."""
-    caplog.set_level("INFO", logger="components.crop_lstm.graphed")
+    caplog.set_level("INFO", logger="components.common.cuda_graphs")
     x, y = _data(n)
     xv, yv = _data(40, seed=2)
     (a, ha), (b, hb) = _fits(x, y, xv, yv, dropout=dropout, class_weights=class_weights, batch_size=32,

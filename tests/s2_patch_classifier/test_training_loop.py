@@ -173,3 +173,46 @@ def test_grouped_symmetries_equal_the_sample_by_sample_ones(with_labels):
     xb, yb = _one_by_one(x, y, torch.Generator().manual_seed(4))
     assert torch.equal(xa, xb) and xa.is_contiguous()
     assert (ya is None and yb is None) or torch.equal(ya, yb)
+
+
+def _same_training(a, b, rtol, atol):
+    for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        torch.testing.assert_close(q, p, rtol=rtol, atol=atol)
+    for ha, hb in zip(a.history, b.history):
+        assert hb["loss"] == pytest.approx(ha["loss"], rel=rtol, abs=atol)
+
+
+@pytest.mark.parametrize("extra", [{}, {"data_aug": True, "gap_weight": 10.0, "scale_jitter": 0.3,
+                                        "criterion": "focal_loss", "hard_negatives": 0.5, "ema": 0.99}])
+def test_the_graphed_step_trains_as_the_eager_steps(extra):
+    """The step on fixed buffers with the cosine rate in its closed form (eager off CUDA) against
+    the scheduler's steps: the same weights and losses within rounding, whatever the options that
+    feed the step (augmentation, loss weights, hard negatives, the weights' average)."""
+    from components.s2_patch_classifier.graphed_step import cosine_lr
+
+    ps = _patches()
+    a = train(ps, _cfg(epochs=3, **extra))
+    b = train(ps, _cfg(epochs=3, graphed=True, **extra))
+    _same_training(a, b, rtol=1e-5, atol=1e-6)
+    assert b.metrics["best_epoch"] == a.metrics["best_epoch"]
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=7)
+    for step in range(7):
+        assert cosine_lr(0.3, step, 7) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12, abs=1e-15)
+        opt.step()
+        sched.step()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_graphed_step_on_cuda_trains_as_the_eager_steps(caplog):
+    """Captured and replayed against the eager steps on the GPU (bf16 autocast in both): the same
+    losses within bf16 rounding, the graph in use."""
+    caplog.set_level("INFO", logger="components.common.cuda_graphs")
+    ps = _patches(n=40)
+    extra = {"data_aug": True, "gap_weight": 10.0, "scale_jitter": 0.3, "criterion": "focal_loss", "epochs": 3,
+             "device": "cuda"}
+    a = train(ps, _cfg(**extra))
+    b = train(ps, _cfg(graphed=True, **extra))
+    for ha, hb in zip(a.history, b.history):
+        assert hb["loss"] == pytest.approx(ha["loss"], rel=0.05)
+    assert "U-Net training step captured as a CUDA graph" in caplog.text
