@@ -59,7 +59,9 @@ On CUDA the steps never wait for the GPU: the patches are copied to GPU memory o
 in a quarter of the free memory (else each batch is gathered on the host while the GPU runs the
 previous step, pinned and copied without blocking), the epoch's loss is summed on the device and
 the confusion matrix is counted there, both read once per epoch, and Adam runs fused. The CPU
-computes what it did before (same batches, same operations; the same sums in float64).
+computes what it did before (same batches, same operations; the same sums in float64). With
+``graphed`` the forward, backward and Adam of each step are a :class:`.graphed_step.UNetStep`,
+one CUDA graph on a GPU (eager elsewhere: the same weights within rounding).
 """
 
 from __future__ import annotations
