@@ -50,6 +50,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from components.common import signal_stack
 from components.common.cpus import usable_cpus
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.logs import Progress
@@ -181,18 +182,20 @@ class OpenVinoPredictor(Predictor):
         config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
                   "INFERENCE_NUM_THREADS": cpu_threads(threads),
                   "PERFORMANCE_HINT": "LATENCY"}  # one call at a time, all threads on it
-        try:
-            compiled = ov.Core().compile_model(str(path), "CPU", config)
-        except Exception as e:  # noqa: BLE001 - OpenVINO raises its own exception types
-            raise ServiceError(f"OpenVINO cannot load {name or Path(path).name}: {first_words(e, 160)}") from None
-        granted = compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
+        with signal_stack.kept():  # OpenVINO replaces the thread's signal stack
+            try:
+                compiled = ov.Core().compile_model(str(path), "CPU", config)
+            except Exception as e:  # noqa: BLE001 - OpenVINO raises its own exception types
+                raise ServiceError(f"OpenVINO cannot load {name or Path(path).name}: {first_words(e, 160)}") from None
+            granted = compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
+            self.request = compiled.create_infer_request()
         self.precision = "bf16" if granted else "fp32"
         self.engine = f"openvino-{self.precision}"
-        self.request = compiled.create_infer_request()
         self.batch = max(1, BATCH_PIXELS["cpu"] // meta["patch_size"] ** 2)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.request.infer({0: np.ascontiguousarray(x, np.float32)}, share_inputs=True)[0]
+        with signal_stack.kept():
+            return self.request.infer({0: np.ascontiguousarray(x, np.float32)}, share_inputs=True)[0]
 
 
 class FlipAveraged(Predictor):

@@ -244,3 +244,66 @@ def test_an_unwritable_cache_folder_falls_back_to_the_temp_folder(files, tmp_pat
     (tmp_path / "tmp").mkdir()
     assert open_predictor(files["pt"], CPU, engine="onnxruntime").engine == "onnxruntime-cpu"
     assert len(list((tmp_path / "tmp").glob("s2-patch-classifier-onnx-*/model-*.onnx"))) == 1
+
+
+def _two_openvino_models_freed_in_order(pt, windows):
+    """Made, run, and freed first to last (not last to first)."""
+    import gc
+
+    first = open_predictor(pt, CPU, engine="openvino")
+    first(windows)
+    second = open_predictor(pt, CPU, engine="openvino")
+    second(windows)
+    del first
+    gc.collect()
+    del second
+    gc.collect()
+
+
+@pytest.mark.skipif(not openvino_installed(), reason="needs OpenVINO")
+def test_openvino_leaves_the_threads_signal_stack_as_it_found_it(tmp_path, cache):
+    """OpenVINO swaps in a signal stack of its own and puts back, when a model goes, the one it
+    found: two models freed first to last left the thread on the first one's freed stack."""
+    from components.common import signal_stack
+
+    model, meta = _random_unet(SYNTH_BANDS, {"low": [0.0] * 4, "high": [4000.0] * 4, "mean": [800.0] * 4,
+                                             "std": [500.0] * 4})
+    pt = modelio.save_pytorch(tmp_path / "model.pt", model, meta)
+    before = signal_stack.current()
+    _two_openvino_models_freed_in_order(pt, probe_windows(meta))
+    assert signal_stack.current() == before
+
+
+@pytest.mark.skipif(not openvino_installed(), reason="needs OpenVINO")
+def test_a_stop_after_openvino_models_went_is_clean(tmp_path):
+    """SIGTERM (Kubernetes stopping the pod) after OpenVINO models were used and freed: the clean
+    stop of the contract (exit 143), where the freed signal stack made it a SIGSEGV (exit 139)."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = textwrap.dedent(f"""
+        import os, signal, time
+        import numpy as np
+        from tests.s2_patch_classifier.test_engines import (_random_unet, _two_openvino_models_freed_in_order,
+                                                            SYNTH_BANDS, modelio, probe_windows)
+        from components.common.contract import stop_on_signals
+        from components.common.errors import Interrupted
+
+        os.environ[{CACHE_ENV!r}] = {str(tmp_path / "cache")!r}
+        stats = {{"low": [0.0] * 4, "high": [4000.0] * 4, "mean": [800.0] * 4, "std": [500.0] * 4}}
+        model, meta = _random_unet(SYNTH_BANDS, stats)
+        pt = modelio.save_pytorch({str(tmp_path / "model.pt")!r}, model, meta)
+        _two_openvino_models_freed_in_order(pt, probe_windows(meta))
+        junk = [np.ones(1 << 20) for _ in range(50)]  # the freed memory used again
+        try:
+            with stop_on_signals():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+        except Interrupted as stop:
+            raise SystemExit(stop.exit_code)
+    """)
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr[-2000:]
