@@ -64,12 +64,13 @@ def scaled(batch_size: int, learning_rate: float, batch_scaling: int) -> tuple[i
     return batch_size * batch_scaling, min(learning_rate * batch_scaling ** 0.5, 0.5)
 
 
-def adam(params, learning_rate: float, device: torch.device, **kw) -> torch.optim.Adam:
-    """Adam; fused on CUDA (one kernel per step instead of several per parameter). The CPU keeps
-    the default implementation so that its results do not change."""
+def adam(params, learning_rate: float, device: torch.device, graphed: bool = False) -> torch.optim.Adam:
+    """Adam; fused on CUDA (one kernel per step instead of several per parameter), capturable for
+    a graphed step (its step counts on the device). The CPU keeps the default implementation so
+    that its results do not change."""
     if device.type == "cuda":
-        return torch.optim.Adam(params, lr=learning_rate, fused=True, **kw)
-    return torch.optim.Adam(params, lr=learning_rate, **kw)
+        return torch.optim.Adam(params, lr=learning_rate, fused=True, capturable=graphed)
+    return torch.optim.Adam(params, lr=learning_rate)
 
 
 def pick_device(choice: str) -> torch.device:
@@ -135,9 +136,7 @@ def _fit(model, x_train, y_train, x_val, y_val, *, epochs, batch_size, learning_
     weight = torch.from_numpy(class_weight_vector(y_train, len(class_ids))).to(device) if class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     eval_loss = nn.CrossEntropyLoss(weight=weight)
-    # a captured step needs Adam's step counts on the device
-    capturable = graphed and device.type == "cuda"
-    optimiser = adam(model.parameters(), learning_rate, device, **({"capturable": True} if capturable else {}))
+    optimiser = adam(model.parameters(), learning_rate, device, graphed)
     history = History()
     n = len(xt)
     # the epoch's sums; fixed tensors, as a captured step adds to them

@@ -554,11 +554,9 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     loss_fn = loss_function(cfg.criterion, cfg.focal_alpha)
     optimiser = adam(model.parameters(), lr, device, cfg.graphed)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
-    if cfg.graphed:
-        graphed = UNetStep(model, loss_fn, optimiser, device, bf16_training(device), lr, cfg.epochs * steps_per_epoch)
-    else:
-        graphed = None
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.epochs * steps_per_epoch)
+    total_steps = cfg.epochs * steps_per_epoch
+    graphed = UNetStep(model, loss_fn, optimiser, device, bf16_training(device), lr, total_steps) if cfg.graphed else None
+    schedule = None if graphed else torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps)
     has_fg = has_foreground(patches.labels, train_idx)
     weights = sampling_weights(has_fg)
     if cfg.tile_balance:
@@ -590,20 +588,20 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
                     xn, y, w = aug.augment(xn, y, gen, w, cfg.scale_jitter)
                 if device.type == "cuda":
                     xn = xn.contiguous(memory_format=torch.channels_last)
-                if not graphed:
+            if graphed:  # forward, backward and Adam in one graph
+                logits, loss = graphed(xn, y, w)
+            else:
+                with autocast(device):
                     logits = model.forward_normalised(xn).float()
                     loss = loss_fn(logits, y, w)
-            if graphed:  # forward, backward and Adam
-                logits, loss = graphed(xn, y, w)
-            if hard:  # the batch comes sorted by patch: its positions in that order (a shifted
-                      # window's hardness goes to the patch it was moved from)
-                at = positions[s * batch_size:(s + 1) * batch_size][np.argsort(idx, kind="stable")]
-                hard.record(torch.from_numpy(at).to(device, non_blocking=True), logits, y)
-            if not graphed:
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
                 schedule.step()
+            if hard:  # the batch comes sorted by patch: its positions in that order (a shifted
+                      # window's hardness goes to the patch it was moved from)
+                at = positions[s * batch_size:(s + 1) * batch_size][np.argsort(idx, kind="stable")]
+                hard.record(torch.from_numpy(at).to(device, non_blocking=True), logits, y)
             if averaged:
                 averaged.update()
             total += loss.detach().double() * len(idx)
