@@ -555,7 +555,8 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     optimiser = adam(model.parameters(), lr, device, cfg.graphed)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     total_steps = cfg.epochs * steps_per_epoch
-    graphed = UNetStep(model, loss_fn, optimiser, device, bf16_training(device), lr, total_steps) if cfg.graphed else None
+    graphed = (UNetStep(model, loss_fn, optimiser, device, bf16_training(device), lr, total_steps)
+               if cfg.graphed else None)
     schedule = None if graphed else torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps)
     has_fg = has_foreground(patches.labels, train_idx)
     weights = sampling_weights(has_fg)
