@@ -28,7 +28,7 @@ if (( ! full )); then  # the tests that run only on CUDA, and the device choices
         -k "cuda or this_machine or device_choice or plain_loop or masked or graphed" \
         tests/crop_lstm/test_training_loop.py tests/crop_lstm/test_engine_choice.py tests/crop_lstm/test_model_io.py \
         tests/s2_patch_classifier/test_engines.py tests/s2_patch_classifier/test_training_loop.py \
-        tests/aq_downscaling/test_training_loop.py > "$out/tests.txt" 2>&1
+        tests/aq_downscaling/test_training_loop.py tests/common/test_optimisers.py > "$out/tests.txt" 2>&1
     echo "CUDA tests: exit status $? ($(tail -1 "$out/tests.txt"))"
 fi
 timeout "${BENCH_SECONDS:-$(( full ? 560 : 330 ))}" $py bench/gpu_training.py --skip-cpu "$@" > "$out/gpu_training.jsonl" 2>&1

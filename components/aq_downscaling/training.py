@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from components.common.errors import ServiceError
+from components.common.optimisers import adam
 from components.common.outputs import atomic_path
 
 from .config import Config
@@ -156,13 +157,6 @@ def batch_and_rate(batch_size: int, learning_rate: float, batch_scaling: int) ->
     return batch_size * batch_scaling, min(learning_rate * batch_scaling ** 0.5, 1.0)
 
 
-def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Adam:
-    """Adam, fused on CUDA (one kernel per step); the CPU keeps the default implementation."""
-    if device.type == "cuda":
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    return torch.optim.Adam(params, lr=lr, betas=betas)
-
-
 def train(cfg: Config, data: TrainData, arch: dict, ckpt_dir: Path, resume: bool,
           device: torch.device) -> tuple[torch.nn.Module, list[dict]]:
     t = cfg.training
@@ -171,8 +165,8 @@ def train(cfg: Config, data: TrainData, arch: dict, ckpt_dir: Path, resume: bool
     gen.to(device)
     critic.to(device)
     batch_size, rate = batch_and_rate(t.batch_size, t.learning_rate, t.batch_scaling)
-    opt_g = adam(gen.parameters(), rate, (t.beta1, t.beta2), device)
-    opt_d = adam(critic.parameters(), rate, (t.beta1, t.beta2), device)
+    opt_g = adam(gen.parameters(), rate, device, (t.beta1, t.beta2))
+    opt_d = adam(critic.parameters(), rate, device, (t.beta1, t.beta2))
     rng = torch.Generator().manual_seed(t.seed)
     history: list[dict] = []
     start_epoch = 1

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.common.optimisers import adam
+
 from .graphed import MaskedStep
 from .metrics import summary
 from .model import CropLSTM
@@ -62,15 +64,6 @@ def scaled(batch_size: int, learning_rate: float, batch_scaling: int) -> tuple[i
     if batch_scaling <= 1:
         return batch_size, learning_rate
     return batch_size * batch_scaling, min(learning_rate * batch_scaling ** 0.5, 0.5)
-
-
-def adam(params, learning_rate: float, device: torch.device, graphed: bool = False) -> torch.optim.Adam:
-    """Adam; fused on CUDA (one kernel per step instead of several per parameter), capturable for
-    a graphed step (its step counts on the device). The CPU keeps the default implementation so
-    that its results do not change."""
-    if device.type == "cuda":
-        return torch.optim.Adam(params, lr=learning_rate, fused=True, capturable=graphed)
-    return torch.optim.Adam(params, lr=learning_rate)
 
 
 def pick_device(choice: str) -> torch.device:
@@ -136,7 +129,7 @@ def _fit(model, x_train, y_train, x_val, y_val, *, epochs, batch_size, learning_
     weight = torch.from_numpy(class_weight_vector(y_train, len(class_ids))).to(device) if class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     eval_loss = nn.CrossEntropyLoss(weight=weight)
-    optimiser = adam(model.parameters(), learning_rate, device, graphed)
+    optimiser = adam(model.parameters(), learning_rate, device, graphed=graphed)
     history = History()
     n = len(xt)
     # the epoch's sums; fixed tensors, as a captured step adds to them

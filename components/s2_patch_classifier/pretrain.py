@@ -43,10 +43,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from components.common.optimisers import adam
+
 from . import augment as aug
 from .model import Normalise, ResNetEncoder
 from .patches import PatchSet
-from .train import Batches, adam, autocast
+from .train import Batches, autocast
 
 log = logging.getLogger(__name__)
 

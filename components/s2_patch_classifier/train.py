@@ -76,6 +76,7 @@ import numpy as np
 import torch
 
 from components.common.errors import ServiceError
+from components.common.optimisers import adam
 
 from . import augment as aug
 from .data import IGNORE
@@ -259,16 +260,6 @@ def scaled(batch_size: int, lr: float, batch_scaling: int) -> tuple[int, float]:
     if batch_scaling <= 1:
         return batch_size, lr
     return batch_size * batch_scaling, lr * batch_scaling ** 0.5
-
-
-def adam(params, lr: float, device: torch.device, graphed: bool = False) -> torch.optim.Adam:
-    """Adam, fused on CUDA (one kernel per step); the CPU keeps the default implementation. For a
-    graphed step on CUDA, capturable, its learning rate a device tensor."""
-    if device.type == "cuda" and graphed:
-        return torch.optim.Adam(params, lr=torch.tensor(lr, device=device), fused=True, capturable=True)
-    if device.type == "cuda":
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    return torch.optim.Adam(params, lr=lr)
 
 
 class Batches:
@@ -552,7 +543,7 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     loss_fn = loss_function(cfg.criterion, cfg.focal_alpha)
-    optimiser = adam(model.parameters(), lr, device, cfg.graphed)
+    optimiser = adam(model.parameters(), lr, device, graphed=cfg.graphed, rate_on_device=True)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     total_steps = cfg.epochs * steps_per_epoch
     graphed = (UNetStep(model, loss_fn, optimiser, device, bf16_training(device), lr, total_steps)

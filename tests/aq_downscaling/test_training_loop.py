@@ -9,7 +9,7 @@ import torch
 
 from components.aq_downscaling.config import load_config
 from components.aq_downscaling.model import build
-from components.aq_downscaling.training import (DRIFT, TrainData, adam, arch_of, batch_and_rate, fair_crps,
+from components.aq_downscaling.training import (DRIFT, TrainData, arch_of, batch_and_rate, fair_crps,
                                                 gradient_penalty, train)
 from components.common.errors import ServiceError
 
@@ -97,14 +97,6 @@ def test_batch_scaling_rule_and_config():
     assert batch_and_rate(t.batch_size, t.learning_rate, t.batch_scaling) == (t.batch_size, t.learning_rate)
     with pytest.raises(ServiceError, match="batch_scaling"):
         load_config(overrides=["training.batch_scaling=0"])
-
-
-def test_adam_is_fused_only_on_cuda():
-    p = [torch.nn.Parameter(torch.zeros(2))]
-    assert not adam(p, 1e-3, (0.5, 0.9), torch.device("cpu")).defaults.get("fused")
-    if torch.cuda.is_available():
-        q = [torch.nn.Parameter(torch.zeros(2, device="cuda"))]
-        assert adam(q, 1e-3, (0.5, 0.9), torch.device("cuda")).defaults["fused"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

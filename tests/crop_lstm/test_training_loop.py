@@ -12,7 +12,7 @@ from torch import nn
 from components.common.errors import InvalidParameter
 from components.crop_lstm.model import CropLSTM, ModelConfig, normalisation
 from components.crop_lstm.params import TrainParams
-from components.crop_lstm.training import adam, fit, scaled
+from components.crop_lstm.training import fit, scaled
 
 torch.set_num_threads(1)
 CLASSES = [3, 7, 9]
@@ -100,14 +100,6 @@ def test_scaling_rule_and_its_parameter():
     assert TrainParams(batch_scaling=32).batch_scaling == 32
     with pytest.raises(InvalidParameter, match="batch_scaling"):
         TrainParams(batch_scaling=3)
-
-
-def test_adam_is_fused_only_on_cuda():
-    p = [nn.Parameter(torch.zeros(2))]
-    assert not adam(p, 1e-3, torch.device("cpu")).defaults.get("fused")
-    if torch.cuda.is_available():
-        q = [nn.Parameter(torch.zeros(2, device="cuda"))]
-        assert adam(q, 1e-3, torch.device("cuda")).defaults["fused"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

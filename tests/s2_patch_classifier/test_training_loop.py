@@ -16,7 +16,7 @@ from components.s2_patch_classifier.losses import LOSSES
 from components.s2_patch_classifier.metrics import confusion
 from components.s2_patch_classifier.params import S2PatchClassifierParams
 from components.s2_patch_classifier.patches import PatchSet
-from components.s2_patch_classifier.train import (Batches, TrainConfig, adam, evaluate, has_foreground, make_model,
+from components.s2_patch_classifier.train import (Batches, TrainConfig, evaluate, has_foreground, make_model,
                                                   sampling_weights, scaled, split, train)
 
 BANDS = ["B2", "B3", "B4", "B8"]
@@ -118,14 +118,6 @@ def test_batches_on_the_cpu_are_the_sorted_patches():
     assert torch.equal(x, torch.from_numpy(ps.images[[2, 5, 9]]))
     assert torch.equal(y, torch.from_numpy(ps.labels[[2, 5, 9]]).long())
     assert not Batches(ps, torch.device("cpu")).resident
-
-
-def test_adam_is_fused_only_on_cuda():
-    p = [torch.nn.Parameter(torch.zeros(2))]
-    assert not adam(p, 1e-3, torch.device("cpu")).defaults.get("fused")
-    if torch.cuda.is_available():
-        q = [torch.nn.Parameter(torch.zeros(2, device="cuda"))]
-        assert adam(q, 1e-3, torch.device("cuda")).defaults["fused"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
