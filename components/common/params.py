@@ -9,6 +9,7 @@ stored in their canonical spelling; tuples of strings are given as comma-separat
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Literal, get_args, get_origin
 
@@ -121,6 +122,9 @@ def _canonical(name: str, value, allowed: tuple[str, ...]) -> str:
 
 
 def _check_bounds(f: dataclasses.Field, value) -> None:
+    # NaN passes every comparison below and inf every minimum: neither is a setting
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidParameter(f.name, value, "a finite number")
     lo, hi = f.metadata.get("minimum"), f.metadata.get("maximum")
     if lo is None and hi is None or value is None:
         return

@@ -43,3 +43,39 @@ def test_one_value_is_checked_against_its_declared_bounds():
     S2PreprocessParams.check("aoi", None)                  # no bounds declared: nothing to check
     with pytest.raises(InvalidParameter, match="parameter 'resolution': allowed a number > 0"):
         S2PreprocessParams.check("resolution", 0.0)
+
+
+def _float_fields():
+    import dataclasses
+    import importlib
+    import typing
+    from pathlib import Path
+
+    from components.common.params import ServiceParams
+
+    for path in sorted(Path(__file__).resolve().parents[2].glob("components/*/params.py")):
+        importlib.import_module(f"components.{path.parent.name}.params")
+    seen = set()
+    todo = list(ServiceParams.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if hints[f.name] is float and (cls.__name__, f.name) not in seen:
+                seen.add((cls.__name__, f.name))
+                yield cls, f.name
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf"])
+def test_no_float_parameter_of_any_service_takes_nan_or_infinity(text):
+    fields = list(_float_fields())
+    assert len(fields) > 20
+    for cls, name in fields:
+        with pytest.raises(InvalidParameter, match=f"parameter '{name}': allowed a finite number"):
+            cls.check(name, float(text))
+    # through the command line's strings and through the constructor (a component's values)
+    with pytest.raises(InvalidParameter, match="parameter 'resolution': allowed a finite number"):
+        S2PreprocessParams.from_strings({"resolution": text})
+    with pytest.raises(InvalidParameter, match="parameter 'min_valid_percent': allowed a finite number"):
+        S2PreprocessParams(min_valid_percent=float(text))
