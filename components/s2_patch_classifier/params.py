@@ -50,7 +50,7 @@ class S2PatchClassifierParams(ServiceParams):
     patch_size: int = param(256, "Patch size in pixels for training and prediction: 256 or 64",
                             flags=("-patch_size", "--patch-size"))
     lr: float = param(1e-4, "Initial learning rate (Adam, cosine decay)", flags=("-lr",), minimum=0,
-                      exclusive_minimum=True)
+                      exclusive_minimum=True, maximum=1.0)
     model_format: Literal["pytorch", "onnx"] = param(
         "pytorch", "Model save format", flags=("-model_format", "--model-format"))
     model_file: Optional[str] = param(

@@ -599,6 +599,8 @@ def _fit(patches: PatchSet, cfg: TrainConfig, seed: int, train_idx: np.ndarray, 
             total += loss.detach().double() * len(idx)
             seen += len(idx)
         total = float(total)
+        if not math.isfinite(total):  # every later epoch would be NaN too, and its network useless
+            raise ServiceError(f"training diverged at epoch {epoch} (non-finite loss): lower -lr")
         cm = evaluate(scored, patches, eval_idx, device, batches)
         sc = scores(cm, classes)
         score = sc["mean_foreground_iou"] if sc["mean_foreground_iou"] is not None else (sc["mean_iou"] or 0.0)

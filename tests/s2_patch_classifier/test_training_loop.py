@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from components.common.errors import ServiceError
 from components.s2_patch_classifier.gap_weights import gap_weights
 from components.s2_patch_classifier.losses import LOSSES
 from components.s2_patch_classifier.metrics import confusion
@@ -110,6 +111,11 @@ def test_larger_batch_mode_equals_the_scaled_batch_and_rate():
         assert torch.equal(p, q)
     assert scaled(16, 1e-4, 1) == (16, 1e-4) and scaled(16, 1e-4, 4) == (64, pytest.approx(2e-4))
     assert S2PatchClassifierParams(action="train").batch_scaling == 1
+
+
+def test_a_diverged_training_stops_with_one_line_rather_than_return_a_nan_network():
+    with pytest.raises(ServiceError, match=r"^training diverged at epoch 1 \(non-finite loss\): lower -lr$"):
+        train(_patches(), _cfg(lr=1e20))
 
 
 def test_batches_on_the_cpu_are_the_sorted_patches():
