@@ -40,6 +40,8 @@ COG_OPTIONS = {"COMPRESS": "ZSTD", "LEVEL": "1", "PREDICTOR": "YES", "BLOCKSIZE"
                "OVERVIEWS": "AUTO", "RESAMPLING": "AVERAGE", "NUM_THREADS": "ALL_CPUS", "BIGTIFF": "IF_SAFER"}
 # Names users give for the default format; all mean a Cloud Optimized GeoTIFF.
 COG_NAMES = ("geotiff", "cog", "gtiff", "tif", "tiff")
+# drivers whose "file" is memory, or points at the files it was made from (gone after the run)
+NOT_A_FILE = ("MEM", "Memory", "VRT")
 
 
 # ------------------------------------------------------------------------------------------
@@ -285,6 +287,9 @@ def resolve_format(name: str) -> tuple[str, str]:
         raise InvalidParameter("output_format", name, "GeoTIFF or a GDAL raster driver name such as "
                                "ENVI, netCDF, JP2OpenJPEG, HFA")
     driver = match[0]
+    if driver in NOT_A_FILE:
+        raise InvalidParameter("output_format", name, "a GDAL driver that writes a file of its own, such as "
+                               "GeoTIFF, ENVI, netCDF, JP2OpenJPEG, HFA")
     ext = {v: k for k, v in raster_driver_extensions().items()}.get(driver, "img")
     return driver, "." + ext
 
@@ -301,6 +306,7 @@ def write_product(src: Path, dst: Path, driver: str, *, bands: Sequence | None =
     the ``.aux.xml`` sidecar of ``dst``, which then travels with it)."""
     import rasterio
     import rasterio.shutil
+    from rasterio._err import CPLE_BaseError
 
     if bands:
         describe_bands(src, bands, fwhm_um=fwhm_um)
@@ -313,11 +319,13 @@ def write_product(src: Path, dst: Path, driver: str, *, bands: Sequence | None =
             try:
                 with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
                     rasterio.shutil.copy(src, tmp / dst.name, driver=driver, **options)
-            except rasterio.errors.RasterioError as e:
+            except (rasterio.errors.RasterioError, CPLE_BaseError) as e:
                 if write_failure(e, dst) is not None:
                     raise
                 raise ServiceError(f"GDAL driver {driver} cannot write this product: "
                                    f"{' '.join(str(e).split())}") from None
+            if not (tmp / dst.name).is_file():
+                raise ServiceError(f"GDAL driver {driver} cannot write this product: it wrote no file {dst.name}")
             if classes is not None:
                 write_categories(tmp / dst.name, classes)
             checkpoint()  # a stop that came during the write: the product is not put in place
