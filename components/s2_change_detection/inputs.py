@@ -83,6 +83,9 @@ def _stack_from_record(record: Path) -> Path:
         data = json.loads(record.read_text())
     except (OSError, ValueError) as e:
         raise ServiceError(f"unreadable run.json in {record.parent}: {' '.join(str(e).split())}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("outputs") or {}, dict):
+        raise ServiceError(f"run.json in {record.parent} is not the run record of {PREPROCESS_SERVICE} "
+                           f"(a JSON object with its outputs)")
     if data.get("service") != PREPROCESS_SERVICE:
         raise ServiceError(f"{record.parent} holds the output of {data.get('service')!r}, not of "
                            f"{PREPROCESS_SERVICE} nor a Sentinel-2 product")
@@ -136,6 +139,10 @@ def check_pair(first: PairInput, second: PairInput, bands: tuple[str, ...], reso
         raise ServiceError(f"input1 and input2 cover different tiles: {first.tile} ({first.name}) and "
                            f"{second.tile} ({second.name}); change detection compares two acquisitions "
                            f"of the same tile")
+    if first.tile == second.tile and first.sensing is not None and first.sensing == second.sensing:
+        raise ServiceError(f"input1 and input2 are the same acquisition: {first.tile or 'one tile'} sensed "
+                           f"{first.sensing:%Y-%m-%d %H:%M:%S} ({first.name} and {second.name}); change "
+                           f"detection compares two dates")
     if first.level and second.level and first.level != second.level:
         raise ServiceError(f"input1 is {first.level} and input2 {second.level}: give two products of the "
                            f"same processing level")
@@ -176,12 +183,17 @@ def tile_overlap(first: PairInput, second: PairInput) -> bool:
 
 def check_tile_names(first: str, second: str) -> str:
     """The tile named by both inputs (URIs or paths of products named the ESA way); a
-    ServiceError when they name different tiles. A name without a tile passes (the service
-    checks the metadata)."""
+    ServiceError when they name different tiles or one acquisition twice. A name without a tile
+    passes (the service checks the metadata)."""
     from pathlib import PurePosixPath
 
-    tiles = [_match(_TILE, PurePosixPath(str(u).rstrip("/")).name) for u in (first, second)]
+    names = [PurePosixPath(str(u).rstrip("/")).name for u in (first, second)]
+    tiles = [_match(_TILE, n) for n in names]
     if all(tiles) and tiles[0] != tiles[1]:
         raise ServiceError(f"input1 and input2 cover different tiles: {tiles[0]} ({first}) and {tiles[1]} "
                            f"({second}); change detection compares two acquisitions of the same tile")
+    sensed = [_match(_SENSING, n) for n in names]
+    if all(tiles) and all(sensed) and sensed[0] == sensed[1]:
+        raise ServiceError(f"input1 and input2 are the same acquisition: {tiles[0]} sensed {sensed[0]} ({first} "
+                           f"and {second}); change detection compares two dates")
     return tiles[0] or tiles[1]

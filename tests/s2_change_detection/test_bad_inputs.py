@@ -33,8 +33,14 @@ def products(tmp_path_factory):
     (other_service / "run.json").write_text(json.dumps({"service": "S1-GRD-preprocess", "outputs": {}}))
     a_file = root / "a_file"
     a_file.write_text("x")
+    again = write_s2_product(root / "f", size_10m=60, sensing="20220601T112121", seed=3)  # a's acquisition
+    records = {}
+    for key, record in (("list_record", []), ("null_record", None), ("outputs_text", {"outputs": "x"})):
+        records[key] = root / key
+        records[key].mkdir()
+        (records[key] / "run.json").write_text(json.dumps(record))
     return dict(a=a, b=b, other_tile=other_tile, l1c=l1c, missing=missing, text=text,
-                other_service=other_service, a_file=a_file, root=root)
+                other_service=other_service, a_file=a_file, root=root, again=again, **records)
 
 
 CASES = [
@@ -47,6 +53,12 @@ CASES = [
     ("folder of another service", "{other_service}", "{b}", [], "input1: {other_service} holds the output of "
                                                                 "'S1-GRD-preprocess'"),
     ("levels differ", "{a}", "{l1c}", [], "input1 is L2A and input2 L1C"),
+    ("one product twice", "{a}", "{a}", [], "input1 and input2 are the same acquisition: T29UNU sensed "
+                                            "2022-06-01 11:21:21"),
+    ("one acquisition twice", "{again}", "{a}", [], "input1 and input2 are the same acquisition"),
+    ("run record a list", "{list_record}", "{b}", [], "input1: run.json in {list_record} is not the run record"),
+    ("run record null", "{b}", "{null_record}", [], "input2: run.json in {null_record} is not the run record"),
+    ("run record outputs text", "{outputs_text}", "{b}", [], "is not the run record of S2-preprocess"),
     ("band file missing", "{a}", "{missing}", [], "band file missing from"),
     ("AoI outside", "{a}", "{b}", ["--AoI", OUTSIDE_WKT], "input1: AoI does not intersect the footprint"),
     ("bad WKT", "{a}", "{b}", ["--AoI", "POLYGON((1 2, 3 4"], "AoI is neither a readable vector file nor valid WKT"),
@@ -123,3 +135,16 @@ def test_missing_scene_classification_is_found_before_preprocessing(products, tm
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "SCL" in line and "pre-process" not in line
     assert not (tmp_path / "out").exists()
+
+
+def test_the_pipelines_name_check_refuses_one_acquisition_twice():
+    from components.common.errors import ServiceError
+    from components.s2_change_detection.inputs import check_tile_names
+
+    first = "s3://eo/S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.zip"
+    reprocessed = "s3://eo/S2A_MSIL2A_20221005T115411_N0500_R023_T29UNU_20230101T000000.SAFE/"
+    later = "s3://eo/S2B_MSIL2A_20221015T115409_N0400_R023_T29UNU_20221015T140012.zip"
+    assert check_tile_names(first, later) == "T29UNU"
+    with pytest.raises(ServiceError, match="^input1 and input2 are the same acquisition: T29UNU sensed "
+                                           "20221005T115411 "):
+        check_tile_names(first, reprocessed)

@@ -1,6 +1,7 @@
 """S2-CD on the real Level-2A sample (T29UNU, baseline 04.00; only its 60 m bands are in the
-sample) compared with itself: no change anywhere, NoData exactly where its own SCL (read here
-with rasterio, independently of the service) says cloud or no data, outside the AoI."""
+sample) compared with its own pixels under another date (S2-CD refuses one acquisition twice): no
+change anywhere, NoData exactly where its own SCL (read here with rasterio, independently of the
+service) says cloud or no data, outside the AoI."""
 
 from __future__ import annotations
 
@@ -16,9 +17,23 @@ from components.s2_change_detection.service import run
 AOI_WKT = "POLYGON((-8.8 53.1,-8.6 53.1,-8.6 52.95,-8.8 52.95,-8.8 53.1))"
 
 
-def test_a_product_compared_with_itself_has_no_change(real_l2a, tmp_path):
+def _a_day_later(product: Path, dest: Path) -> Path:
+    """The product's files linked under a name and metadata one day later (the same pixels)."""
+    name = product.name.replace("MSIL2A_20221005", "MSIL2A_20221006")
+    copy = dest / name
+    copy.mkdir()
+    for item in product.iterdir():
+        if item.name != "MTD_MSIL2A.xml":
+            (copy / item.name).symlink_to(item)
+    text = (product / "MTD_MSIL2A.xml").read_text()
+    (copy / "MTD_MSIL2A.xml").write_text(text.replace("2022-10-05T", "2022-10-06T"))
+    return copy
+
+
+def test_a_product_compared_with_its_own_pixels_has_no_change(real_l2a, tmp_path):
     params = S2ChangeParams(resolution=60, bands=("B2", "B3", "B4", "B8A"), aoi=AOI_WKT, projection="UTM(Auto)")
-    result = run(str(real_l2a), str(real_l2a), params, str(tmp_path))
+    (tmp_path / "later").mkdir()
+    result = run(str(real_l2a), str(_a_day_later(real_l2a, tmp_path / "later")), params, str(tmp_path / "out"))
     with rasterio.open(result.product) as ds:
         classes, transform, crs = ds.read(1), ds.transform, ds.crs
     assert set(np.unique(classes)) <= {0, 255} and (classes == 0).sum() > 1000
