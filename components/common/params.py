@@ -125,6 +125,8 @@ def _check_bounds(f: dataclasses.Field, value) -> None:
     # NaN passes every comparison below and inf every minimum: neither is a setting
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidParameter(f.name, value, "a finite number")
+    if isinstance(value, int) and not -2 ** 63 <= value < 2 ** 63:  # what torch and NumPy take as an int
+        raise InvalidParameter(f.name, value, "an integer of at most 64 bits")
     lo, hi = f.metadata.get("minimum"), f.metadata.get("maximum")
     if lo is None and hi is None or value is None:
         return

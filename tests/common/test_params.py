@@ -79,3 +79,11 @@ def test_no_float_parameter_of_any_service_takes_nan_or_infinity(text):
         S2PreprocessParams.from_strings({"resolution": text})
     with pytest.raises(InvalidParameter, match="parameter 'min_valid_percent': allowed a finite number"):
         S2PreprocessParams(min_valid_percent=float(text))
+
+
+def test_an_integer_beyond_64_bits_is_refused():
+    from components.crop_lstm.params import TrainParams
+
+    with pytest.raises(InvalidParameter, match="parameter 'seed': allowed an integer of at most 64 bits"):
+        TrainParams.from_strings({"seed": str(2 ** 64)})
+    assert TrainParams.from_strings({"seed": str(2 ** 63 - 1)}).seed == 2 ** 63 - 1
