@@ -579,6 +579,8 @@ def fetch_input(uri: str, workdir: Path) -> Path:
     is returned.
     """
     if not is_s3(uri):
+        if not str(uri).strip():  # Path("") is the current folder: an unset parameter, not a choice
+            raise ServiceError("input not given (an empty path)")
         path = Path(uri)
         if not path.exists():
             raise ServiceError(f"input not found: {_shown(uri)}")
@@ -958,6 +960,8 @@ def check_writable(dest: str) -> bool:
     """
     if is_s3(dest):
         return _check_s3_writable(dest)
+    if not str(dest).strip():  # Path("") is the current folder: an unset parameter, not a choice
+        raise ServiceError("output folder not given (an empty path)")
     path = Path(dest)
     if path.exists():
         if not path.is_dir():

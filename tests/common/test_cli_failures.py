@@ -116,6 +116,26 @@ CASES = [
     Case("aqgan-predict output under /proc", "aqgan-predict",
          ["{tmp}/absent.nc", "--model-file", "{tmp}/absent.pt", "--output", PROC_DIR + "/o.nc"], 2,
          f"cannot create output folder {PROC_DIR}"),
+    # --- an empty output folder or input (an unset pipeline parameter): refused, never the current folder
+    Case("s2 outdir empty", "S2-preprocess", S2 + ["--outdir", ""], 2, "output folder not given (an empty path)"),
+    Case("s2 input empty", "S2-preprocess", ["--input", " ", "--outdir", "{out}"], 2, "input not given (an empty path)"),
+    Case("s1-cd outdir empty", "S1-CD", ["--input1", "{tmp}/a.SAFE", "--input2", "{tmp}/b.SAFE", "--outdir", ""], 2,
+         "output folder not given"),
+    Case("osm output empty", "osm-features", ["--input", "{tmp}/absent.osm.pbf", "--features", "airport", "--AoI",
+                                              "POLYGON((9.5 47.1,9.6 47.1,9.6 47.2,9.5 47.1))", "--output", ""], 2,
+         "output folder not given"),
+    Case("monthlycomposite outdir empty", "monthlycomposite", ["--input_dir", "{tmp}", "--output_dir", ""], 2,
+         "output folder not given"),
+    Case("timesen2crop outdir empty", "timesen2crop", ["--input_dir", "{tmp}", "--output_dir", ""], 2,
+         "output folder not given"),
+    Case("train_lstm outdir empty", "train_lstm", ["--input_dir", "{tmp}", "--output_dir", ""], 2,
+         "output folder not given"),
+    Case("tile_classifier outdir empty", "tile_classifier", ["--input_dir", "{tmp}", "--mc_dir", "{tmp}",
+                                                             "--output_dir", ""], 2, "output folder not given"),
+    Case("patch classifier outdir empty", "s2-patch-classifier", ["--input", "{tmp}", "--action", "extract_data",
+                                                                  "--outdir", ""], 2, "output folder not given"),
+    Case("energy stage to nowhere", "energy-datasets", ["stage", "emodnet-wind-farms", "--to", ""], 2,
+         "output folder not given", prog="energy-datasets stage"),
 ]
 
 
