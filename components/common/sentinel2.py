@@ -186,6 +186,9 @@ def open_product(path: str | Path) -> S2Product:
         mtd = sorted(n for n in members if re.search(r"(^|/)MTD_MSIL(1C|2A)\.xml$", n))
         if not mtd:
             raise ServiceError(f"not a Sentinel-2 product: {p.name} holds no MTD_MSIL1C.xml or MTD_MSIL2A.xml")
+        if len(mtd) > 1:
+            raise ServiceError(f"{p.name} holds {len(mtd)} Sentinel-2 products ({', '.join(mtd[:3])}"
+                               f"{', ...' if len(mtd) > 3 else ''}): give one product per input")
         prefix = mtd[0].rsplit("/", 1)[0] if "/" in mtd[0] else ""
         root = f"/vsizip/{p.resolve()}" + (f"/{prefix}" if prefix else "")
         members = frozenset(n[len(prefix) + 1:] if prefix else n for n in members if n.startswith(prefix))
@@ -194,9 +197,12 @@ def open_product(path: str | Path) -> S2Product:
         safe = p
         found = list(p.glob("MTD_MSIL[12][AC].xml"))
         if not found:
-            inner = [d for d in p.glob("*.SAFE") if d.is_dir()]
+            inner = sorted(d for d in p.glob("*.SAFE") if d.is_dir())
             if len(inner) == 1:
                 safe, found = inner[0], list(inner[0].glob("MTD_MSIL[12][AC].xml"))
+            elif len(inner) > 1:
+                raise ServiceError(f"{p} holds {len(inner)} SAFE products ({', '.join(d.name for d in inner[:3])}"
+                                   f"{', ...' if len(inner) > 3 else ''}): give one product per input")
         if not found:
             raise ServiceError(f"not a Sentinel-2 SAFE product: {p} holds no MTD_MSIL1C.xml or MTD_MSIL2A.xml")
         root = str(safe.resolve())
@@ -227,6 +233,9 @@ def _read_member(prod: S2Product, rel: str) -> bytes:
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         raise ServiceError(f"corrupt zip archive {Path(archive).name}: member {PurePosixPath(rel).name} is "
                            f"damaged ({' '.join(str(e).split())})") from None
+    except (RuntimeError, NotImplementedError) as e:  # encrypted, or a method zipfile lacks (Deflate64)
+        raise ServiceError(f"unreadable zip archive {Path(archive).name}: member {PurePosixPath(rel).name}: "
+                           f"{' '.join(str(e).split())}") from None
 
 
 def _parse_xml(prod: S2Product, rel: str):

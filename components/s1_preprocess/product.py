@@ -395,8 +395,11 @@ def open_product(path: Path, workdir: Path, *, expect: str | None = None) -> S1P
     elif path.is_dir():
         safe = path
         if not (safe / "manifest.safe").is_file():
-            inner = [p for p in safe.glob("*.SAFE") if (p / "manifest.safe").is_file()]
-            if len(inner) != 1:
+            inner = sorted(p for p in safe.glob("*.SAFE") if (p / "manifest.safe").is_file())
+            if len(inner) > 1:
+                raise ServiceError(f"{source} holds {len(inner)} SAFE products ({', '.join(p.name for p in inner[:3])}"
+                                   f"{', ...' if len(inner) > 3 else ''}): give one product per input")
+            if not inner:
                 raise ServiceError(f"not a Sentinel-1 SAFE product: {source} has no manifest.safe")
             safe = inner[0]
     else:
@@ -422,6 +425,9 @@ def _extract(archive: Path, workdir: Path) -> Path:
             manifests = [n for n in names if n.endswith(".SAFE/manifest.safe") or n == "manifest.safe"]
             if not manifests:
                 raise ServiceError(f"not a Sentinel-1 product: {archive.name} holds no .SAFE/manifest.safe")
+            if len(manifests) > 1:
+                raise ServiceError(f"{archive.name} holds {len(manifests)} Sentinel-1 products: give one product "
+                                   f"per input")
             root = workdir / (archive.stem if archive.stem.upper().endswith(".SAFE") else "product")
             root.mkdir(parents=True, exist_ok=True)
             base = root.resolve()
@@ -439,6 +445,8 @@ def _extract(archive: Path, workdir: Path) -> Path:
                     shutil.copyfileobj(src, dst, 8 << 20)
     except ServiceError:
         raise
+    except (RuntimeError, NotImplementedError) as e:  # encrypted, or a method zipfile lacks (Deflate64)
+        raise ServiceError(f"unreadable zip archive {archive.name}: {_one_line(e)}") from None
     except (zipfile.BadZipFile, EOFError, zlib_error()) as e:
         if member is not None:
             why = "its CRC-32 does not match" if "crc" in str(e).lower() else _one_line(e)
