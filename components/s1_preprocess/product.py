@@ -145,6 +145,7 @@ class Image:
             if (ds.height, ds.width) != (self.lines, self.samples):
                 raise ServiceError(f"measurement {self.measurement.name} is {ds.width}x{ds.height} but "
                                    f"its annotation says {self.samples}x{self.lines}")
+            _check_measurement_format(ds, self.measurement.name, self.product.product_type)
             return ds.read(1, window=Window(col_off, row_off, width, height))
 
     # -- metadata that xarray-sentinel parses ------------------------------------------------
@@ -380,6 +381,17 @@ class S1Product:
 
     def __repr__(self):
         return f"<S1Product {self.name} {self.product_type} {self.mode} IPF {self.ipf_version}>"
+
+
+def _check_measurement_format(ds, name: str, product_type: str) -> None:
+    """A measurement is one band of uint16 DN (GRD) or complex samples (SLC) in a GeoTIFF: other
+    data read as if it were one would calibrate into a meaningless product."""
+    dtype = ds.dtypes[0]
+    wanted = "complex samples" if product_type == "SLC" else "uint16 DN"
+    right_type = dtype.startswith("complex") if product_type == "SLC" else dtype == "uint16"
+    if ds.driver != "GTiff" or ds.count != 1 or not right_type:
+        raise ServiceError(f"measurement {name} is not a {product_type} measurement: a {ds.driver} of {ds.count} "
+                           f"band(s) of {dtype}, where one band of {wanted} in a GeoTIFF is expected")
 
 
 # -- opening ---------------------------------------------------------------------------------
