@@ -4,6 +4,7 @@ the environment variable ``ENERGY_DATASETS_CATALOGUE`` (tests point it at a loop
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from components.common.errors import InvalidParameter, ServiceError
+from components.common.storage import redact
 
 BUILTIN = Path(__file__).with_name("catalogue.yaml")
 ENV = "ENERGY_DATASETS_CATALOGUE"
@@ -22,6 +24,8 @@ OPTIONAL = ("description", "attribution", "files", "cds")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _HEX = {"sha256": 64, "md5": 32}
+MANIFEST = "manifest.json"  # written by every run next to the dataset's files
+CDS_VARIABLE = re.compile(r"[a-z0-9_]+")  # used with fullmatch
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,9 @@ class Dataset:
                "source": self.source, "homepage": self.homepage, "licence": self.licence,
                "attribution": self.attribution, "format": self.format, "access": self.access}
         if self.files:
-            out["files"] = [{"name": f.name, "url": f.url, **({f.checksum[0]: f.checksum[1]} if f.checksum else {}),
+            # a user:password@ in a URL is for the download only: never listed nor in a manifest
+            out["files"] = [{"name": f.name, "url": redact(f.url),
+                             **({f.checksum[0]: f.checksum[1]} if f.checksum else {}),
                              **({"size": f.size} if f.size is not None else {})} for f in self.files]
         if self.cds:
             out["cds"] = {"dataset": self.cds["dataset"], "api_url": self.cds.get("api_url")}
@@ -126,10 +132,45 @@ def _dataset(name, spec, where: str) -> Dataset:
                 or not isinstance(cds.get("request"), dict):
             raise ServiceError(f"{at}.cds: a mapping with 'dataset' (text) and 'request' (mapping) "
                                "is required")
+        cds = {**cds, "request": _cds_request(cds["request"], f"{at}.cds.request")}
     return Dataset(name, spec["title"].strip(), spec["source"].strip(), spec["homepage"].strip(),
                    spec["licence"].strip(), spec["format"].strip(), access,
                    str(spec.get("description") or "").strip(), str(spec.get("attribution") or "").strip(),
                    files, dict(cds))
+
+
+def _cds_request(request: dict, at: str) -> dict:
+    """The CDS API request of a ``cds`` dataset, its fields checked here so that a wrong type
+    is reported against the catalogue, not met while the request is built; a single
+    ``variable`` text becomes a list (as the CDS accepts it)."""
+    out = {}
+    for key, value in request.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ServiceError(f"{at}: field name {key!r} is not a text")
+        if key == "variable":
+            out[key] = _cds_variables(value, f"{at}.variable")
+        elif _is_cds_value(value) or (isinstance(value, list) and value and all(map(_is_cds_value, value))):
+            out[key] = value
+        else:
+            raise ServiceError(f"{at}.{key}: {value!r} is not allowed (allowed: a text, a number or "
+                               "a non-empty list of them)")
+    return out
+
+
+def _cds_variables(value, at: str) -> list[str]:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or \
+            not all(isinstance(v, str) and CDS_VARIABLE.fullmatch(v) for v in names):
+        raise ServiceError(f"{at}: {value!r} is not allowed (allowed: a CDS variable name or a "
+                           "non-empty list of them: lower case, digits and underscores, e.g. "
+                           "2m_temperature)")
+    return list(names)
+
+
+def _is_cds_value(value) -> bool:
+    # bool is an int in Python, but true/false is no CDS keyword value
+    return isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and math.isfinite(value))
 
 
 def _file(spec, at: str) -> RemoteFile:
@@ -141,6 +182,9 @@ def _file(spec, at: str) -> RemoteFile:
     name, url = spec.get("name"), spec.get("url")
     if not isinstance(name, str) or not _FILE_NAME.match(name):
         raise ServiceError(f"{at}.name: {name!r} is not a plain file name")
+    if name.lower() == MANIFEST:  # lower(): on a case-insensitive disk Manifest.json is the same file
+        raise ServiceError(f"{at}.name: {name!r} is reserved for the manifest every run writes "
+                           "(give the file another name)")
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
         raise ServiceError(f"{at}.url: {url!r} is not an http(s) URL")
     checksum = None

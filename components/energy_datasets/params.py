@@ -24,8 +24,9 @@ class StageParams(ServiceParams):
     data_format: Literal["netcdf", "grib"] = param("netcdf", "ERA5: file format asked of the CDS")
     retries: int = param(3, "Download attempts after the first, each resuming where the last "
                          "stopped", minimum=0, maximum=20)
+    # at most a day: a longer wait is a typo, and HTTP clients overflow on huge timeouts
     timeout_s: float = param(60.0, "Seconds without data before a download attempt is abandoned",
-                             minimum=0, exclusive_minimum=True)
+                             minimum=0, exclusive_minimum=True, maximum=86400)
     workdir: Optional[str] = param(None, "Folder for partial downloads, kept between runs for "
                                    "resume (default: $ENERGY_DATASETS_CACHE or "
                                    "~/.cache/energy-datasets)")

@@ -36,7 +36,7 @@ from components.common import outputs, storage
 from components.common.aoi import EPSG_4326, load_aoi
 from components.common.errors import InvalidParameter, ServiceError, from_os_error
 
-from .catalogue import Dataset, RemoteFile, load_catalogue
+from .catalogue import CDS_VARIABLE, MANIFEST, Dataset, RemoteFile, load_catalogue
 from .params import StageParams
 
 log = logging.getLogger(__name__)
@@ -122,13 +122,13 @@ def stage(name: str, dest: str, params: StageParams) -> StageResult:
                 "catalogue": catalogue.source, "staged": started.isoformat(),
                 "finished": dt.datetime.now(dt.timezone.utc).isoformat(), "files": entries,
                 "params": params.as_dict()}
-            outputs.write_json(stage_dir / "manifest.json", manifest)
+            outputs.write_json(stage_dir / MANIFEST, manifest)
             published = storage.publish(stage_dir, target, move=True)
     except BaseException:
         if created and local_root.exists() and not any(local_root.iterdir()):
             local_root.rmdir()
         raise
-    manifest_uri = next(p for p in published if p.endswith("manifest.json"))
+    manifest_uri = next(p for p in published if p.endswith(MANIFEST))
     files = [_join(target, e["name"]) for e in entries]
     log.info("%s staged in %s: %d file(s), %.1f MB", name, target, len(files),
              sum(e.get("bytes") or 0 for e in entries) / 1e6)
@@ -177,7 +177,7 @@ def _download_all(dataset: Dataset, params: StageParams, stage_dir: Path, local_
 
 
 def _entry(remote: RemoteFile, path: Path, resumed_from: int, reused: bool = False) -> dict:
-    return {"name": remote.name, "url": remote.url, "bytes": path.stat().st_size,
+    return {"name": remote.name, "url": storage.redact(remote.url), "bytes": path.stat().st_size,
             "sha256": _digest(path, "sha256"), "verified": remote.checksum[0] if remote.checksum else None,
             "resumed_from_byte": resumed_from, "already_staged": reused}
 
@@ -220,6 +220,7 @@ def download(url: str, part: Path, retries: int, timeout_s: float) -> int:
     byte offset the first attempt of this call resumed from."""
     import httpx
 
+    url, auth = _credentials_apart(url)  # from here on, the URL can be logged and printed
     state_file = _state_path(part)
     state = {}
     if part.exists():
@@ -234,7 +235,7 @@ def download(url: str, part: Path, retries: int, timeout_s: float) -> int:
     last_error = ""
     # identity encoding: range offsets then count bytes of the file itself
     headers = {"User-Agent": f"{SERVICE}/{__version__}", "Accept-Encoding": "identity"}
-    with httpx.Client(timeout=timeout, follow_redirects=True, headers=headers) as client:
+    with httpx.Client(timeout=timeout, follow_redirects=True, headers=headers, auth=auth) as client:
         for attempt in range(retries + 1):
             if attempt:
                 time.sleep(_BACKOFF_S[min(attempt - 1, len(_BACKOFF_S) - 1)])
@@ -252,6 +253,17 @@ def download(url: str, part: Path, retries: int, timeout_s: float) -> int:
     have = part.stat().st_size if part.exists() else 0
     raise ServiceError(f"download of {url} interrupted after {retries + 1} attempt(s) at {have} bytes "
                        f"({last_error}); run the same command again to resume")
+
+
+def _credentials_apart(url: str):
+    """``url`` without ``user:password@`` and those as basic auth: httpx logs the URL of every
+    request, and a password must not reach the log."""
+    import httpx
+
+    parsed = httpx.URL(url)
+    if not parsed.userinfo:
+        return url, None
+    return str(parsed.copy_with(userinfo=b"")), httpx.BasicAuth(parsed.username, parsed.password)
 
 
 class _Retryable(Exception):
@@ -353,7 +365,7 @@ def _cds_requests(dataset: Dataset, params: StageParams) -> dict:
     variables = list(params.variables) or list(base.get("variable") or [])
     if not variables:
         raise InvalidParameter("variables", "", "at least one CDS variable name")
-    bad = [v for v in variables if not re.fullmatch(r"[a-z0-9_]+", v)]
+    bad = [v for v in variables if not CDS_VARIABLE.fullmatch(v)]
     if bad:
         raise InvalidParameter("variables", bad[0], "CDS variable names (lower case, digits and "
                                "underscores, e.g. 100m_u_component_of_wind)")

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 
 from components.common.cli import OneLineParser, run_cli
 from components.common.contract import exit_status, run_guarded
-from components.common.errors import ServiceError
+from components.common.errors import InvalidParameter
 from components.common.logs import setup_logging
 
 from .params import OsmFeaturesParams
@@ -79,16 +80,22 @@ def serve_main(argv: list[str]) -> int:
 def _serve(args) -> None:
     """Until SIGTERM or SIGINT: the server stops, then the contract reports the signal (status
     128 + signal, as a pod stopped by Kubernetes)."""
+    _check_serve_arguments(args)
     from .web import Limits, serve
 
-    if args.max_aoi_km2 <= 0:
-        raise ServiceError(f"invalid value {args.max_aoi_km2!r} for parameter 'max_aoi_km2': "
-                           "allowed a number > 0")
-    if args.max_features < 1:
-        raise ServiceError(f"invalid value {args.max_features!r} for parameter 'max_features': "
-                           "allowed a number >= 1")
     serve(args.input, args.host, args.port, args.features.split(","), args.dictionary,
           Limits(args.max_aoi_km2, args.max_features))
+
+
+def _check_serve_arguments(args) -> None:
+    """Refuse what would otherwise fail late (after indexing) or with a traceback."""
+    if not 0 <= args.port <= 65535:  # the socket layer raises OverflowError beyond
+        raise InvalidParameter("port", args.port, "an integer from 0 to 65535 (0: any free port)")
+    # NaN passes every comparison (no AoI would ever be too large), so test it explicitly
+    if not math.isfinite(args.max_aoi_km2) or args.max_aoi_km2 <= 0:
+        raise InvalidParameter("max_aoi_km2", args.max_aoi_km2, "a finite number > 0")
+    if args.max_features < 1:
+        raise InvalidParameter("max_features", args.max_features, "an integer >= 1")
 
 
 def classes_main(argv: list[str]) -> int:

@@ -115,6 +115,8 @@ def read_header(path: Path, name: str | None = None) -> ExtractInfo:
             generator = header.get("generator") or None
         finally:
             reader.close()
+    except osmium.InvalidLocationError as exc:
+        raise _invalid_coordinate(name, exc) from None
     except RuntimeError as exc:
         raise ServiceError(f"{name} cannot be read as OpenStreetMap data (.osm.pbf, .osm, .osm.bz2): "
                            f"{_one_line(exc)}") from None
@@ -267,6 +269,8 @@ def extract(info: ExtractInfo, dictionary: Dictionary, class_names: tuple[str, .
                     f = finish(cls, OSM_TYPES[key[0]], key[1], polygon, obj, tags)
                     if f is not None:
                         yield f
+    except osmium.InvalidLocationError as exc:
+        raise _invalid_coordinate(info.name, exc) from None
     except RuntimeError as exc:
         raise ServiceError(f"{info.name} cannot be read to the end (truncated or corrupt?): "
                            f"{_one_line(exc)}") from None
@@ -331,6 +335,12 @@ def _timestamp(obj, stats: ExtractStats) -> str | None:
     if stats.newest is None or ts > stats.newest:
         stats.newest = ts
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _invalid_coordinate(name: str, exc: Exception) -> ServiceError:
+    # the XML parser raises InvalidLocationError (not a RuntimeError) for a malformed lat/lon
+    return ServiceError(f"{name} holds an invalid coordinate ({_one_line(exc)}): allowed decimal "
+                        "degrees, longitude within [-180, 180] and latitude within [-90, 90]")
 
 
 def _one_line(exc: BaseException) -> str:

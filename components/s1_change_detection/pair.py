@@ -1,6 +1,7 @@
 """The pair check of S1-CD, on the manifests alone (before any work): both SLC, same mode,
 relative orbit and pass, the polarisation in both, acquisitions a multiple of 6 days apart
-(the Sentinel-1 A/B repeat; 12 days for one satellite)."""
+(the Sentinel-1 A/B repeat; 12 days for one satellite). Once the products are open, their
+footprints must share an area (:func:`require_overlap`)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,35 @@ def validate_pair(a: dict, b: dict, polarization: str) -> float:
         raise ServiceError(f"the acquisitions are {abs(days):.2f} days apart, not a multiple of {REPEAT_DAYS} days: "
                            f"not a repeat-pass pair")
     return days
+
+
+def require_overlap(footprint1, footprint2, name1: str, name2: str) -> None:
+    """ServiceError unless the lon/lat footprints of the two products share an area: two frames
+    (or crops) of one track pass every manifest check, yet have no pixel to compare."""
+    import shapely
+
+    # longitudes within 180 degrees of one reference, so that footprints across the antimeridian compare
+    coords = shapely.get_coordinates(footprint1)
+    ref = float(coords[0, 0]) if len(coords) else 0.0  # an empty footprint overlaps nothing
+    f1, f2 = (_valid(_unwrapped(f, ref)) for f in (footprint1, footprint2))
+    if shapely.intersection(f1, f2).area > 0:
+        return
+    bounds1, bounds2 = (", ".join(f"{v:.4f}" for v in f.bounds) for f in (f1, f2))
+    raise ServiceError(f"the pair does not overlap: the footprints of {name1} (lon/lat bounds {bounds1}) "
+                       f"and {name2} ({bounds2}) share no area; give two acquisitions of the same area")
+
+
+def _unwrapped(geometry, ref_lon: float):
+    import shapely
+
+    def shift(xy):
+        xy = xy.copy()
+        xy[:, 0] = ref_lon + (xy[:, 0] - ref_lon + 180.0) % 360.0 - 180.0
+        return xy
+    return shapely.transform(geometry, shift)
+
+
+def _valid(geometry):
+    import shapely
+
+    return geometry if geometry.is_valid else shapely.make_valid(geometry)

@@ -83,6 +83,7 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
         p2 = open_product(local2, work / "unzipped2", expect="SLC")
         pol = p1.require_polarisation(params.polarization)
         p2.require_polarisation(pol)
+        pair.require_overlap(p1.footprint_lonlat, p2.footprint_lonlat, p1.name, p2.name)
     if aoi is not None:
         require_overlap(aoi, p1.footprint_lonlat, p1.name)
     resolution = params.resolved_resolution(p1.mode)
@@ -95,6 +96,8 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
     if not swaths:
         raise ServiceError(f"the pair has no common sub-swath among {', '.join(params.subswaths)} for {pol}")
     images1 = [p1.image(s, pol) for s in swaths]
+    # the manifests' footprints are the whole frames: the data of the swaths used must overlap too
+    pair.require_overlap(s1.footprint(images1), s1.footprint([p2.image(s, pol) for s in swaths]), p1.name, p2.name)
     grid = geocoding.make_grid(crs, resolution, s1.footprint(images1), aoi)
     # coherence and both backscatters (float32) geocoded, RGB composites and change mask (7 bytes), and as products
     outputs.check_output_size(grid.rows, grid.cols, 2 * (3 * 4 + 7), work, parameter="resolution", value=resolution)

@@ -474,6 +474,7 @@ def read_dem(path: str, grid: Grid, row_off: int, col_off: int, height: int, wid
         reproject(rasterio.band(src.dataset, 1), out, src_nodata=src.nodata, dst_nodata=np.nan,
                   dst_transform=transform or grid.window_transform(row_off, col_off), dst_crs=grid.crs,
                   resampling=Resampling.bilinear)
+    out[~np.isfinite(out)] = np.nan  # +-inf heights (a float DEM without NoData value) are no data too
     return out + np.float32(geoid_height)
 
 

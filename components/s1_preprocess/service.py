@@ -395,8 +395,12 @@ def _percent(share: float) -> str:
 
 
 def _dem_height_range(dem: str, geoid: float, fill: float | None = None) -> tuple[float, float]:
+    """The span of the DEM's heights (ellipsoidal) that the inverse map interpolates over."""
     with open_raster(dem, f"DEM file {Path(dem).name}") as src:
         data = src.read(1, out_shape=(min(src.height, 512), min(src.width, 512)), masked=True)
+    # NaN or +-inf (a corrupt float DEM without a NoData value) are no heights: one inf would
+    # make the span infinite and every output pixel invalid
+    data = np.ma.masked_invalid(data)
     if data.count() == 0:
         return 0.0, 1000.0
     lo, hi = float(data.min()) + geoid, float(data.max()) + geoid
