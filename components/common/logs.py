@@ -10,6 +10,8 @@ import math
 import sys
 import time
 
+from .redaction import RedactingFilter
+
 log = logging.getLogger(__name__)
 
 
@@ -20,11 +22,15 @@ def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.setLevel(level)
     logging.getLogger("rasterio").setLevel(logging.WARNING)
-    if any(_prints_to_console(h) for h in root.handlers):
-        return
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
-    root.addHandler(handler)
+    console = [h for h in root.handlers if _prints_to_console(h)]
+    if not console:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+        console = [handler]
+    for handler in console:  # whichever library logs a URL with a password in it (httpx logs each request's)
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -82,6 +82,7 @@ from urllib.parse import urlsplit
 
 from .contract import checkpoint
 from .errors import EnvironmentFailure, ServiceError, from_os_error
+from .redaction import RedactingFilter, redact  # noqa: F401 (redact: the services import it from here)
 
 if TYPE_CHECKING:
     import minio
@@ -90,7 +91,6 @@ log = logging.getLogger(__name__)
 
 S3_SCHEME = "s3://"
 ENDPOINT_VARIABLES = ("S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "MINIO_SECRET_KEY", "AWS_SESSION_TOKEN")
 
 CONNECT_TIMEOUT_VARIABLE, CONNECT_TIMEOUT_S = "EO_S3_CONNECT_TIMEOUT", 10.0
 READ_TIMEOUT_VARIABLE, READ_TIMEOUT_S = "EO_S3_READ_TIMEOUT", 60.0
@@ -111,45 +111,7 @@ TRANSFER_ATTEMPTS = 3
 _PROGRESS_EVERY_S = 30.0
 _RUN_RECORD = "run.json"
 
-
-# ------------------------------------------------------------------------------------------
-# Secrets
-
-
-# scheme://userinfo@ : everything up to the last "@" before the host's end
-_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s]*@")
-# query parameters that carry a signature, a credential or a token
-_SECRET_PARAM_RE = re.compile(
-    r"(?i)([?&;](?:[a-z0-9_.\-]*(?:signature|credential|token|secret|password|passwd|apikey|"
-    r"api_key|accesskeyid|access_key)[a-z0-9_.\-]*|sig|key)=)[^&#\s'\"<>,;:)]*")
-
-
-def redact(text) -> str:
-    """``text`` (a URL, an endpoint, a message) without the secrets it may hold: user names and
-    passwords in URLs, signing and token parameters of query strings, and the values of
-    ``AWS_SECRET_ACCESS_KEY``, ``MINIO_SECRET_KEY`` and ``AWS_SESSION_TOKEN``."""
-    text = _USERINFO_RE.sub(r"\1***@", str(text))
-    text = _SECRET_PARAM_RE.sub(r"\1***", text)
-    for name in SECRET_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if len(value) >= 6 and value in text:
-            text = text.replace(value, "***")
-    return text
-
-
-class _RedactingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed record is the handler's to report
-            return True
-        safe = redact(message)
-        if safe != message:
-            record.msg, record.args = safe, None
-        return True
-
-
-log.addFilter(_RedactingFilter())
+log.addFilter(RedactingFilter())
 
 
 def _shown(text, limit: int = 300) -> str:

@@ -128,6 +128,7 @@ class DemHeights:
             win = win.intersection(rasterio.windows.Window(0, 0, ds.width, ds.height))
             data = src.read(1, window=win, masked=True)
             self.transform = ds.window_transform(win)
+        data = np.ma.masked_invalid(data)  # NaN or +-inf (a float DEM without NoData value): no height
         self.data = (np.where(np.ma.getmaskarray(data), np.nan, np.ma.getdata(data)) + geoid).astype(np.float32)
 
     def __call__(self, lon, lat):

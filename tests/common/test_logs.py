@@ -34,6 +34,15 @@ def test_level_set_even_when_a_handler_exists():
     assert "step marker" in out
 
 
+
+def test_a_password_logged_by_any_library_is_not_printed():
+    # httpx logs every request's URL at INFO; under the KFP executor the root handler is KFP's
+    for setup in ("", "import logging, sys; logging.basicConfig(stream=sys.stdout)\n"):
+        out = _run(setup + "import logging\nfrom components.common.logs import setup_logging; setup_logging()\n"
+                   "logging.getLogger('httpx').info('HTTP Request: GET %s', 'https://ann:s3cr3t-pw@data.example/x.nc')")
+        assert "s3cr3t-pw" not in out and "ann" not in out, out
+        assert "https://***@data.example/x.nc" in out, out
+
 _PROGRESS = ("import logging\nfrom components.common.logs import Progress, setup_logging\nsetup_logging()\n"
              "p = Progress({total}, 'tiles', logging.getLogger('components.x'))\n"
              "for _ in range({total}): p.advance()\n")

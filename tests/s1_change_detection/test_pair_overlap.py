@@ -59,3 +59,24 @@ def test_footprints_across_the_antimeridian_overlap():
     require_overlap(straddling, west, "A", "B")
     with pytest.raises(ServiceError, match="the pair does not overlap: the footprints of A .* and B"):
         require_overlap(east, box(-179, 10, -178, 11), "A", "B")
+
+
+def test_infinite_dem_heights_are_no_heights(tmp_path):
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    from components.s1_change_detection.interferometry import DemHeights
+
+    heights = np.full((40, 40), 120.0, np.float32)
+    heights[10:12, 10:12] = np.inf
+    heights[30, 30] = -np.inf
+    dem = tmp_path / "dem.tif"
+    with rasterio.open(dem, "w", driver="GTiff", width=40, height=40, count=1, dtype="float32", crs="EPSG:4326",
+                       transform=from_origin(12.0, 42.4, 0.01, 0.01)) as ds:
+        ds.write(heights, 1)
+    sampled = DemHeights(str(dem), box(12.05, 42.05, 12.35, 42.35), geoid=50.0)
+    assert np.isnan(sampled.data).sum() == 5 and np.nanmax(sampled.data) == 170.0
+    assert np.isnan(sampled(np.array([[12.105]]), np.array([[42.295]])))[0, 0]  # on the infinite pixels: no height
+    assert sampled(np.array([[12.205]]), np.array([[42.195]]))[0, 0] == pytest.approx(170.0)
