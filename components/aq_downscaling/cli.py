@@ -105,8 +105,9 @@ def generate_main(argv: list[str] | None = None) -> int:
     p = _parser("aqgan-generate", "Generate an ensemble of high-resolution fields per time step with a trained "
                 "model: CF netCDF (members, mean, standard deviation, quantiles) and a CSV at the configured points.")
     p.add_argument("--model-file", default=None, help="trained model (default: paths.models/model.pt)")
-    p.add_argument("--members", type=_positive, default=None, help="ensemble size (default: outputs.ensemble_size)")
-    p.add_argument("--seed", type=int, default=None, help="noise seed (default: training.seed)")
+    p.add_argument("--members", type=_members, default=None, help="ensemble size, 1..1000 (default: "
+                   "outputs.ensemble_size)")
+    p.add_argument("--seed", type=_seed, default=None, help="noise seed, 0..2^63-1 (default: training.seed)")
     p.add_argument("--outdir", "--output_path", dest="outdir", default=None, help="output folder (default: "
                    "paths.output)")
 
@@ -126,8 +127,8 @@ def predict_main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-file", "--weights", "-m", dest="model_file", required=True,
                    help="trained model file (model.pt of aqgan-train)")
     p.add_argument("--output", "-o", default=None, help="output netCDF (default: <FILE stem>_aqgan.nc here)")
-    p.add_argument("--members", type=_positive, default=None, help="ensemble size (default: the model's)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--members", type=_members, default=None, help="ensemble size, 1..1000 (default: the model's)")
+    p.add_argument("--seed", type=_seed, default=0, help="noise seed, 0..2^63-1")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     def body(a):
@@ -138,14 +139,28 @@ def predict_main(argv: list[str] | None = None) -> int:
     return _run("aqgan-predict", p, argv, body)
 
 
-def _positive(text: str) -> int:
+def _integer_in(text: str, lowest: int, highest: int, allowed: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: allowed an integer >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: allowed an integer >= 1")
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: allowed {allowed}") from None
+    if not lowest <= value <= highest:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: allowed {allowed}")
     return value
+
+
+def _members(text: str) -> int:
+    """The ensemble size: at most what outputs.ensemble_size allows (every member is held in memory)."""
+    from .config import MAX_ENSEMBLE
+
+    return _integer_in(text, 1, MAX_ENSEMBLE, f"an integer 1..{MAX_ENSEMBLE}")
+
+
+def _seed(text: str) -> int:
+    """A seed as training.seed takes it: beyond 64 bits torch cannot use it."""
+    from .config import MAX_SEED
+
+    return _integer_in(text, 0, MAX_SEED, f"an integer 0..{MAX_SEED} (2^63 - 1)")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ HIGH_RES_OUTPUTS = ("pm2p5", "pm10", "no2", "o3", "so2", "co", "nh3", "no", "dus
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 FRAME_ALLOWED = "two integers [rows, cols] (or 'RxC')"
+MAX_ENSEMBLE = 1000  # members per time step: aqgan-generate/-predict hold them all in memory
+MAX_SEED = 2 ** 63 - 1  # the largest seed torch and NumPy take as a signed 64-bit integer
 
 
 # ------------------------------------------------------------------------------------------------
@@ -214,7 +216,8 @@ DEFAULT_POINTS = (Point(name="Milano", lat=45.464, lon=9.19), Point(name="Torino
 class OutputsConfig(_Section):
     high_res: Among(HIGH_RES_OUTPUTS) = Field(("pm2p5",), description="High-resolution output(s) (CAMS European "
                                               "variables)", json_schema_extra={"choices": HIGH_RES_OUTPUTS})
-    ensemble_size: Int = Field(10, ge=1, le=1000, description="Output ensemble size: members generated per time step")
+    ensemble_size: Int = Field(10, ge=1, le=MAX_ENSEMBLE,
+                               description="Output ensemble size: members generated per time step")
     quantiles: Fractions = Field((0.05, 0.25, 0.5, 0.75, 0.95), description="Ensemble quantiles written beside the "
                                "mean and standard deviation")
     points: Annotated[tuple[Point, ...], BeforeValidator(_as_list)] = Field(
@@ -260,7 +263,7 @@ class TrainingConfig(_Section):
     beta2: Number = Field(0.9, ge=0, le=1, description="Adam beta2")
     checkpoint_every: Int = Field(1, ge=1, description="Write a checkpoint every N epochs")
     keep_checkpoints: Int = Field(3, ge=1, description="Checkpoints kept (the newest)")
-    seed: Int = Field(0, ge=0, description="Random seed (weights, batches, noise)")
+    seed: Int = Field(0, ge=0, le=MAX_SEED, description="Random seed (weights, batches, noise)")
     device: Annotated[Literal["auto", "cpu", "cuda"], AnyCase] = Field(
         "auto", description="auto: the GPU when present, else the CPU")
 

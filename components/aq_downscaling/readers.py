@@ -193,6 +193,8 @@ class GriddedFile:
                 raise ServiceError(f"{path.name}: longitudes repeat")
             time_name = next((n for n in TIME_NAMES if n in ds.variables), None)
             times = decode_times(ds.variables[time_name], path) if time_name else np.array([], "datetime64[s]")
+            if time_name and times.size == 0:  # no times at all means a static file: an empty axis is not one
+                raise ServiceError(f"{path.name} holds no time step: its {time_name!r} axis is empty")
             coords = {lat_name, lon_name, time_name, "level", "number", "expver", "realization", "step",
                       "surface", "heightAboveGround", "time_bnds"}
             variables = {}
@@ -537,6 +539,8 @@ def read_static(path: Path, variable: str | None, grid: Grid, name: str, request
     orography in metres (geopotential divided by g), fractions 0..1 (percent divided by 100)."""
     if not path.exists():
         raise ServiceError(f"static input {name}: file not found: {path}")
+    if path.is_dir():
+        raise ServiceError(f"static input {name}: {path} is a folder: give one netCDF or GeoTIFF file")
     if _is_netcdf(path):
         return _static_netcdf(path, variable, grid, name, requested)
     return _static_raster(path, grid, name, requested)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -394,6 +395,7 @@ def run_predict(input_file: str, model_file: str, output: str | None = None, mem
     out_name = out_path.rsplit("/", 1)[-1] if storage.is_s3(out_path) else Path(out_path).name
     if not out_name.endswith(".nc"):
         raise ServiceError(f"--output must name a .nc file, not {out_name!r}")
+    _refuse_overwriting(out_path, {"the input FILE": input_file, "the --model-file": model_file})
     with _staged(out_dir) as (work, stage, published):
         local = storage.fetch_input(input_file, work / "input")
         if local.is_dir():
@@ -425,6 +427,22 @@ def run_predict(input_file: str, model_file: str, output: str | None = None, mem
                  members, times.size, hr_grid.describe(), s["mean"], s["mean_std"],
                  (dt.datetime.now(dt.timezone.utc) - started).total_seconds())
     return Result(published[out_name], {}, {"time_steps": int(times.size), "members": members, "variables": summary})
+
+
+def _refuse_overwriting(output: str, inputs: dict[str, str]) -> None:
+    """The output replaces its file when published: it must not be one of the inputs."""
+    for what, uri in inputs.items():
+        if _same_file(output, uri):
+            raise ServiceError(f"--output {output} is {what}: writing there would replace it; name another file")
+
+
+def _same_file(a: str, b: str) -> bool:
+    if storage.is_s3(a) or storage.is_s3(b):
+        return a.rstrip("/") == b.rstrip("/")
+    pa, pb = Path(a), Path(b)
+    if pa.exists() and pb.exists():
+        return os.path.samefile(pa, pb)  # also through a link or another spelling of the path
+    return pa.resolve() == pb.resolve()
 
 
 def predict_to_folder(input_file: str, model_file: str, params, output_path: str) -> Result:

@@ -32,6 +32,7 @@ from components import __version__
 from components.common import outputs, stac, storage
 from components.common.contract import uninterrupted
 from components.common.cpus import usable_cpus
+from components.common.errors import InvalidParameter
 from components.common.logs import Progress, Steps
 from components.common.readers import open_raster
 from components.timesen2crop.legend import COLOURS
@@ -195,6 +196,8 @@ class BlockReader:
         for t, (c, ds) in enumerate(zip(self.composites, comps)):
             data = ds.read(list(c.bands), window=win).reshape(n_feat, -1)
             px[:, t, :] = data[:, idx].T
+        # NaN (float composites' usual NoData) or inf is no observation, as 0 is: the network reads 0
+        px[~np.isfinite(px)] = 0
         observed = px.reshape(len(idx), -1).any(axis=1)
         return win, idx[observed], np.ascontiguousarray(px[observed]), masked
 
@@ -248,6 +251,16 @@ def _with_halo(ds, win: Window, halo: int) -> np.ndarray:
     return np.pad(data, ((rr0 - r0, r1 - rr1), (cc0 - c0, c1 - cc1)), constant_values=NODATA)
 
 
+def check_min_region(min_region_px: int, grid: GridInfo) -> None:
+    """The sieve (GDAL's) merges a small region only into a neighbour of at least ``min_region_px``
+    pixels: from the map's own size on nothing could ever merge, so such a value is refused rather
+    than silently doing nothing."""
+    pixels = grid.width * grid.height
+    if min_region_px >= pixels:
+        raise InvalidParameter("min_region_px", min_region_px, f"fewer than the map's {pixels} pixels "
+                               f"({grid.size()}; 0 = off)")
+
+
 def postprocess(raw: Path, dst: Path, params: ClassifyParams, grid: GridInfo) -> Path:
     """Majority filter (block-wise with a halo) then sieve (whole map) into ``dst``."""
     profile = dict(WORK_TIFF, width=grid.width, height=grid.height, crs=grid.crs, transform=grid.transform)
@@ -287,6 +300,7 @@ def _run(input_dir: str, mc_dir: str, params: ClassifyParams, output_dir: str, l
             composites, grid, tile = find_composites(comps_dir, info)
             if mask is not None:
                 check_mask(mask, grid)
+            check_min_region(params.min_region_px, grid)
         log.info("model %s (%d classes, %d steps x %d bands); composites %s .. %s, %s; mask %s",
                  model_path.name, len(info.class_ids), len(info.timesteps), len(info.band_names),
                  composites[0].month, composites[-1].month, grid.size(), mask.name if mask else "none (every pixel)")

@@ -81,6 +81,10 @@ def _add_months(month: str, k: int) -> str:
 def _feature_bands(ds, path: Path, info: ModelInfo) -> tuple[int, ...]:
     names = [normalise_band(d) if d else "" for d in ds.descriptions]
     wanted = [normalise_band(b) for b in info.band_names]
+    twice = next((b for i, b in enumerate(wanted) if b in wanted[:i]), None)
+    if twice is not None:  # each feature would be read from that one band
+        raise ServiceError(f"the model's band_names list {twice} twice ({', '.join(info.band_names)}): each input "
+                           "band must be named once")
     if all(b in names for b in wanted):
         return tuple(names.index(b) + 1 for b in wanted)
     if ds.count == len(wanted):

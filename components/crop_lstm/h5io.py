@@ -20,7 +20,9 @@ Layout (format ``eo-kfp-services.crop-lstm``, version 1)::
                           output; suffix _reverse for the backward direction), head.weight
                           [n_classes, features], head.bias [n_classes]
 
-Reading needs only this module and PyTorch: :func:`load_model`.
+Reading needs only this package and PyTorch: :func:`load_model`, which refuses a file whose values
+the network cannot use (architecture outside what train_lstm writes, class ids outside 0..254,
+lists of the wrong length, non-finite weights or normalisation) with one line naming the field.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def load_model(path: Path):
             if version > FORMAT_VERSION:
                 raise ServiceError(f"{path.name} has model format version {version}; this software reads up to "
                                    f"{FORMAT_VERSION}")
-            config = ModelConfig.from_dict(json.loads(f.attrs["config"]))
+            config = ModelConfig.from_dict(_checked_config(path, json.loads(f.attrs["config"])))
             info = ModelInfo(class_ids=[int(c) for c in f.attrs["class_ids"]],
                              class_names=json.loads(f.attrs["class_names"]),
                              band_names=json.loads(f.attrs["band_names"]),
@@ -119,8 +121,8 @@ def load_model(path: Path):
         raise ServiceError(f"{path.name} is not a readable HDF5 model file: {' '.join(str(e).split())}") from None
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
         raise ServiceError(f"{path.name} is an incomplete model file: {' '.join(str(e).split())}") from None
-    if len(info.class_ids) != config.n_classes or len(info.class_names) != config.n_classes:
-        raise ServiceError(f"{path.name}: {len(info.class_ids)} class ids for {config.n_classes} network outputs")
+    _check_info(path, info, config)
+    _check_values(path, state)
     model = CropLSTM(config)
     try:
         model.load_state_dict(state, strict=True)
@@ -129,3 +131,87 @@ def load_model(path: Path):
         raise ServiceError(f"{path.name}: weights do not match the stored configuration ({first})") from None
     model.eval()
     return model, info
+
+
+# -- checks of what a model file says (a damaged or hand-edited file must not reach the network) ---
+
+MAX_CLASS_ID = 254  # crop maps are uint8 with 255 as NoData
+_SIZES = ("n_features", "n_timesteps", "n_classes")
+
+
+def _trained_range(name: str) -> tuple:
+    """The bounds train_lstm accepts for an architecture parameter: a file outside them is damaged."""
+    from .params import TrainParams
+
+    meta = TrainParams.__dataclass_fields__[name].metadata
+    return meta["minimum"], meta["maximum"]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked_config(path: Path, config) -> dict:
+    """The ``config`` attribute, each value of the type and range the network needs."""
+    if not isinstance(config, dict):
+        raise ServiceError(f"{path.name}: config is {_short(config)}: expected a JSON object")
+    for name in _SIZES:
+        if name in config and not (_is_int(config[name]) and config[name] >= 1):
+            raise ServiceError(f"{path.name}: config {name} is {_short(config[name])}: expected an integer >= 1")
+    for name in ("hidden_size", "num_layers"):
+        lo, hi = _trained_range(name)
+        if name in config and not (_is_int(config[name]) and lo <= config[name] <= hi):
+            raise ServiceError(f"{path.name}: config {name} is {_short(config[name])}: expected an integer "
+                               f"{lo}..{hi}")
+    lo, hi = _trained_range("dropout")
+    dropout = config.get("dropout", 0.0)
+    if not (isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and lo <= dropout <= hi):
+        raise ServiceError(f"{path.name}: config dropout is {_short(dropout)}: expected a number {lo}..{hi}")
+    if not isinstance(config.get("bidirectional", False), bool):
+        raise ServiceError(f"{path.name}: config bidirectional is {_short(config['bidirectional'])}: expected "
+                           "true or false")
+    return config
+
+
+def _check_info(path: Path, info: ModelInfo, config) -> None:
+    """Class ids (0..254, the crop map is uint8 with 255 as NoData), names, bands and time steps:
+    lists of the lengths the network was built for."""
+    if len(info.class_ids) != config.n_classes:
+        raise ServiceError(f"{path.name}: {len(info.class_ids)} class ids for {config.n_classes} network outputs")
+    bad = [c for c in info.class_ids if not 0 <= c <= MAX_CLASS_ID]
+    if bad:
+        raise ServiceError(f"{path.name}: class_ids holds {bad[0]}: class ids must be 0..{MAX_CLASS_ID} "
+                           "(255 is the crop map's NoData)")
+    twice = next((c for i, c in enumerate(info.class_ids) if c in info.class_ids[:i]), None)
+    if twice is not None:
+        raise ServiceError(f"{path.name}: class_ids lists class {twice} twice: each network output is one class")
+    _check_names(path, "class_names", info.class_names, config.n_classes, "network outputs (n_classes)")
+    _check_names(path, "band_names", info.band_names, config.n_features, "input features (n_features)")
+    _check_names(path, "timesteps", info.timesteps, config.n_timesteps, "time steps (n_timesteps)")
+
+
+def _check_names(path: Path, name: str, values, expected: int, what: str) -> None:
+    if not (isinstance(values, list) and all(isinstance(v, str) for v in values)):
+        raise ServiceError(f"{path.name}: {name} is {_short(values)}: expected a JSON list of texts")
+    if len(values) != expected:
+        raise ServiceError(f"{path.name}: {name} lists {len(values)} entries but the network has {expected} {what}")
+
+
+def _check_values(path: Path, state: dict) -> None:
+    """Finite weights and normalisation, a positive standard deviation: anything else gives NaN or
+    one class for every pixel."""
+    for name, tensor in state.items():
+        values = tensor.numpy()
+        if values.dtype.kind != "f" or not np.isfinite(values).all():
+            where = "normalisation/" + name if name in ("mean", "std") else "weights/" + name
+            raise ServiceError(f"{path.name}: {where} holds NaN, infinite or non-float values: the model file is "
+                               "damaged; train or copy it again")
+    std = state["std"].numpy()
+    if (std <= 0).any():
+        raise ServiceError(f"{path.name}: normalisation/std holds {float(std[std <= 0][0]):g}: a standard deviation "
+                           "must be > 0")
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

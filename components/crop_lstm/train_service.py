@@ -62,9 +62,15 @@ def _load(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
         raise ServiceError(f"{what} not found: {path}")
     try:
-        return np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise ServiceError(f"{path.name} is not a readable NumPy .npy array: {' '.join(str(e).split())[:160]}") from None
+    if not isinstance(loaded, np.ndarray):  # np.load opens an .npz archive whatever the file is named
+        names = ", ".join(loaded.files) or "none"
+        loaded.close()
+        raise ServiceError(f"{path.name} is a NumPy .npz archive (arrays: {names}), not a .npy array: save the "
+                           "array with numpy.save")
+    return loaded
 
 
 def load_pair(x_path: Path, y_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -96,6 +102,8 @@ def load_pair(x_path: Path, y_path: Path) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, np.float32)
     if not np.isfinite(x).all():
         raise ServiceError(f"{xn} holds NaN or infinite values: a missing observation must be 0")
+    if not x.any():  # 0 is a missing observation: nothing to learn from
+        raise ServiceError(f"{xn} holds no observation: every value is 0 (0 = no observation)")
     return x, y
 
 
@@ -115,13 +123,8 @@ def find_validation(folder: Path) -> tuple[Path, Path]:
 
 def _dataset_info(folder: Path, n_features: int, n_timesteps: int) -> tuple[list[str], list[str], str, dict]:
     """Band names, time-step labels, temporal mode and class names from dataset.json (timesen2crop)."""
-    meta = {}
     path = folder / "dataset.json"
-    if path.is_file():
-        try:
-            meta = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            log.warning("%s is not readable JSON: ignored", path)
+    meta = _read_dataset_json(path) if path.is_file() else {}
     bands = meta.get("bands") if len(meta.get("bands") or []) == n_features else None
     bands = bands or (list(BANDS) if n_features == len(BANDS) else [f"feature {i + 1}" for i in range(n_features)])
     steps = meta.get("timesteps") if len(meta.get("timesteps") or []) == n_timesteps else None
@@ -129,6 +132,53 @@ def _dataset_info(folder: Path, n_features: int, n_timesteps: int) -> tuple[list
     temporal = meta.get("temporal") or "unknown"
     names = {int(k): v for k, v in (meta.get("classes") or {}).items()}
     return bands, steps, temporal, names
+
+
+def _read_dataset_json(path: Path) -> dict:
+    """dataset.json, checked: the names it gives go into the model file, so a damaged one is refused
+    rather than trained past (timesen2crop and worldcrops write it; it may also be left out)."""
+    try:
+        meta = json.loads(path.read_text(), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ServiceError(f"{path.name} is not readable JSON ({' '.join(str(e).split())[:120]}): fix it or "
+                           "remove it (it only names bands, time steps and classes)") from None
+    if not isinstance(meta, dict):
+        raise ServiceError(f"{path.name} holds {_short(meta)}: expected a JSON object with bands, timesteps, "
+                           "temporal and classes, as timesen2crop writes it")
+    for key in ("bands", "timesteps"):
+        _check_names(path, key, meta.get(key))
+    if meta.get("temporal") is not None and not isinstance(meta["temporal"], str):
+        raise ServiceError(f"{path.name}: 'temporal' is {_short(meta['temporal'])}: expected a text (monthly or "
+                           "acquisitions)")
+    _check_classes(path, meta.get("classes"))
+    return meta
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _check_names(path: Path, key: str, value) -> None:
+    if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise ServiceError(f"{path.name}: {key!r} is {_short(value)}: expected a list of names (texts)")
+
+
+def _check_classes(path: Path, classes) -> None:
+    if classes is None:
+        return
+    if not isinstance(classes, dict):
+        raise ServiceError(f"{path.name}: 'classes' is {_short(classes)}: expected an object of class id -> name, "
+                           'e.g. {"2": "Maize"}')
+    for key, name in classes.items():
+        if not key.strip().isdecimal() or int(key) > MAX_LABEL:
+            raise ServiceError(f"{path.name}: class key {key!r} is not a class id: expected an integer 0..{MAX_LABEL}")
+        if not isinstance(name, str):
+            raise ServiceError(f"{path.name}: the name of class {key} is {_short(name)}: expected a text")
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- run -----------------------------------------------------------------------------------

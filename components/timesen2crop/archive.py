@@ -75,6 +75,9 @@ class Archive:
             raise ServiceError(f"TimeSen2Crop archive not found: {self.path}")
         self.is_zip = self.path.is_file()
         if self.is_zip and not zipfile.is_zipfile(self.path):
+            if _starts_like_zip(self.path):
+                raise ServiceError(f"corrupt zip archive {self.path.name}: its central directory (the end of the "
+                                   "file) is missing: the file is cut short or damaged; download it again")
             raise ServiceError(f"{self.path.name} is neither a folder nor a .zip archive")
         self._zip: zipfile.ZipFile | None = None
         try:
@@ -188,12 +191,35 @@ class Reader:
 
 def read_member(z: zipfile.ZipFile, member: str, archive: str) -> bytes:
     """A member of the archive; its CRC is checked as it is read (by ``zipfile``): a damaged one
-    is a ServiceError naming it (picklable: also raised in worker processes)."""
+    is a ServiceError naming it (picklable: also raised in worker processes), and so is one that
+    ``zipfile`` cannot read at all (password-protected, or an unsupported compression method)."""
     try:
         return z.read(member)
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         why = "its CRC-32 does not match" if "crc" in str(e).lower() else " ".join(str(e).split())
         raise ServiceError(f"corrupt zip archive {archive}: member {member} is damaged ({why})") from None
+    except (RuntimeError, NotImplementedError):  # zipfile's errors for encryption and unknown methods
+        raise ServiceError(f"cannot read zip archive {archive}: member {member} "
+                           f"{_unreadable_because(z.getinfo(member))}, or give the unzipped folder") from None
+
+
+# compression methods of the .zip specification that Python's zipfile does not read
+_OTHER_METHODS = {6: "Implode", 9: "Deflate64, as Windows Explorer writes large archives",
+                  10: "PKWARE DCL Implode", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
+
+
+def _unreadable_because(info: zipfile.ZipInfo) -> str:
+    if info.flag_bits & 0x1:  # bit 0 of the general purpose flags: encrypted
+        return "is password-protected: re-create the .zip without a password"
+    method = info.compress_type
+    return (f"uses compression method {method} ({_OTHER_METHODS.get(method, 'unknown')}), which cannot be read: "
+            "re-create the .zip with Deflate compression")
+
+
+def _starts_like_zip(path: Path) -> bool:
+    """Whether the file begins as a .zip does (a local file header), whatever its end holds."""
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
 
 
 def _join(prefix: str, name: str) -> str:

@@ -1,0 +1,127 @@
+"""What a user can get wrong around aqgan-predict, -generate, -train and -preproc beyond the files'
+contents: an EAC4 netCDF without any time step, a seed beyond 64 bits (torch cannot take it), an
+ensemble larger than the configuration allows, an --output that is the input file, a static input
+that is a folder. Each: exit status 2, one line naming the problem, nothing written, the input
+untouched.
+
+The model is trained once for the module the cheap way of the end-to-end test (synthetic scene,
+tiny generator, one epoch)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import xarray as xr
+
+from components.aq_downscaling.cli import generate_main, predict_main, preproc_main, train_main
+from components.aq_downscaling.params import PredictParams
+from components.common.errors import InvalidParameter
+from tests.fixtures.cams_products import make_scene, scene_config, write_scene
+
+pytestmark = pytest.mark.xdist_group("aq_bad_run_inputs")
+
+AOI = (42.0, 43.6, 3.0, 4.6)
+TRAIN = ("2021010100", "2021010121")
+BEYOND_64_BITS = str(2 ** 64)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("aq_bad_run_inputs")
+    paths = write_scene(make_scene(hours=48, eac4_rows=4, eac4_cols=4, seed=1), root)
+    config = root / "config.yaml"
+    config.write_text(scene_config(root, AOI, input_frame=(2, 2), output_frame=(8, 8), ensemble_size=2,
+                                   extra={"training.epochs": 1}))
+    common = ["--start-date", TRAIN[0], "--end-date", TRAIN[1], "--config", str(config)]
+    assert preproc_main(common + ["--dataset", "synthetic"]) == 0
+    assert train_main(common) == 0
+    return {"root": root, "config": config, "model": root / "models" / "model.pt", "eac4": paths["cams_global"][-1],
+            "static": paths}
+
+
+def _fails(main, argv, capsys) -> str:
+    """The one error line of a command that must exit with status 2."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2, err
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+def test_netcdf_without_time_steps(trained, tmp_path, capsys):
+    empty = tmp_path / "eac4_no_time.nc"
+    with xr.open_dataset(trained["eac4"], decode_times=False) as ds:
+        ds.isel(time=slice(0, 0)).to_netcdf(empty)
+    out = tmp_path / "out"
+    line = _fails(predict_main, [str(empty), "--model-file", str(trained["model"]), "--output", str(out / "o.nc")],
+                  capsys)
+    assert "aqgan-predict: error: eac4_no_time.nc holds no time step: its 'time' axis is empty" in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command, flag, value, allowed", [
+    ("predict", "--seed", BEYOND_64_BITS, "allowed an integer 0..9223372036854775807"),
+    ("predict", "--seed", "-1", "allowed an integer 0..9223372036854775807"),
+    ("generate", "--seed", BEYOND_64_BITS, "allowed an integer 0..9223372036854775807"),
+    ("predict", "--members", "1001", "allowed an integer 1..1000"),
+    ("generate", "--members", "1000000000", "allowed an integer 1..1000"),
+])
+def test_seed_and_members_flags(command, flag, value, allowed, trained, tmp_path, capsys):
+    out = tmp_path / "out"
+    if command == "predict":
+        line = _fails(predict_main, [str(trained["eac4"]), "--model-file", str(trained["model"]), "--output",
+                                     str(out / "o.nc"), flag, value], capsys)
+    else:
+        line = _fails(generate_main, ["--start-date", TRAIN[0], "--end-date", TRAIN[1], "--config",
+                                      str(trained["config"]), "--outdir", str(out), flag, value], capsys)
+    assert f"argument {flag}: invalid value '{value}': {allowed}" in line, line
+    assert not out.exists()
+
+
+def test_training_seed_beyond_64_bits(trained, tmp_path, capsys):
+    models = tmp_path / "models"
+    line = _fails(train_main, ["--start-date", TRAIN[0], "--end-date", TRAIN[1], "--config", str(trained["config"]),
+                               "--set", f"training.seed={BEYOND_64_BITS}", "--models", str(models)], capsys)
+    assert f"invalid value {BEYOND_64_BITS} for parameter 'training.seed': allowed an integer >= 0 and <= " \
+           "9223372036854775807" in line, line
+    assert not models.exists()
+
+
+def test_declared_parameters_have_the_same_bounds():
+    with pytest.raises(InvalidParameter, match="'members'"):
+        PredictParams(members=1001)
+    with pytest.raises(InvalidParameter, match="'seed'"):
+        PredictParams(seed=-1)
+
+
+@pytest.mark.parametrize("spelling", ["same path", "another spelling"])
+def test_output_that_is_the_input_file(spelling, trained, tmp_path, capsys):
+    given = tmp_path / "in" / "eac4.nc"
+    given.parent.mkdir()
+    shutil.copy(trained["eac4"], given)
+    before = given.read_bytes()
+    output = given if spelling == "same path" else tmp_path / "in" / ".." / "in" / "eac4.nc"
+    line = _fails(predict_main, [str(given), "--model-file", str(trained["model"]), "--output", str(output)], capsys)
+    assert f"--output {output} is the input FILE: writing there would replace it" in line, line
+    assert given.read_bytes() == before
+    assert sorted(p.name for p in given.parent.iterdir()) == ["eac4.nc"]
+
+
+def test_static_input_that_is_a_folder(trained, tmp_path, capsys):
+    folder = tmp_path / "static_folder"
+    folder.mkdir()
+    static = str(trained["static"]["orography"])
+    config = tmp_path / "config.yaml"
+    config.write_text(trained["config"].read_text().replace(static, str(folder)))
+    assert str(folder) in config.read_text()
+    out = tmp_path / "tiles"
+    line = _fails(preproc_main, ["--start-date", TRAIN[0], "--end-date", TRAIN[1], "--config", str(config),
+                                 "--outdir", str(out)], capsys)
+    assert f"{folder} is a folder: give one netCDF or GeoTIFF file" in line, line
+    assert not out.exists() or not any(out.rglob("*"))
