@@ -9,6 +9,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 
 from .redaction import RedactingFilter
 
@@ -31,6 +32,13 @@ def setup_logging(level: int = logging.INFO) -> None:
     for handler in console:  # whichever library logs a URL with a password in it (httpx logs each request's)
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+    warnings.showwarning = _warning_as_log_line
+
+
+def _warning_as_log_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning (NumPy's overflow, rasterio's NotGeoreferencedWarning) as one log line,
+    not the two lines of source that Python prints beside a service's own lines."""
+    logging.getLogger("py.warnings").warning("%s: %s", category.__name__, " ".join(str(message).split()))
 
 
 class _StderrHandler(logging.StreamHandler):

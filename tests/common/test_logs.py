@@ -43,6 +43,13 @@ def test_a_password_logged_by_any_library_is_not_printed():
         assert "s3cr3t-pw" not in out and "ann" not in out, out
         assert "https://***@data.example/x.nc" in out, out
 
+
+def test_a_python_warning_is_one_log_line():
+    out = _run("import warnings\nfrom components.common.logs import setup_logging; setup_logging()\n"
+               "warnings.warn('overflow encountered\\nin cast', RuntimeWarning)")
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].endswith(" WARNING RuntimeWarning: overflow encountered in cast"), out
+
 _PROGRESS = ("import logging\nfrom components.common.logs import Progress, setup_logging\nsetup_logging()\n"
              "p = Progress({total}, 'tiles', logging.getLogger('components.x'))\n"
              "for _ in range({total}): p.advance()\n")
