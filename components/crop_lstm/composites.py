@@ -44,6 +44,9 @@ class GridInfo:
         return f"{self.width}x{self.height} px"
 
 
+CROP_MAP_RE = re.compile(r"(^|_)crop_map_\d{4}-\d{2}_\d{4}-\d{2}\.tif$")
+
+
 def _rasters(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES
                   and not p.name.startswith("."))
@@ -58,7 +61,8 @@ def find_model_and_mask(folder: Path) -> tuple[Path, Path | None]:
         raise ServiceError(f"no .h5 model in {folder}: put the file train_lstm wrote there")
     if len(models) > 1:
         raise ServiceError(f"several .h5 models in {folder} ({', '.join(p.name for p in models)}): keep one")
-    masks = _rasters(folder)
+    # a crop map this service wrote into the folder before is no mask (a rerun would mask all out)
+    masks = [p for p in _rasters(folder) if not CROP_MAP_RE.search(p.name)]
     if len(masks) > 1:
         raise ServiceError(f"several GeoTIFFs in {folder} ({', '.join(p.name for p in masks)}): keep one crop mask")
     return models[0], (masks[0] if masks else None)

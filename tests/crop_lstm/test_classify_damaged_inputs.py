@@ -137,3 +137,18 @@ def test_sieve_size_beyond_the_map_is_refused(size, chain, tmp_path, capsys):
     assert f"invalid value {size} for parameter 'min_region_px': allowed fewer than the map's 6400 pixels" \
         in errors[0], errors[0]
     assert not out.exists()
+
+
+def test_a_rerun_into_the_input_folder_keeps_the_mask(chain, tmp_path):
+    """The crop map a first run wrote into --input_dir beside the mask is not taken for a second
+    mask by the rerun (which then refused two GeoTIFFs, or masked every pixel out)."""
+    inputs = chain.input_dir(tmp_path / "in")
+    args = ["--input_dir", str(inputs), "--output_dir", str(inputs), "--mc_dir", str(chain.composites)]
+    assert main(args) == 0
+    (first,) = inputs.glob("*_crop_map_*.tif")
+    with rasterio.open(first) as ds:
+        before = ds.read(1)
+    assert main(args) == 0
+    with rasterio.open(first) as ds:
+        np.testing.assert_array_equal(ds.read(1), before)
+    assert (before != NODATA).any()
