@@ -195,6 +195,10 @@ class GriddedFile:
             times = decode_times(ds.variables[time_name], path) if time_name else np.array([], "datetime64[s]")
             if time_name and times.size == 0:  # no times at all means a static file: an empty axis is not one
                 raise ServiceError(f"{path.name} holds no time step: its {time_name!r} axis is empty")
+            repeated = np.unique(times, return_counts=True)
+            if (repeated[1] > 1).any():  # two fields for one time: which is meant cannot be told
+                raise ServiceError(f"{path.name}: time {repeated[0][repeated[1] > 1][0]} appears "
+                                   f"{repeated[1].max()} times on its {time_name!r} axis")
             coords = {lat_name, lon_name, time_name, "level", "number", "expver", "realization", "step",
                       "surface", "heightAboveGround", "time_bnds"}
             variables = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -64,6 +65,19 @@ def test_netcdf_without_time_steps(trained, tmp_path, capsys):
     assert "aqgan-predict: error: eac4_no_time.nc holds no time step: its 'time' axis is empty" in line, line
     assert not out.exists()
 
+
+
+def test_netcdf_with_a_repeated_time(trained, tmp_path, capsys):
+    repeated = tmp_path / "eac4_repeated.nc"
+    with xr.open_dataset(trained["eac4"], decode_times=False) as ds:
+        twice = ds.isel(time=[0, 1, 1, 2])
+        twice.to_netcdf(repeated)
+        second = xr.decode_cf(ds.isel(time=[1])).time.values[0]
+    out = tmp_path / "out"
+    line = _fails(predict_main, [str(repeated), "--model-file", str(trained["model"]), "--output", str(out / "o.nc")],
+                  capsys)
+    assert f"aqgan-predict: error: eac4_repeated.nc: time {np.datetime64(second, 's')} appears 2 times" in line, line
+    assert not out.exists()
 
 @pytest.mark.parametrize("command, flag, value, allowed", [
     ("predict", "--seed", BEYOND_64_BITS, "allowed an integer 0..9223372036854775807"),
