@@ -36,6 +36,14 @@ EPSG_4326 = CRS.from_epsg(4326)
 # this length first, so that a long straight edge in the source CRS is followed as a curve.
 DENSIFY_DEGREES = 0.01
 DENSIFY_METRES = 1000.0
+# Far outside the area a projection is meant for, its formulas fold or diverge (a transverse
+# Mercator 90 degrees from its meridian): a lon/lat AoI reaching there (a whole-world polygon) is
+# clipped to the target CRS's area of use, widened by this many degrees because a Sentinel-2 tile
+# may reach about one tile (1 to 10 degrees of longitude, by latitude) beyond its UTM zone.
+AREA_OF_USE_MARGIN_DEGREES = 15.0
+# A polygon whose area is below this fraction of its squared perimeter has no area to speak of:
+# collinear or coinciding vertices, whose float round-off leaves ~1e-15 (a 1 cm x 100 km strip is 2.5e-8).
+MIN_AREA_PER_SQUARED_PERIMETER = 1e-10
 
 _WKT_START = re.compile(r"^\s*(SRID\s*=\s*\d+\s*;\s*)?[A-Za-z]+\s*(ZM|Z|M)?\s*(\(|EMPTY\b)",
                         re.IGNORECASE)
@@ -264,7 +272,12 @@ def _polygonal(geometry: BaseGeometry) -> BaseGeometry:
 
 def _repaired(geometry: BaseGeometry, what: str, strict: bool = True) -> BaseGeometry | None:
     """A valid polygonal geometry; ServiceError (or None when not ``strict``) when impossible."""
-    if geometry.is_valid and geometry.area > 0:
+    if geometry.is_valid and not _has_area(geometry):
+        if not strict:
+            return None
+        raise ServiceError(f"{what} has no area (its vertices are collinear or coincide): "
+                           f"{_short(shapely.to_wkt(geometry, rounding_precision=8, trim=True))}")
+    if geometry.is_valid:
         return _as_polygonal(geometry)
     reason = shapely.is_valid_reason(geometry) if not geometry.is_valid else "zero area"
     fixed = _polygonal(shapely.make_valid(geometry)) if not geometry.is_valid else Polygon()
@@ -274,6 +287,11 @@ def _repaired(geometry: BaseGeometry, what: str, strict: bool = True) -> BaseGeo
         raise ServiceError(f"{what} geometry is invalid and cannot be repaired: {reason}")
     log.warning("%s geometry was invalid (%s) and was repaired", what, reason)
     return _as_polygonal(fixed)
+
+
+def _has_area(geometry: BaseGeometry) -> bool:
+    """An area that is more than the round-off of a degenerate (zero-area) ring."""
+    return geometry.area > MIN_AREA_PER_SQUARED_PERIMETER * geometry.length ** 2
 
 
 def _as_polygonal(geometry: BaseGeometry) -> BaseGeometry:
@@ -300,26 +318,70 @@ def _as_crs(crs) -> CRS:
 
 
 def _reproject(geometry: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
-    """Densify the edges in ``src`` units, then transform every vertex (lon/lat as x/y)."""
+    """Densify the edges in ``src`` units, then transform every vertex (lon/lat as x/y). A lon/lat
+    geometry is first clipped to where ``dst`` is meant to be used (see :func:`_usable_parts`)."""
     if src.is_geographic:
         step = DENSIFY_DEGREES
     else:
         unit = src.axis_info[0].unit_conversion_factor if src.axis_info else 1.0
         step = DENSIFY_METRES / unit
-    dense = shapely.segmentize(geometry, step)
     transformer = Transformer.from_crs(src, dst, always_xy=True)
 
     def fn(xy: np.ndarray) -> np.ndarray:
         x, y = transformer.transform(xy[:, 0], xy[:, 1])
         return np.column_stack([x, y])
 
-    out = shapely.transform(dense, fn)
-    if not np.isfinite(shapely.get_coordinates(out)).all():
+    candidates = _usable_parts(geometry, dst) if src.is_geographic else [geometry]
+    for part in candidates:
+        out = shapely.transform(shapely.segmentize(part, step), fn)
+        if np.isfinite(shapely.get_coordinates(out)).all():
+            break
+    else:
         raise ServiceError(f"AoI cannot be expressed in {dst.name}: it lies outside the area "
                            f"that CRS can represent")
     if not out.is_valid:
         out = _polygonal(shapely.make_valid(out))
     return out
+
+
+def _usable_parts(lonlat: BaseGeometry, crs: CRS) -> list[BaseGeometry]:
+    """The versions of a lon/lat geometry to try bringing into ``crs``, best first: clipped to the
+    CRS's area of use widened by AREA_OF_USE_MARGIN_DEGREES, then to the area of use itself (where
+    the margin reaches a pole of a Mercator, say), then unclipped. A geometry inside the widened
+    area, or outside it altogether (the caller then finds no overlap), is kept whole."""
+    area = _area_of_use(crs)
+    if area is None:
+        return [lonlat]
+    parts = []
+    for margin in (AREA_OF_USE_MARGIN_DEGREES, 0.0):
+        domain = _lonlat_box(area, margin)
+        if margin and lonlat.within(domain):
+            return [lonlat]
+        clipped = _polygonal(shapely.intersection(lonlat, domain))
+        if not clipped.is_empty and clipped.area > 0:
+            parts.append(clipped)
+    return parts + [lonlat]
+
+
+def _area_of_use(crs: CRS) -> tuple[float, float, float, float] | None:
+    """(west, south, east, north) in degrees where ``crs`` is meant to be used; a CRS read from a
+    raster's WKT often lacks it, its EPSG equivalent has it."""
+    area = crs.area_of_use
+    if area is None:
+        code = crs.to_epsg(min_confidence=70)
+        area = CRS.from_epsg(code).area_of_use if code else None
+    return None if area is None else (area.west, area.south, area.east, area.north)
+
+
+def _lonlat_box(area: tuple[float, float, float, float], margin: float) -> BaseGeometry:
+    """The lon/lat box of an area of use widened by ``margin`` degrees; one across the antimeridian
+    (west > east) is two boxes."""
+    west, south, east, north = area
+    south, north = max(south - margin, -90.0), min(north + margin, 90.0)
+    if west <= east:
+        return shapely.box(max(west - margin, -180.0), south, min(east + margin, 180.0), north)
+    return shapely.union(shapely.box(max(west - margin, -180.0), south, 180.0, north),
+                         shapely.box(-180.0, south, min(east + margin, 180.0), north))
 
 
 def _short(text: str, limit: int = 160) -> str:

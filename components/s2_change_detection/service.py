@@ -27,17 +27,18 @@ from rasterio.enums import Resampling
 from components import __version__
 from components.common import outputs, stac, storage
 from components.common.aoi import AoI, aoi_mask, load_aoi
-from components.common.errors import InvalidParameter, ServiceError
+from components.common.errors import ServiceError
 from components.common.logs import Steps
 from components.s2_preprocess.params import S2PreprocessParams
 from components.s2_preprocess.service import run as preprocess
+from components.common.output_grid import check_resolution, parse_crs, warped_grid
 
 from . import cva
 from .engine import NODATA_CLASS, Detection, DetectionConfig, detect_changes
 from .inputs import PairInput, check_pair, identify
 from .params import S2ChangeParams
 from .rendering import class_quicklook, cloud_reasons, colour_table, report_markdown
-from .sources import RasterPairSource, SclReader, StackReader, TiffSink, common_grid, pixel_size
+from .sources import METRES_PER_DEGREE, RasterPairSource, SclReader, StackReader, TiffSink, common_grid, pixel_size
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,7 @@ def target_crs(projection: str) -> CRS | None:
         return None
     if text.lower() in _WGS84:
         return CRS.from_epsg(4326)
-    try:
-        return CRS.from_user_input(text)
-    except rasterio.errors.CRSError:
-        raise InvalidParameter("projection", projection, "WGS84, UTM(Auto), an EPSG code such as "
-                               "EPSG:3035, or WKT") from None
+    return parse_crs(projection, "WGS84, UTM(Auto), an EPSG code such as EPSG:3035, or WKT")
 
 
 def run(input1: str, input2: str, params: S2ChangeParams, outdir: str) -> CDResult:
@@ -95,6 +92,10 @@ def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_ou
         with steps.step("fetch and check inputs"):
             pair = [identify(role, uri, _fetch(role, uri, work)) for role, uri in (("input1", input1), ("input2", input2))]
             check_pair(pair[0], pair[1], params.bands, params.resolution, aoi)
+            for item in pair:
+                _check_resolution(item, params.resolution)
+                if crs is not None:  # a CRS that cannot hold the tile fails before the products are read
+                    _warped_grid(item.footprint_lonlat.bounds, "EPSG:4326", 64, 64, crs, params, item.name)
         for item in pair:
             log.info("%s: %s %s, tile %s, sensed %s", item.role, item.kind, item.name, item.tile or "?",
                      item.sensing.date() if item.sensing else "?")
@@ -192,6 +193,23 @@ def _preprocess_params(item: PairInput, params: S2ChangeParams) -> S2PreprocessP
                               output_format="GeoTIFF", toa=item.level == "L1C")
 
 
+def _check_resolution(item: PairInput, resolution: float) -> None:
+    """The resolution must leave a few pixels across the input (tile or stack), as S2-preprocess asks."""
+    if item.product is not None:
+        left, bottom, right, top = item.product.grids[10].bounds
+        metres = 1.0
+    else:
+        with rasterio.open(item.stack) as ds:
+            (left, bottom, right, top), metres = ds.bounds, METRES_PER_DEGREE if ds.crs.is_geographic else 1.0
+    check_resolution(resolution, (right - left) * metres, (top - bottom) * metres, f"{item.role} {item.name}")
+
+
+def _warped_grid(bounds: tuple, src_crs, width: int, height: int, crs: CRS, params: S2ChangeParams, name: str):
+    """(transform, width, height) of a raster of ``bounds`` in ``src_crs`` warped to ``crs`` at the resolution."""
+    return warped_grid(src_crs, bounds, width, height, crs, pixel_size(params.resolution, crs), f"the area of {name}",
+                       params.projection)
+
+
 def _finish_rasters(classes_tif: Path, cva_tif: Path, detection: Detection, params: S2ChangeParams) -> None:
     """Palette, descriptions, tags and (nearest) overviews of the class map; CVA descriptions."""
     with rasterio.open(classes_tif, "r+") as ds:
@@ -211,11 +229,10 @@ def _reproject(src_path: Path, dst: Path, crs: CRS, params: S2ChangeParams, aoi:
     """Warp a product to ``crs`` by nearest neighbour (classes and CVA stay consistent), by strips,
     and re-apply the AoI polygon there."""
     from rasterio.vrt import WarpedVRT
-    from rasterio.warp import calculate_default_transform
 
     with rasterio.open(src_path) as src:
-        transform, width, height = calculate_default_transform(
-            src.crs, crs, src.width, src.height, *src.bounds, resolution=pixel_size(params.resolution, crs))
+        transform, width, height = _warped_grid(src.bounds, src.crs, src.width, src.height, crs, params,
+                                                "the change map")
         profile = src.profile | {"crs": crs, "transform": transform, "width": width, "height": height}
         with WarpedVRT(src, crs=crs, transform=transform, width=width, height=height, nodata=src.nodata,
                        resampling=Resampling.nearest) as vrt, rasterio.open(dst, "w", **profile) as out:

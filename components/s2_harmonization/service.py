@@ -8,8 +8,9 @@ and left out of the per-pixel, per-band median of the others. Each composite is 
 the nine TimeSen2Crop bands, surface reflectance x 10000 (scale 1e-4), 0 where no clear sample.
 
 REFBOA images are expected on one 10 m grid with their LAI images; the bands B2 B3 B4 B5 B6 B7 B8A
-B11 B12 are found by band description (S2-preprocess writes them) or, without descriptions, taken
-as the nine bands in that order. Band scale/offset tags are honoured: DNs of processing baseline
+B11 B12 are found by band description (S2-preprocess writes them) or, without any description, taken
+as the nine bands in that order; descriptions that do not name them all stop the run (by position,
+other bands would pass for them). Band scale/offset tags are honoured: DNs of processing baseline
 04.00 and later (offset -0.1, i.e. DN - 1000) are brought to plain reflectance x 10000, the unit of
 the TimeSen2Crop samples the classifier is trained on.
 """
@@ -102,6 +103,12 @@ def boa_bands(ds, name: str) -> BoaBands:
     names = [normalise_band(d) if d else "" for d in ds.descriptions]
     if all(b in names for b in BANDS):
         indexes = [names.index(b) + 1 for b in BANDS]
+    elif any(names):
+        # descriptions that name other bands: taking the bands by position would mix them up
+        missing = [b for b in BANDS if b not in names]
+        raise ServiceError(f"REFBOA/{name}: its band descriptions ({', '.join(n or '?' for n in names)}) lack "
+                           f"{', '.join(missing)}: need the bands {', '.join(BANDS)} named in the descriptions, "
+                           "or exactly 9 bands in that order without descriptions")
     elif ds.count == len(BANDS):
         indexes = list(range(1, len(BANDS) + 1))
     else:

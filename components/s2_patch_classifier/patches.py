@@ -220,16 +220,142 @@ def statistics(sample: np.ndarray) -> dict:
 
 
 def open_patches(folder: Path) -> PatchSet:
+    """An extract_data folder, checked before any training: a damaged or hand-edited folder (a
+    truncated array, an index that disagrees with the arrays, unusable statistics) is one
+    ServiceError line naming the file and the problem."""
     folder = Path(folder)
+    index = _read_index(folder)
+    images = _load_array(folder / "images.npy")
+    labels = _load_array(folder / "labels.npy") if (folder / "labels.npy").exists() else None
+    _check_images(folder / "images.npy", images, index)
+    if index["labelled"]:
+        if labels is None:
+            raise ServiceError(f"{folder / 'labels.npy'} is missing: {INDEX} says the patches are labelled")
+        _check_labels(folder / "labels.npy", labels, index)
+    _check_positions(folder, index)
+    return PatchSet(folder, index, images, labels)
+
+
+def _read_index(folder: Path) -> dict:
     try:
         index = json.loads((folder / INDEX).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ServiceError(f"{folder} is not a patch folder written by extract_data ({e.__class__.__name__})") from None
-    if index.get("format") != FORMAT:
-        raise ServiceError(f"{folder / INDEX} is not a patch index written by extract_data")
-    images = np.load(folder / "images.npy", mmap_mode="r")
-    labels = np.load(folder / "labels.npy", mmap_mode="r") if (folder / "labels.npy").exists() else None
-    return PatchSet(folder, index, images, labels)
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise ServiceError(f"{folder / INDEX} is not a patch index written by extract_data"
+                           + ("" if isinstance(index, dict) else f" (a JSON {type(index).__name__}, not an object)"))
+    problem = _index_problem(index)
+    if problem:
+        raise ServiceError(f"{folder / INDEX} is damaged: {problem}")
+    return index
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _index_problem(index: dict) -> str | None:
+    """What makes a parsed index unusable, in words; None when it is sound."""
+    bands = index.get("bands")
+    if not (isinstance(bands, list) and bands and all(isinstance(b, str) for b in bands)):
+        return f"'bands' must be a list of band names, got {bands!r}"
+    for key in ("patch_size", "count"):
+        if not (_is_int(index.get(key)) and index[key] > 0):
+            return f"'{key}' must be a whole number > 0, got {index.get(key)!r}"
+    if "stride" in index and not (_is_int(index["stride"]) and index["stride"] > 0):
+        return f"'stride' must be a whole number > 0, got {index['stride']!r}"
+    if not isinstance(index.get("labelled"), bool) or not isinstance(index.get("simplified"), bool):
+        return f"'labelled' and 'simplified' must be true or false, got {index.get('labelled')!r}, " \
+               f"{index.get('simplified')!r}"
+    classes = index.get("classes")
+    if not (isinstance(classes, list) and len(classes) >= 2 and all(_is_int(c) for c in classes)):
+        return f"'classes' must list the background 0 and at least one class, got {classes!r}"
+    return _stats_problem(index.get("stats"), len(bands)) or _tiles_problem(index.get("tiles"), index["count"])
+
+
+def _stats_problem(stats, n_bands: int) -> str | None:
+    """The normalisation (clip(x, low, high) - mean) / std needs finite values, one per band, std > 0."""
+    if not isinstance(stats, dict):
+        return f"'stats' must be an object with low, high, mean and std, got {stats!r}"
+    for key in ("low", "high", "mean", "std"):
+        values = stats.get(key)
+        if not (isinstance(values, list) and len(values) == n_bands
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)):
+            return f"'stats.{key}' must be {n_bands} finite numbers, one per band, got {values!r}"
+    if not all(v > 0 for v in stats["std"]):
+        return f"'stats.std' must be > 0 for every band (each band is divided by it), got {stats['std']!r}"
+    if not all(lo <= hi for lo, hi in zip(stats["low"], stats["high"])):
+        return f"'stats.low' must not exceed 'stats.high', got {stats['low']!r} and {stats['high']!r}"
+    return None
+
+
+def _tiles_problem(tiles, count: int) -> str | None:
+    if not (isinstance(tiles, list) and tiles):
+        return f"'tiles' must be a list of the tiles the patches come from, got {tiles!r}"
+    for t in tiles:
+        rng = t.get("patches") if isinstance(t, dict) else None
+        if not (isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(rng, list) and len(rng) == 2
+                and all(_is_int(v) for v in rng) and 0 <= rng[0] <= rng[1] <= count):
+            return f"each of 'tiles' must have a 'name' and 'patches' [start, end] within 0..{count} (the count), " \
+                   f"got {t!r}"
+    return None
+
+
+def _load_array(path: Path) -> np.ndarray:
+    """A .npy file memory-mapped; a truncated, empty or pickled one is a ServiceError."""
+    try:
+        array = np.load(path, mmap_mode="r")  # allow_pickle stays False: no code from a data file
+    except FileNotFoundError:
+        raise ServiceError(f"{path} is missing: extract_data writes it beside {INDEX}") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise ServiceError(f"{path} is damaged or not an array written by extract_data: "
+                           f"{' '.join(str(e).split()) or type(e).__name__}") from None
+    if not isinstance(array, np.ndarray):
+        raise ServiceError(f"{path} is not a single NumPy array (an .npz archive?)")
+    return array
+
+
+def _check_images(path: Path, images: np.ndarray, index: dict) -> None:
+    p = index["patch_size"]
+    expected = (index["count"], len(index["bands"]), p, p)
+    if images.dtype != np.float32 or images.shape != expected:
+        raise ServiceError(f"{path} holds {images.dtype} {images.shape}, but {INDEX} describes float32 {expected} "
+                           f"({index['count']} patches of {len(index['bands'])} bands, {p} x {p} px)")
+
+
+def _check_labels(path: Path, labels: np.ndarray, index: dict) -> None:
+    p = index["patch_size"]
+    expected = (index["count"], p, p)
+    if labels.dtype != np.uint8 or labels.shape != expected:
+        raise ServiceError(f"{path} holds {labels.dtype} {labels.shape}, but {INDEX} describes uint8 {expected} "
+                           f"({index['count']} patches of {p} x {p} px)")
+    unknown = _values_above(labels, len(index["classes"]) - 1)
+    if unknown:
+        raise ServiceError(f"{path} holds label values {', '.join(map(str, unknown))}, beyond the "
+                           f"{len(index['classes'])} classes of {INDEX} (0..{len(index['classes']) - 1}, "
+                           f"{IGNORE} ignored)")
+
+
+def _values_above(labels: np.ndarray, top: int) -> list[int]:
+    """The label values above ``top`` other than IGNORE, in one pass by chunks (memory-mapped file)."""
+    seen = np.zeros(256, bool)
+    step = max(1, (64 << 20) // max(1, labels[0].size))
+    for start in range(0, len(labels), step):
+        seen |= np.bincount(np.asarray(labels[start:start + step]).ravel(), minlength=256) > 0
+    return [int(v) for v in np.flatnonzero(seen) if v > top and v != IGNORE]
+
+
+def _check_positions(folder: Path, index: dict) -> None:
+    """positions.npy, each patch's (tile, row, col): needed by overlapping sets, checked when present."""
+    path = folder / "positions.npy"
+    if not path.exists():
+        if "stride" in index:
+            raise ServiceError(f"{path} is missing: the overlapping patches (stride {index['stride']}) need it")
+        return
+    where = _load_array(path)
+    if where.dtype.kind not in "iu" or where.shape != (index["count"], 3):
+        raise ServiceError(f"{path} holds {where.dtype} {where.shape}, but {INDEX} describes integers "
+                           f"({index['count']}, 3): each patch's tile, row and column")
 
 
 def is_patch_folder(path: Path) -> bool:

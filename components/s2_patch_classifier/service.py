@@ -25,10 +25,12 @@ import json
 import logging
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio.errors
 import torch
 
 from components import __version__
@@ -394,7 +396,9 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
         if params.flips:
             predictor = FlipAveraged(predictor)
     meta = predictor.meta
-    with steps.step("find tiles"):
+    with steps.step("find tiles"), warnings.catch_warnings():
+        # a tile without georeferencing is refused below in one line, not warned about by rasterio
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         tiles = find_tiles(source)
         for t in tiles:  # every tile checked before any is classified
             _check_tile(t, meta, Path(model_file).name)
@@ -444,7 +448,15 @@ def _write_stac(stem: str, tif: Path, ql: Path, tile, meta: dict, class_pixels: 
 
 
 def _check_tile(tile, meta: dict, model_name: str) -> None:
-    """A tile must hold the bands the model takes and be at least one window large."""
+    """A tile must hold the bands the model takes, be at least one window large, and be georeferenced
+    (the class map and its STAC item are placed by the tile's CRS)."""
+    files = ", ".join(Path(s).name for s in tile.sources[:2])
+    if not tile.crs:
+        raise ServiceError(f"tile {tile.name} ({files}) has no coordinate reference system: the class map could not "
+                           "be placed on the map; give the tile its CRS (e.g. gdal_edit.py -a_srs EPSG:32633)")
+    if tile.transform is None or tile.transform.is_identity:  # what GDAL gives a file without one
+        raise ServiceError(f"tile {tile.name} ({files}) has no geotransform (pixel size and origin): the class map "
+                           "could not be placed on the map; give the tile its geotransform (gdal_edit.py -a_ullr)")
     try:
         tile.check_bands(tuple(meta["bands"]))
     except ServiceError as e:

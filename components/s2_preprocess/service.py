@@ -27,9 +27,10 @@ from components import __version__
 from components.common import outputs, stac, storage
 from components.common.aoi import AoI, aoi_mask, load_aoi, require_overlap
 from components.common.contract import uninterrupted
-from components.common.errors import InvalidParameter, ServiceError
+from components.common.errors import ServiceError
 from components.common.landmask import LandSeaMask
 from components.common.logs import Progress, Steps
+from components.common.output_grid import check_resolution, parse_crs, warped_grid
 from components.common.sentinel2 import BAND_FWHM_NM, NATIVE_RESOLUTION, NODATA_DN, Grid, S2Product, open_product
 
 from .cloudmask import CloudMask
@@ -81,6 +82,9 @@ def _run(input_uri: str, params: S2PreprocessParams, outdir: str, local_out: Pat
         log.info("%s: %s, baseline %s, tile %s", product.name, product.level, product.baseline, product.tile)
         grid = _output_grid(product, params.resolution, aoi)
         reproject = target_crs is not None and CRS.from_user_input(product.crs) != target_crs
+        if reproject:  # a CRS that cannot hold the tile fails here, before the bands are read
+            _reprojected_grid(grid.crs, grid.bounds, grid.cols, grid.rows, target_crs, params.resolution,
+                              product.name, params.projection)
         # uint16 bands in the assembled raster, the product and the reprojected raster if any; a byte
         # for the mask reasons of the quicklook
         outputs.check_output_size(grid.rows, grid.cols, (3 if reproject else 2) * len(params.bands) * 2 + 1, work,
@@ -124,10 +128,15 @@ def _run(input_uri: str, params: S2PreprocessParams, outdir: str, local_out: Pat
 def _target_crs(projection: str) -> CRS | None:
     if projection.strip().lower().replace(" ", "") in ("utm(auto)", "utm", "auto", ""):
         return None
-    try:
-        return CRS.from_user_input(projection.strip())
-    except rasterio.errors.CRSError:
-        raise InvalidParameter("projection", projection, "UTM(Auto), an EPSG code such as EPSG:4326, or WKT") from None
+    return parse_crs(projection, "UTM(Auto), an EPSG code such as EPSG:4326, or WKT")
+
+
+def _reprojected_grid(src_crs, bounds: tuple, cols: int, rows: int, crs: CRS, resolution: float, name: str,
+                      projection: str):
+    """(transform, width, height) of a raster of ``bounds`` in ``src_crs`` warped to ``crs``: the
+    pixel size is ``resolution`` metres, in degrees for a geographic CRS."""
+    res = resolution / METRES_PER_DEGREE if crs.is_geographic else resolution
+    return warped_grid(src_crs, bounds, cols, rows, crs, res, f"the area of {name}", projection)
 
 
 def _ensure_level(product: S2Product, params: S2PreprocessParams, work: Path) -> S2Product:
@@ -163,6 +172,7 @@ def _output_grid(product: S2Product, resolution: float, aoi: AoI | None) -> Grid
     """The output grid in the tile CRS: aligned on the tile's origin, cropped to the AoI."""
     tile = product.grids[10]
     left, bottom, right, top = tile.bounds
+    check_resolution(resolution, right - left, top - bottom, f"the tile of {product.name}")
     if aoi is not None:
         require_overlap(aoi, product.footprint_lonlat, product.name)
         a_left, a_bottom, a_right, a_top = aoi.bounds_in(product.crs)
@@ -267,12 +277,11 @@ def _assemble(product: S2Product, params: S2PreprocessParams, grid: Grid, aoi: A
 def _reproject(src_path: Path, crs: CRS, params: S2PreprocessParams, aoi: AoI | None, dst: Path) -> Path:
     """Warp the assembled product to another CRS, by windows, and re-apply the AoI polygon there."""
     from rasterio.vrt import WarpedVRT
-    from rasterio.warp import calculate_default_transform
 
     with rasterio.open(src_path) as src:
-        res = params.resolution / METRES_PER_DEGREE if crs.is_geographic else params.resolution
-        transform, width, height = calculate_default_transform(src.crs, crs, src.width, src.height,
-                                                               *src.bounds, resolution=res)
+        transform, width, height = _reprojected_grid(src.crs, src.bounds, src.width, src.height, crs,
+                                                     params.resolution, src.tags().get("PRODUCT", "the product"),
+                                                     params.projection)
         vrt_opts = dict(crs=crs, transform=transform, width=width, height=height, nodata=NODATA_DN,
                         resampling=GDAL_UPSAMPLING[params.upsampling])
         profile = src.profile | {"crs": crs, "transform": transform, "width": width, "height": height}

@@ -78,6 +78,9 @@ def test_self_intersecting_wkt_is_repaired():
     ("LINESTRING(0 0, 1 1)", r"got LINESTRING"),
     ("POLYGON EMPTY", r"^AoI geometry is empty: POLYGON EMPTY$"),
     ("POLYGON((0 0, 1 1, 2 2, 0 0))", r"^AoI WKT geometry is invalid and cannot be repaired: "),
+    # valid for GEOS, but its area is float round-off (~1e-18 square degrees): three points on a line
+    ("POLYGON((-8.999 53.245,-8.995 53.247,-8.991 53.249,-8.999 53.245))",
+     r"^AoI WKT has no area \(its vertices are collinear or coincide\): POLYGON \(\(-8.999 53.245, "),
     ("POLYGON((500000 5000000, 500100 5000000, 500100 5000100, 500000 5000000))",
      r"^AoI WKT coordinates are not lon/lat in degrees .*bounds \(500000, 5e\+06"),
     ("POLYGON((170 80, 190 80, 190 85, 170 80))", r"longitude within \[-180, 180\]"),
@@ -162,6 +165,13 @@ def test_file_errors(tmp_path):
         load_aoi(str(tmp_path / "missing.shp"))
 
 
+def test_file_of_polygons_without_area(tmp_path):
+    line_like = Polygon([(-8.999, 53.245), (-8.995, 53.247), (-8.991, 53.249)])
+    path = write_vector(tmp_path / "flat.geojson", [line_like], "EPSG:4326", "GeoJSON")
+    with pytest.raises(ServiceError, match=r"^AoI file has no polygon with an area .*flat.geojson$"):
+        load_aoi(path)
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_geojson_without_crs_member_is_lonlat(tmp_path):
     path = tmp_path / "plain.geojson"
@@ -170,6 +180,27 @@ def test_geojson_without_crs_member_is_lonlat(tmp_path):
                     '[[[10, 50], [11, 50], [11, 51], [10, 50]]]}}]}')
     aoi = load_aoi(str(path))
     assert aoi.crs.to_epsg() == 4326 and aoi.geometry.area == pytest.approx(0.5)
+
+
+# --- AoIs larger than a projection's area of use -----------------------------------------------
+
+TILE_T29UNU = box(499980, 5890200, 609780, 6000000)  # the tile's 109.8 km square in UTM 29N
+
+
+@pytest.mark.parametrize("wkt", ["POLYGON((-180 -90,180 -90,180 90,-180 90,-180 -90))",
+                                 "POLYGON((-179 -89,179 -89,179 89,-179 89,-179 -89))"], ids=["world", "near-world"])
+@pytest.mark.parametrize("crs", [UTM29N, CRS.from_wkt(UTM29N.to_wkt(version="WKT1_GDAL"))],
+                         ids=["EPSG", "WKT of a raster"])  # a raster's WKT carries no area of use
+def test_world_aoi_in_utm_covers_the_tile(wkt, crs):
+    utm = load_aoi(wkt).to_crs(crs)
+    assert utm.is_valid and utm.contains(TILE_T29UNU)
+    # a tile at the zone's edge reaches ~1 tile beyond it: the AoI reaches further
+    assert utm.contains(box(*Transformer.from_crs(4326, 32629, always_xy=True).transform_bounds(-13.5, 70, -4.5, 80)))
+
+
+def test_world_aoi_in_a_crs_of_the_whole_world():
+    mercator = load_aoi("POLYGON((-180 -90,180 -90,180 90,-180 90,-180 -90))").to_crs("EPSG:3857")
+    assert mercator.contains(box(-2e7, -2e7, 2e7, 2e7))
 
 
 # --- footprint overlap -------------------------------------------------------------------------

@@ -66,6 +66,15 @@ CASES = [
      "parameter 'referenceVector': allowed 4 values, one per band"),
     ("confidence 100", "{a}", "{b}", ["--levelConfidence", "100"], "parameter 'levelConfidence'"),
     ("bad projection", "{a}", "{b}", ["--projection", "EPSG:999999"], "parameter 'projection'"),
+    ("vertical CRS", "{a}", "{b}", ["--projection", "EPSG:5773"],
+     "parameter 'projection': allowed WGS84, UTM(Auto), an EPSG code such as EPSG:3035, or WKT, naming a projected "
+     "or geographic CRS (EGM96 height is a vertical CRS"),
+    ("geocentric CRS", "{a}", "{b}", ["--projection", "EPSG:4978"], "(WGS 84 is a geocentric CRS"),
+    ("tile beyond the projection's horizon", "{a}", "{b}", ["--projection", "+proj=ortho +lat_0=-60 +lon_0=170"],
+     "--projection +proj=ortho +lat_0=-60 +lon_0=170 cannot represent the area of S2A_MSIL2A_20220601T112121"),
+    # the fixture's tiles are 600 m wide: at most 300 m leaves 2 x 2 pixels
+    ("resolution coarser than half the tile", "{a}", "{b}", ["--resolution", "1e5"],
+     "invalid value 100000.0 for parameter 'resolution': allowed at most 300 m: input1 S2A_MSIL2A_20220601T112121"),
     ("unknown format", "{a}", "{b}", ["--output_format", "FOO"], "parameter 'output_format'"),
     ("zero classes", "{a}", "{b}", ["--numberClasses", "0"], "parameter 'numberClasses'"),
     ("unwritable output", "{a}", "{b}", ["--output_path", "{a_file}/out"], "a_file"),
@@ -148,3 +157,18 @@ def test_the_pipelines_name_check_refuses_one_acquisition_twice():
     with pytest.raises(ServiceError, match="^input1 and input2 are the same acquisition: T29UNU sensed "
                                            "20221005T115411 "):
         check_tile_names(first, reprocessed)
+
+
+def test_resolution_coarser_than_half_the_stacks(products, tmp_path, capsys):
+    """Pre-processed stacks are checked as products are: no 1 x 1 px change map."""
+    from components.s2_preprocess.params import S2PreprocessParams
+    from components.s2_preprocess.service import run as preprocess
+
+    stacks = [preprocess(str(products[k]), S2PreprocessParams(), str(tmp_path / k)).product for k in ("a", "b")]
+    capsys.readouterr()
+    assert main(["--input1", stacks[0], "--input2", stacks[1], "--resolution", "1000",
+                 "--output_path", str(tmp_path / "out")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(lines) == 1
+    assert "parameter 'resolution': allowed at most 300 m: input1 S2A_MSIL2A_20220601" in lines[0]
+    assert not (tmp_path / "out").exists()

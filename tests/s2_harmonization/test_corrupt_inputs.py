@@ -1,7 +1,8 @@
 """Damaged REFBOA / LAI images given to monthlycomposite: cut short (with their directory first, as
 cloud-optimised GeoTIFFs have it, so that they open and fail only when a block is read), emptied,
-or with a band scale that is not a number. Each case: exit status 2, one line naming the file and
-what is wrong, no traceback, nothing in the output folder."""
+with a band scale that is not a number, or with band descriptions that name other bands. Each case:
+exit status 2, one line naming the file and what is wrong, no traceback, nothing in the output
+folder."""
 
 from __future__ import annotations
 
@@ -59,7 +60,19 @@ def scale(value: float):
     return corrupt
 
 
+def describe(names: tuple[str, ...]):
+    """Band descriptions that name other bands than the nine expected (a B1..B9 export)."""
+    def corrupt(folder):
+        f = _image(folder, "REFBOA")
+        with rasterio.open(f, "r+") as ds:
+            ds.descriptions = names
+        return f.name
+    return corrupt
+
+
 CASES = [
+    ("REFBOA bands named otherwise", describe(tuple(f"B{i}" for i in range(1, 10))),
+     ["REFBOA/{name}", "band descriptions (B1, B2, B3, B4, B5, B6, B7, B8, B9) lack B8A, B11, B12"]),
     ("REFBOA cut short", cut_cog("REFBOA", 0.7), ["REFBOA/{name}", "truncated or corrupt GeoTIFF"]),
     ("LAI cut short", cut_cog("LAI", 0.6), ["LAI/{name}", "truncated or corrupt GeoTIFF"]),
     ("REFBOA empty", empty("REFBOA"), ["REFBOA/{name}", "(empty: 0 bytes)"]),

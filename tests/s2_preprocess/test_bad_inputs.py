@@ -19,6 +19,8 @@ from components.s2_preprocess.cli import main
 from tests.fixtures.s2_products import write_s2_product
 
 OUTSIDE_WKT = "POLYGON((10 45,10.1 45,10.1 45.1,10 45.1,10 45))"
+COLLINEAR_WKT = "POLYGON((-8.999 53.245,-8.995 53.247,-8.991 53.249,-8.999 53.245))"  # three points on a line
+FAR_SIDE_ORTHO = "+proj=ortho +lat_0=-60 +lon_0=170"  # a view of the globe from the other hemisphere
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,17 @@ CASES = [
     ("bad cloud mask", "{l2a}", ["--cloudmask", "Fmask"], "parameter 'cloudmask'"),
     ("negative resolution", "{l2a}", ["--resolution", "-10"], "parameter 'resolution': allowed a number > 0"),
     ("bad projection", "{l2a}", ["--projection", "EPSG:999999"], "parameter 'projection'"),
+    # the fixture's tile is 600 m wide: 300 m is the coarsest resolution that leaves 2 x 2 pixels
+    ("resolution coarser than half the tile", "{l2a}", ["--resolution", "400"],
+     "invalid value 400.0 for parameter 'resolution': allowed at most 300 m: the tile of S2A_MSIL2A_"),
+    ("resolution beyond memory", "{l2a}", ["--resolution", "1e9"], "parameter 'resolution': allowed at most 300 m"),
+    ("vertical CRS", "{l2a}", ["--projection", "EPSG:5773"],
+     "invalid value 'EPSG:5773' for parameter 'projection'"),
+    ("vertical CRS named", "{l2a}", ["--projection", "EPSG:5773"], "(EGM96 height is a vertical CRS"),
+    ("geocentric CRS", "{l2a}", ["--projection", "EPSG:4978"], "(WGS 84 is a geocentric CRS"),
+    ("tile beyond the projection's horizon", "{l2a}", ["--projection", FAR_SIDE_ORTHO],
+     f"--projection {FAR_SIDE_ORTHO} cannot represent the area of S2A_MSIL2A_"),
+    ("AoI without area", "{l2a}", ["--AoI", COLLINEAR_WKT], "AoI WKT has no area"),
     ("unknown format", "{l2a}", ["--output_format", "FOO"], "parameter 'output_format'"),
     ("format in memory", "{l2a}", ["--output_format", "MEM"], "allowed a GDAL driver that writes a file of its own"),
     ("format pointing at work files", "{l2a}", ["--output_format", "vrt"], "parameter 'output_format'"),
