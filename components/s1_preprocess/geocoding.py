@@ -29,6 +29,7 @@ from affine import Affine
 from pyproj import CRS, Transformer
 
 from components.common.errors import InvalidParameter, ServiceError
+from components.common.output_grid import horizontal_crs
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,12 @@ def target_crs(projection: str) -> CRS:
     text = str(projection).strip()
     if text.replace(" ", "").lower() in ("wgs84", "wgs84(dd)", "epsg:4326", "4326", ""):
         return CRS.from_epsg(4326)
+    allowed = "WGS84, an EPSG code such as EPSG:32633, or WKT"
     try:
-        return CRS.from_user_input(text)
+        crs = CRS.from_user_input(text)
     except Exception:
-        raise InvalidParameter("projection", projection, "WGS84, an EPSG code such as EPSG:32633, or WKT") from None
+        raise InvalidParameter("projection", projection, allowed) from None
+    return horizontal_crs(projection, crs, allowed)  # a vertical or geocentric CRS holds no raster
 
 
 def pixel_size(crs: CRS, resolution_m: float) -> float:

@@ -59,6 +59,8 @@ CASES = [
     ("bad window", main_grd, "{grd}", ["--window_size", "8x8"], "parameter 'window_size'"),
     ("negative resolution", main_grd, "{grd}", ["--resolution", "-5"], "parameter 'resolution'"),
     ("bad projection", main_grd, "{grd}", ["--projection", "EPSG:999999"], "parameter 'projection'"),
+    ("vertical projection", main_grd, "{grd}", ["--projection", "EPSG:5773"], "(EGM96 height is a vertical CRS"),
+    ("geocentric projection", main_slc, "{slc}", ["--projection", "EPSG:4978"], "is a geocentric CRS"),
     ("unknown format", main_grd, "{grd}", ["--output_format", "FOO"], "parameter 'output_format'"),
     ("AoI outside", main_grd, "{grd}", ["--AoI", OUTSIDE], "AoI does not intersect the footprint"),
     ("bad WKT", main_grd, "{grd}", ["--AoI", "POLYGON((1 2, 3 4"], "AoI is neither"),
