@@ -72,4 +72,7 @@ def run_cli(prog: str, description: str, params_cls: type[ServiceParams],
     for name, value in vars(result).items() if hasattr(result, "__dict__") else []:
         if isinstance(value, str):
             print(f"{name}: {value}")
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            for item in value:  # a product of several files (monthlycomposite's 12 composites)
+                print(f"{name}: {item}")
     return 0

@@ -73,6 +73,14 @@ def test_baseline_offset_and_s2_names_give_the_same_composites(series, tmp_path)
         np.testing.assert_array_equal(_read(out / name)[0], _read(tmp_path / "o" / name)[0])
 
 
+
+def test_the_command_prints_every_composite_it_wrote(series, tmp_path, capsys):
+    root, _, _ = series
+    capsys.readouterr()
+    assert main(["--input_dir", str(root / "plain"), "--output_dir", str(tmp_path / "o"), "--tile", "T33UVP"]) == 0
+    printed = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("composites: ")]
+    assert printed == [str(tmp_path / "o" / f"33UVP_MC_{m}.tif") for m in season_months(2017)]
+
 def test_sidecars(series):
     _, _, out = series
     stem = "33UVP_MC_2017-09_2018-08"
