@@ -264,6 +264,9 @@ def _run(input_dir: str, params: MonthlyCompositeParams, output_dir: str, local_
             item = _stac(stem, paths, per_month, params, tile, ql, input_dir, output_dir)
         metrics = {"acquisitions": len(in_season), "empty_months": len(empty),
                    "clear_percent_mean": round(float(np.mean([p["clear_percent"] for p in per_month])), 3)}
+        if metrics["clear_percent_mean"] == 0:  # every pixel of every month cloudy or no data, as S2-preprocess warns
+            log.warning("no clear pixel in any month: the 12 composites hold no data (every acquisition's LAI "
+                        "marks its pixels cloudy or invalid)")
         record = outputs.run_record(
             SERVICE, __version__, params.as_dict(),
             [{"uri": input_dir, "tile": tile, "acquisitions": [

@@ -175,3 +175,14 @@ def test_bad_input(case_id, key, extra, fragment, bad_inputs, tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("monthlycomposite: error: "), lines
     assert fragment in lines[0]
     assert not out.exists()
+
+
+def test_a_season_without_a_clear_pixel_is_written_with_a_warning(tmp_path, caplog):
+    write_time_series(tmp_path / "in", size=16)
+    for lai in (tmp_path / "in" / "LAI").glob("*.tif"):  # LAI 0: the acquisition's pixel is cloudy
+        with rasterio.open(lai, "r+") as ds:
+            ds.write(np.zeros((ds.count, ds.height, ds.width), ds.dtypes[0]))
+    with caplog.at_level("WARNING"):
+        assert main(["--input_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "o")]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("no clear pixel in any month"), warnings
