@@ -78,6 +78,9 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
         local2 = storage.fetch_input(input2, work / "in2")
     with steps.step("check pair"):
         days = pair.validate_pair(pair.peek(local1), pair.peek(local2), params.polarization)
+        if days < 0:  # date 1 is the earlier one: the RGB composites' colours (and names) mean that
+            log.info("input2 is the earlier acquisition: it is date 1")
+            input1, input2, local1, local2, days = input2, input1, local2, local1, -days
     with steps.step("open products"):
         p1 = open_product(local1, work / "unzipped1", expect="SLC")
         p2 = open_product(local2, work / "unzipped2", expect="SLC")
@@ -463,7 +466,8 @@ def _snap(p1, p2, params, local1, local2, outdir, stage: Path, resolution, start
             with steps.step(f"SNAP gpt {name}"):
                 snap_graphs.run_gpt(stage / name)
     record = outputs.run_record(SERVICE, __version__, params.as_dict(),
-                                [{"uri": uris[0], "id": p1.name}, {"uri": uris[1], "id": p2.name}],
+                                [{"uri": uris[0], "id": p1.name, "role": "date 1"},
+                                 {"uri": uris[1], "id": p2.name, "role": "date 2"}],
                                 {"graphs": graphs}, steps.timings, started)
     outputs.write_json(stage / "run.json", record)
     published = storage.publish(stage, outdir, move=True)

@@ -122,6 +122,17 @@ def test_snap_graphs_only(slc_pair, tmp_path):
     assert "<operator>Back-Geocoding</operator>" in text and "<cohWinAz>3</cohWinAz>" in text
 
 
+
+def test_a_pair_given_latest_first_is_taken_in_date_order(slc_pair, tmp_path):
+    a, b = slc_pair  # b is 12 days after a
+    out = tmp_path / "out"
+    assert main(["--input1", str(b), "--input2", str(a), "--outdir", str(out), "--engine", "snap",
+                 "--graph_only", "true"]) == 0
+    graph = (out / "backscatter_date1_graph.xml").read_text()
+    assert str(a.resolve()) in graph and str(b.resolve()) not in graph
+    record = json.loads((out / "run.json").read_text())
+    assert [(i["uri"], i["role"]) for i in record["inputs"]] == [(str(a), "date 1"), (str(b), "date 2")]
+
 def test_geocoding_without_a_dem_is_s1_slc_preprocess_range_doppler(real_slc, tmp_path):
     """Without a DEM both S1 services place a radar pixel at the same ground point: range-Doppler
     at the geolocation grid's heights, not the grid's interpolated lat/lon."""
