@@ -121,6 +121,7 @@ class Archive:
                                        f"{tiles[name].prefix or '.'} and {prefix or '.'}")
                 tiles[name] = by_prefix[prefix] = Tile(name, prefix)
         unknown: set[tuple[str, str]] = set()
+        undated: set[str] = set()
         for m in members:
             p = PurePosixPath(m)
             if p.suffix.lower() != ".csv" or p.name.startswith(".") or len(p.parts) < 2:
@@ -128,6 +129,8 @@ class Archive:
             prefix = str(p.parent.parent) if str(p.parent.parent) != "." else ""
             tile = by_prefix.get(prefix)
             if tile is None:
+                if class_id(p.parent.name) is not None:  # a tile's samples without its dates: not to be lost
+                    undated.add(prefix or ".")
                 continue
             folder = p.parent.name
             cid = class_id(folder)
@@ -135,6 +138,10 @@ class Archive:
                 unknown.add((tile.name, folder))
                 continue
             tile.files.setdefault(cid, []).append(m)
+        if undated:
+            raise ServiceError(f"tile folder {sorted(undated)[0]} in {self.path.name} holds crop-type folders of "
+                               f"samples but no {DATES_FILE}: add it (one acquisition date per row) or remove "
+                               "the folder")
         if unknown:
             tile, folder = sorted(unknown)[0]
             raise ServiceError(f"unknown crop-type folder {folder!r} in tile {tile}: expected a class id "

@@ -153,3 +153,18 @@ def test_archive_index_and_parallel_reading(archive, tmp_path, monkeypatch):
     parallel = _run(archive, tmp_path / "parallel", "--workers", "2")
     np.testing.assert_array_equal(serial[0], parallel[0])
     np.testing.assert_array_equal(serial[1], parallel[1])
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_a_tile_folder_without_its_dates_is_refused_not_dropped(tmp_path, as_zip):
+    from components.common.errors import ServiceError
+    from components.timesen2crop.archive import Archive
+
+    root = write_archive(tmp_path / "a", tiles=("33UVP", "33UWP"), classes=(2,), per_class=3, seed=1)
+    (root / "33UWP" / "dates.csv").unlink()
+    if as_zip:
+        import shutil
+        root = Path(shutil.make_archive(str(tmp_path / "zipped"), "zip", root))
+    with pytest.raises(ServiceError, match=f"^tile folder 33UWP in {root.name} holds crop-type folders of samples "
+                                           "but no dates.csv"):
+        Archive(root)
