@@ -75,6 +75,8 @@ class ServiceParams:
     @classmethod
     def from_strings(cls, values: dict[str, Any]):
         """Build from CLI or component values (strings, lists or already typed); validates."""
+        if not isinstance(values, dict):  # a component's params that are null or a list
+            raise InvalidParameter("params", values, "a mapping of parameter names to values")
         known = {s.name: s for s in cls.specs()}
         kwargs = {}
         for name, raw in values.items():
@@ -140,14 +142,14 @@ def _check_bounds(f: dataclasses.Field, value) -> None:
 
 def _parse(spec: Spec, raw):
     if spec.kind == "list":
-        items = raw.split(",") if isinstance(raw, str) else list(raw)
-        return tuple(s.strip() for s in items if str(s).strip())
+        if isinstance(raw, str):
+            raw = raw.split(",")
+        if not isinstance(raw, (list, tuple)) or not all(isinstance(s, str) for s in raw):
+            # a component's list of numbers or a scalar: the names are texts, as on the command line
+            raise InvalidParameter(spec.name, raw, "a comma-separated text or a list of texts")
+        return tuple(s.strip() for s in raw if s.strip())
     if spec.kind in ("float", "int"):
-        cast = float if spec.kind == "float" else int
-        try:
-            return cast(raw)
-        except (TypeError, ValueError):
-            raise InvalidParameter(spec.name, raw, f"a number ({spec.kind})") from None
+        return _number(spec, raw)
     if spec.kind == "bool":
         if isinstance(raw, bool):
             return raw
@@ -161,3 +163,25 @@ def _parse(spec: Spec, raw):
         text = str(raw).strip()
         return None if text in ("", "None") else text
     return str(raw)
+
+
+def _number(spec: Spec, raw):
+    """``raw`` (a text, or a component's number) as the parameter's number. True is no number,
+    and an int parameter takes no fraction (2.9 epochs are not 2)."""
+    allowed = f"a number ({spec.kind})"
+    if isinstance(raw, bool):
+        raise InvalidParameter(spec.name, raw, allowed)
+    try:
+        value = float(raw) if spec.kind == "float" else _integer(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidParameter(spec.name, raw, allowed) from None
+    return value
+
+
+def _integer(raw) -> int:
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            raise ValueError(raw)
+        return int(raw)
+    return int(raw)
+

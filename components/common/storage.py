@@ -99,7 +99,8 @@ MAX_TIMEOUT_S, MAX_RETRIES = 3600.0, 20
 _BACKOFF_FACTOR_S, _BACKOFF_MAX_S = 1.0, 10.0
 MAX_KEY_BYTES = 1024
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{1,61}[a-z0-9]$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _CREDENTIAL_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied",
                      "InvalidToken", "ExpiredToken", "AllAccessDisabled",
                      "AuthorizationHeaderMalformed", "InvalidSecurity"}
@@ -153,9 +154,10 @@ def split_s3(uri: str) -> tuple[str, str]:
     if not bucket:
         raise ServiceError(f"malformed s3 URI {_quoted(uri)}: no bucket name "
                            "(expected s3://bucket/key)")
-    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+    if not _BUCKET_RE.match(bucket) or any(p in bucket for p in ("..", ".-", "-.")) or _IP_RE.match(bucket):
         raise ServiceError(f"malformed s3 URI {_quoted(uri)}: {_quoted(bucket)} is not a valid "
-                           "bucket name (3-63 characters: lower-case letters, digits, '.', '-')")
+                           "bucket name (3-63 characters: lower-case letters, digits, '.', '-'; "
+                           "no '..', '.-' or '-.'; not an IP address)")
     check_key(key, uri)
     return bucket, key
 
@@ -167,7 +169,10 @@ def check_key(key: str, uri: str) -> None:
         return
     problem = None
     bad = [c for c in key if ord(c) < 32 or 127 <= ord(c) < 160]
-    size = len(key.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:  # bytes of another encoding on the command line (surrogate escapes)
+        raise ServiceError(f"malformed s3 URI {_quoted(uri)}: the key is not valid UTF-8 text") from None
     segments = key.split("/")
     if key.endswith("/"):
         segments = segments[:-1]
@@ -286,8 +291,11 @@ def s3_client(limits: Limits | None = None) -> "minio.Minio":
 
     variable, endpoint = _endpoint_from_env()
     shown = f"{variable}={_quoted(endpoint)}"
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(endpoint)
+    except ValueError:  # an unclosed IPv6 bracket
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in endpoint):
         raise ServiceError(f"{shown} is not a URL: expected http://host:port or https://host:port")
     try:
         parts.port
@@ -501,7 +509,7 @@ def _download(client, bucket: str, key: str, target: Path, size: int | None, res
 
 
 def _stream(response, key: str, target: Path, size: int | None) -> int:
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    tmp = target.with_name(f".{uuid.uuid4().hex[:12]}.part")  # not the name: a 250-byte one + 15 is too long
     written, start = 0, time.monotonic()
     last = start
     try:
@@ -521,10 +529,12 @@ def _stream(response, key: str, target: Path, size: int | None) -> int:
         if size is not None and written != size:
             raise _CutOff(f"{written} of {size} bytes")
         os.replace(tmp, target)
+    except OSError as exc:  # a key beside keys below it (X and X/...), a segment over 255 bytes
+        raise from_os_error(exc, f"cannot store {_shown(key)} as the local file {target}") from None
     finally:
         response.close()
         response.release_conn()
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # FileNotFoundError, or NotADirectoryError as above
             tmp.unlink()
     log.debug("  %s -> %s (%d bytes, %.2f s)", _shown(key), target, written,
               time.monotonic() - start)
@@ -735,11 +745,17 @@ def publish(local_dir: Path, dest: str, *, move: bool = False) -> list[str]:
     keys = [_join_key(prefix, f.relative_to(local_dir).as_posix()) for f in files]
     for key in keys:  # before anything is written
         check_key(key, f"s3://{bucket}/{key}")
+    from minio.error import S3Error
+
     client = s3_client()
     written: list[str] = []
     in_flight: tuple[str, int] | None = None
     try:
         with _s3_errors(dest):
+            # an earlier run's record says its product is complete: not once this one overwrites it
+            # (removing a key that is not there succeeds; a missing bucket is made by the upload)
+            with contextlib.suppress(S3Error):
+                client.remove_object(bucket, _join_key(prefix, _RUN_RECORD))
             for i, (f, key) in enumerate(zip(files, keys)):
                 checkpoint()  # a stop that came while publishing: nothing more is uploaded
                 content_type = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
@@ -822,6 +838,9 @@ def _publish_local(local_dir: Path, files: list[Path], dest_dir: Path, move: boo
     made: list[Path] = []
     try:
         _make_folders(dest_dir, made)
+        # an earlier run's record says its product is complete: not once this one overwrites it
+        with contextlib.suppress(FileNotFoundError):
+            (dest_dir / _RUN_RECORD).unlink()
         for f in files:
             target = dest_dir / f.relative_to(local_dir)
             _make_folders(target.parent, made)
@@ -962,8 +981,9 @@ def _check_s3_writable(dest: str) -> bool:
             log.warning("could not remove the probe object s3://%s/%s: %s", bucket, _shown(key),
                         _one_line(exc)[:200])
     except BaseException as exc:
-        # an object store that failed to confirm the probe did not store it: no request more
-        _roll_back(bucket, [], None if isinstance(exc, EnvironmentFailure) else (key, 0), dest)
+        # an answer refusing the probe (denied, no such bucket) or a store that failed to confirm it:
+        # nothing was stored, no request more; a stop during the request may have left it
+        _roll_back(bucket, [], None if isinstance(exc, ServiceError) else (key, 0), dest)
         raise
     with _created_lock:
         return not known and (_endpoint_id(), bucket) in _created_buckets

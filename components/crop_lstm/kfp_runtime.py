@@ -28,7 +28,7 @@ def _execute_train(input_uri: str, training_path: str, validation_path: str, mod
     from components.crop_lstm.train_service import run
 
     source = input_uri or training_path
-    if not values.get("val") and _has_arrays(validation_path):
+    if isinstance(values, dict) and not values.get("val") and _has_arrays(validation_path):
         values = dict(values, val=validation_path)
     if not source:
         raise ServiceError("give input_uri or training_data")

@@ -87,3 +87,32 @@ def test_an_integer_beyond_64_bits_is_refused():
     with pytest.raises(InvalidParameter, match="parameter 'seed': allowed an integer of at most 64 bits"):
         TrainParams.from_strings({"seed": str(2 ** 64)})
     assert TrainParams.from_strings({"seed": str(2 ** 63 - 1)}).seed == 2 ** 63 - 1
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"bands": [2, 3]}, "parameter 'bands': allowed a comma-separated text or a list of texts"),
+    ({"bands": 5}, "parameter 'bands': allowed a comma-separated text or a list of texts"),
+    ({"resolution": 10 ** 400}, "parameter 'resolution': allowed a number (float)"),
+    ({"resolution": True}, "invalid value True for parameter 'resolution': allowed a number (float)"),
+    ({"min_valid_percent": [50]}, "parameter 'min_valid_percent': allowed a number (float)"),
+])
+def test_a_components_values_of_the_wrong_type_are_refused(values, fragment):
+    """What a pipeline's JSON may hand a component that the command line cannot: numbers in a
+    list of names, a huge integer, a boolean for a number."""
+    with pytest.raises(InvalidParameter) as e:
+        S2PreprocessParams.from_strings(values)
+    assert fragment in str(e.value)
+
+
+def test_an_int_parameter_takes_no_fraction():
+    from components.crop_lstm.params import TrainParams
+
+    assert TrainParams.from_strings({"n_epochs": 3.0}).n_epochs == 3
+    with pytest.raises(InvalidParameter, match="invalid value 2.9 for parameter 'n_epochs': allowed a number"):
+        TrainParams.from_strings({"n_epochs": 2.9})
+
+
+@pytest.mark.parametrize("values", [None, ["resolution", 10]])
+def test_params_that_are_no_mapping_are_refused(values):
+    with pytest.raises(InvalidParameter, match="parameter 'params': allowed a mapping of parameter names"):
+        S2PreprocessParams.from_strings(values)

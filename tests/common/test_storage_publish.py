@@ -198,3 +198,38 @@ def test_local_publish_stopped_midway_leaves_nothing(tmp_path, monkeypatch, stop
     assert isinstance(exc.value, (Interrupted, ServiceError)), exc.value
     assert not (tmp_path / "out").exists()  # nor the folders it created
     assert sorted(p.name for p in stage.rglob("*")) == ["a.tif", "b.tif", "c", "d.png", "run.json"]
+
+
+# ------------------------------------------------------------------------------------------
+# Over an earlier product
+
+
+@pytest.mark.s3
+def test_a_failed_publish_over_an_earlier_product_leaves_no_run_record(s3_env, bucket, tmp_path, monkeypatch):
+    """The earlier run's run.json said its product was complete; once this publish has
+    overwritten part of it and failed, no record may say so."""
+    storage.publish(_stage(tmp_path / "first"), f"s3://{bucket}/run1")
+    with FaultyProxy(s3_env.ports["s3"],
+                     fail=lambda line: line.startswith("PUT ") and "/b.tif" in line) as proxy:
+        monkeypatch.setenv("S3_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("EO_S3_RETRIES", "0")
+        with pytest.raises(EnvironmentFailure):
+            storage.publish(_stage(tmp_path / "second"), f"s3://{bucket}/run1")
+    assert "run1/run.json" not in _keys(s3_env, bucket)
+
+
+def test_a_failed_local_publish_over_an_earlier_product_leaves_no_run_record(tmp_path, monkeypatch):
+    dest = tmp_path / "out"
+    storage.publish(_stage(tmp_path / "first"), str(dest))
+    original, calls = storage._place, []
+
+    def place(src, target, move):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError(28, "No space left")
+        return original(src, target, move)
+
+    monkeypatch.setattr(storage, "_place", place)
+    with pytest.raises(EnvironmentFailure):
+        storage.publish(_stage(tmp_path / "second"), str(dest))
+    assert not (dest / "run.json").exists()
