@@ -186,12 +186,12 @@ def extract(info: ExtractInfo, dictionary: Dictionary, class_names: tuple[str, .
                 stats.outside_aoi[cls.name] += 1
                 return None
             if clip and not isinstance(geom, Point):
-                geom = _same_dimension(shapely.intersection(geom, aoi), geom)
+                geom = same_dimension(shapely.intersection(geom, aoi), geom)
                 if geom.is_empty:
                     stats.outside_aoi[cls.name] += 1
                     return None
         if not geom.is_valid:
-            geom = _same_dimension(shapely.make_valid(geom), geom)
+            geom = same_dimension(shapely.make_valid(geom), geom)
             stats.repaired[cls.name] += 1
             if geom.is_empty:
                 stats.skip(cls.name, NOT_ASSEMBLED)
@@ -312,7 +312,7 @@ def _polygon(factory: osmium.geom.WKBFactory, area) -> BaseGeometry | str:
     return geom if not geom.is_empty else NOT_ASSEMBLED
 
 
-def _same_dimension(result: BaseGeometry, like: BaseGeometry) -> BaseGeometry:
+def same_dimension(result: BaseGeometry, like: BaseGeometry) -> BaseGeometry:
     """The parts of ``result`` with the dimension of ``like`` (a clip or repair may add lower
     dimensional bits), as a single or multi geometry."""
     dim = shapely.get_dimensions(like)

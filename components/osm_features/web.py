@@ -43,10 +43,11 @@ from shapely.geometry.base import BaseGeometry
 from starlette.exceptions import HTTPException
 
 from components.common import storage
+from components.common.aoi import repaired
 from components.common.errors import ServiceError
 
 from .dictionary import Dictionary, load_dictionary
-from .extract import ExtractInfo, ExtractStats, Feature, extract, read_header
+from .extract import ExtractInfo, ExtractStats, Feature, extract, read_header, same_dimension
 from .writer import feature_json
 
 log = logging.getLogger(__name__)
@@ -195,9 +196,10 @@ def parse_aoi(text: str) -> BaseGeometry:
     if not m:
         # only WKT here: a file path in a request must never be opened
         raise BadRequest(f"aoi must be a WKT POLYGON or MULTIPOLYGON in lon/lat: {shown}")
-    if m.group("srid") is not None and int(m.group("srid")) != 4326:
-        raise BadRequest(f"aoi must be in lon/lat (EPSG:4326): SRID={int(m.group('srid'))} is not "
-                         f"accepted here: {shown}")
+    srid = m.group("srid")
+    if srid is not None and (srid.lstrip("0") or "0") != "4326":  # a text: int() refuses 4300 digits and more
+        raise BadRequest(f"aoi must be in lon/lat (EPSG:4326): SRID={_short(srid.lstrip('0') or '0', 20)} is "
+                         f"not accepted here: {shown}")
     try:
         with np.errstate(invalid="ignore"):  # NaN coordinates are refused below
             geometry = shapely.from_wkt(m.group("wkt"))
@@ -217,23 +219,10 @@ def parse_aoi(text: str) -> BaseGeometry:
         raise BadRequest(f"aoi coordinates must be lon/lat in degrees (longitude within [-180, 180], "
                          f"latitude within [-90, 90]): bounds ({minx:g}, {miny:g}, {maxx:g}, "
                          f"{maxy:g}) of {shown}")
-    if not geometry.is_valid:
-        reason = shapely.is_valid_reason(geometry)
-        geometry = _polygonal(shapely.make_valid(geometry))
-        if not geometry.is_empty:
-            log.info("aoi was invalid (%s) and was repaired", reason)
-    if geometry.is_empty or geometry.area <= 0:
-        raise BadRequest(f"aoi has no area (degenerate, or invalid and cannot be repaired): {shown}")
-    return geometry
-
-
-def _polygonal(geometry: BaseGeometry) -> BaseGeometry:
-    """The polygons of what make_valid returned, as one valid (multi)polygon."""
-    if isinstance(geometry, (Polygon, MultiPolygon)):
-        return geometry
-    parts = [g for g in getattr(geometry, "geoms", ()) if isinstance(g, (Polygon, MultiPolygon))
-             and not g.is_empty]
-    return shapely.union_all(parts) if parts else Polygon()
+    try:  # as the command line repairs it (and refuses what is too costly to repair)
+        return repaired(geometry, "aoi")
+    except ServiceError as exc:
+        raise BadRequest(f"{exc}: {shown}") from None
 
 
 def _short(value: str, limit: int = 120) -> str:
@@ -344,8 +333,9 @@ def create_app(index: FeatureIndex, limits: Limits) -> FastAPI:
                 shapely.prepare(prepared)
                 for i in hits[c]:
                     f = index.features[c][i]
+                    # a line touching the AoI's edge clips to a point too: only the line's parts are kept
                     g = f.geometry if f.geometry.geom_type == "Point" or prepared.contains(f.geometry) \
-                        else shapely.intersection(f.geometry, area)
+                        else same_dimension(shapely.intersection(f.geometry, area), f.geometry)
                     if not g.is_empty:
                         parts.append(feature_json(f, g))
             else:

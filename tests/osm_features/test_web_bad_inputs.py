@@ -43,6 +43,17 @@ CW = _ring(9, 47, 9, 48, 10, 48, 10, 47)
 FAR_CW = _ring(20, 47, 20, 48, 21, 48, 21, 47)
 BOWTIE = _ring(9, 47, 10, 48, 10, 47, 9, 48)
 
+
+
+def _star(points: int) -> str:
+    """A ring of ``points`` vertices drawn as one self-crossing star near Vaduz: its crossings grow
+    with the square of its vertices, and so does the cost of repairing it."""
+    import math
+
+    turn = 2 * math.pi * (points // 2 - 1) / points
+    return _ring(*[v for i in range(points) for v in (9.52 + 0.01 * math.cos(i * turn),
+                                                      47.14 + 0.01 * math.sin(i * turn))])
+
 # (id, method, path, query parameters, status, fragments the detail must contain)
 CASES = [
     # query parameters of any type, repeated or unknown ones
@@ -86,6 +97,10 @@ CASES = [
      ["aoi", "SRID=3857", "EPSG:4326"]),
     ("aoi-degenerate", "GET", "/features", {"types": "airport", "aoi": "POLYGON((9.5 47.1,9.6 47.1,9.7 47.1,9.5 47.1))"},
      400, ["aoi has no area", "9.6 47.1"]),
+    ("aoi-srid-of-5000-digits", "GET", "/features", {"types": "airport", "aoi": f"SRID={'9' * 5000};{VADUZ_WKT}"},
+     400, ["aoi must be in lon/lat (EPSG:4326)", "is not accepted here"]),
+    ("aoi-star-too-costly-to-repair", "GET", "/features", {"types": "airport", "aoi": f"POLYGON({_star(600)})"},
+     400, ["aoi geometry is invalid (Self-intersection", "has 601 vertices, more than the 500 repaired here"]),
     ("aoi-outside-extract", "GET", "/features", {"types": "airport", "aoi": "POLYGON((10 45,10.1 45,10.1 45.1,10 45.1,10 45))"},
      400, ["aoi does not intersect the extract liechtenstein-2013-08-03.osm.pbf"]),
     # bbox: format, non-finite, out of range, degenerate or inverted
@@ -192,6 +207,31 @@ def test_legitimate_requests_still_answer(server):  # noqa: F811
         r = server.get("/features", params=params)
         assert r.status_code == 200, (params, r.text[:300])
         assert r.json()["type"] == "FeatureCollection"
+
+
+def test_a_small_self_crossing_aoi_is_still_repaired(server):  # noqa: F811
+    r = server.get("/features", params={"types": "airport", "aoi": f"POLYGON({_star(50)})"})
+    assert r.status_code == 200, r.text[:300]
+
+
+def test_a_clipped_line_that_also_touches_the_aoi_stays_a_line(server):  # noqa: F811
+    """A road crossing one part of the AoI and touching another at its last vertex clips to a line
+    and a point: the answer keeps the line (it answered 500, or a Point for a line only touching)."""
+    roads = server.get("/features", params={"types": "roads", "bbox": "9.52,47.13,9.53,47.14"}).json()
+    road = next(f for f in roads["features"] if f["geometry"]["type"] == "LineString"
+                and len(f["geometry"]["coordinates"]) >= 3)
+    (x0, y0), (x1, y1) = road["geometry"]["coordinates"][:2]
+    (xp, yp), (xe, ye) = road["geometry"]["coordinates"][-2:]
+    mx, my, d = (x0 + x1) / 2, (y0 + y1) / 2, 1e-5
+    dx, dy = xe - xp, ye - yp  # beyond the last vertex, a triangle with its tip on it
+    crossed = f"(({mx - d!r} {my - d!r},{mx + d!r} {my - d!r},{mx + d!r} {my + d!r},{mx - d!r} {my + d!r},{mx - d!r} {my - d!r}))"
+    touched = (f"(({xe!r} {ye!r},{xe + dx - dy / 2!r} {ye + dy + dx / 2!r},{xe + dx + dy / 2!r} {ye + dy - dx / 2!r},"
+               f"{xe!r} {ye!r}))")
+    for aoi, kinds in ((f"MULTIPOLYGON({crossed},{touched})", {"LineString"}), (f"POLYGON{touched}", set())):
+        r = server.get("/features", params={"types": "roads", "aoi": aoi, "clip": "true"})
+        assert r.status_code == 200, r.text[:300]
+        mine = [f for f in r.json()["features"] if f["id"] == road["id"]]
+        assert {f["geometry"]["type"] for f in mine} == kinds, mine
 
 
 def test_openapi_and_docs(server):  # noqa: F811
