@@ -59,6 +59,9 @@ MAX_PARAMETER_CHARS = 100_000
 # What the HTTP server buffers of a request line and headers: room for the longest parameters,
 # percent-encoded, so that they get the service's own 413 line.
 MAX_REQUEST_HEAD_BYTES = 1024 * 1024
+# Connections open at once (idle, slow or busy); beyond them a new one gets 503. A client that
+# never finishes its request head holds at most MAX_REQUEST_HEAD_BYTES, so memory stays bounded.
+MAX_CONNECTIONS = 64
 
 _WKT_POLYGON = re.compile(r"^\s*(SRID\s*=\s*(?P<srid>\d+)\s*;\s*)?(?P<wkt>(MULTI)?POLYGON\b.*)$",
                           re.IGNORECASE | re.DOTALL)
@@ -449,7 +452,8 @@ def serve(input_uri: str, host: str, port: int, features: list[str], dictionary_
     sock = _bind(host, port)
     app = create_app(index, limits)
     config = uvicorn.Config(app, host=host, port=sock.getsockname()[1], log_level="info",
-                            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
+                            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+                            limit_concurrency=MAX_CONNECTIONS)
     log.info("serving %s on http://%s:%d (max AoI %.0f km², max %d features)", index.info.name, host,
              sock.getsockname()[1], limits.max_aoi_km2, limits.max_features)
     uvicorn.Server(config).run(sockets=[sock])

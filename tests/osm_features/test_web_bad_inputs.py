@@ -376,3 +376,28 @@ def test_area_of_the_whole_world_and_of_hemispheres():
     # polar caps: rings along a parallel with the pole as an edge
     assert aoi_area_km2(box(-180, 80, 180, 90)) == pytest.approx(aoi_area_km2(box(-180, -90, 180, -80)), rel=1e-12)
     assert aoi_area_km2(box(-180, 80, 180, 90)) == pytest.approx(_geod_km2(box(-180, 80, 180, 89.99)), rel=1e-3)
+
+
+def test_clients_that_never_finish_are_bounded(server):  # noqa: F811
+    """Connections holding an unfinished request head take at most MAX_CONNECTIONS places; the
+    next connection is refused with 503 (not queued while memory grows), and once they go the
+    service answers again."""
+    from components.osm_features.web import MAX_CONNECTIONS
+
+    base = urlsplit(str(server.base_url))
+    held = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            s = socket.create_connection((base.hostname, base.port), timeout=10)
+            s.sendall(b"GET /health?x=" + b"a" * 1000)  # no end of line: the head never ends
+            held.append(s)
+        with socket.create_connection((base.hostname, base.port), timeout=10) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 503"), "the next connection is refused"
+    finally:
+        for s in held:
+            s.close()
+    for _ in range(50):  # the server notices the closed connections
+        if server.get("/health").status_code == 200:
+            break
+    assert server.get("/health").status_code == 200
