@@ -41,7 +41,8 @@ def trained(tmp_path_factory):
     assert train_main(common) == 0
     models = root / "models"
     return {"root": root, "config": config, "model": models / "model.pt",
-            "checkpoint": models / "checkpoints" / "epoch_0001.pt", "eac4": paths["cams_global"][-1]}
+            "checkpoint": models / "checkpoints" / "epoch_0001.pt", "eac4": paths["cams_global"][-1],
+            "static": paths}
 
 
 @pytest.fixture(autouse=True)

@@ -18,27 +18,11 @@ import xarray as xr
 from components.aq_downscaling.cli import generate_main, predict_main, preproc_main, train_main
 from components.aq_downscaling.params import PredictParams
 from components.common.errors import InvalidParameter
-from tests.fixtures.cams_products import make_scene, scene_config, write_scene
+from tests.aq_downscaling.test_bad_models import TRAIN, trained  # noqa: F401  (a trained model, a fixture)
 
 pytestmark = pytest.mark.xdist_group("aq_bad_run_inputs")
 
-AOI = (42.0, 43.6, 3.0, 4.6)
-TRAIN = ("2021010100", "2021010121")
 BEYOND_64_BITS = str(2 ** 64)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("aq_bad_run_inputs")
-    paths = write_scene(make_scene(hours=48, eac4_rows=4, eac4_cols=4, seed=1), root)
-    config = root / "config.yaml"
-    config.write_text(scene_config(root, AOI, input_frame=(2, 2), output_frame=(8, 8), ensemble_size=2,
-                                   extra={"training.epochs": 1}))
-    common = ["--start-date", TRAIN[0], "--end-date", TRAIN[1], "--config", str(config)]
-    assert preproc_main(common + ["--dataset", "synthetic"]) == 0
-    assert train_main(common) == 0
-    return {"root": root, "config": config, "model": root / "models" / "model.pt", "eac4": paths["cams_global"][-1],
-            "static": paths}
 
 
 def _fails(main, argv, capsys) -> str:
