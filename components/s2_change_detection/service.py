@@ -29,9 +29,9 @@ from components.common import outputs, stac, storage
 from components.common.aoi import AoI, aoi_mask, load_aoi
 from components.common.errors import ServiceError
 from components.common.logs import Steps
+from components.common.output_grid import check_resolution, parse_crs, warped_grid
 from components.s2_preprocess.params import S2PreprocessParams
 from components.s2_preprocess.service import run as preprocess
-from components.common.output_grid import check_resolution, parse_crs, warped_grid
 
 from . import cva
 from .engine import NODATA_CLASS, Detection, DetectionConfig, detect_changes
