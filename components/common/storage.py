@@ -723,9 +723,10 @@ def publish(local_dir: Path, dest: str, *, move: bool = False) -> list[str]:
     ``dest`` is a local folder (created if needed; each file lands atomically: written under a
     temporary name in its destination folder, then renamed) or ``s3://bucket/prefix`` (the
     bucket is created if it does not exist). The layout below ``local_dir`` is kept, and a
-    top-level ``run.json`` is written last. With ``move=True`` local files are moved instead of
-    copied where the filesystem allows it. All or nothing: when it fails or is interrupted, what
-    it had written is removed again (see the module's docstring).
+    top-level ``run.json`` is written last; an earlier run's ``run.json`` at ``dest`` is removed
+    first, so that one always describes a complete product. With ``move=True`` local files are
+    moved instead of copied where the filesystem allows it. All or nothing: when it fails or is
+    interrupted, what it had written is removed again (see the module's docstring).
     """
     local_dir = Path(local_dir)
     if not local_dir.is_dir():
