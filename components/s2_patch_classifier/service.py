@@ -152,6 +152,11 @@ def _run(input_uri: str, params: S2PatchClassifierParams, outdir: str, local_out
         elif action == "pretrain":
             _pretrain(local_input, params, stage, device, steps, result)
         else:  # train or full
+            if action == "full":  # the tiles to classify after training: one that cannot be placed fails now
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                    for tile in find_tiles(extra.get("predict_input", local_input)):
+                        _check_georeferencing(tile)
             if action == "full" or not patchmod.is_patch_folder(local_input):
                 folder = stage / "patches" if action == "full" else work / "patches"
                 ps = _extract(local_input, params, folder, steps, labelled=True)
@@ -447,9 +452,8 @@ def _write_stac(stem: str, tif: Path, ql: Path, tile, meta: dict, class_pixels: 
     stac.write_item(item, folder / f"{stem}.json")
 
 
-def _check_tile(tile, meta: dict, model_name: str) -> None:
-    """A tile must hold the bands the model takes, be at least one window large, and be georeferenced
-    (the class map and its STAC item are placed by the tile's CRS)."""
+def _check_georeferencing(tile) -> None:
+    """A tile's class map and STAC item are placed by its CRS and geotransform."""
     files = ", ".join(Path(s).name for s in tile.sources[:2])
     if not tile.crs:
         raise ServiceError(f"tile {tile.name} ({files}) has no coordinate reference system: the class map could not "
@@ -457,6 +461,12 @@ def _check_tile(tile, meta: dict, model_name: str) -> None:
     if tile.transform is None or tile.transform.is_identity:  # what GDAL gives a file without one
         raise ServiceError(f"tile {tile.name} ({files}) has no geotransform (pixel size and origin): the class map "
                            "could not be placed on the map; give the tile its geotransform (gdal_edit.py -a_ullr)")
+
+
+def _check_tile(tile, meta: dict, model_name: str) -> None:
+    """A tile must hold the bands the model takes, be at least one window large, and be georeferenced
+    (the class map and its STAC item are placed by the tile's CRS)."""
+    _check_georeferencing(tile)
     try:
         tile.check_bands(tuple(meta["bands"]))
     except ServiceError as e:

@@ -154,3 +154,19 @@ def test_predict_refuses_a_tile_without_georeferencing(drop, fragment, model, tm
     assert code == 2, err
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in err, err
     assert not out.exists() or not any(out.rglob("*"))
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_full_refuses_a_tile_to_classify_without_crs_before_training(tmp_path, capsys):
+    synthetic_tile(tmp_path / "train", "T", labels=True)
+    _without(synthetic_tile(tmp_path / "new", "N", labels=False), "crs")
+    out = tmp_path / "out"
+    code = main(["-action", "full", "-i", str(tmp_path / "train"), "--predict_input", str(tmp_path / "new"),
+                 "-o", str(out), "-patch_size", "64", "-epochs", "1", "--encoder", "resnet14", "--width", "8",
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2, err
+    assert len(lines) == 1 and "tile N (N.tif) has no coordinate reference system" in lines[0], err
+    assert "epoch 1/" not in err, "training ran first"
+    assert not out.exists() or not any(out.rglob("*"))
