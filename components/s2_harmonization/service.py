@@ -261,7 +261,7 @@ def _run(input_dir: str, params: MonthlyCompositeParams, output_dir: str, local_
             best = max(range(len(months)), key=lambda i: per_month[i]["clear_percent"])
             ql = outputs.quicklook(paths[best], stage / f"{stem}_quicklook.png",
                                    tuple(BANDS.index(b) + 1 for b in ("B4", "B3", "B2")))
-            item = _stac(stem, paths, per_month, params, tile, ql, input_dir, output_dir)
+            item = _stac(stem, paths, per_month, params, tile, ql, grid, input_dir, output_dir)
         metrics = {"acquisitions": len(in_season), "empty_months": len(empty),
                    "clear_percent_mean": round(float(np.mean([p["clear_percent"] for p in per_month])), 3)}
         if metrics["clear_percent_mean"] == 0:  # every pixel of every month cloudy or no data, as S2-preprocess warns
@@ -292,14 +292,16 @@ def _bands() -> list[stac.Band]:
 
 
 def _stac(stem: str, paths: list[Path], per_month: list[dict], params: MonthlyCompositeParams, tile: str | None,
-          ql: Path, input_dir: str, output_dir: str):
-    """One item for the 12 composites, an asset per month."""
+          ql: Path, grid: Grid, input_dir: str, output_dir: str):
+    """One item for the 12 composites, an asset per month; its gsd is the grid's pixel size in
+    metres (none on a grid in degrees)."""
     start = dt.datetime(params.season_start, 9, 1, tzinfo=dt.timezone.utc)
     end = dt.datetime(params.season_start + 1, 9, 1, tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1)
     bands = _bands()
     first, *others = zip(paths, per_month)
     item = stac.raster_item(stem, first[0], first[0].name, start, bands, start=start, end=end,
-                            properties={"gsd": 10, "composite_method": "median of clear samples (LAI != 0)",
+                            properties={**({} if grid.crs.is_geographic else {"gsd": abs(grid.transform.a)}),
+                                        "composite_method": "median of clear samples (LAI != 0)",
                                         "composite_acquisitions": {p["month"]: p["acquisitions"] for p in per_month}},
                             asset_key=first[1]["month"], media_type=GEOTIFF)
     item.assets[first[1]["month"]].title = f"median composite {first[1]['month']}"

@@ -87,7 +87,7 @@ def test_sidecars(series):
     item = json.loads((out / f"{stem}.json").read_text())
     validate_item(item)
     assert set(season_months(2017)) <= set(item["assets"])
-    assert item["properties"]["start_datetime"] == "2017-09-01T00:00:00Z"
+    assert item["properties"]["start_datetime"] == "2017-09-01T00:00:00Z" and item["properties"]["gsd"] == 10
     assert (out / f"{stem}_quicklook.png").stat().st_size > 0
     record = json.loads((out / "run.json").read_text())
     assert record["service"] == "monthlycomposite" and len(record["outputs"]["composites"]) == 12
@@ -186,3 +186,17 @@ def test_a_season_without_a_clear_pixel_is_written_with_a_warning(tmp_path, capl
         assert main(["--input_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "o")]) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith("no clear pixel in any month"), warnings
+
+
+
+def test_the_stac_gsd_is_the_grids_pixel_size(tmp_path):
+    from affine import Affine
+
+    write_time_series(tmp_path / "in", size=16)
+    for tif in (tmp_path / "in").rglob("*.tif"):  # the same series on a 20 m grid
+        with rasterio.open(tif, "r+") as ds:
+            t = ds.transform
+            ds.transform = Affine(20.0, 0.0, t.c, 0.0, -20.0, t.f)
+    assert main(["--input_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "o")]) == 0
+    (item,) = [json.loads(p.read_text()) for p in (tmp_path / "o").glob("*_MC_*.json")]
+    assert item["properties"]["gsd"] == 20
