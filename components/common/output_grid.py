@@ -12,6 +12,9 @@ from rasterio.warp import calculate_default_transform
 
 from components.common.errors import InvalidParameter, ServiceError
 
+# A resolution is given in metres; on a grid in degrees a degree counts this many metres (the
+# equator's), for every service alike.
+METRES_PER_DEGREE = 111_320.0
 # fewer pixels than this along a side of the tile is no raster product, and reading the bands at
 # such a factor allocates (rows x factor) x (cols x factor) samples (sampling.SourceRaster.read)
 MIN_PIXELS_PER_SIDE = 2
@@ -25,6 +28,16 @@ def check_resolution(resolution: float, width_m: float, height_m: float, what: s
         raise InvalidParameter("resolution", resolution,
                                f"at most {largest:g} m: {what} is {width_m:g} m x {height_m:g} m and the product "
                                f"needs at least {MIN_PIXELS_PER_SIDE} pixels along each side")
+
+
+def pixel_size(resolution_m: float, crs) -> float:
+    """The pixel size in the units of ``crs`` (rasterio's or pyproj's) for a resolution in metres:
+    degrees at METRES_PER_DEGREE, or the CRS's linear unit (US feet, say)."""
+    crs = pyproj.CRS.from_user_input(crs)
+    if crs.is_geographic:
+        return resolution_m / METRES_PER_DEGREE
+    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    return resolution_m / unit
 
 
 def horizontal_crs(projection: str, crs: CRS, allowed: str) -> CRS:

@@ -82,7 +82,7 @@ from urllib.parse import urlsplit
 
 from .contract import checkpoint
 from .errors import EnvironmentFailure, ServiceError, from_os_error
-from .redaction import RedactingFilter, redact  # noqa: F401 (redact: the services import it from here)
+from .redaction import RedactingFilter, redact
 
 if TYPE_CHECKING:
     import minio

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from components.common.errors import InvalidParameter, ServiceError
-from components.common.storage import redact
+from components.common.redaction import redact
 
 BUILTIN = Path(__file__).with_name("catalogue.yaml")
 ENV = "ENERGY_DATASETS_CATALOGUE"

@@ -35,6 +35,7 @@ from components import __version__
 from components.common import outputs, storage
 from components.common.aoi import EPSG_4326, load_aoi
 from components.common.errors import InvalidParameter, ServiceError, from_os_error
+from components.common.redaction import redact
 
 from .catalogue import CDS_VARIABLE, MANIFEST, Dataset, RemoteFile, load_catalogue
 from .params import StageParams
@@ -177,7 +178,7 @@ def _download_all(dataset: Dataset, params: StageParams, stage_dir: Path, local_
 
 
 def _entry(remote: RemoteFile, path: Path, resumed_from: int, reused: bool = False) -> dict:
-    return {"name": remote.name, "url": storage.redact(remote.url), "bytes": path.stat().st_size,
+    return {"name": remote.name, "url": redact(remote.url), "bytes": path.stat().st_size,
             "sha256": _digest(path, "sha256"), "verified": remote.checksum[0] if remote.checksum else None,
             "resumed_from_byte": resumed_from, "already_staged": reused}
 

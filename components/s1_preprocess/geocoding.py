@@ -29,11 +29,10 @@ from affine import Affine
 from pyproj import CRS, Transformer
 
 from components.common.errors import InvalidParameter, ServiceError
-from components.common.output_grid import horizontal_crs
+from components.common.output_grid import horizontal_crs, pixel_size
 
 log = logging.getLogger(__name__)
 
-METRES_PER_DEGREE = 111_320.0  # the same convention as S2-preprocess for geographic grids
 COARSE_STEP = 32  # output pixels between nodes of the coarse inverse map (it is smooth: < 0.01 px error)
 NEWTON_ITERATIONS = 8
 SURFACE_ITERATIONS = 2  # height fixed point without a DEM: the error shrinks ~5x per iteration
@@ -72,13 +71,6 @@ def target_crs(projection: str) -> CRS:
     return horizontal_crs(projection, crs, allowed)  # a vertical or geocentric CRS holds no raster
 
 
-def pixel_size(crs: CRS, resolution_m: float) -> float:
-    if crs.is_geographic:
-        return resolution_m / METRES_PER_DEGREE
-    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-    return resolution_m / unit
-
-
 def make_grid(crs: CRS, resolution_m: float, footprint_lonlat, aoi=None) -> Grid:
     """The output grid covering the footprint (clipped to the AoI), origin aligned on whole
     multiples of the pixel size (SNAP's alignToStandardGrid with origin 0)."""
@@ -95,7 +87,7 @@ def make_grid(crs: CRS, resolution_m: float, footprint_lonlat, aoi=None) -> Grid
     minx, miny, maxx, maxy = projected.bounds
     if not all(map(math.isfinite, (minx, miny, maxx, maxy))):
         raise ServiceError(f"the product footprint cannot be expressed in {crs.name}")
-    px = pixel_size(crs, resolution_m)
+    px = pixel_size(resolution_m, crs)
     x0 = math.floor(minx / px) * px
     y0 = math.ceil(maxy / px) * px
     cols = max(1, math.ceil((maxx - x0) / px - 1e-9))

@@ -23,8 +23,8 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from components.common.errors import ServiceError
+from components.common.output_grid import METRES_PER_DEGREE
 
-from .geocoding import METRES_PER_DEGREE
 
 GRD_CHAIN = ("Read", "Apply-Orbit-File", "ThermalNoiseRemoval", "Remove-GRD-Border-Noise", "Calibration",
              "Speckle-Filter", "Terrain-Correction", "Write")

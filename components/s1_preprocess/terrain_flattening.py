@@ -30,6 +30,8 @@ import numpy as np
 from affine import Affine
 from pyproj import Transformer
 
+from components.common.output_grid import pixel_size
+
 from . import geocoding
 
 GROUPING = 3  # radar cell = 3 lines x 3 range pixels (sarsen's default grouping_area_factor)
@@ -141,7 +143,7 @@ def facet_factor(grid: geocoding.Grid, dem: str) -> float:
 
 def _pixel_metres(crs, size: float) -> float:
     """A pixel's width in metres (the project's convention for degrees: METRES_PER_DEGREE)."""
-    return abs(size) * geocoding.pixel_size(crs, 1.0) ** -1
+    return abs(size) * pixel_size(1.0, crs) ** -1
 
 
 def _nearest_filled(z: np.ndarray) -> np.ndarray:

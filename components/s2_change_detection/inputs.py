@@ -19,6 +19,7 @@ from pathlib import Path
 
 from components.common.aoi import AoI, require_overlap
 from components.common.errors import ServiceError
+from components.common.output_grid import METRES_PER_DEGREE
 from components.common.sentinel2 import S2Product, normalise_band, open_product
 
 _TILE = re.compile(r"(?:^|_)(T\d{2}[A-Z]{3})(?:_|$)")
@@ -39,6 +40,7 @@ class PairInput:
     sensing: dt.datetime | None
     level: str  # "L2A" | "L1C" | "" (unknown)
     footprint_lonlat: object  # shapely geometry
+    extent_m: tuple[float, float]  # width and height, metres (at METRES_PER_DEGREE on a grid in degrees)
     product: S2Product | None = None
     stack: Path | None = None
     stack_bands: tuple[str, ...] = ()
@@ -74,8 +76,9 @@ def _identify(role: str, uri: str, local: Path) -> PairInput:
 
 def _product(role: str, uri: str, local: Path) -> PairInput:
     product = open_product(local)
+    left, bottom, right, top = product.grids[10].bounds
     return PairInput(role, uri, local, "product", product.name, product.tile, product.sensing_time,
-                     product.level, product.footprint_lonlat, product=product)
+                     product.level, product.footprint_lonlat, (right - left, top - bottom), product=product)
 
 
 def _stack_from_record(record: Path) -> Path:
@@ -122,9 +125,11 @@ def _stack(role: str, uri: str, path: Path) -> PairInput:
     quantity = tags.get("QUANTITY", "")
     level = "L2A" if "BOA" in quantity or "MSIL2A" in name else "L1C" if "TOA" in quantity or "MSIL1C" in name else ""
     footprint = shape(transform_geom(crs, "EPSG:4326", mapping(box(*bounds))))
+    metres = METRES_PER_DEGREE if crs.is_geographic else 1.0
     return PairInput(role, uri, path, "stack", re.sub(r"\.(SAFE|zip)$", "", name), tile,
                      dt.datetime.strptime(sensing, "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc) if sensing else None,
-                     level, footprint, stack=path, stack_bands=bands)
+                     level, footprint, ((bounds.right - bounds.left) * metres, (bounds.top - bounds.bottom) * metres),
+                     stack=path, stack_bands=bands)
 
 
 def _match(pattern: re.Pattern, text: str) -> str:

@@ -29,7 +29,7 @@ from components.common import outputs, stac, storage
 from components.common.aoi import AoI, aoi_mask, load_aoi
 from components.common.errors import ServiceError
 from components.common.logs import Steps
-from components.common.output_grid import check_resolution, parse_crs, warped_grid
+from components.common.output_grid import check_resolution, parse_crs, pixel_size, warped_grid
 from components.s2_preprocess.params import S2PreprocessParams
 from components.s2_preprocess.service import run as preprocess
 
@@ -38,7 +38,7 @@ from .engine import NODATA_CLASS, Detection, DetectionConfig, detect_changes
 from .inputs import PairInput, check_pair, identify
 from .params import S2ChangeParams
 from .rendering import class_quicklook, cloud_reasons, colour_table, report_markdown
-from .sources import METRES_PER_DEGREE, RasterPairSource, SclReader, StackReader, TiffSink, common_grid, pixel_size
+from .sources import RasterPairSource, SclReader, StackReader, TiffSink, common_grid
 
 log = logging.getLogger(__name__)
 
@@ -195,13 +195,7 @@ def _preprocess_params(item: PairInput, params: S2ChangeParams) -> S2PreprocessP
 
 def _check_resolution(item: PairInput, resolution: float) -> None:
     """The resolution must leave a few pixels across the input (tile or stack), as S2-preprocess asks."""
-    if item.product is not None:
-        left, bottom, right, top = item.product.grids[10].bounds
-        metres = 1.0
-    else:
-        with rasterio.open(item.stack) as ds:
-            (left, bottom, right, top), metres = ds.bounds, METRES_PER_DEGREE if ds.crs.is_geographic else 1.0
-    check_resolution(resolution, (right - left) * metres, (top - bottom) * metres, f"{item.role} {item.name}")
+    check_resolution(resolution, *item.extent_m, f"{item.role} {item.name}")
 
 
 def _warped_grid(bounds: tuple, src_crs, width: int, height: int, crs: CRS, params: S2ChangeParams, name: str):

@@ -14,6 +14,7 @@ from rasterio.windows import Window
 
 from components.common.aoi import AoI, aoi_mask
 from components.common.errors import ServiceError
+from components.common.output_grid import pixel_size
 from components.common.readers import open_raster
 from components.common.sentinel2 import NODATA_DN, Grid, S2Product
 from components.s2_preprocess.sampling import SourceRaster, Strip
@@ -21,15 +22,8 @@ from components.s2_preprocess.sampling import SourceRaster, Strip
 from . import cva
 from .engine import NODATA_CLASS, Block
 
-METRES_PER_DEGREE = 111_320.0
 EPS = 1e-6  # in pixels
 SAME_CLASS_EXCLUDED = (0, 1)  # SCL no data and saturated pixels are never stable references
-
-
-def pixel_size(resolution_m: float, crs) -> float:
-    """The pixel size in the units of ``crs`` for a resolution in metres."""
-    crs = rasterio.crs.CRS.from_user_input(crs)
-    return resolution_m / METRES_PER_DEGREE if crs.is_geographic else resolution_m
 
 
 def common_grid(first: Path, second: Path, resolution_m: float, aoi: AoI | None) -> Grid:

@@ -30,7 +30,7 @@ from components.common.contract import uninterrupted
 from components.common.errors import ServiceError
 from components.common.landmask import LandSeaMask
 from components.common.logs import Progress, Steps
-from components.common.output_grid import check_resolution, parse_crs, warped_grid
+from components.common.output_grid import check_resolution, parse_crs, pixel_size, warped_grid
 from components.common.sentinel2 import BAND_FWHM_NM, NATIVE_RESOLUTION, NODATA_DN, Grid, S2Product, open_product
 
 from .cloudmask import CloudMask
@@ -43,7 +43,6 @@ SERVICE = "S2-preprocess"
 STRIP_METRES = 10240  # strips of 1024 rows at 10 m: one row of JP2 tiles per read
 STRIP_PIXELS = 1 << 24  # 16.8 Mpx: a strip of a whole tile at 10 m is 11.2 Mpx
 SEN2COR = "L2A_Process"
-METRES_PER_DEGREE = 111_320.0
 EPS = 1e-6  # in pixels
 FWHM_UM = {b: w / 1000.0 for b, w in BAND_FWHM_NM.items()}
 
@@ -133,10 +132,10 @@ def _target_crs(projection: str) -> CRS | None:
 
 def _reprojected_grid(src_crs, bounds: tuple, cols: int, rows: int, crs: CRS, resolution: float, name: str,
                       projection: str):
-    """(transform, width, height) of a raster of ``bounds`` in ``src_crs`` warped to ``crs``: the
-    pixel size is ``resolution`` metres, in degrees for a geographic CRS."""
-    res = resolution / METRES_PER_DEGREE if crs.is_geographic else resolution
-    return warped_grid(src_crs, bounds, cols, rows, crs, res, f"the area of {name}", projection)
+    """(transform, width, height) of a raster of ``bounds`` in ``src_crs`` warped to ``crs`` at a
+    pixel of ``resolution`` metres."""
+    return warped_grid(src_crs, bounds, cols, rows, crs, pixel_size(resolution, crs), f"the area of {name}",
+                       projection)
 
 
 def _ensure_level(product: S2Product, params: S2PreprocessParams, work: Path) -> S2Product:
