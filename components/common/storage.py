@@ -42,8 +42,9 @@ Secrets
 
 Publishing (all or nothing, as far as object storage allows)
     :func:`publish` checks every destination key first, then uploads the files one by one under
-    their final keys, a top-level ``run.json`` (the run record) last, so that its presence means
-    the product is complete. When an upload fails or the run is stopped (:class:`Interrupted`
+    their final keys: the data files, then the JSON metadata (STAC items, which name the data
+    files), a top-level ``run.json`` (the run record) last, so that its presence means the
+    product is complete. When an upload fails or the run is stopped (:class:`Interrupted`
     on SIGTERM/SIGINT, or any other ``BaseException``) the objects this publish wrote are
     deleted again, a multipart upload in flight is aborted, and the bucket is removed when this
     process created it (the write check or the publish) and it is empty; then the failure goes
@@ -708,8 +709,10 @@ def _files_under(local_dir: Path) -> list[Path]:
         dirnames.sort()
         files.extend(Path(dirpath) / f for f in sorted(filenames))
     files = [f for f in files if f.is_file()]
-    # the run record last: once it is there, the product is complete
-    return sorted(files, key=lambda f: f.parent == local_dir and f.name == _RUN_RECORD)
+    # data first, then the JSON metadata (STAC items name the data files: a reader that finds an
+    # item finds its assets), the run record last: once it is there, the product is complete
+    return sorted(files, key=lambda f: (f.parent == local_dir and f.name == _RUN_RECORD,
+                                        f.suffix.lower() == ".json"))
 
 
 def _join_key(prefix: str, rel: str) -> str:

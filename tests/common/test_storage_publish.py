@@ -176,6 +176,27 @@ def test_run_record_is_published_last(s3_env, bucket, tmp_path, monkeypatch):
     assert len(uris) == 4
 
 
+@pytest.mark.s3
+def test_stac_item_follows_its_assets(s3_env, bucket, tmp_path, monkeypatch):
+    # "a.json" sorts before "a.tif": uploaded in name order, the item would name a missing asset
+    stage = _stage(tmp_path)
+    (stage / "a.json").write_text('{"assets": {"data": {"href": "a.tif"}}}')
+    calls = _fail_on_call(monkeypatch, "fput_object", 0, lambda: None)
+    storage.publish(stage, f"s3://{bucket}/run1")
+    assert [c[1] for c in calls] == ["run1/a.tif", "run1/b.tif", "run1/c/d.png", "run1/a.json",
+                                     "run1/run.json"]
+
+
+def test_local_publish_places_data_before_metadata(tmp_path, monkeypatch):
+    stage = _stage(tmp_path)
+    (stage / "a.json").write_text("{}")
+    original, placed = storage._place, []
+    monkeypatch.setattr(storage, "_place", lambda src, target, move: (placed.append(target.name),
+                                                                      original(src, target, move)))
+    storage.publish(stage, str(tmp_path / "out"))
+    assert placed == ["a.tif", "b.tif", "d.png", "a.json", "run.json"]
+
+
 # ------------------------------------------------------------------------------------------
 # Local folders
 
