@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from typing import Callable
 
@@ -20,6 +21,12 @@ from .params import ServiceParams
 
 class OneLineParser(argparse.ArgumentParser):
     """Argument errors as one line and exit status 2."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # a value such as "-5,-5" is a value, not an unknown flag (Python 3.13's rule; 3.11 takes
+        # only "-5" and "-.5" for numbers)
+        self._negative_number_matcher = re.compile(r"-\.?\d")
 
     def error(self, message):
         sys.stderr.write(f"{self.prog}: error: {message}\n")

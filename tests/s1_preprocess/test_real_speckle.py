@@ -240,6 +240,8 @@ PIECES_CASES = [
     ("noise removal asked", "real", ["--calibration_constant", "237"], "set --thermal_noise_removal false"),
     ("offset outside the swath", "real", ["--calibration_constant", "237", "--thermal_noise_removal", "false",
                                           "--crop_offset", "13500,11000"], "does not fit in the 24203x13626 swath"),
+    ("negative offset", "real", ["--calibration_constant", "237", "--thermal_noise_removal", "false",
+                                 "--crop_offset", "-5,-5"], "at line -5, sample -5) does not fit"),
     ("offset not two numbers", "real", ["--calibration_constant", "237", "--thermal_noise_removal", "false",
                                         "--crop_offset", "9800"], "is not LINE,SAMPLE"),
     ("not complex samples", "floats", ["--calibration_constant", "237", "--thermal_noise_removal", "false"],
