@@ -199,6 +199,36 @@ def open_raster(path: str | os.PathLike, label: str | None = None, **open_kwargs
 
 CRC_CHUNK = 4 << 20
 
+ZIP_DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError)  # zipfile's errors for damaged bytes
+ZIP_UNREADABLE = (RuntimeError, NotImplementedError)  # and for encryption and unknown methods
+ZIP_ERRORS = ZIP_DAMAGED + ZIP_UNREADABLE
+
+# compression methods of the .zip specification that Python's zipfile does not read
+_OTHER_METHODS = {6: "Implode", 9: "Deflate64, as Windows Explorer writes large archives",
+                  10: "PKWARE DCL Implode", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
+
+
+def zip_failure(exc: BaseException, archive: str | os.PathLike, member: str | None = None,
+                info: zipfile.ZipInfo | None = None) -> ServiceError:
+    """The one line for ``exc``, one of :data:`ZIP_ERRORS`, raised reading ``member`` (as the
+    message names it) of ``archive``; ``info``, the member's entry, says why it is unreadable."""
+    name = Path(archive).name
+    if isinstance(exc, ZIP_DAMAGED):
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        if not member:
+            return ServiceError(f"corrupt zip archive {name}: {why}")
+        why = "its CRC-32 does not match" if "crc" in why.lower() else why
+        return ServiceError(f"corrupt zip archive {name}: member {member} is damaged ({why})")
+    subject = f"member {member}" if member else "it"
+    encrypted = info.flag_bits & 0x1 if info is not None else isinstance(exc, RuntimeError)  # bit 0: encrypted
+    if encrypted:
+        why = "is password-protected: re-create the .zip without a password"
+    else:
+        method = f"compression method {info.compress_type} ({_OTHER_METHODS.get(info.compress_type, 'unknown')})" \
+            if info is not None else "a compression method that zipfile lacks (Deflate64 or another)"
+        why = f"uses {method}, which cannot be read: re-create the .zip with Deflate compression"
+    return ServiceError(f"cannot read zip archive {name}: {subject} {why}, or give the unzipped folder")
+
 
 def check_zip_member(archive: str | os.PathLike, member: str, label: str | None = None) -> None:
     """Stream ``member`` of ``archive`` once and compare its CRC-32 with the one the archive
@@ -206,16 +236,17 @@ def check_zip_member(archive: str | os.PathLike, member: str, label: str | None 
     the member cannot be inflated."""
     archive = Path(archive)
     label = label or PurePosixPath(member).name
+    info = None
     try:
-        with zipfile.ZipFile(archive) as z, z.open(member) as fh:
-            while fh.read(CRC_CHUNK):
-                pass
+        with zipfile.ZipFile(archive) as z:
+            info = z.getinfo(member)
+            with z.open(info) as fh:
+                while fh.read(CRC_CHUNK):
+                    pass
     except KeyError:
         raise ServiceError(f"{label}: missing from the zip archive {archive.name}") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        why = "its CRC-32 does not match" if "crc" in str(exc).lower() else \
-            " ".join(str(exc).split()) or type(exc).__name__
-        raise ServiceError(f"corrupt zip archive {archive.name}: member {label} is damaged ({why})") from None
+    except ZIP_ERRORS as exc:
+        raise zip_failure(exc, archive, label, info) from None
     except OSError as exc:
         raise from_os_error(exc, f"reading {label} in {archive.name}") from None
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -26,7 +25,7 @@ from lxml import etree
 
 from .errors import ServiceError
 from .metadata import XmlValues, shown
-from .readers import check_zip_member
+from .readers import ZIP_ERRORS, check_zip_member, zip_failure
 
 BAND_NAMES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 NATIVE_RESOLUTION = {"B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10,
@@ -227,15 +226,13 @@ def _read_member(prod: S2Product, rel: str) -> bytes:
     if prod._members is None:
         return Path(prod._root, rel).read_bytes()
     archive, inner = _zip_member(prod, rel)
+    info = None
     try:
         with zipfile.ZipFile(archive) as z:
-            return z.read(inner)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-        raise ServiceError(f"corrupt zip archive {Path(archive).name}: member {PurePosixPath(rel).name} is "
-                           f"damaged ({' '.join(str(e).split())})") from None
-    except (RuntimeError, NotImplementedError) as e:  # encrypted, or a method zipfile lacks (Deflate64)
-        raise ServiceError(f"unreadable zip archive {Path(archive).name}: member {PurePosixPath(rel).name}: "
-                           f"{' '.join(str(e).split())}") from None
+            info = z.getinfo(inner)
+            return z.read(info)
+    except ZIP_ERRORS as e:
+        raise zip_failure(e, archive, PurePosixPath(rel).name, info) from None
 
 
 def _parse_xml(prod: S2Product, rel: str):

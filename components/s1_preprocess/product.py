@@ -36,7 +36,7 @@ import numpy as np
 
 from components.common.errors import _ENVIRONMENT_ERRNOS, ServiceError
 from components.common.metadata import XmlValues
-from components.common.readers import open_raster
+from components.common.readers import ZIP_ERRORS, open_raster, zip_failure
 
 log = logging.getLogger(__name__)
 
@@ -452,31 +452,19 @@ def _extract(archive: Path, workdir: Path) -> Path:
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
-                member = info.filename
+                member = info
                 with zf.open(info) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst, 8 << 20)
     except ServiceError:
         raise
-    except (RuntimeError, NotImplementedError) as e:  # encrypted, or a method zipfile lacks (Deflate64)
-        raise ServiceError(f"unreadable zip archive {archive.name}: {_one_line(e)}") from None
-    except (zipfile.BadZipFile, EOFError, zlib_error()) as e:
-        if member is not None:
-            why = "its CRC-32 does not match" if "crc" in str(e).lower() else _one_line(e)
-            raise ServiceError(f"corrupt zip archive {archive.name}: member {Path(member).name} is damaged "
-                               f"({why})") from None
-        raise ServiceError(f"corrupt zip archive {archive.name}: {_one_line(e)}") from None
+    except ZIP_ERRORS as e:
+        raise zip_failure(e, archive, member and Path(member.filename).name, member) from None
     except OSError as e:
         if e.errno in _ENVIRONMENT_ERRNOS:
             raise  # a full disk while extracting: the contract reports the environment
         raise ServiceError(f"corrupt zip archive {archive.name}: {_one_line(e)}") from None
     manifest = manifests[0]
     return root / (manifest[: -len("/manifest.safe")] if "/" in manifest else "")
-
-
-def zlib_error():
-    import zlib
-
-    return zlib.error
 
 
 # -- helpers ---------------------------------------------------------------------------------

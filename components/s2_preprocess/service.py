@@ -13,8 +13,6 @@ import logging
 import math
 import shutil
 import subprocess
-import zipfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from components.common.errors import ServiceError
 from components.common.landmask import LandSeaMask
 from components.common.logs import Progress, Steps
 from components.common.output_grid import check_resolution, parse_crs, pixel_size, warped_grid
+from components.common.readers import ZIP_ERRORS, zip_failure
 from components.common.sentinel2 import BAND_FWHM_NM, NATIVE_RESOLUTION, NODATA_DN, Grid, S2Product, open_product
 
 from .cloudmask import CloudMask
@@ -153,8 +152,8 @@ def _ensure_level(product: S2Product, params: S2PreprocessParams, work: Path) ->
     if safe.is_file():
         try:
             shutil.unpack_archive(safe, work / "l1c", format="zip")
-        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-            raise ServiceError(f"corrupt zip archive {safe.name}: {' '.join(str(e).split())}") from None
+        except ZIP_ERRORS as e:
+            raise zip_failure(e, safe) from None
         safe = next((work / "l1c").glob("*.SAFE"))
     out = work / "sen2cor"
     out.mkdir()
