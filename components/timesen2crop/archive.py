@@ -26,13 +26,13 @@ import os
 import re
 import warnings
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from components.common.errors import ServiceError
+from components.common.readers import ZIP_ERRORS, zip_failure
 
 from .legend import BANDS, CLASSES, CONDITIONS, normalise_band
 
@@ -43,6 +43,11 @@ CONDITION_COLUMNS = ("LABEL", "FLAG", "CONDITION", "CONDITIONS", "PIXEL_CONDITIO
                      "MASK", "QA", "STATUS")
 DATE_COLUMNS = ("ACQUISITION_DATE", "DATE", "DATES", "ACQUISITION", "TIME", "TIMESTAMP")
 MAX_DEPTH = 2  # tile folders are found at most this deep below the root
+# Band values are reflectance x 10000 as integers (about 0-16000 over snow and cloud). The valid range
+# is generous: down to reflectance -1 (the offset of processing baseline 04.00 leaves small negatives)
+# and up to 65535, the largest value of the uint16 that Sentinel-2 products store. A value beyond is a
+# fill value or a damaged file, not a reflectance, and would pass into the medians unnoticed.
+VALID_VALUES = (-10000.0, 65535.0)
 
 
 def _key(name: str) -> str:
@@ -58,7 +63,8 @@ class Tile:
 
     name: str
     prefix: str  # relative path of the tile folder ("" when the root is the tile)
-    dates: np.ndarray = field(default=None)  # datetime64[D]
+    dates: np.ndarray = field(default=None)  # datetime64[D], in time order
+    order: np.ndarray | None = None  # rows of the sample files in time order; None when dates.csv is sorted
     files: dict[int, list[str]] = field(default_factory=dict)  # class id -> member paths
 
     @property
@@ -91,10 +97,11 @@ class Archive:
     # -- listing --------------------------------------------------------------------------
 
     def _members(self) -> list[str]:
-        """Relative POSIX paths of every file (at most MAX_DEPTH + 2 levels deep)."""
+        """Relative POSIX paths of every file (at most MAX_DEPTH + 2 levels deep), and of every folder
+        named ``*.csv`` with a trailing ``/``: in a class folder, it is a bad sample, not to be lost."""
         if self.is_zip:
             self._zip = zipfile.ZipFile(self.path)
-            return [n for n in self._zip.namelist() if not n.endswith("/")]
+            return [n for n in self._zip.namelist() if not n.endswith("/") or n.lower().endswith(".csv/")]
         out = []
         base = len(self.path.parts)
         for dirpath, dirnames, filenames in os.walk(self.path):
@@ -105,6 +112,7 @@ class Archive:
                 continue
             rel = Path(dirpath).relative_to(self.path).as_posix()
             out.extend(f if rel == "." else f"{rel}/{f}" for f in filenames)
+            out.extend(f"{d}/" if rel == "." else f"{rel}/{d}/" for d in dirnames if d.lower().endswith(".csv"))
         return out
 
     def _index(self) -> dict[str, Tile]:
@@ -113,7 +121,8 @@ class Archive:
         by_prefix: dict[str, Tile] = {}
         for m in members:
             p = PurePosixPath(m)
-            if p.name.lower() == DATES_FILE and len(p.parts) <= MAX_DEPTH + 1 and not p.name.startswith("."):
+            if (p.name.lower() == DATES_FILE and len(p.parts) <= MAX_DEPTH + 1 and not p.name.startswith(".")
+                    and not m.endswith("/")):
                 prefix = str(p.parent) if str(p.parent) != "." else ""
                 name = PurePosixPath(prefix).name if prefix else self.path.stem
                 if name in tiles:
@@ -149,7 +158,12 @@ class Archive:
         for tile in tiles.values():
             for files in tile.files.values():
                 files.sort(key=_natural)
-            tile.dates = parse_dates(self.read(_join(tile.prefix, DATES_FILE)), f"{tile.name}/{DATES_FILE}")
+            dates = parse_dates(self.read(_join(tile.prefix, DATES_FILE)), f"{tile.name}/{DATES_FILE}")
+            # time steps in time order; the sample rows follow dates.csv, so they are reordered alike
+            if np.any(dates[1:] < dates[:-1]):
+                tile.order = np.argsort(dates, kind="stable")
+                dates = dates[tile.order]
+            tile.dates = dates
         return dict(sorted(tiles.items()))
 
     # -- reading --------------------------------------------------------------------------
@@ -185,15 +199,16 @@ class Reader:
     path: str
     is_zip: bool
 
-    def read_many(self, members: list[str]) -> list[bytes]:
+    def read_many(self, members: list[str]) -> list[bytes | None]:
+        """The bytes of each member; None for a folder (listed with a trailing ``/``)."""
         if not self.is_zip:
             root = Path(self.path)
-            return [(root / m).read_bytes() for m in members]
+            return [None if m.endswith("/") else (root / m).read_bytes() for m in members]
         key = (os.getpid(), self.path)
         z = _OPEN_ZIPS.get(key)
         if z is None:
             z = _OPEN_ZIPS[key] = zipfile.ZipFile(self.path)
-        return [read_member(z, m, Path(self.path).name) for m in members]
+        return [None if m.endswith("/") else read_member(z, m, Path(self.path).name) for m in members]
 
 
 def read_member(z: zipfile.ZipFile, member: str, archive: str) -> bytes:
@@ -202,25 +217,8 @@ def read_member(z: zipfile.ZipFile, member: str, archive: str) -> bytes:
     ``zipfile`` cannot read at all (password-protected, or an unsupported compression method)."""
     try:
         return z.read(member)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-        why = "its CRC-32 does not match" if "crc" in str(e).lower() else " ".join(str(e).split())
-        raise ServiceError(f"corrupt zip archive {archive}: member {member} is damaged ({why})") from None
-    except (RuntimeError, NotImplementedError):  # zipfile's errors for encryption and unknown methods
-        raise ServiceError(f"cannot read zip archive {archive}: member {member} "
-                           f"{_unreadable_because(z.getinfo(member))}, or give the unzipped folder") from None
-
-
-# compression methods of the .zip specification that Python's zipfile does not read
-_OTHER_METHODS = {6: "Implode", 9: "Deflate64, as Windows Explorer writes large archives",
-                  10: "PKWARE DCL Implode", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
-
-
-def _unreadable_because(info: zipfile.ZipInfo) -> str:
-    if info.flag_bits & 0x1:  # bit 0 of the general purpose flags: encrypted
-        return "is password-protected: re-create the .zip without a password"
-    method = info.compress_type
-    return (f"uses compression method {method} ({_OTHER_METHODS.get(method, 'unknown')}), which cannot be read: "
-            "re-create the .zip with Deflate compression")
+    except ZIP_ERRORS as e:
+        raise zip_failure(e, archive, member, z.getinfo(member)) from None
 
 
 def _starts_like_zip(path: Path) -> bool:
@@ -263,12 +261,13 @@ def parse_dates(raw: bytes, where: str) -> np.ndarray:
         raise ServiceError(f"{where} lists no acquisition date")
     header = rows[0]
     col = None
+    start = 1  # row number of the first date
     if not any(_DATE_RE.fullmatch(c.strip()) for c in header):
         names = [c.strip().upper() for c in header]
         col = next((names.index(n) for n in DATE_COLUMNS if n in names), None)
-        rows = rows[1:]
+        rows, start = rows[1:], 2
     dates = []
-    for i, row in enumerate(rows, start=2 if col is not None else 1):
+    for i, row in enumerate(rows, start=start):
         cells = [row[col]] if col is not None and col < len(row) else row
         match = next((m for m in (_DATE_RE.fullmatch(c.strip()) for c in reversed(cells)) if m), None)
         if match is None:
@@ -279,7 +278,14 @@ def parse_dates(raw: bytes, where: str) -> np.ndarray:
             raise ServiceError(f"{where} row {i}: {match[0]!r} is not a valid date") from None
     if not dates:
         raise ServiceError(f"{where} lists no acquisition date")
-    return np.array(dates, dtype="datetime64[D]")
+    out = np.array(dates, dtype="datetime64[D]")
+    uniq, counts = np.unique(out, return_counts=True)
+    if (counts > 1).any():  # two rows of every sample file would claim one date
+        date = uniq[counts > 1][0]
+        at = [str(i) for i, d in enumerate(dates, start=start) if d == date]
+        raise ServiceError(f"{where}: date {date} appears {len(at)} times (rows {', '.join(at)}): each "
+                           "acquisition date must be listed once")
+    return out
 
 
 # -- sample CSVs ---------------------------------------------------------------------------
@@ -300,18 +306,22 @@ def layout_of(first_line: str, where: str) -> Layout:
     tokens = [t.strip().strip('"').strip("'") for t in first_line.split(",")]
     header = not all(_is_number(t) for t in tokens if t != "")
     n = len(tokens)
+    lacks = ""
     if header:
         names = [normalise_band(t) for t in tokens]
-        if all(b in names for b in BANDS):
+        missing = [b for b in BANDS if b not in names]
+        if missing and len(missing) < len(BANDS):  # band names, not all: reading by position would mislabel
+            lacks = f" (no column {', '.join(missing)})"
+        if not missing:
             bands = tuple(names.index(b) for b in BANDS)
             cond = next((names.index(c) for c in CONDITION_COLUMNS if c in names), None)
             if cond is None and names[-1] not in BANDS:
                 cond = n - 1
             if cond is not None:
                 return Layout(n, bands, cond, True)
-    if n in (len(BANDS) + 1, len(BANDS) + 2):
+    if n in (len(BANDS) + 1, len(BANDS) + 2) and not lacks:
         return Layout(n, tuple(range(n - len(BANDS) - 1, n - 1)), n - 1, header)
-    raise ServiceError(f"{where}: unrecognised columns {first_line.strip()!r}: expected the bands "
+    raise ServiceError(f"{where}: unrecognised columns {first_line.strip()!r}{lacks}: expected the bands "
                        f"{','.join(BANDS)} and the pixel condition (0 clear, 1 cloud, 2 shadow, 3 snow)")
 
 
@@ -342,11 +352,14 @@ class Parsed:
     bad: list[tuple[str, str]]  # (member, reason) of the files that could not be used
 
 
-def parse_samples(raws: list[bytes], names: list[str], n_dates: int) -> Parsed:
-    """Parse sample CSVs that must each hold ``n_dates`` rows."""
+def parse_samples(raws: list[bytes | None], names: list[str], n_dates: int) -> Parsed:
+    """Parse sample CSVs that must each hold ``n_dates`` rows (None: a folder named like one)."""
     bad: list[tuple[str, str]] = []
     groups: dict[Layout, list[tuple[int, bytes, int]]] = {}
     for i, (raw, name) in enumerate(zip(raws, names)):
+        if raw is None:
+            bad.append((name.rstrip("/"), "a folder, not a CSV file"))
+            continue
         text = raw.replace(b"\r", b"").strip()
         if text.startswith(b"\xef\xbb\xbf"):
             text = text[3:]
@@ -395,7 +408,14 @@ def parse_samples(raws: list[bytes], names: list[str], n_dates: int) -> Parsed:
             odd = c[~np.isin(c, list(CONDITIONS))][0]
             bad.append((names[i], f"pixel condition {odd:g} is not one of 0 clear, 1 cloud, 2 shadow, 3 snow"))
             continue
-        values[len(keep)] = table[:, list(lay.bands)]
+        v = table[:, list(lay.bands)]
+        out = ~(np.isnan(v) | ((v >= VALID_VALUES[0]) & (v <= VALID_VALUES[1])))  # NaN (a blank cell) is missing
+        if out.any():
+            r, b = np.argwhere(out)[0]
+            bad.append((names[i], f"row {r + 1}: {BANDS[b]} value {v[r, b]:g} is outside {VALID_VALUES[0]:g} to "
+                                  f"{VALID_VALUES[1]:g} (reflectance x 10000)"))
+            continue
+        values[len(keep)] = v
         cond[len(keep)] = c.astype(np.int16)
         keep.append(i)
     return Parsed(values[:len(keep)], cond[:len(keep)], sorted(bad, key=lambda b: _natural(b[0])))

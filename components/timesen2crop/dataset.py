@@ -70,8 +70,11 @@ class Chunk:
 
 
 def load_chunk(reader: Reader, members: list[str], n_dates: int, month_of_date: np.ndarray | None,
-               usable_conditions: tuple[int, ...], non_clear: str) -> Chunk:
+               usable_conditions: tuple[int, ...], non_clear: str, order: np.ndarray | None = None) -> Chunk:
+    """``order``: the rows of the files in time order (Tile.order), when dates.csv is not sorted."""
     parsed = parse_samples(reader.read_many(members), members, n_dates)
+    if order is not None:
+        parsed.values, parsed.condition = parsed.values[:, order], parsed.condition[:, order]
     values, has = aggregate(parsed.values, parsed.condition, usable_conditions, non_clear, month_of_date)
     empty = ~has.any(axis=1)
     incomplete = ~has.all(axis=1) & ~empty if non_clear == "drop" else np.zeros_like(empty)
@@ -97,7 +100,8 @@ def load_tiles(archive: Archive, tiles: list[Tile], classes: set[int] | None, te
             if classes is not None and cid not in classes:
                 continue
             for start in range(0, len(files), CHUNK_FILES):
-                tasks.append((tile.name, cid, files[start:start + CHUNK_FILES], len(tile.dates), month_of_date))
+                tasks.append((tile.name, cid, files[start:start + CHUNK_FILES], len(tile.dates), month_of_date,
+                              tile.order))
     total = sum(len(t[2]) for t in tasks)
     workers = workers or usable_cpus()
     reader = archive.reader()
@@ -113,7 +117,7 @@ def load_tiles(archive: Archive, tiles: list[Tile], classes: set[int] | None, te
         results.append((tile, cid, chunk))
         progress.advance(chunk.n_read + len(chunk.bad))
 
-    args = lambda t: (reader, t[2], t[3], t[4], usable_conditions, non_clear)  # noqa: E731
+    args = lambda t: (reader, t[2], t[3], t[4], usable_conditions, non_clear, t[5])  # noqa: E731
     if workers <= 1 or total < PARALLEL_FROM:
         for t in tasks:
             done(t[0], t[1], load_chunk(*args(t)))

@@ -21,7 +21,7 @@ from components.common import outputs, storage
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.logs import Steps
 
-from .archive import Archive, Tile
+from .archive import DATES_FILE, Archive, Tile
 from .dataset import TileArrays, load_tiles, months_of_dates
 from .legend import BANDS, CLASSES, CONDITIONS, class_name, season_months
 from .params import TimeSen2CropParams
@@ -63,8 +63,13 @@ def _select(archive: Archive, params: TimeSen2CropParams) -> dict[str, list[Tile
     if not train:
         raise InvalidParameter("tiles", ",".join(params.tiles), "at least one tile left for training "
                                f"(archive: {known})")
-    return {"train": [by_upper[t] for t in train], "val": [by_upper[t] for t in params.val_tiles],
-            "test": [by_upper[t] for t in params.test_tiles]}
+    splits = {"train": [by_upper[t] for t in train], "val": [by_upper[t] for t in params.val_tiles],
+              "test": [by_upper[t] for t in params.test_tiles]}
+    for tile in (t for ts in splits.values() for t in ts):
+        if not tile.n_samples:  # an unpacking cut short, most likely: not to be passed over silently
+            raise ServiceError(f"tile {tile.name} in {archive.path.name} has {DATES_FILE} but no sample CSV in "
+                               f"its crop-type folders (0-{max(CLASSES)}): restore its samples or remove the tile")
+    return splits
 
 
 def _check_dates(splits: dict[str, list[Tile]], params: TimeSen2CropParams) -> list[str]:

@@ -168,3 +168,21 @@ def test_a_tile_folder_without_its_dates_is_refused_not_dropped(tmp_path, as_zip
     with pytest.raises(ServiceError, match=f"^tile folder 33UWP in {root.name} holds crop-type folders of samples "
                                            "but no dates.csv"):
         Archive(root)
+
+
+def test_unsorted_dates_reorder_the_sample_rows_alike(tmp_path):
+    """dates.csv out of time order, each sample's rows in the same order: the same arrays, time steps sorted."""
+    ref = write_archive(tmp_path / "ref", tiles=("33UVP",), classes=(2, 9), per_class=3, seed=5)
+    other = write_archive(tmp_path / "other", tiles=("33UVP",), classes=(2, 9), per_class=3, seed=5)
+    n = len((other / "33UVP" / "dates.csv").read_text().splitlines()) - 1
+    perm = np.random.default_rng(0).permutation(n)
+    for f in [other / "33UVP" / "dates.csv", *(other / "33UVP").glob("*/*.csv")]:
+        lines = f.read_text().splitlines()
+        f.write_text("\n".join([lines[0], *(lines[1 + k] for k in perm)]) + "\n")
+    for temporal in ("monthly", "acquisitions"):
+        a = _run(ref, tmp_path / f"a_{temporal}", "--temporal", temporal)
+        b = _run(other, tmp_path / f"b_{temporal}", "--temporal", temporal)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        steps = [json.loads((tmp_path / f"{k}_{temporal}" / "dataset.json").read_text())["timesteps"] for k in "ab"]
+        assert steps[0] == steps[1] == sorted(steps[1])
