@@ -343,6 +343,16 @@ def _fromstring(body: bytes) -> np.ndarray | None:
             return None
 
 
+def _even_rows(body: bytes, n_cols: int) -> bool:
+    """Whether every line of ``body`` holds ``n_cols`` cells: the bulk parse counts only the
+    numbers, so a row with a cell too many beside one with a cell too few would pass it shifted."""
+    text = np.frombuffer(body, np.uint8)
+    commas = np.flatnonzero(text == ord(","))
+    before = np.searchsorted(commas, np.flatnonzero(text == ord("\n")))  # commas before each line end
+    per_row = np.diff(before, prepend=0, append=commas.size)
+    return bool((per_row == n_cols - 1).all())
+
+
 @dataclass
 class Parsed:
     """Samples parsed from a batch of CSVs."""
@@ -380,15 +390,17 @@ def parse_samples(raws: list[bytes | None], names: list[str], n_dates: int) -> P
         groups.setdefault(layout, []).append((i, body, rows))
     ok: dict[int, np.ndarray] = {}
     for layout, items in groups.items():
-        table = _fromstring(b"\n".join(body for _, body, _ in items))
-        if table is not None and table.size == len(items) * n_dates * layout.n_cols:
+        joined = b"\n".join(body for _, body, _ in items)
+        table = _fromstring(joined)
+        if table is not None and table.size == len(items) * n_dates * layout.n_cols and \
+                _even_rows(joined, layout.n_cols):
             table = table.reshape(len(items), n_dates, layout.n_cols)
             for k, (i, _, _) in enumerate(items):
                 ok[i] = table[k]
             continue
         for i, body, _ in items:  # find the files that do not parse in bulk
             one = _fromstring(body)
-            if one is not None and one.size == n_dates * layout.n_cols:
+            if one is not None and one.size == n_dates * layout.n_cols and _even_rows(body, layout.n_cols):
                 ok[i] = one.reshape(n_dates, layout.n_cols)
                 continue
             parsed = _parse_slow(body, layout, n_dates)

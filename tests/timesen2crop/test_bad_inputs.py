@@ -39,6 +39,13 @@ def inputs(tmp_path_factory):
         row[3] = value  # B5 of the second observation
         lines[2] = ",".join(row)
         f.write_text("\n".join(lines) + "\n")
+    shifted = write_archive(root / "shifted", tiles=("33UVP",), classes=(2,), per_class=2)
+    f = shifted / "33UVP" / "2" / "2000.csv"  # a cell moved from row 3 to row 2: the count of numbers holds
+    lines = f.read_text().splitlines()
+    row3 = lines[3].split(",")
+    lines[2] += f",{row3.pop(0)}"
+    lines[3] = ",".join(row3)
+    f.write_text("\n".join(lines) + "\n")
     folder_csv = write_archive(root / "folder_csv", tiles=("33UVP",), classes=(2,), per_class=2)
     (folder_csv / "33UVP" / "2" / "77.csv").mkdir()
     no_b5 = write_archive(root / "no_b5", tiles=("33UVP",), classes=(2,), per_class=2, index_column=True)
@@ -56,7 +63,7 @@ def inputs(tmp_path_factory):
     a_file.write_text("x")
     return dict(good=good, other_dates=other_dates, odd_class=odd_class, bad_dates=bad_dates, bad_cond=bad_cond,
                 bad_cols=bad_cols, empty=empty, fake_zip=fake_zip, a_file=a_file, root=root, dup_dates=dup_dates,
-                dup_date=dup_date, folder_csv=folder_csv, no_b5=no_b5, no_samples=no_samples, **values)
+                dup_date=dup_date, folder_csv=folder_csv, no_b5=no_b5, no_samples=no_samples, shifted=shifted, **values)
 
 
 CASES = [
@@ -72,6 +79,7 @@ CASES = [
     ("reflectance -5e20", "{huge}", [], "sample 33UVP/2/2000.csv: row 2: B5 value -5e+20 is outside -10000 to 65535"),
     ("reflectance 1e30", "{huge2}", [], "sample 33UVP/2/2000.csv: row 2: B5 value 1e+30 is outside -10000 to 65535"),
     ("reflectance inf", "{infinite}", [], "sample 33UVP/2/2000.csv: row 2: B5 value inf is outside -10000 to 65535"),
+    ("a cell shifted to the row above", "{shifted}", [], "sample 33UVP/2/2000.csv: row 2 has 11 columns instead of 10"),
     ("folder named .csv", "{folder_csv}", [], "sample 33UVP/2/77.csv: a folder, not a CSV file"),
     ("header without B5", "{no_b5}", [], "sample 33UVP/2/2000.csv: unrecognised columns ',B2,B3,B4,B6,B7,B8A,B11,"
                                          "B12,Label' (no column B5)"),
