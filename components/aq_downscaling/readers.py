@@ -63,6 +63,12 @@ EUROPE_SUFFIX = "_conc"
 COORD_DECIMALS = 4
 INPUT_SUFFIXES = (".nc", ".grib", ".grib2", ".grb", ".grb2")  # files taken from an s3:// prefix
 _TIME_FROM = re.compile(r"time\s+from\s+(\d{8})(?:[T ]?(\d{2}))?", re.IGNORECASE)
+# Lowest concentration (ug m-3) read as numerical noise around zero (and set to 0, as
+# normalise.forward would clip it); below it a field is not physical. The real CAMS samples in
+# ../shared/data hold no negative value (European PM2.5 GRIB2: 465,010 values in 1.01..19.1; EAC4
+# netCDFs: none), and neither packing can make one; -1 is a wide margin, and the offset of the log
+# transform (normalise.LOG_OFFSET), below which log(x + 1) has no value.
+MIN_CONCENTRATION = -1.0
 
 
 def canonical_units(name: str) -> str:
@@ -114,6 +120,25 @@ def to_canonical(name: str, units: str, values: np.ndarray, where: str) -> np.nd
                        f"{canonical_units(name)} or a known equivalent)")
 
 
+def checked_values(name: str, variable: str, values: np.ndarray, where: str, when) -> np.ndarray:
+    """``values`` of canonical variable ``name`` (``variable`` in the file ``where``, valid at
+    ``when``) as read, in canonical units, missing values NaN: an infinite value (never a fill
+    value: fill values are NaN here) is refused, so is a concentration below
+    :data:`MIN_CONCENTRATION`; small negative concentrations become 0."""
+    at = f" at {str(when)[:16]}" if when is not None else ""
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise ServiceError(f"{where}: {variable} holds {values[infinite][0]:g}{at}: not a number a field can hold "
+                           "(missing values must be fill values)")
+    if name not in CONCENTRATIONS:
+        return values
+    low = values < MIN_CONCENTRATION  # NaN (missing) compares False
+    if low.any():
+        raise ServiceError(f"{where}: {variable} is {values[low].min():g} ug m-3{at}, below {MIN_CONCENTRATION:g} "
+                           "ug m-3: not a physical concentration")
+    return np.where(values < 0.0, 0.0, values)
+
+
 def _to_datetime64(values) -> np.ndarray:
     out = []
     for v in np.atleast_1d(values):
@@ -159,6 +184,7 @@ class GriddedFile:
     variables: dict = field(repr=False)  # canonical name -> netCDF variable name
     lat_flip: bool = False
     lon_order: np.ndarray = field(default=None, repr=False)
+    time_flip: bool = False  # the file's time axis runs backwards: ``times`` is its reverse
 
     @classmethod
     def open(cls, path: Path, kind: str) -> "GriddedFile":
@@ -199,6 +225,18 @@ class GriddedFile:
             if (repeated[1] > 1).any():  # two fields for one time: which is meant cannot be told
                 raise ServiceError(f"{path.name}: time {repeated[0][repeated[1] > 1][0]} appears "
                                    f"{repeated[1].max()} times on its {time_name!r} axis")
+            # Times are matched by value (inputs with targets, sources with each other) and a file's
+            # steps are read and written in the order of ``times``: a backwards axis is read forwards,
+            # like descending latitudes; one that goes back and forth is a broken concatenation.
+            steps = np.diff(times)
+            time_flip = bool(steps.size and (steps < np.timedelta64(0, "s")).all())
+            if time_flip:
+                times = times[::-1]
+            elif (steps < np.timedelta64(0, "s")).any():
+                i = int(np.argmax(steps < np.timedelta64(0, "s")))
+                raise ServiceError(f"{path.name}: its {time_name!r} axis is not monotonic: {str(times[i + 1])[:16]} "
+                                   f"follows {str(times[i])[:16]} (step {i + 2} of {times.size}); give the time "
+                                   "steps in order")
             coords = {lat_name, lon_name, time_name, "level", "number", "expver", "realization", "step",
                       "surface", "heightAboveGround", "time_bnds"}
             variables = {}
@@ -209,7 +247,7 @@ class GriddedFile:
                     else name
                 variables[canonical] = name
             return cls(path, kind, lat, lon_sorted, times, variables, lat_flip,
-                       None if np.array_equal(order, np.arange(order.size)) else order)
+                       None if np.array_equal(order, np.arange(order.size)) else order, time_flip)
         finally:
             ds.close()
 
@@ -221,6 +259,10 @@ class GriddedFile:
             return 0
         hits = np.nonzero(self.times == when)[0]
         return int(hits[0]) if hits.size else None
+
+    def file_time_index(self, t_index: int) -> int:
+        """Index on the file's time axis of ``times[t_index]``."""
+        return self.times.size - 1 - t_index if self.time_flip else t_index
 
     def read(self, name: str, t_index: int, rows: slice, cols: slice) -> np.ndarray:
         """Window (rows, cols in ascending-lat / sorted-lon order) of variable ``name`` at time
@@ -244,7 +286,7 @@ class GriddedFile:
                 elif dim in LON_NAMES:
                     index.append(slice(None))
                 elif dim in TIME_NAMES:
-                    index.append(t_index)
+                    index.append(self.file_time_index(t_index))
                 else:
                     index.append(self._level_index(ds, dim, level_axis_values))
             with _damage(self.path, nc_name):
@@ -259,7 +301,8 @@ class GriddedFile:
         if self.lon_order is not None:
             arr = arr[:, self.lon_order]
         arr = arr[:, cols]
-        return to_canonical(name, units, arr, self.path.name)
+        return checked_values(name, nc_name, to_canonical(name, units, arr, self.path.name), self.path.name,
+                              self.times[t_index] if self.times.size else None)
 
     def _level_index(self, ds, dim: str, _cache) -> int | slice:
         size = ds.dimensions[dim].size
@@ -422,7 +465,9 @@ class GribFile:
             arr = arr[::-1]
         if self.lon_order is not None:
             arr = arr[:, self.lon_order]
-        return to_canonical(name, self.units[name], arr[rows, cols], self.path.name)
+        return checked_values(name, f"{name} (GRIB message {fld.band})",
+                              to_canonical(name, self.units[name], arr[rows, cols], self.path.name), self.path.name,
+                              fld.valid)
 
 
 def _grib_seconds(tag: dict, key: str, band: int, path: Path) -> np.datetime64:
@@ -602,6 +647,8 @@ def _read_unconverted(f: GriddedFile, name: str, rg: Regridder) -> np.ndarray:
         for dim in var.dimensions:
             if dim in LAT_NAMES or dim in LON_NAMES:
                 index.append(slice(None))
+            elif dim in TIME_NAMES:
+                index.append(f.file_time_index(0))
             else:
                 index.append(0)
         with _damage(f.path, nc_name):

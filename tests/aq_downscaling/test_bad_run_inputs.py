@@ -1,5 +1,6 @@
-"""What a user can get wrong around aqgan-predict, -generate, -train and -preproc beyond the files'
-contents: an EAC4 netCDF without any time step, a seed beyond 64 bits (torch cannot take it), an
+"""What a user can get wrong around aqgan-predict, -generate, -train and -preproc beyond damaged files:
+an EAC4 netCDF without any time step, with its times out of order (refused) or backwards
+(read forwards), or with -1000 ug m-3 of PM2.5, a seed beyond 64 bits (torch cannot take it), an
 ensemble larger than the configuration allows, an --output that is the input file, a static input
 that is a folder. Each: exit status 2, one line naming the problem, nothing written, the input
 untouched.
@@ -61,6 +62,58 @@ def test_netcdf_with_a_repeated_time(trained, tmp_path, capsys):
     line = _fails(predict_main, [str(repeated), "--model-file", str(trained["model"]), "--output", str(out / "o.nc")],
                   capsys)
     assert f"aqgan-predict: error: eac4_repeated.nc: time {np.datetime64(second, 's')} appears 2 times" in line, line
+    assert not out.exists()
+
+
+def test_netcdf_with_times_out_of_order(trained, tmp_path, capsys):
+    shuffled = tmp_path / "eac4_shuffled.nc"
+    with xr.open_dataset(trained["eac4"], decode_times=False) as ds:
+        ds.isel(time=[0, 2, 1, 3]).to_netcdf(shuffled)
+        t1, t2 = (str(np.datetime64(t, "s"))[:16] for t in xr.decode_cf(ds.isel(time=[1, 2])).time.values)
+    out = tmp_path / "out"
+    line = _fails(predict_main, [str(shuffled), "--model-file", str(trained["model"]), "--output", str(out / "o.nc")],
+                  capsys)
+    assert f"aqgan-predict: error: eac4_shuffled.nc: its 'time' axis is not monotonic: {t1} follows {t2} (step 3 " \
+           "of" in line, line
+    assert not out.exists()
+
+
+def test_netcdf_with_a_backwards_time_axis(trained, tmp_path):
+    """Latest step first: read forwards, the same product as from the file in order."""
+    backwards = tmp_path / "eac4_backwards.nc"
+    with xr.open_dataset(trained["eac4"], decode_times=False) as ds:
+        ds.isel(time=slice(None, None, -1)).to_netcdf(backwards)
+    products = {}
+    for name, src in (("forwards", trained["eac4"]), ("backwards", backwards)):
+        out = tmp_path / f"{name}_aqgan.nc"
+        assert predict_main([str(src), "--model-file", str(trained["model"]), "--output", str(out), "--seed", "3"]) == 0
+        with xr.open_dataset(out) as product:
+            products[name] = product.load()
+    assert products["backwards"].time.size > 1 and (products["backwards"].time.diff("time") > np.timedelta64(0)).all()
+    xr.testing.assert_allclose(products["backwards"], products["forwards"])
+
+
+def test_netcdf_with_a_non_physical_concentration(trained, tmp_path, capsys):
+    import netCDF4
+
+    from tests.fixtures.cams_products import pack_int16
+
+    bad = tmp_path / "eac4_negative.nc"
+    shutil.copy(trained["eac4"], bad)
+    with netCDF4.Dataset(bad, "a") as ds:  # packed again as grib_to_netcdf packs: -1000 ug m-3 at step 2
+        var = ds["pm2p5"]
+        values = np.ma.filled(var[:].astype(np.float64), np.nan)
+        values[1] = -1000e-9  # kg m-3
+        packed, var.scale_factor, var.add_offset = pack_int16(values)
+        var.set_auto_maskandscale(False)
+        var[:] = packed
+    with xr.open_dataset(trained["eac4"]) as ds:
+        when = str(ds.time.values[1].astype("datetime64[s]"))[:16]
+    out = tmp_path / "out"
+    line = _fails(predict_main, [str(bad), "--model-file", str(trained["model"]), "--output", str(out / "o.nc")],
+                  capsys)
+    assert f"aqgan-predict: error: eac4_negative.nc: pm2p5 is -1000 ug m-3 at {when}, below -1 ug m-3: not a " \
+           "physical concentration" in line, line
     assert not out.exists()
 
 @pytest.mark.parametrize("command, flag, value, allowed", [
