@@ -129,6 +129,8 @@ def denoise(power: np.ndarray, noise: np.ndarray, valid: np.ndarray) -> np.ndarr
 def calibrate(power: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """Calibrated backscatter (linear) from (denoised) |DN|^2 and the interpolated LUT A."""
     out = np.multiply(lut, lut)  # power / lut^2, with one temporary instead of two
+    if out.shape != np.broadcast_shapes(out.shape, power.shape):  # a LUT that broadcasts (a column)
+        return np.divide(power, out)
     return np.divide(power, out, out=out)
 
 

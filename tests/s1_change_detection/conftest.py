@@ -3,7 +3,9 @@ with date 1 (coherence 0.9, 0.2 and +6 dB in the change patch)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import rasterio
 
 from tests.conftest import sample
 from tests.fixtures import s1_products
@@ -16,9 +18,22 @@ def real_slc():
 
 @pytest.fixture(scope="session")
 def slc_pair(real_slc, tmp_path_factory):
+    # 300 samples: wide enough for the amplitude refinement's 256-sample patches
     root = tmp_path_factory.mktemp("pair")
-    a = s1_products.write_slc(root / "a", source=real_slc, samples=(9000, 240))
-    b = s1_products.write_slc(root / "b", source=real_slc, samples=(9000, 240), date=1, shift_days=12)
+    a = s1_products.write_slc(root / "a", source=real_slc, samples=(9000, 300))
+    b = s1_products.write_slc(root / "b", source=real_slc, samples=(9000, 300), date=1, shift_days=12)
+    return a, b
+
+
+@pytest.fixture(scope="session")
+def shifted_pair(real_slc, tmp_path_factory):
+    """The pair with the secondary's pixels 2 lines and 3 samples further than its annotation says."""
+    root = tmp_path_factory.mktemp("shifted")
+    a = s1_products.write_slc(root / "a", source=real_slc, samples=(9000, 300))
+    b = s1_products.write_slc(root / "b", source=real_slc, samples=(9000, 300), date=1, shift_days=12)
+    tiff = next((b / "measurement").glob("*-iw1-slc-vv-*.tiff"))
+    with rasterio.open(tiff, "r+") as ds:
+        ds.write(np.roll(ds.read(1), (2, 3), axis=(0, 1)), 1)
     return a, b
 
 

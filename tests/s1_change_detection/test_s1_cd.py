@@ -27,7 +27,8 @@ def test_change_products(slc_pair, tmp_path):
     assert tuple(products) == ROLES
     metrics = record["outputs"]["metrics"]
     assert metrics["temporal_baseline_days"] == pytest.approx(12.0)
-    assert abs(metrics["coregistration_shift"]["IW1"]["rows"]) < 0.1
+    shift = metrics["coregistration_shift"]["IW1"]
+    assert shift["patches"] >= 1 and abs(shift["rows"]) < 0.1 and abs(shift["cols"]) < 0.1
     for role in ROLES:
         tif = out / products[role]
         item = json.loads((out / tif.name.replace(".tif", ".json")).read_text())
@@ -73,6 +74,23 @@ def test_change_products(slc_pair, tmp_path):
     legend = {tuple(p) for p in px[:, qw:].reshape(-1, 4)}
     shown = [{tuple(p) for p in px[:qh, :qw][small == v]} for v in (0, 1)]
     assert all(len(c) == 1 and c <= legend for c in shown) and shown[0] != shown[1]
+
+
+def test_refinement_finds_a_shift_the_annotation_does_not_tell(shifted_pair, tmp_path):
+    a, b = shifted_pair
+    medians, shifts = {}, {}
+    for refine in ("true", "false"):  # the default, and without
+        out = tmp_path / refine
+        assert main(["--input1", str(a), "--input2", str(b), "--outdir", str(out), "--resolution", "20",
+                     "--refine_coregistration", refine]) == 0
+        record = json.loads((out / "run.json").read_text())
+        shift = record["outputs"]["metrics"]["coregistration_shift"]["IW1"]
+        shifts[refine] = (shift["rows"], shift["cols"])
+        with rasterio.open(out / record["outputs"]["products"]["coherence"]) as ds:
+            medians[refine] = np.ma.median(ds.read(1, masked=True))
+    assert shifts == {"true": (pytest.approx(2, abs=0.1), pytest.approx(3, abs=0.1)), "false": (0, 0)}
+    assert medians["true"] == pytest.approx(0.9, abs=0.05)  # the simulated coherence, recovered
+    assert medians["false"] < 0.5
 
 
 def test_mismatched_pair_is_refused_before_any_work(real_slc, slc_pair, tmp_path, capsys):
