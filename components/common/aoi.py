@@ -100,12 +100,43 @@ def load_aoi(value: str) -> AoI:
     raise ServiceError(f"AoI is neither a readable vector file nor valid WKT: {_short(text)}")
 
 
+def unwrapped_lon(geometry: BaseGeometry, ref_lon: float) -> BaseGeometry:
+    """``geometry`` (lon/lat) with every longitude moved by whole turns to within 180 degrees of
+    ``ref_lon``: a footprint that crosses the antimeridian, written with longitudes of both
+    signs, becomes the small area it is (with longitudes beyond 180) instead of one round the
+    globe."""
+    def shift(xy):
+        xy = xy.copy()
+        xy[:, 0] = ref_lon + (xy[:, 0] - ref_lon + 180.0) % 360.0 - 180.0
+        return xy
+    return shapely.transform(geometry, shift)
+
+
+def continuous(footprint_lonlat: BaseGeometry) -> BaseGeometry:
+    """A product footprint (smaller than a hemisphere, as every Sentinel scene and tile is) with
+    continuous longitudes: one that spans more than 180 degrees as written crosses the
+    antimeridian (ESA writes longitudes of both signs), and runs on beyond 180 here."""
+    west, _, east, _ = footprint_lonlat.bounds
+    if east - west <= 180.0:
+        return footprint_lonlat
+    return unwrapped_lon(footprint_lonlat, shapely.get_coordinates(footprint_lonlat)[0, 0])
+
+
+def lonlat_beside(aoi: AoI, footprint_lonlat: BaseGeometry) -> BaseGeometry:
+    """The AoI in lon/lat, beside ``footprint_lonlat``: where that footprint's longitudes run on
+    beyond 180 (a product across the antimeridian, unwrapped), the AoI's are moved to match."""
+    area = aoi.to_crs(EPSG_4326)
+    west, _, east, _ = footprint_lonlat.bounds
+    return unwrapped_lon(area, (west + east) / 2) if west < -180.0 or east > 180.0 else area
+
+
 def require_overlap(aoi: AoI, footprint_lonlat: BaseGeometry | str, product_name: str) -> None:
     """ServiceError unless the AoI and a product footprint (lon/lat polygon or its WKT) share an
     area; touching along an edge only does not count."""
-    area = aoi.to_crs(EPSG_4326)
     if isinstance(footprint_lonlat, str):
         footprint_lonlat = shapely.from_wkt(footprint_lonlat)
+    footprint_lonlat = continuous(footprint_lonlat)
+    area = lonlat_beside(aoi, footprint_lonlat)
     footprint = footprint_lonlat if footprint_lonlat.is_valid else shapely.make_valid(footprint_lonlat)
     if area.intersects(footprint) and shapely.intersection(area, footprint).area > 0:
         return
@@ -136,6 +167,9 @@ def aoi_mask(aoi: AoI, crs, transform, shape, *, window=None) -> np.ndarray:
     if shape[0] == 0 or shape[1] == 0:
         return np.zeros(shape, dtype=bool)
     geometry = aoi.to_crs(crs)
+    west, east = sorted((transform.c, transform.c + transform.a * shape[1]))
+    if (west < -180.0 or east > 180.0) and CRS.from_user_input(crs).is_geographic:
+        geometry = unwrapped_lon(geometry, (west + east) / 2)  # a grid that runs on beyond the antimeridian
     return geometry_mask([geometry], out_shape=shape, transform=transform,
                          all_touched=False, invert=True)
 

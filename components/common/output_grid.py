@@ -4,11 +4,16 @@ S2-preprocess, S2-CD and the S1 services ask them of their parameters."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pyproj
+from affine import Affine
 from rasterio._err import CPLE_BaseError  # GDAL's errors: rasterio.errors does not re-export them
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.warp import calculate_default_transform
+from rasterio.warp import transform as transform_points
 
 from components.common.errors import InvalidParameter, ServiceError
 
@@ -75,11 +80,35 @@ def warped_grid(src_crs, bounds: tuple[float, float, float, float], width: int, 
     try:
         transform, w, h = calculate_default_transform(src_crs, dst_crs, width, height, *bounds,
                                                       resolution=resolution)
+        if CRS.from_user_input(dst_crs).is_geographic and w * abs(transform.a) > 180.0:
+            transform, w, h = _across_antimeridian(src_crs, bounds, dst_crs, resolution) or (transform, w, h)
     except (CPLE_BaseError, CRSError) as exc:
         raise _not_representable(projection, what, " ".join(str(exc).split()).rstrip(".")) from None
     if not w or not h:
         raise _not_representable(projection, what, "no pixel would be left")
     return transform, w, h
+
+
+def _across_antimeridian(src_crs, bounds, dst_crs, resolution: float):
+    """The geographic grid of an area smaller than a hemisphere that crosses the antimeridian,
+    with longitudes running on beyond 180 (GDAL's default grid goes the other way round the
+    globe, a raster 360 degrees wide); None for an area that spans more than 180 degrees."""
+    left, bottom, right, top = bounds
+    t = np.linspace(0.0, 1.0, 129)  # along the edges: their extremes in lat/lon need not be corners
+    xs = np.concatenate([left + (right - left) * t, np.full_like(t, right), right - (right - left) * t,
+                         np.full_like(t, left)])
+    ys = np.concatenate([np.full_like(t, bottom), bottom + (top - bottom) * t, np.full_like(t, top),
+                         top - (top - bottom) * t])
+    lon, lat = (np.asarray(v) for v in transform_points(src_crs, dst_crs, xs, ys))
+    lon = lon[0] + (lon - lon[0] + 180.0) % 360.0 - 180.0
+    west, east = float(lon.min()), float(lon.max())
+    if east - west > 180.0 or not np.isfinite([west, east]).all():
+        return None
+    if west < -180.0:
+        west, east = west + 360.0, east + 360.0
+    south, north = float(lat.min()), float(lat.max())
+    width, height = math.ceil((east - west) / resolution), math.ceil((north - south) / resolution)
+    return Affine(resolution, 0.0, west, 0.0, -resolution, north), width, height
 
 
 def _not_representable(projection: str, what: str, reason: str) -> ServiceError:

@@ -133,18 +133,52 @@ def raster_item(item_id: str, raster: Path, href: str, when: dt.datetime, bands:
     from shapely.geometry import box, mapping, shape
 
     with rasterio.open(raster) as ds:
-        geometry = transform_geom(ds.crs, "EPSG:4326", mapping(box(*ds.bounds)), antimeridian_cutting=True)
+        geometry, bbox = _across_antimeridian(ds.crs, ds.bounds) or (None, None)
+        if geometry is None:
+            geometry = transform_geom(ds.crs, "EPSG:4326", mapping(box(*ds.bounds)), antimeridian_cutting=True)
+            bbox = list(shape(geometry).bounds)
         epsg = ds.crs.to_epsg()
         grid = {"shape": [ds.height, ds.width], "transform": list(ds.transform)[:6],
                 "code": f"EPSG:{epsg}" if epsg else None, "wkt2": None if epsg else ds.crs.to_wkt()}
         data_type = ds.dtypes[0]
-    item = pystac.Item(item_id, geometry, list(shape(geometry).bounds), None if start and end else _utc(when),
+    item = pystac.Item(item_id, geometry, bbox, None if start and end else _utc(when),
                        dict(properties or {}), start_datetime=start and _utc(start),
                        end_datetime=end and _utc(end))
     item.common_metadata.title = title
     ProjectionExtension.ext(item, add_if_missing=True).apply(**grid)
     add_raster_asset(item, asset_key, href, bands, data_type, media_type=media_type)
     return item
+
+
+def _across_antimeridian(crs, bounds) -> tuple[dict, list[float]] | None:
+    """GeoJSON footprint and bbox of a grid (smaller than a hemisphere) that crosses the
+    antimeridian, None for one that does not: the footprint cut in two at it (RFC 7946, 3.1.9),
+    the bbox's west then east of its east (5.2). GDAL's cutting misses a grid in lon/lat whose
+    longitudes run on beyond 180."""
+    import numpy as np
+    import shapely
+    import shapely.affinity
+    from rasterio.warp import transform
+    from shapely.geometry import box, mapping
+
+    left, bottom, right, top = bounds
+    t = np.linspace(0.0, 1.0, 33)
+    xs = np.concatenate([left + (right - left) * t, np.full_like(t, right), right - (right - left) * t,
+                         np.full_like(t, left)])
+    ys = np.concatenate([np.full_like(t, bottom), bottom + (top - bottom) * t, np.full_like(t, top),
+                         top - (top - bottom) * t])
+    lon, lat = (np.asarray(v) for v in transform(crs, "EPSG:4326", xs, ys))
+    lon = lon[0] + (lon - lon[0] + 180.0) % 360.0 - 180.0  # continuous along the ring
+    if lon.max() - lon.min() > 180.0 or (lon.min() >= -180.0 and lon.max() <= 180.0):
+        return None
+    if lon.min() < -180.0:
+        lon = lon + 360.0  # the part beyond the antimeridian is the eastern one
+    footprint = shapely.Polygon(np.column_stack([lon, lat]))
+    west = shapely.intersection(footprint, box(-180.0, -90.0, 180.0, 90.0))
+    east = shapely.affinity.translate(shapely.intersection(footprint, box(180.0, -90.0, 540.0, 90.0)), -360.0)
+    parts = [g for part in (west, east) for g in getattr(part, "geoms", [part]) if g.area > 0]
+    return (mapping(shapely.MultiPolygon(parts)),
+            [float(lon.min()), float(lat.min()), float(lon.max()) - 360.0, float(lat.max())])
 
 
 def vector_item(item_id: str, geometry: dict, bbox: list[float], href: str, media_type: str, when: dt.datetime, *,

@@ -28,6 +28,7 @@ import numpy as np
 from affine import Affine
 from pyproj import CRS, Transformer
 
+from components.common.aoi import lonlat_beside
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.output_grid import horizontal_crs, pixel_size
 
@@ -77,8 +78,10 @@ def make_grid(crs: CRS, resolution_m: float, footprint_lonlat, aoi=None) -> Grid
     import shapely
 
     area = footprint_lonlat
+    if area.bounds[0] < -180.0:  # a scene across the antimeridian: lon/lat grids run on beyond 180
+        area = shapely.transform(area, lambda xy: xy + (360.0, 0.0))
     if aoi is not None:
-        area = shapely.intersection(area, aoi.to_crs("EPSG:4326"))
+        area = shapely.intersection(area, lonlat_beside(aoi, area))
         if area.is_empty or area.area <= 0:
             raise ServiceError("AoI does not intersect the product footprint")
     to_crs = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
@@ -99,6 +102,11 @@ def make_grid(crs: CRS, resolution_m: float, footprint_lonlat, aoi=None) -> Grid
 
 # -- the annotation geolocation grid -----------------------------------------------------------
 
+def _near(lon: np.ndarray, ref_lon: float) -> np.ndarray:
+    """Longitudes moved by whole turns to within 180 degrees of ``ref_lon``."""
+    return ref_lon + (lon - ref_lon + 180.0) % 360.0 - 180.0
+
+
 class GcpModel:
     """Forward (row, col) -> (lon, lat, h) by bilinear interpolation of a geolocation grid given
     on image rows ``rows`` x columns ``cols``; inverse by Newton iterations."""
@@ -106,7 +114,12 @@ class GcpModel:
     def __init__(self, rows, cols, lon, lat, height):
         self.rows = np.asarray(rows, np.float64)
         self.cols = np.asarray(cols, np.float64)
-        self.lon = np.asarray(lon, np.float64)
+        # a scene across the antimeridian: longitudes continuous (beyond 180), or the bilinear
+        # interpolation would pass through 0 between 179.9 and -179.9
+        lon = np.asarray(lon, np.float64)
+        self.ref_lon = float(lon.flat[0]) if lon.size and np.ptp(lon) > 180.0 else None
+        self.lon = lon if self.ref_lon is None else _near(lon, self.ref_lon)
+        self._centre_lon = float(np.mean(self.lon)) if lon.size else 0.0
         self.lat = np.asarray(lat, np.float64)
         self.height = np.asarray(height, np.float64)
         # initial guess: affine (row, col) from (lon, lat)
@@ -157,6 +170,9 @@ class GcpModel:
 
     def inverse(self, lon, lat):
         lon = np.asarray(lon, np.float64)
+        centre = self._centre_lon
+        if lon.size and (np.nanmin(lon) < centre - 180.0 or np.nanmax(lon) > centre + 180.0):
+            lon = _near(lon, centre)  # the other side of the antimeridian: the model's longitudes
         lat = np.asarray(lat, np.float64)
         a = self._affine
         r = lon * a[0, 0] + lat * a[1, 0] + a[2, 0]
@@ -385,17 +401,20 @@ class InverseMap:
             self.maps = [model.inverse(lon, lat)]
 
     def radar_bounds(self, rows: int, cols: int, margin: int = 8):
-        """Bounding box (r0, r1, c0, c1) of the radar image needed by the grid (clipped)."""
+        """Bounding box (r0, r1, c0, c1) of the radar image needed by the grid, clipped to the
+        image; None when the grid maps beside it. Every node counts, those mapping outside the
+        image too: the pixels between such a node and its neighbour inside are needed (nodes are
+        COARSE_STEP output pixels apart, 3.2 km at 100 m)."""
         r = np.concatenate([m[0].ravel() for m in self.maps])
         c = np.concatenate([m[1].ravel() for m in self.maps])
-        ok = np.isfinite(r) & np.isfinite(c) & (r > -margin) & (r < rows + margin) & (c > -margin) & (c < cols + margin)
+        ok = np.isfinite(r) & np.isfinite(c)
         if not ok.any():
             return None
         r0 = max(0, int(np.floor(r[ok].min())) - margin)
         r1 = min(rows, int(np.ceil(r[ok].max())) + margin + 1)
         c0 = max(0, int(np.floor(c[ok].min())) - margin)
         c1 = min(cols, int(np.ceil(c[ok].max())) + margin + 1)
-        return r0, r1, c0, c1
+        return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
     def may_cover(self, row_off: int, col_off: int, height: int, width: int, rows: int, cols: int,
                   margin: float = 2.0) -> bool:

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 
 from components import __version__
 from components.common import outputs, stac, storage
-from components.common.aoi import AoI, aoi_mask, load_aoi, require_overlap
+from components.common.aoi import AoI, aoi_mask, load_aoi, lonlat_beside, require_overlap
 from components.common.errors import ServiceError
 from components.common.landmask import LandSeaMask
 from components.common.logs import Progress, Steps
@@ -378,7 +378,7 @@ def check_dem_coverage(params, grid, footprint_lonlat, aoi) -> float | None:
     if not params.dem:
         return None
     fill = dem_fill_height(params)
-    area = footprint_lonlat if aoi is None else footprint_lonlat.intersection(aoi.to_crs("EPSG:4326"))
+    area = footprint_lonlat if aoi is None else footprint_lonlat.intersection(lonlat_beside(aoi, footprint_lonlat))
     share = geocoding.dem_uncovered_share(params.dem, grid, area)
     if share > 0 and fill is None:
         raise ServiceError(f"DEM file {Path(params.dem).name} does not cover {_percent(share)} of the output area "

@@ -26,7 +26,7 @@ from rasterio.enums import Resampling
 
 from components import __version__
 from components.common import outputs, stac, storage
-from components.common.aoi import AoI, aoi_mask, load_aoi
+from components.common.aoi import AoI, aoi_mask, continuous, load_aoi
 from components.common.errors import ServiceError
 from components.common.logs import Steps
 from components.common.output_grid import check_resolution, parse_crs, pixel_size, warped_grid
@@ -95,7 +95,8 @@ def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_ou
             for item in pair:
                 _check_resolution(item, params.resolution)
                 if crs is not None:  # a CRS that cannot hold the tile fails before the products are read
-                    _warped_grid(item.footprint_lonlat.bounds, "EPSG:4326", 64, 64, crs, params, item.name)
+                    _warped_grid(continuous(item.footprint_lonlat).bounds, "EPSG:4326", 64, 64, crs, params,
+                                 item.name)
         for item in pair:
             log.info("%s: %s %s, tile %s, sensed %s", item.role, item.kind, item.name, item.tile or "?",
                      item.sensing.date() if item.sensing else "?")
