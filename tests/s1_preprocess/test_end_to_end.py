@@ -169,3 +169,16 @@ def test_deburst_plan(slc_product, tmp_path):
     assert plan.source_line[switch] % lpb < last_valid_0
     assert plan.source_line[switch + 1] % lpb > first_valid_1
     assert np.all(plan.first_valid >= 0)
+
+
+def test_a_coarse_grid_keeps_the_edges_of_the_scene(grd_product, tmp_path):
+    """The radar window a grid needs spans its inverse map's nodes outside the image too: they
+    lie 32 output pixels apart (3.2 km at 100 m, most of this 4 x 5 km crop), and the pixels
+    between an outside node and one inside are in the product."""
+    shares = {}
+    for resolution in (20, 100):
+        tif, _ = _run(main_grd, grd_product, tmp_path / str(resolution), "--resolution", resolution,
+                      "--speckle", "None")
+        data, *_ = _read(tif)
+        shares[resolution] = data.count() / data.size
+    assert shares[100] == pytest.approx(shares[20], abs=0.1)  # the same footprint at either pixel size
