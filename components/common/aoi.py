@@ -100,16 +100,16 @@ def load_aoi(value: str) -> AoI:
     raise ServiceError(f"AoI is neither a readable vector file nor valid WKT: {_short(text)}")
 
 
+def near_lon(lon, ref_lon: float):
+    """Longitudes moved by whole turns to within 180 degrees of ``ref_lon``."""
+    return ref_lon + (np.asarray(lon, np.float64) - ref_lon + 180.0) % 360.0 - 180.0
+
+
 def unwrapped_lon(geometry: BaseGeometry, ref_lon: float) -> BaseGeometry:
-    """``geometry`` (lon/lat) with every longitude moved by whole turns to within 180 degrees of
-    ``ref_lon``: a footprint that crosses the antimeridian, written with longitudes of both
-    signs, becomes the small area it is (with longitudes beyond 180) instead of one round the
-    globe."""
-    def shift(xy):
-        xy = xy.copy()
-        xy[:, 0] = ref_lon + (xy[:, 0] - ref_lon + 180.0) % 360.0 - 180.0
-        return xy
-    return shapely.transform(geometry, shift)
+    """``geometry`` (lon/lat) with every longitude within 180 degrees of ``ref_lon``: a footprint
+    that crosses the antimeridian, written with longitudes of both signs, becomes the small area
+    it is (with longitudes beyond 180) instead of one round the globe."""
+    return shapely.transform(geometry, lambda xy: np.column_stack([near_lon(xy[:, 0], ref_lon), xy[:, 1]]))
 
 
 def continuous(footprint_lonlat: BaseGeometry) -> BaseGeometry:

@@ -15,6 +15,7 @@ from rasterio.errors import CRSError
 from rasterio.warp import calculate_default_transform
 from rasterio.warp import transform as transform_points
 
+from components.common.aoi import near_lon
 from components.common.errors import InvalidParameter, ServiceError
 
 # A resolution is given in metres; on a grid in degrees a degree counts this many metres (the
@@ -93,14 +94,7 @@ def _across_antimeridian(src_crs, bounds, dst_crs, resolution: float):
     """The geographic grid of an area smaller than a hemisphere that crosses the antimeridian,
     with longitudes running on beyond 180 (GDAL's default grid goes the other way round the
     globe, a raster 360 degrees wide); None for an area that spans more than 180 degrees."""
-    left, bottom, right, top = bounds
-    t = np.linspace(0.0, 1.0, 129)  # along the edges: their extremes in lat/lon need not be corners
-    xs = np.concatenate([left + (right - left) * t, np.full_like(t, right), right - (right - left) * t,
-                         np.full_like(t, left)])
-    ys = np.concatenate([np.full_like(t, bottom), bottom + (top - bottom) * t, np.full_like(t, top),
-                         top - (top - bottom) * t])
-    lon, lat = (np.asarray(v) for v in transform_points(src_crs, dst_crs, xs, ys))
-    lon = lon[0] + (lon - lon[0] + 180.0) % 360.0 - 180.0
+    lon, lat = lonlat_outline(src_crs, bounds, dst_crs)
     west, east = float(lon.min()), float(lon.max())
     if east - west > 180.0 or not np.isfinite([west, east]).all():
         return None
@@ -109,6 +103,20 @@ def _across_antimeridian(src_crs, bounds, dst_crs, resolution: float):
     south, north = float(lat.min()), float(lat.max())
     width, height = math.ceil((east - west) / resolution), math.ceil((north - south) / resolution)
     return Affine(resolution, 0.0, west, 0.0, -resolution, north), width, height
+
+
+def lonlat_outline(crs, bounds: tuple[float, float, float, float], lonlat_crs="EPSG:4326", points: int = 129):
+    """(lon, lat) of ``points`` points along each edge of ``bounds`` in ``crs`` (the extremes of
+    a grid's outline in lon/lat need not be its corners), the longitudes continuous along the
+    outline: beyond 180 where it crosses the antimeridian."""
+    left, bottom, right, top = bounds
+    t = np.linspace(0.0, 1.0, points)
+    xs = np.concatenate([left + (right - left) * t, np.full_like(t, right), right - (right - left) * t,
+                         np.full_like(t, left)])
+    ys = np.concatenate([np.full_like(t, bottom), bottom + (top - bottom) * t, np.full_like(t, top),
+                         top - (top - bottom) * t])
+    lon, lat = (np.asarray(v, np.float64) for v in transform_points(crs, lonlat_crs, xs, ys))
+    return near_lon(lon, lon[0]), lat
 
 
 def _not_representable(projection: str, what: str, reason: str) -> ServiceError:

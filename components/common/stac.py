@@ -158,17 +158,11 @@ def _across_antimeridian(crs, bounds) -> tuple[dict, list[float]] | None:
     import numpy as np
     import shapely
     import shapely.affinity
-    from rasterio.warp import transform
     from shapely.geometry import box, mapping
 
-    left, bottom, right, top = bounds
-    t = np.linspace(0.0, 1.0, 33)
-    xs = np.concatenate([left + (right - left) * t, np.full_like(t, right), right - (right - left) * t,
-                         np.full_like(t, left)])
-    ys = np.concatenate([np.full_like(t, bottom), bottom + (top - bottom) * t, np.full_like(t, top),
-                         top - (top - bottom) * t])
-    lon, lat = (np.asarray(v) for v in transform(crs, "EPSG:4326", xs, ys))
-    lon = lon[0] + (lon - lon[0] + 180.0) % 360.0 - 180.0  # continuous along the ring
+    from .output_grid import lonlat_outline
+
+    lon, lat = lonlat_outline(crs, bounds, points=33)
     if lon.max() - lon.min() > 180.0 or (lon.min() >= -180.0 and lon.max() <= 180.0):
         return None
     if lon.min() < -180.0:

@@ -28,7 +28,7 @@ import numpy as np
 from affine import Affine
 from pyproj import CRS, Transformer
 
-from components.common.aoi import lonlat_beside
+from components.common.aoi import lonlat_beside, near_lon
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.output_grid import horizontal_crs, pixel_size
 
@@ -102,10 +102,6 @@ def make_grid(crs: CRS, resolution_m: float, footprint_lonlat, aoi=None) -> Grid
 
 # -- the annotation geolocation grid -----------------------------------------------------------
 
-def _near(lon: np.ndarray, ref_lon: float) -> np.ndarray:
-    """Longitudes moved by whole turns to within 180 degrees of ``ref_lon``."""
-    return ref_lon + (lon - ref_lon + 180.0) % 360.0 - 180.0
-
 
 class GcpModel:
     """Forward (row, col) -> (lon, lat, h) by bilinear interpolation of a geolocation grid given
@@ -118,7 +114,7 @@ class GcpModel:
         # interpolation would pass through 0 between 179.9 and -179.9
         lon = np.asarray(lon, np.float64)
         self.ref_lon = float(lon.flat[0]) if lon.size and np.ptp(lon) > 180.0 else None
-        self.lon = lon if self.ref_lon is None else _near(lon, self.ref_lon)
+        self.lon = lon if self.ref_lon is None else near_lon(lon, self.ref_lon)
         self._centre_lon = float(np.mean(self.lon)) if lon.size else 0.0
         self.lat = np.asarray(lat, np.float64)
         self.height = np.asarray(height, np.float64)
@@ -172,7 +168,7 @@ class GcpModel:
         lon = np.asarray(lon, np.float64)
         centre = self._centre_lon
         if lon.size and (np.nanmin(lon) < centre - 180.0 or np.nanmax(lon) > centre + 180.0):
-            lon = _near(lon, centre)  # the other side of the antimeridian: the model's longitudes
+            lon = near_lon(lon, centre)  # the other side of the antimeridian: the model's longitudes
         lat = np.asarray(lat, np.float64)
         a = self._affine
         r = lon * a[0, 0] + lat * a[1, 0] + a[2, 0]
