@@ -13,6 +13,7 @@ import logging
 import math
 import shutil
 import subprocess
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,12 +81,14 @@ def _run(input_uri: str, params: S2PreprocessParams, outdir: str, local_out: Pat
         log.info("%s: %s, baseline %s, tile %s", product.name, product.level, product.baseline, product.tile)
         grid = _output_grid(product, params.resolution, aoi)
         reproject = target_crs is not None and CRS.from_user_input(product.crs) != target_crs
+        out_cols, out_rows = grid.cols, grid.rows
         if reproject:  # a CRS that cannot hold the tile fails here, before the bands are read
-            _reprojected_grid(grid.crs, grid.bounds, grid.cols, grid.rows, target_crs, params.resolution,
-                              product.name, params.projection)
-        # uint16 bands in the assembled raster, the product and the reprojected raster if any; a byte
-        # for the mask reasons of the quicklook
-        outputs.check_output_size(grid.rows, grid.cols, (3 if reproject else 2) * len(params.bands) * 2 + 1, work,
+            _, out_cols, out_rows = _reprojected_grid(grid.crs, grid.bounds, grid.cols, grid.rows, target_crs,
+                                                      params.resolution, product.name, params.projection)
+        # uint16 bands in the assembled raster, the product and the reprojected raster if any (the
+        # larger grid counted for all); a byte for the mask reasons of the quicklook
+        big_rows, big_cols = max((grid.rows, grid.cols), (out_rows, out_cols), key=lambda g: g[0] * g[1])
+        outputs.check_output_size(big_rows, big_cols, (3 if reproject else 2) * len(params.bands) * 2 + 1, work,
                                   parameter="resolution", value=params.resolution)
         stage = work / "stage"
         stage.mkdir()
@@ -118,7 +121,7 @@ def _run(input_uri: str, params: S2PreprocessParams, outdir: str, local_out: Pat
             published = storage.publish(stage, outdir, move=True)
     by_name = {Path(p).name: p for p in published}
     log.info("product %s: %dx%d px, %d bands, valid %.1f %%, cloud %.1f %%, %.1f MB, %.1f s",
-             by_name[main.name], grid.cols, grid.rows, len(params.bands), metrics["valid_percent"],
+             by_name[main.name], out_cols, out_rows, len(params.bands), metrics["valid_percent"],
              metrics["cloud_percent"], size_mb, steps.elapsed)
     return S2Result(by_name[main.name], by_name[f"{stem}.json"], by_name[ql.name], by_name["run.json"], metrics)
 
@@ -148,13 +151,26 @@ def _ensure_level(product: S2Product, params: S2PreprocessParams, work: Path) ->
     if exe is None:
         raise ServiceError(f"{product.name} is Level-1C and Sen2Cor ({SEN2COR}) is not installed: install "
                            f"Sen2Cor, or pass --toa true to write top-of-atmosphere reflectance")
-    safe = Path(product.source)
-    if safe.is_file():
+    # Sen2Cor reads a folder named like the product, <name>.SAFE, whichever layout the input has: a
+    # zip with or without a top folder (of any name), a SAFE folder or a folder holding one
+    safe = work / "l1c" / f"{product.name}.SAFE"
+    source = Path(product.source)
+    if source.is_file():
         try:
-            shutil.unpack_archive(safe, work / "l1c", format="zip")
+            with zipfile.ZipFile(source) as z:  # the reader found exactly one MTD_MSIL1C.xml in it
+                mtd = next(n for n in z.namelist() if n == "MTD_MSIL1C.xml" or n.endswith("/MTD_MSIL1C.xml"))
+            shutil.unpack_archive(source, work / "l1c_zip", format="zip")
         except ZIP_ERRORS as e:
-            raise zip_failure(e, safe) from None
-        safe = next((work / "l1c").glob("*.SAFE"))
+            raise zip_failure(e, source) from None
+        safe.parent.mkdir()
+        (work / "l1c_zip" / mtd).parent.rename(safe)
+    else:
+        root = Path(product.gdal_path("MTD_MSIL1C.xml")).parent  # the folder that holds the metadata
+        if root.name == safe.name:
+            safe = root
+        else:  # a renamed folder: linked under the product's name, not copied
+            safe.parent.mkdir()
+            safe.symlink_to(root, target_is_directory=True)
     out = work / "sen2cor"
     out.mkdir()
     log.info("running Sen2Cor on %s", product.name)
