@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from components.common.aoi import unwrapped_lon
 from components.common.errors import ServiceError
 
 REPEAT_DAYS = 6
@@ -17,8 +18,9 @@ TOLERANCE_DAYS = 0.01  # about 15 minutes: frames of one track start within seco
 
 
 def peek(path: Path) -> dict:
-    """Manifest attributes of a SAFE folder or zip without extracting it."""
-    from xarray_sentinel import esa_safe
+    """Manifest attributes of a SAFE folder or zip without extracting it (read as the
+    pre-processing reads them: slices across the ascending node included)."""
+    from components.s1_preprocess.product import manifest_attributes, manifest_root
 
     path = Path(path)
     try:
@@ -29,8 +31,7 @@ def peek(path: Path) -> dict:
                 names = [n for n in zf.namelist() if n.endswith("manifest.safe")]
                 if not names:
                     raise ServiceError(f"not a Sentinel-1 product: {path.name} holds no .SAFE/manifest.safe")
-                with zf.open(names[0]) as fh:
-                    attrs, _ = esa_safe.parse_manifest_sentinel1.__wrapped__(fh)
+                data = zf.read(names[0])
         else:
             manifest = path / "manifest.safe"
             if not manifest.is_file():
@@ -38,7 +39,8 @@ def peek(path: Path) -> dict:
                 if len(inner) != 1:
                     raise ServiceError(f"not a Sentinel-1 SAFE product: {path.name} has no manifest.safe")
                 manifest = inner[0]
-            attrs, _ = esa_safe.parse_manifest_sentinel1.__wrapped__(str(manifest))
+            data = manifest.read_bytes()
+        attrs, _ = manifest_attributes(manifest_root(data, path.name), path.name)
     except ServiceError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError) as e:
@@ -57,7 +59,9 @@ def validate_pair(a: dict, b: dict, polarization: str) -> float:
             raise ServiceError(f"S1-CD needs SLC products: {p['source']} is {p['product_type']}")
     if a["mode"] != b["mode"]:
         raise ServiceError(f"the pair has different acquisition modes: {a['mode']} and {b['mode']}")
-    if a["relative_orbit_number"] != b["relative_orbit_number"]:
+    # a slice across the ascending node is on two relative orbits (the number changes at the node,
+    # not the track): the same track if the two share one
+    if not _relative_orbits(a) & _relative_orbits(b):
         raise ServiceError(f"the pair is not from the same track: relative orbits {a['relative_orbit_number']} "
                            f"and {b['relative_orbit_number']}")
     if a["pass"] != b["pass"]:
@@ -75,6 +79,10 @@ def validate_pair(a: dict, b: dict, polarization: str) -> float:
     return days
 
 
+def _relative_orbits(p: dict) -> set[int]:
+    return {p["relative_orbit_number"], p.get("relative_orbit_number_stop", p["relative_orbit_number"])}
+
+
 def require_overlap(footprint1, footprint2, name1: str, name2: str) -> None:
     """ServiceError unless the lon/lat footprints of the two products share an area: two frames
     (or crops) of one track pass every manifest check, yet have no pixel to compare."""
@@ -83,22 +91,12 @@ def require_overlap(footprint1, footprint2, name1: str, name2: str) -> None:
     # longitudes within 180 degrees of one reference, so that footprints across the antimeridian compare
     coords = shapely.get_coordinates(footprint1)
     ref = float(coords[0, 0]) if len(coords) else 0.0  # an empty footprint overlaps nothing
-    f1, f2 = (_valid(_unwrapped(f, ref)) for f in (footprint1, footprint2))
+    f1, f2 = (_valid(unwrapped_lon(f, ref)) for f in (footprint1, footprint2))
     if shapely.intersection(f1, f2).area > 0:
         return
     bounds1, bounds2 = (", ".join(f"{v:.4f}" for v in f.bounds) for f in (f1, f2))
     raise ServiceError(f"the pair does not overlap: the footprints of {name1} (lon/lat bounds {bounds1}) "
                        f"and {name2} ({bounds2}) share no area; give two acquisitions of the same area")
-
-
-def _unwrapped(geometry, ref_lon: float):
-    import shapely
-
-    def shift(xy):
-        xy = xy.copy()
-        xy[:, 0] = ref_lon + (xy[:, 0] - ref_lon + 180.0) % 360.0 - 180.0
-        return xy
-    return shapely.transform(geometry, shift)
 
 
 def _valid(geometry):

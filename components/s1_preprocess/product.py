@@ -16,14 +16,18 @@ before use: numbers finite (LUTs > 0, noise >= 0), counts whole, times ISO 8601;
 TIFF, whenever a read meets the damage.
 
 A product is opened from a ``.SAFE`` folder or a ``.zip`` (extracted with path checks into the
-work folder). Everything a user can get wrong is a :class:`ServiceError` with one line.
+work folder), under whatever folder or zip name: its name is ESA's, from its manifest. Everything
+a user can get wrong is a :class:`ServiceError` with one line.
 """
 
 from __future__ import annotations
 
+import binascii
+import copy
 import dataclasses
 import datetime as dt
 import functools
+import io
 import logging
 import os
 import re
@@ -260,17 +264,16 @@ class S1Product:
     """A Sentinel-1 Level-1 product in SAFE layout (folder)."""
 
     def __init__(self, safe: Path, source: str):
-        from xarray_sentinel import esa_safe
-
         self.path = Path(safe)
         self.source = source
-        self.name = self.path.name[:-5] if self.path.name.upper().endswith(".SAFE") else self.path.name
+        # until the manifest gives the product's own name, errors name the folder (or the input)
+        self.name = self.path.name[:-5] if self.path.name.upper().endswith(".SAFE") else source
         manifest = self.path / "manifest.safe"
         if not manifest.is_file():
             raise ServiceError(f"not a Sentinel-1 SAFE product: {source} has no manifest.safe")
         try:
-            root = ElementTree.parse(manifest).getroot()
-        except (ElementTree.ParseError, OSError) as e:
+            root = manifest_root(manifest.read_bytes(), source)
+        except OSError as e:
             raise ServiceError(f"corrupt manifest.safe in {source}: {_one_line(e)}") from None
         self.manifest_values = mv = XmlValues(root, "manifest.safe", self.name)
         # checked here: xarray-sentinel would read a bad number as "not a Sentinel-1 product"
@@ -283,19 +286,16 @@ class S1Product:
         self.stop_time = mv.time64(f"{{{SAFE_NS}}}stopTime")
         if self.stop_time < self.start_time:
             raise mv.error("stopTime", mv.text(f"{{{SAFE_NS}}}stopTime"), "is before startTime")
-        try:
-            attrs, files = esa_safe.parse_manifest_sentinel1.__wrapped__(str(manifest))
-        except ValueError as e:
-            raise ServiceError(f"not a Sentinel-1 product: {source} ({_one_line(e)})") from None
-        except Exception as e:
-            raise ServiceError(f"corrupt manifest.safe in {source}: {_one_line(e)}") from None
+        attrs, files = manifest_attributes(root, source)
         self.attrs = attrs
         self.mission = f"S1{attrs['number']}"
         self.mode = attrs["mode"]
         self.product_type = attrs["product_type"]
-        self.relative_orbit = int(attrs["relative_orbit_number"])
+        self.relative_orbit = int(attrs["relative_orbit_number"])  # at the start (see manifest_attributes)
         self.absolute_orbit = int(attrs["orbit_number"])
         self.orbit_pass = attrs["pass"]
+        # the name outputs and STAC ids carry: the product's own, whatever the folder or zip is called
+        self.name = mv.product = _product_name(self.path, root, attrs, files)
         self.ipf_version = _ipf_version(mv)
         self.footprint_lonlat  # noqa: B018 - checked now, whatever uses it later
         self._files: dict[tuple[str, str], dict[str, Path]] = {}
@@ -434,7 +434,8 @@ def _extract(archive: Path, workdir: Path) -> Path:
     try:
         with zipfile.ZipFile(archive) as zf:
             names = zf.namelist()
-            manifests = [n for n in names if n.endswith(".SAFE/manifest.safe") or n == "manifest.safe"]
+            # the top folder may have any name (a renamed download), as for Sentinel-2 zips
+            manifests = [n for n in names if n == "manifest.safe" or n.endswith("/manifest.safe")]
             if not manifests:
                 raise ServiceError(f"not a Sentinel-1 product: {archive.name} holds no .SAFE/manifest.safe")
             if len(manifests) > 1:
@@ -465,6 +466,92 @@ def _extract(archive: Path, workdir: Path) -> Path:
         raise ServiceError(f"corrupt zip archive {archive.name}: {_one_line(e)}") from None
     manifest = manifests[0]
     return root / (manifest[: -len("/manifest.safe")] if "/" in manifest else "")
+
+
+def manifest_root(data: bytes, source: str) -> ElementTree.Element:
+    """The root of the manifest.safe of ``source``; ServiceError unless it is a Sentinel-1 one."""
+    try:
+        root = ElementTree.fromstring(data)
+    except ElementTree.ParseError as e:
+        raise ServiceError(f"corrupt manifest.safe in {source}: {_one_line(e)}") from None
+    if (root.findtext(f".//{{{SAFE_NS}}}platform/{{{SAFE_NS}}}familyName") or "").strip() != "SENTINEL-1":
+        # other SAFE products (Sentinel-2's) have a manifest.safe too: say what it is, not what it lacks
+        platform = root.find(".//{*}platform")
+        family = "" if platform is None else (platform.findtext("{*}familyName") or "").strip()
+        number = "" if platform is None else (platform.findtext("{*}number") or "").strip()
+        what = f"a {(family + ('' if family[-1:].isdigit() else '-') + number).title()} product" \
+            if family and number else "its manifest.safe names no Sentinel-1 platform"
+        raise ServiceError(f"not a Sentinel-1 product: {source} is {what}")
+    return root
+
+
+def manifest_attributes(root: ElementTree.Element, source: str) -> tuple[dict, dict]:
+    """xarray-sentinel's attributes and file list of a manifest, slices across the ascending node
+    included: ESA writes their start and stop orbits (N and N+1, relative orbits too), which
+    xarray-sentinel refuses. Their orbits are the start ones, as in ESA's product name and
+    catalogue; the stop ones are kept as ``orbit_number_stop`` and ``relative_orbit_number_stop``."""
+    from xarray_sentinel import esa_safe
+
+    edited, stops = copy.deepcopy(root), {}
+    for tag, after in (("orbitNumber", lambda n: n + 1), ("relativeOrbitNumber", lambda n: n % RELATIVE_ORBITS + 1)):
+        found = {el.get("type"): el for el in edited.iter(f"{{{SAFE_NS}}}{tag}")}
+        start, stop = found.get("start"), found.get("stop")
+        if start is None or stop is None or not (start.text or "").strip().isdigit() or \
+                not (stop.text or "").strip().isdigit() or int(start.text) == int(stop.text):
+            continue  # the same orbit, or a problem that xarray-sentinel's error names
+        if int(stop.text) != after(int(start.text)):
+            raise ServiceError(f"manifest.safe of {source}: {tag} stop {stop.text.strip()} is neither the start "
+                               f"orbit {start.text.strip()} nor the next one")
+        stops[tag], stop.text = int(stop.text), start.text
+    try:
+        attrs, files = esa_safe.parse_manifest_sentinel1.__wrapped__(io.BytesIO(ElementTree.tostring(edited)))
+    except ValueError as e:
+        raise ServiceError(f"not a Sentinel-1 product: {source} ({_one_line(e)})") from None
+    except Exception as e:
+        raise ServiceError(f"corrupt manifest.safe in {source}: {_one_line(e)}") from None
+    attrs["orbit_number_stop"] = stops.get("orbitNumber", attrs["orbit_number"])
+    attrs["relative_orbit_number_stop"] = stops.get("relativeOrbitNumber", attrs["relative_orbit_number"])
+    return attrs, files
+
+
+_POLARISATIONS_CODE = {("HH",): "SH", ("VV",): "SV", ("HH", "HV"): "DH", ("VH", "VV"): "DV", ("HV",): "HV",
+                       ("VH",): "VH"}
+
+
+def _product_name(safe: Path, root: ElementTree.Element, attrs: dict, files: dict) -> str:
+    """ESA's name of the product, MMM_BB_TTTR_LFPP_<start>_<stop>_<orbit>_<data take>_<id>, from its
+    manifest: the folder's own name where it is that name; else built as ESA builds it, the
+    resolution class from the pixel spacing and the unique id the CRC-16 (CCITT) of manifest.safe."""
+    mode = attrs["swaths"][0] if attrs["mode"] == "SM" and attrs["swaths"] else attrs["mode"]  # S1..S6
+    pols = tuple(sorted(p.upper() for p in attrs["transmitter_receiver_polarisations"]))
+    klass = (root.findtext(f".//{{{S1SARL1_NS}}}productClass") or "S").strip()
+    times = "_".join(re.sub(r"[-:]", "", attrs[t])[:15] for t in ("start_time", "stop_time"))
+    head = f"S1{attrs['number']}_{mode}_{attrs['product_type']}"
+    tail = (f"_1{klass}{_POLARISATIONS_CODE.get(pols, 'D' + pols[0][0] if pols else 'XX')}_{times}_"
+            f"{attrs['orbit_number']:06d}_{attrs['mission_data_take_id']:06X}")
+    stem = safe.name[:-5] if safe.name.upper().endswith(".SAFE") else safe.name
+    if re.fullmatch(re.escape(head) + "[FHM_]" + re.escape(tail) + "_[0-9A-F]{4}", stem):
+        return stem
+    crc = binascii.crc_hqx((safe / "manifest.safe").read_bytes(), 0xFFFF)
+    return f"{head}{_resolution_class(safe, attrs, files)}{tail}_{crc:04X}"
+
+
+def _resolution_class(safe: Path, attrs: dict, files: dict) -> str:
+    """F, H or M for a GRD (from its pixel spacing: SM 4 / 10 / 40 m, IW 10 / 40 m, EW 25 / 40 m;
+    WV products are all M), "_" for other products or when no annotation tells."""
+    if attrs["product_type"] != "GRD":
+        return "_"
+    if attrs["mode"] == "WV":
+        return "M"
+    for href, (rep_id, *_rest) in files.items():
+        if rep_id == "s1Level1ProductSchema":
+            try:
+                spacing = float(ElementTree.parse(safe / os.path.normpath(href)).getroot().findtext(
+                    "imageAnnotation/imageInformation/rangePixelSpacing"))
+            except (OSError, ElementTree.ParseError, TypeError, ValueError):
+                continue
+            return "F" if spacing < 9 else "H" if spacing <= 25 else "M"
+    return "_"
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -593,8 +680,18 @@ class _quiet_rasterio:
 # always right, the shared Terceira crop says width11000_11000 for 1401 samples)
 CROP_NAME_RE = re.compile(r"_hight(\d+)_\d+_width(\d+)_\d+", re.IGNORECASE)
 _PIECE_RE = re.compile(r"^(s1[a-d])-(iw[1-3]|s[1-6])-slc-(hh|hv|vh|vv)[-_]", re.IGNORECASE)
-# Sentinel-1 relative orbit of absolute orbit 1 (ESA's formula: (absolute - offset) mod 175 + 1)
-_RELATIVE_ORBIT_OFFSET = {"S1A": 73, "S1B": 27}
+# Sentinel-1 relative orbit of absolute orbit 1 (ESA's formula: (absolute - offset) mod 175 + 1),
+# per mission as (offset, last absolute orbit it holds for): S1C moved to its final orbit in June
+# 2026 (offset 172 up to orbit 8018, 99 after; ESA's SentiWiki "S1 Products" and FRINGE 2026)
+_RELATIVE_ORBIT_OFFSET = {"S1A": ((73, None),), "S1B": ((27, None),), "S1C": ((172, 8018), (99, None))}
+
+
+def _relative_orbit(mission: str, absolute: int) -> int | None:
+    """ESA's relative orbit of an absolute orbit, None for a mission without a known formula."""
+    for offset, last in _RELATIVE_ORBIT_OFFSET.get(mission, ()):
+        if last is None or absolute <= last:
+            return (absolute - offset) % RELATIVE_ORBITS + 1
+    return None
 
 
 def is_pieces(path: Path) -> bool:
@@ -699,8 +796,7 @@ class PiecesProduct:
         self.start_time = v.time64("startTime", within=header)
         self.stop_time = v.time64("stopTime", within=header)
         self.absolute_orbit = v.integer("absoluteOrbitNumber", within=header, minimum=1)
-        offset_ = _RELATIVE_ORBIT_OFFSET.get(self.mission)
-        self.relative_orbit = None if offset_ is None else (self.absolute_orbit - offset_) % RELATIVE_ORBITS + 1
+        self.relative_orbit = _relative_orbit(self.mission, self.absolute_orbit)
         self.orbit_pass = v.text("generalAnnotation/productInformation/pass", False) or "unknown"
         self.ipf_version = 0.0  # not in a swath annotation; used only by the noise removal, absent here
         self.attrs = {}
