@@ -177,3 +177,26 @@ def test_geocoding_without_a_dem_is_s1_slc_preprocess_range_doppler(real_slc, tm
         assert ok.mean() > 0.9
         np.testing.assert_allclose(r1[ok], r2[ok], atol=1e-3)
         np.testing.assert_allclose(c1[ok], c2[ok], atol=1e-3)
+
+
+def test_a_pair_across_the_antimeridian_is_the_pair_moved(slc_pair, tmp_path):
+    """The pair turned about the Earth's axis until the antimeridian runs through it (ESA writes
+    its longitudes in [-180, 180]): the same coherence, on a grid moved by the turn."""
+    import re
+    import shutil
+
+    annotation = next(slc_pair[0].glob("annotation/s1*.xml")).read_text()
+    turn = 180.0 - np.mean([float(v) for v in re.findall(r"<longitude>([^<]+)</longitude>", annotation)])
+    turned = [s1_products.turn_about_axis(shutil.copytree(p, tmp_path / "inputs" / p.name), turn) for p in slc_pair]
+    found = {}
+    for name, (a, b) in (("plain", slc_pair), ("turned", turned)):
+        out = tmp_path / name
+        assert main(["--input1", str(a), "--input2", str(b), "--outdir", str(out), "--resolution", "20"]) == 0
+        record = json.loads((out / "run.json").read_text())
+        with rasterio.open(out / record["outputs"]["products"]["coherence"]) as ds:
+            found[name] = ds.read(1, masked=True), ds.bounds
+    (plain, bounds), (moved, moved_bounds) = found["plain"], found["turned"]
+    assert moved_bounds.left < 180.0 < moved_bounds.right
+    assert moved_bounds.left == pytest.approx(bounds.left + turn, abs=0.001)
+    assert moved.count() == pytest.approx(plain.count(), rel=0.01)
+    assert np.ma.median(moved) == pytest.approx(np.ma.median(plain), abs=0.01)
