@@ -10,7 +10,12 @@ Layouts understood (checked against genuine files where a sample exists, see the
   (``model_level_number``; the lowest level, the largest number, is taken).
 - **ERA5 through cfgrib** (``CF-1.7``): ``lat``/``lon`` (either order), scalar ``time`` in
   ``seconds since 1970-01-01``, float32 data; and the newer data-store layout with ``valid_time``
-  and size-1 ``number``/``expver`` coordinates.
+  and size-1 ``number``/``expver`` coordinates. Forecasts (cfgrib: ``time`` the reference time,
+  ``step`` the lead time, ``valid_time`` over ``time``, ``step`` or both; new ADS:
+  ``valid_time(forecast_reference_time, forecast_period)``) are read at their valid time, a 2-D
+  grid of valid times as one axis; legacy ERA5 + ERA5T downloads (an ``expver`` dimension) are
+  combined per time step. Only surface fields: pressure levels, and a surface field on model
+  levels or above 10 m, are refused (see ``GriddedFile._other_index``).
 - **CAMS European air quality analysis/forecast** (0.1°, ``<species>_conc`` variables in µg/m3):
   ``time, level, latitude, longitude`` with ``level`` in metres (0 m = surface is taken), latitude
   descending, longitude either -25..45 or 0..360 wrapped (335.05 ... 359.95, 0.05 ... 44.95), and
@@ -52,7 +57,6 @@ log = logging.getLogger(__name__)
 GRAVITY = 9.80665
 LAT_NAMES = ("latitude", "lat")
 LON_NAMES = ("longitude", "lon")
-TIME_NAMES = ("time", "valid_time")
 INVARIANT = ("lsm", "z")  # time-invariant fields: the first time step of their source is used
 CONCENTRATIONS = {"pm2p5", "pm10", "no2", "o3", "so2", "co", "nh3", "no", "dust", "nmvoc", "pans", "go3"}
 CANONICAL_UNITS = {
@@ -139,42 +143,134 @@ def checked_values(name: str, variable: str, values: np.ndarray, where: str, whe
     return np.where(values < 0.0, 0.0, values)
 
 
-def _to_datetime64(values) -> np.ndarray:
+def _to_datetime64(values, path: Path | None = None) -> np.ndarray:
+    """Decoded times (datetime objects, any shape) as datetime64[s] of the same shape."""
+    values = np.asarray(values, dtype=object)
     out = []
-    for v in np.atleast_1d(values):
+    for v in values.ravel():
         if isinstance(v, dt.datetime) or hasattr(v, "year"):
             out.append(np.datetime64(dt.datetime(v.year, v.month, v.day, v.hour, v.minute, v.second), "s"))
         else:
-            raise ServiceError(f"cannot decode time value {v!r}")
-    return np.array(out, dtype="datetime64[s]")
+            where = f"{path.name}: " if path is not None else ""
+            raise ServiceError(f"{where}cannot decode time value {v!r}")
+    return np.array(out, dtype="datetime64[s]").reshape(values.shape)
 
 
 def decode_times(var, path: Path) -> np.ndarray:
-    """Times of a netCDF time variable as datetime64[s] (CF, or CAMS European plain hours)."""
+    """Times of a netCDF time variable as datetime64[s] (CF, or CAMS European plain hours), 1-D
+    (a scalar gives one time); :func:`_time_grid` keeps the variable's shape."""
+    return np.atleast_1d(_decode_time_values(var, path))
+
+
+def _decode_time_values(var, path: Path) -> np.ndarray:
     import netCDF4
 
     units = getattr(var, "units", "")
-    raw = np.ma.filled(var[...], np.nan).astype(np.float64)
-    raw = np.atleast_1d(raw)
+    raw = np.ma.filled(np.ma.asarray(var[...], dtype=np.float64), np.nan)
+    if not np.isfinite(raw).all():  # a fill value: num2date would give it some date
+        raise ServiceError(f"{path.name}: its {var.name!r} axis has a missing time value")
     if "since" in units:
         try:
             dates = netCDF4.num2date(raw, units, getattr(var, "calendar", "standard"),
                                      only_use_cftime_datetimes=False, only_use_python_datetimes=True)
         except (ValueError, TypeError) as exc:
             raise ServiceError(f"{path.name}: cannot decode time units {units!r}: {exc}") from None
-        return _to_datetime64(dates)
+        return _to_datetime64(dates, path)
     m = _TIME_FROM.search(getattr(var, "long_name", ""))
     if units.strip().lower() in ("hours", "hour", "h") and m:
         base = dt.datetime.strptime(m.group(1) + (m.group(2) or "00"), "%Y%m%d%H")
-        return np.array([np.datetime64(base + dt.timedelta(hours=float(h)), "s") for h in raw],
-                        dtype="datetime64[s]")
+        return np.array([np.datetime64(base + dt.timedelta(hours=float(h)), "s") for h in raw.ravel()],
+                        dtype="datetime64[s]").reshape(raw.shape)
     raise ServiceError(f"{path.name}: cannot tell the times: time units {units!r} without a reference date "
                        f"(long_name {getattr(var, 'long_name', '')!r})")
 
 
+# Time coordinates. cfgrib (and the netCDF xarray writes from it) keeps ``time`` as the forecast
+# REFERENCE time (standard_name forecast_reference_time), ``step`` as the lead time and
+# ``valid_time`` = time + step over the ``time`` and ``step`` dimensions that exist (2-D when both
+# do); the new CDS/ADS netCDF has ``valid_time`` (a dimension for (re)analyses, over
+# forecast_reference_time x forecast_period for forecasts); grib_to_netcdf and the CAMS European
+# netCDF have ``time`` only, the valid time. Fields are matched by valid time: ``valid_time`` when
+# the file has it, else the reference time plus the lead time, else ``time``.
+VALID_TIME = "valid_time"
+REFERENCE_NAMES = ("time", "forecast_reference_time")
+LEAD_NAMES = ("step", "forecast_period")
+TIME_NAMES = (VALID_TIME,) + REFERENCE_NAMES + LEAD_NAMES  # dimensions of time, never levels or members
+LEAD_SECONDS = {"nanoseconds": 1e-9, "microseconds": 1e-6, "milliseconds": 1e-3, "seconds": 1, "second": 1, "s": 1,
+                "minutes": 60, "minute": 60, "min": 60, "hours": 3600, "hour": 3600, "h": 3600, "days": 86400,
+                "day": 86400, "d": 86400}
+# Dimensions other than time, latitude and longitude. Only surface fields are read: the lowest
+# model level stands for the surface for the 3-D fields of EAC4's model-level files (go3, q, t);
+# a field on pressure levels, and a surface field (SURFACE_ONLY, static inputs) on model levels,
+# is refused rather than taken for the surface one.
+MEMBER_DIMS = ("number", "realization", "member", "ensemble_member")
+PRESSURE_DIMS = ("pressure_level", "isobaricInhPa", "isobaricInPa", "plev")
+PRESSURE_UNITS = ("hpa", "pa", "mbar", "millibars", "millibar", "mb")
+MODEL_LEVEL_DIMS = ("model_level", "hybrid", "model_level_number")
+HEIGHT_DIMS = ("heightAboveGround", "height")
+SURFACE_HEIGHT = 10.0  # m: the surface, 2 m screen level, 10 m winds; higher levels are not surface fields
+SURFACE_ONLY = {"pm2p5", "pm10", "t2m", "d2m", "sp", "u10", "v10", "lsm", "z", "blh", "tcc", "aod550"}
+# ECMWF archives the surface geopotential (orography) as z on model level 1 (ERA5, CAMS model-level data)
+SURFACE_GEOPOTENTIAL_LEVEL = 1
+
+
+def _lead_times(var, path: Path) -> np.ndarray:
+    """Lead times (``step``, ``forecast_period``) as timedelta64[s], in the variable's shape."""
+    units = getattr(var, "units", "").strip().lower()
+    factor = LEAD_SECONDS.get(units)
+    if factor is None:
+        raise ServiceError(f"{path.name}: cannot read the lead times {var.name!r}: units {units!r} (expected hours, "
+                           "minutes, seconds or days)")
+    raw = np.ma.filled(np.ma.asarray(var[...], dtype=np.float64), np.nan)
+    if not np.isfinite(raw).all():
+        raise ServiceError(f"{path.name}: its lead times {var.name!r} have a missing value")
+    return np.round(raw * factor).astype("timedelta64[s]")
+
+
+def _on_dims(values: np.ndarray, vdims: tuple, dims: tuple, sizes: dict) -> np.ndarray:
+    """``values`` over ``vdims`` with its axes in the order of ``dims`` (a superset), size 1 where absent."""
+    order = sorted(range(len(vdims)), key=lambda i: dims.index(vdims[i]))
+    return np.transpose(values, order).reshape([sizes[d] if d in vdims else 1 for d in dims])
+
+
+def _is_reference_time(var) -> bool:
+    return var.name == "forecast_reference_time" or \
+        getattr(var, "standard_name", "") == "forecast_reference_time" or \
+        "initial time" in getattr(var, "long_name", "").lower()
+
+
+def _time_grid(ds, path: Path) -> tuple[np.ndarray, tuple, str]:
+    """(valid times over the dimensions returned, those dimensions, the axis named in messages);
+    (empty, (), '') for a file without times."""
+    if VALID_TIME in ds.variables:
+        var = ds.variables[VALID_TIME]
+        return _decode_time_values(var, path).reshape(var.shape), tuple(var.dimensions), VALID_TIME
+    ref_name = next((n for n in REFERENCE_NAMES if n in ds.variables), None)
+    if ref_name is None:
+        return np.array([], "datetime64[s]"), (), ""
+    ref = ds.variables[ref_name]
+    times = _decode_time_values(ref, path).reshape(ref.shape)
+    lead_name = next((n for n in LEAD_NAMES if n in ds.variables), None)
+    if lead_name is None:
+        return times, tuple(ref.dimensions), ref_name
+    lead_var = ds.variables[lead_name]
+    lead = _lead_times(lead_var, path).reshape(lead_var.shape)
+    if not _is_reference_time(ref):
+        if (lead == np.timedelta64(0, "s")).all():  # an analysis: the time is the valid time
+            return times, tuple(ref.dimensions), ref_name
+        raise ServiceError(f"{path.name}: cannot tell when its fields are valid: it has lead times {lead_name!r} "
+                           f"and no {VALID_TIME!r}, and {ref_name!r} is not marked as the forecast reference time "
+                           "(standard_name forecast_reference_time)")
+    dims = tuple(ref.dimensions) + tuple(d for d in lead_var.dimensions if d not in ref.dimensions)
+    sizes = {d: ds.dimensions[d].size for d in dims}
+    valid = _on_dims(times, tuple(ref.dimensions), dims, sizes) + _on_dims(lead, tuple(lead_var.dimensions), dims,
+                                                                            sizes)
+    return valid, dims, f"{ref_name} + {lead_name}"
+
+
 @dataclass
 class GriddedFile:
-    """One netCDF file: ascending lat/lon, times, and its readable 2-D (per time) variables."""
+    """One netCDF file: ascending lat/lon, valid times, and its readable 2-D (per time) variables."""
 
     path: Path
     kind: str
@@ -185,6 +281,8 @@ class GriddedFile:
     lat_flip: bool = False
     lon_order: np.ndarray = field(default=None, repr=False)
     time_flip: bool = False  # the file's time axis runs backwards: ``times`` is its reverse
+    time_dims: tuple = ()    # the dimensions the valid times run over (two for a forecast's time x step)
+    time_at: np.ndarray = field(default=None, repr=False)  # (times.size, len(time_dims)) file indices per time
 
     @classmethod
     def open(cls, path: Path, kind: str) -> "GriddedFile":
@@ -217,28 +315,32 @@ class GriddedFile:
             lon_sorted = lon_wrapped[order]
             if lon_sorted.size > 1 and np.any(np.diff(lon_sorted) <= 0):
                 raise ServiceError(f"{path.name}: longitudes repeat")
-            time_name = next((n for n in TIME_NAMES if n in ds.variables), None)
-            times = decode_times(ds.variables[time_name], path) if time_name else np.array([], "datetime64[s]")
-            if time_name and times.size == 0:  # no times at all means a static file: an empty axis is not one
+            grid, time_dims, time_name = _time_grid(ds, path)
+            if time_name and grid.size == 0:  # no times at all means a static file: an empty axis is not one
                 raise ServiceError(f"{path.name} holds no time step: its {time_name!r} axis is empty")
+            axis = time_name + (f" ({' x '.join(time_dims)})" if len(time_dims) > 1 else "")
+            times = grid.ravel()  # a forecast's (time, step) grid of valid times as one axis
+            time_at = np.array(list(np.ndindex(grid.shape)), dtype=np.int64).reshape(times.size, len(time_dims))
             repeated = np.unique(times, return_counts=True)
             if (repeated[1] > 1).any():  # two fields for one time: which is meant cannot be told
                 raise ServiceError(f"{path.name}: time {repeated[0][repeated[1] > 1][0]} appears "
-                                   f"{repeated[1].max()} times on its {time_name!r} axis")
+                                   f"{repeated[1].max()} times on its {axis!r} axis")
             # Times are matched by value (inputs with targets, sources with each other) and a file's
             # steps are read and written in the order of ``times``: a backwards axis is read forwards,
-            # like descending latitudes; one that goes back and forth is a broken concatenation.
+            # like descending latitudes; one that goes back and forth is a broken concatenation. The
+            # valid times of a (reference time x lead time) grid are put in order.
             steps = np.diff(times)
-            time_flip = bool(steps.size and (steps < np.timedelta64(0, "s")).all())
-            if time_flip:
-                times = times[::-1]
+            time_flip = bool(len(time_dims) == 1 and steps.size and (steps < np.timedelta64(0, "s")).all())
+            if len(time_dims) > 1 or time_flip:
+                order_t = np.argsort(times, kind="stable")
+                times, time_at = times[order_t], time_at[order_t]
             elif (steps < np.timedelta64(0, "s")).any():
                 i = int(np.argmax(steps < np.timedelta64(0, "s")))
                 raise ServiceError(f"{path.name}: its {time_name!r} axis is not monotonic: {str(times[i + 1])[:16]} "
                                    f"follows {str(times[i])[:16]} (step {i + 2} of {times.size}); give the time "
                                    "steps in order")
-            coords = {lat_name, lon_name, time_name, "level", "number", "expver", "realization", "step",
-                      "surface", "heightAboveGround", "time_bnds"}
+            coords = {lat_name, lon_name, "level", "expver", "surface", "time_bnds", *TIME_NAMES, *MEMBER_DIMS,
+                      *PRESSURE_DIMS, *MODEL_LEVEL_DIMS, *HEIGHT_DIMS}
             variables = {}
             for name, var in ds.variables.items():
                 if name in coords or var.ndim < 2 or lat_name not in var.dimensions or lon_name not in var.dimensions:
@@ -247,7 +349,8 @@ class GriddedFile:
                     else name
                 variables[canonical] = name
             return cls(path, kind, lat, lon_sorted, times, variables, lat_flip,
-                       None if np.array_equal(order, np.arange(order.size)) else order, time_flip)
+                       None if np.array_equal(order, np.arange(order.size)) else order, time_flip, time_dims,
+                       time_at)
         finally:
             ds.close()
 
@@ -260,39 +363,60 @@ class GriddedFile:
         hits = np.nonzero(self.times == when)[0]
         return int(hits[0]) if hits.size else None
 
-    def file_time_index(self, t_index: int) -> int:
-        """Index on the file's time axis of ``times[t_index]``."""
-        return self.times.size - 1 - t_index if self.time_flip else t_index
+    def file_time_index(self, t_index: int) -> dict:
+        """Indices on the file's time dimensions of ``times[t_index]`` (dimension -> index)."""
+        if self.time_at is None or not self.times.size:
+            return {}
+        return dict(zip(self.time_dims, (int(i) for i in self.time_at[t_index])))
 
     def read(self, name: str, t_index: int, rows: slice, cols: slice) -> np.ndarray:
         """Window (rows, cols in ascending-lat / sorted-lon order) of variable ``name`` at time
         index ``t_index``, in canonical units, missing values as NaN."""
+        arr, units = self.read_field(name, t_index, rows)
+        arr = arr[:, cols]
+        return checked_values(name, self.variables[name], to_canonical(name, units, arr, self.path.name),
+                              self.path.name, self.times[t_index] if self.times.size else None)
+
+    def read_field(self, name: str, t_index: int, rows: slice | None) -> tuple[np.ndarray, str]:
+        """(rows of the 2-D field of ``name`` at ``times[t_index]`` in ascending-lat / sorted-lon
+        order, every row for ``rows`` None, unpacked, missing values NaN; its units as stored)."""
         import netCDF4
 
         nc_name = self.variables[name]
+        at_time = self.file_time_index(t_index)
         with netCDF4.Dataset(self.path) as ds:
             var = ds.variables[nc_name]
             var.set_auto_maskandscale(True)
-            index = []
-            level_axis_values = {}
+            index, expver_axis = [], None
             for dim in var.dimensions:
                 if dim in LAT_NAMES:
                     n = self.lat.size
-                    if self.lat_flip:
-                        start, stop = n - rows.stop, n - rows.start
+                    if rows is None:
+                        index.append(slice(None))
+                    elif self.lat_flip:
+                        index.append(slice(n - rows.stop, n - rows.start))
                     else:
-                        start, stop = rows.start, rows.stop
-                    index.append(slice(start, stop))
+                        index.append(slice(rows.start, rows.stop))
                 elif dim in LON_NAMES:
                     index.append(slice(None))
-                elif dim in TIME_NAMES:
-                    index.append(self.file_time_index(t_index))
+                elif dim in at_time:
+                    index.append(at_time[dim])
+                elif dim == "expver" and ds.dimensions[dim].size > 1:
+                    expver_axis = sum(isinstance(i, slice) for i in index)
+                    index.append(slice(None))
                 else:
-                    index.append(self._level_index(ds, dim, level_axis_values))
+                    index.append(self._other_index(ds, var, name, dim))
+            missing_time = [d for d in self.time_dims if d not in var.dimensions and ds.dimensions[d].size > 1]
+            if missing_time and any(d in var.dimensions for d in self.time_dims):
+                has = ", ".join(d for d in self.time_dims if d in var.dimensions)
+                raise ServiceError(f"{self.path.name}: {nc_name} runs over {has} but not {', '.join(missing_time)}, "
+                                   "as its valid times do: cannot tell when its fields are valid")
             with _damage(self.path, nc_name):
                 data = var[tuple(index)]
             units = getattr(var, "units", "")
-        arr = np.ma.filled(np.ma.asarray(data, dtype=np.float64), np.nan)
+            arr = np.ma.filled(np.ma.asarray(data, dtype=np.float64), np.nan)
+            if expver_axis is not None:
+                arr = self._one_expver(ds, nc_name, arr, expver_axis, t_index)
         if arr.ndim != 2:
             raise ServiceError(f"{self.path.name}: {nc_name} has more than one level or member; only surface "
                                "fields are used")
@@ -300,23 +424,73 @@ class GriddedFile:
             arr = arr[::-1]
         if self.lon_order is not None:
             arr = arr[:, self.lon_order]
-        arr = arr[:, cols]
-        return checked_values(name, nc_name, to_canonical(name, units, arr, self.path.name), self.path.name,
-                              self.times[t_index] if self.times.size else None)
+        return arr, units
 
-    def _level_index(self, ds, dim: str, _cache) -> int | slice:
+    def _one_expver(self, ds, nc_name: str, arr: np.ndarray, axis: int, t_index: int) -> np.ndarray:
+        """The field of the one ``expver`` entry holding data. A legacy CDS request mixing ERA5
+        (expver 1) and ERA5T (expver 5) is written with an ``expver`` dimension, each time step in
+        one of them and missing in the other: the two are combined per time step."""
+        held = [k for k in range(arr.shape[axis]) if np.isfinite(np.take(arr, k, axis=axis)).any()]
+        if len(held) == 1:
+            return np.take(arr, held[0], axis=axis)
+        labels = np.ma.filled(ds.variables["expver"][:], -1).tolist() if "expver" in ds.variables else \
+            list(range(arr.shape[axis]))
+        when = f" at {str(self.times[t_index])[:16]}" if self.times.size else ""
+        what = "none of" if not held else f"{len(held)} of"
+        raise ServiceError(f"{self.path.name}: {nc_name}{when}: {what} its expver entries "
+                           f"({', '.join(map(str, labels))}) hold data; ERA5 and ERA5T (expver 1 and 5) are "
+                           "combined by taking, per time step, the one that has data: give one field per time step")
+
+    def _other_index(self, ds, var, name: str, dim: str) -> int:
+        """Index on a dimension other than time, latitude and longitude: the single member, the
+        surface (the lowest model level for the 3-D fields of model-level files), else refused."""
         size = ds.dimensions[dim].size
+        where = f"{self.path.name}: {var.name}"
+        if dim in TIME_NAMES:  # a time dimension the valid times do not run over
+            if size == 1:
+                return 0
+            raise ServiceError(f"{where} runs over {dim!r} ({size} entries), which its valid times "
+                               f"({', '.join(self.time_dims) or 'none'}) do not: cannot tell when each field is valid")
+        if dim in MEMBER_DIMS:
+            if size == 1:
+                return 0
+            raise ServiceError(f"{where} has {size} ensemble members (dimension {dim!r}); give one member")
+        if dim == "expver":  # one entry (several are combined by read_field)
+            return 0
+        coord = ds.variables.get(dim)
+        values = np.asarray(np.ma.filled(np.ma.asarray(coord[:], np.float64), np.nan)).ravel() \
+            if coord is not None and coord.ndim == 1 and coord.dtype.kind in "iuf" else None
+        units = getattr(coord, "units", "").strip() if coord is not None else ""
+        long_name = getattr(coord, "long_name", "").lower() if coord is not None else ""
+        standard_name = getattr(coord, "standard_name", "").lower() if coord is not None else ""
+        surface_only = name in SURFACE_ONLY or self.kind == "static"
+        shown = (", ".join(f"{v:g}" for v in values[:5]) + (", ..." if values.size > 5 else "")) \
+            if values is not None else f"{size} entries"
+        if dim in MODEL_LEVEL_DIMS or "model_level" in long_name or "model level" in long_name \
+                or "hybrid" in long_name or "hybrid" in standard_name:
+            if values is None:
+                raise ServiceError(f"{where} is on model levels (dimension {dim!r}) without level numbers")
+            if name == "z" and SURFACE_GEOPOTENTIAL_LEVEL in values:
+                return int(np.nonzero(values == SURFACE_GEOPOTENTIAL_LEVEL)[0][0])
+            if surface_only:
+                raise ServiceError(f"{where} is on model level {shown} (dimension {dim!r}): {name} must be the "
+                                   "surface (single-level) field")
+            return int(np.argmax(values))  # the lowest model level has the largest number
+        if dim in PRESSURE_DIMS or units.lower() in PRESSURE_UNITS or standard_name == "air_pressure" \
+                or "pressure" in long_name:
+            raise ServiceError(f"{where} is on pressure level {shown}{' ' + units if units else ''} (dimension "
+                               f"{dim!r}): only surface (single-level) fields are read")
+        if dim == "surface" and size == 1:
+            return 0
+        if values is not None and (dim in HEIGHT_DIMS or units.lower() in ("m", "metre", "metres", "meter", "meters")):
+            i = int(np.argmin(values))
+            if values[i] > SURFACE_HEIGHT:
+                raise ServiceError(f"{where} is at {shown} {units or 'm'} above the surface (dimension {dim!r}): only "
+                                   f"surface fields (up to {SURFACE_HEIGHT:g} m) are read")
+            return i  # height above the surface: 0 m (or the 2 m / 10 m of screen-level fields)
         if size == 1:
             return 0
-        if dim in ds.variables:
-            values = np.asarray(ds.variables[dim][:], np.float64)
-            long_name = getattr(ds.variables[dim], "long_name", "").lower()
-            units = getattr(ds.variables[dim], "units", "").lower()
-            if "model_level" in long_name:
-                return int(np.argmax(values))  # the lowest model level has the largest number
-            if units == "m":
-                return int(np.argmin(values))  # height above the surface: 0 m
-        raise ServiceError(f"{self.path.name}: dimension {dim!r} has {size} entries; only surface fields "
+        raise ServiceError(f"{where}: dimension {dim!r} has {size} entries; only surface fields "
                            "(one level, one member) are used")
 
 
@@ -638,25 +812,7 @@ def _static_netcdf(path: Path, variable: str | None, grid: Grid, name: str, requ
 
 
 def _read_unconverted(f: GriddedFile, name: str, rg: Regridder) -> np.ndarray:
-    import netCDF4
-
-    nc_name = f.variables[name]
-    with netCDF4.Dataset(f.path) as ds:
-        var = ds.variables[nc_name]
-        index = []
-        for dim in var.dimensions:
-            if dim in LAT_NAMES or dim in LON_NAMES:
-                index.append(slice(None))
-            elif dim in TIME_NAMES:
-                index.append(f.file_time_index(0))
-            else:
-                index.append(0)
-        with _damage(f.path, nc_name):
-            arr = np.ma.filled(np.ma.asarray(var[tuple(index)], dtype=np.float64), np.nan)
-    if f.lat_flip:
-        arr = arr[::-1]
-    if f.lon_order is not None:
-        arr = arr[:, f.lon_order]
+    arr, _ = f.read_field(name, 0, None)  # the first time step of a file with times
     return arr[rg.rows, rg.cols]
 
 
