@@ -95,7 +95,7 @@ def to_canonical(name: str, units: str, values: np.ndarray, where: str) -> np.nd
     elif name in ("t2m", "d2m"):
         if key == "k":
             return values
-        if key in ("degc", "c", "celsius", "degreesc"):
+        if key in ("degc", "c", "celsius", "degreesc", "degree_celsius", "degrees_celsius"):  # CF: degree_Celsius
             return values + 273.15
     elif name == "sp":
         if key == "pa":

@@ -113,6 +113,7 @@ def test_units_are_converted():
     assert to_canonical("pm2p5", "µg/m3", np.array([25.0]), "f")[0] == 25.0
     assert to_canonical("sp", "hPa", np.array([1013.25]), "f")[0] == pytest.approx(101325)
     assert to_canonical("t2m", "degC", np.array([0.0]), "f")[0] == pytest.approx(273.15)
+    assert to_canonical("t2m", "degree_Celsius", np.array([0.0]), "f")[0] == pytest.approx(273.15)  # CF's spelling
     with pytest.raises(ServiceError, match="units 'ppb' of pm2p5"):
         to_canonical("pm2p5", "ppb", np.array([1.0]), "f")
 
