@@ -13,8 +13,11 @@ could not be assembled, ...), so that per class ``features + skipped == objects 
 
 from __future__ import annotations
 
+import bz2
 import datetime as dt
+import gzip
 import logging
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +47,20 @@ RELATION_NOT_POLYGON = "relation, but the class has no polygon geometry"
 NOT_ASSEMBLED = "polygon could not be assembled (broken, unclosed or incomplete rings)"
 MISSING_LOCATION = "missing node locations (nodes absent from the extract)"
 DEGENERATE_LINE = "degenerate line (fewer than two distinct points)"
+
+# Files that are OSM data but not a current extract.
+_CURRENT = "give a current extract (e.g. osmium time-filter {name} -o current.osm.pbf)"
+HISTORY_FILE = ("{name} is an OSM history file (several versions of objects, deleted ones included), not a "
+                "current extract: " + _CURRENT)
+CHANGE_FILE = ("{name} is an OSM change file (osmChange: objects created, modified and deleted), not an "
+               "extract: give an extract (.osm.pbf, .osm, .osm.bz2)")
+DELETED_OBJECT = ("{name} holds a deleted object ({kind} {id} has visible=false): a history or change file, "
+                  "not a current extract: " + _CURRENT)
+SECOND_VERSION = ("{name} holds {kind} {id} twice (several versions of one object): a history file, not a "
+                  "current extract: " + _CURRENT)
+UNSUPPORTED_COMPRESSION = ("{name} uses {method} blob compression, which this reader does not support: "
+                           "re-encode with zlib, e.g. osmium cat {name} -o out.osm.pbf "
+                           "--output-format pbf,pbf_compression=zlib")
 
 
 @dataclass
@@ -113,14 +130,40 @@ def read_header(path: Path, name: str | None = None) -> ExtractInfo:
                 bounds = (bl.lon, bl.lat, tr.lon, tr.lat)
             timestamp = header.get("osmosis_replication_timestamp") or header.get("timestamp") or None
             generator = header.get("generator") or None
+            versions = header.has_multiple_object_versions
         finally:
             reader.close()
     except osmium.InvalidLocationError as exc:
         raise _invalid_coordinate(name, exc) from None
     except RuntimeError as exc:
-        raise ServiceError(f"{name} cannot be read as OpenStreetMap data (.osm.pbf, .osm, .osm.bz2): "
-                           f"{_one_line(exc)}") from None
+        raise _read_failure(name, exc, "cannot be read as OpenStreetMap data (.osm.pbf, .osm, .osm.bz2)"
+                            ) from None
+    _refuse_versioned(path, name, versions)
     return ExtractInfo(Path(path), name, bounds, timestamp, generator)
+
+
+def _refuse_versioned(path: Path, name: str, header_flag: bool) -> None:
+    """Refuse a history or change file: by content where the format tells (the PBF header's
+    required feature ``HistoricalInformation``, which libosmium also sets for an XML
+    ``<osmChange>``; the XML root element), else by the name's suffix (.osh, .osc)."""
+    suffixes = [s.lower() for s in Path(name).name.split(".")[1:]]
+    if (header_flag and _is_osmchange(path)) or "osc" in suffixes:
+        raise ServiceError(CHANGE_FILE.format(name=name))
+    if header_flag or "osh" in suffixes:
+        raise ServiceError(HISTORY_FILE.format(name=name))
+
+
+def _is_osmchange(path: Path) -> bool:
+    """Whether the file (plain, gzip or bzip2 by its magic bytes) is XML with root osmChange."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(3)
+        opener = gzip.open if magic[:2] == b"\x1f\x8b" else bz2.open if magic == b"BZh" else open
+        with opener(path, "rb") as f:
+            head = f.read(4096)
+    except (OSError, EOFError, ValueError):
+        return False
+    return re.search(rb"<\s*osmChange[\s>]", head) is not None
 
 
 class _Matcher:
@@ -202,12 +245,23 @@ def extract(info: ExtractInfo, dictionary: Dictionary, class_names: tuple[str, .
         stats.features[cls.name] += 1
         return Feature(cls.name, kind, osm_id, geom, props)
 
+    last_id = {"n": None, "w": None, "r": None}  # a current extract holds each object once
+
     try:
         for obj in processor:
             tags = dict(obj.tags)
             found = matcher.matches(tags)
             if not found:
                 continue
+            kind = obj.type_str()
+            if kind in last_id:
+                # belt and braces for history and change files whose header lacks the flag
+                # (XML): deleted objects and second versions are never features
+                if not obj.visible:
+                    raise ServiceError(DELETED_OBJECT.format(name=info.name, kind=OSM_TYPES[kind], id=obj.id))
+                if obj.id == last_id[kind]:
+                    raise ServiceError(SECOND_VERSION.format(name=info.name, kind=OSM_TYPES[kind], id=obj.id))
+                last_id[kind] = obj.id
             if obj.is_node():
                 loc = obj.location
                 point = Point(loc.lon, loc.lat) if loc.valid() else None
@@ -272,8 +326,7 @@ def extract(info: ExtractInfo, dictionary: Dictionary, class_names: tuple[str, .
     except osmium.InvalidLocationError as exc:
         raise _invalid_coordinate(info.name, exc) from None
     except RuntimeError as exc:
-        raise ServiceError(f"{info.name} cannot be read to the end (truncated or corrupt?): "
-                           f"{_one_line(exc)}") from None
+        raise _read_failure(info.name, exc, "cannot be read to the end (truncated or corrupt?)") from None
     for (kind, osm_id), names in expected.items():
         for name in names:
             if (kind, osm_id, name) not in produced:
@@ -289,7 +342,10 @@ def _line(factory: osmium.geom.WKBFactory, way) -> BaseGeometry | tuple | str:
     except osmium.InvalidLocationError:
         pass
     except RuntimeError:
-        return DEGENERATE_LINE
+        # libosmium drops repeated (also repeated missing) locations before it checks them:
+        # blame the geometry only when every node is present
+        if all(node.location.valid() for node in way.nodes):
+            return DEGENERATE_LINE
     coords: list[tuple[float, float]] = []
     for node in way.nodes:
         loc = node.location
@@ -341,6 +397,17 @@ def _invalid_coordinate(name: str, exc: Exception) -> ServiceError:
     # the XML parser raises InvalidLocationError (not a RuntimeError) for a malformed lat/lon
     return ServiceError(f"{name} holds an invalid coordinate ({_one_line(exc)}): allowed decimal "
                         "degrees, longitude within [-180, 180] and latitude within [-90, 90]")
+
+
+def _read_failure(name: str, exc: RuntimeError, what: str) -> ServiceError:
+    """One line for a file libosmium stops reading: what it is where the message tells."""
+    text = _one_line(exc)
+    blob = re.search(r"(\w+) blobs not supported", text)
+    if blob:
+        return ServiceError(UNSUPPORTED_COMPRESSION.format(name=name, method=blob.group(1)))
+    if "twice in input" in text:  # libosmium's check of a way or relation given twice
+        return ServiceError(HISTORY_FILE.format(name=name))
+    return ServiceError(f"{name} {what}: {text}")
 
 
 def _one_line(exc: BaseException) -> str:
