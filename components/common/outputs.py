@@ -265,9 +265,21 @@ def atomic_path(final: Path):
             tmp.unlink()
 
 
+def json_safe(value):
+    """``value`` with every NaN or infinity (which JSON cannot hold) replaced by None."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
+
+
 def write_json(path: Path, data: dict) -> Path:
+    """``data`` as strict JSON (NaN and infinities as null: Python's NaN token is no JSON)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.write_text(json.dumps(json_safe(data), indent=2, default=str, allow_nan=False) + "\n")
     return Path(path)
 
 

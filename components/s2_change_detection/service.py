@@ -38,7 +38,7 @@ from .engine import NODATA_CLASS, Detection, DetectionConfig, detect_changes
 from .inputs import PairInput, check_pair, identify
 from .params import S2ChangeParams
 from .rendering import class_quicklook, cloud_reasons, colour_table, report_markdown
-from .sources import RasterPairSource, SclReader, StackReader, TiffSink, common_grid
+from .sources import RasterPairSource, SclReader, StackReader, TiffSink, common_grid, stack_units
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,11 @@ def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_ou
                 if crs is not None:  # a CRS that cannot hold the tile fails before the products are read
                     _warped_grid(continuous(item.footprint_lonlat).bounds, "EPSG:4326", 64, 64, crs, params,
                                  item.name)
+            # the unit of each stack (scale tags, data type, values), before any product is pre-processed
+            units = {item.role: stack_units(item.stack, params.bands, f"{item.role}: {item.local.name}")
+                     for item in pair if item.kind == "stack"}
+        for note in (u.note for u in units.values() if u.unit != "tags"):
+            log.info("%s", note)
         for item in pair:
             log.info("%s: %s %s, tile %s, sensed %s", item.role, item.kind, item.name, item.tile or "?",
                      item.sensing.date() if item.sensing else "?")
@@ -118,7 +123,8 @@ def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_ou
         use_scl = all(p.kind == "product" and p.level == "L2A" for p in pair)
         classes_tif, cva_tif = work / "classes.tif", work / "cva.tif"
         with contextlib.ExitStack() as opened:
-            readers = [opened.enter_context(contextlib.closing(StackReader(s, params.bands, grid))) for s in stacks]
+            readers = [opened.enter_context(contextlib.closing(StackReader(s, params.bands, grid, units.get(p.role))))
+                       for s, p in zip(stacks, pair)]
             scl = tuple(opened.enter_context(contextlib.closing(SclReader(p.product, grid))) for p in pair) \
                 if use_scl else None
             source = RasterPairSource(grid, readers[0], readers[1], aoi, scl,
@@ -139,8 +145,8 @@ def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_ou
         with steps.step(f"write {driver}"):
             outputs.write_product(classes_tif, main, driver, bands=_bands("classes"), classes=_classes(detection))
             outputs.write_product(cva_tif, cva_main, driver, bands=_bands("cva"))
-        metrics = _metrics(detection, pre_metrics)
-        summary = _summary(pair, params, detection, grid)
+        metrics = outputs.json_safe(_metrics(detection, pre_metrics))
+        summary = outputs.json_safe(_summary(pair, params, detection, grid))
         with steps.step("quicklooks, report and STAC items"):
             reasons = cloud_reasons([p.product for p in pair], grid, tuple(int(c) for c in params.cloud_classes),
                                     work / "reasons.tif") if use_scl else None
@@ -159,7 +165,7 @@ def _run(input1: str, input2: str, params: S2ChangeParams, outdir: str, local_ou
         record = outputs.run_record(
             SERVICE, __version__, {**params.as_dict(), "reference_resolved": list(params.reference),
                                    "projection_resolved": _crs_text(classes_tif)},
-            [p.describe() for p in pair],
+            [{**p.describe(), **({"values": units[p.role].unit} if p.role in units else {})} for p in pair],
             {"product": main.name, "cva": cva_main.name, "stac": f"S2-CD_{stem}.json", "cva_stac": f"CVA_{stem}.json",
              "quicklook": ql.name, "cva_quicklook": cva_ql.name, "report": f"S2-CD_{stem}_report.json",
              "metrics": metrics, "method": _method(detection), "classes": detection.class_stats},

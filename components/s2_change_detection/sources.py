@@ -16,6 +16,7 @@ from components.common.aoi import AoI, aoi_mask
 from components.common.errors import ServiceError
 from components.common.output_grid import pixel_size
 from components.common.readers import open_raster
+from components.common.reflectance import ReflectanceUnits, data_mask, reflectance_units
 from components.common.sentinel2 import NODATA_DN, Grid, S2Product
 from components.s2_preprocess.sampling import SourceRaster, Strip
 
@@ -51,18 +52,38 @@ def common_grid(first: Path, second: Path, resolution_m: float, aoi: AoI | None)
     return Grid(crs.to_string(), left, top, res, rows, cols)
 
 
-class StackReader:
-    """Reflectance of chosen bands of a pre-processed stack on the common grid."""
+def stack_units(path: Path, bands: tuple[str, ...], label: str | None = None) -> ReflectanceUnits:
+    """How the chosen bands of a stack become reflectance (``components.common.reflectance``: scale
+    tags, else DN x 10000 for integers and values far above 1, reflectance for floats within about
+    -0.5..2); a ServiceError naming ``label`` (default: the file name) when the values fit no unit."""
+    from components.common.sentinel2 import normalise_band
 
-    def __init__(self, path: Path, bands: tuple[str, ...], grid: Grid):
+    with open_raster(path) as ds:
+        names = [normalise_band(d) if d else "" for d in ds.descriptions]
+        indexes = [names.index(b) + 1 for b in bands]
+        return reflectance_units(ds, indexes, list(bands), label or Path(path).name, _nodata(ds))
+
+
+def _nodata(ds) -> float:
+    return ds.nodata if ds.nodata is not None else NODATA_DN
+
+
+class StackReader:
+    """Reflectance of chosen bands of a pre-processed stack on the common grid. NaN and infinite
+    values are no data, whatever the declared NoData."""
+
+    def __init__(self, path: Path, bands: tuple[str, ...], grid: Grid, units: ReflectanceUnits | None = None):
         from components.common.sentinel2 import normalise_band
 
         self.ds = open_raster(path)
         names = [normalise_band(d) if d else "" for d in self.ds.descriptions]
         self.indexes = [names.index(b) + 1 for b in bands]
-        self.scale = np.array([self.ds.scales[i - 1] for i in self.indexes], np.float32)[:, None, None]
-        self.offset = np.array([self.ds.offsets[i - 1] for i in self.indexes], np.float32)[:, None, None]
-        self.nodata = self.ds.nodata if self.ds.nodata is not None else NODATA_DN
+        self.nodata = _nodata(self.ds)
+        if units is None:
+            units = reflectance_units(self.ds, self.indexes, list(bands), Path(path).name, self.nodata)
+        self.units = units
+        self.scale = units.scale.astype(np.float32)[:, None, None]
+        self.offset = units.offset.astype(np.float32)[:, None, None]
         self.grid = grid
         t = self.ds.transform
         col0 = (grid.ulx - t.c) / t.a
@@ -86,8 +107,10 @@ class StackReader:
                 dn = self.vrt.read(self.indexes, window=Window(0, row0, self.grid.cols, row1 - row0))
         else:
             dn = self._read_clipped(self.offset_rc[0] + row0, self.offset_rc[1], row1 - row0, self.grid.cols)
-        has_data = (dn != self.nodata).all(axis=0)
-        return dn.astype(np.float32) * self.scale + self.offset, has_data
+        has_data = data_mask(dn, self.nodata).all(axis=0)
+        x = dn.astype(np.float32) * self.scale + self.offset
+        x[:, ~has_data] = 0.0  # no NaN reaches the filters and sums of the method
+        return x, has_data
 
     def _read_clipped(self, row0: int, col0: int, rows: int, cols: int) -> np.ndarray:
         """Read rows x cols at (row0, col0) of the stack, NoData where the window leaves it."""

@@ -12,7 +12,9 @@ B11 B12 are found by band description (S2-preprocess writes them) or, without an
 as the nine bands in that order; descriptions that do not name them all stop the run (by position,
 other bands would pass for them). Band scale/offset tags are honoured: DNs of processing baseline
 04.00 and later (offset -0.1, i.e. DN - 1000) are brought to plain reflectance x 10000, the unit of
-the TimeSen2Crop samples the classifier is trained on.
+the TimeSen2Crop samples the classifier is trained on. Without a scale tag the data type and values
+decide (``components.common.reflectance``): integers far above 1 are DN x 10000, floats within about
+-0.5..2 reflectance (multiplied by 10000), anything that fits neither stops the run.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from components.common.cpus import usable_cpus
 from components.common.errors import ServiceError
 from components.common.logs import Progress, Steps
 from components.common.readers import open_raster
+from components.common.reflectance import data_mask, reflectance_units
 from components.common.sentinel2 import BAND_FWHM_NM
 from components.timesen2crop.legend import BANDS, normalise_band, season_months
 
@@ -48,7 +51,6 @@ log = logging.getLogger(__name__)
 SERVICE = "monthlycomposite"
 SCALE = 1e-4  # output DN -> reflectance
 GEOTIFF = "image/tiff; application=geotiff"  # tiled, without overviews: not a COG
-REFLECTANCE_DN = 10000.0
 CREATION = {"driver": "GTiff", "dtype": "uint16", "nodata": NODATA, "tiled": True, "blockxsize": 512,
             "blockysize": 512, "compress": "deflate", "predictor": 2, "BIGTIFF": "IF_SAFER", "interleave": "band"}
 
@@ -86,6 +88,8 @@ class BoaBands:
     scale: np.ndarray  # per band, DN -> reflectance x 10000: value = DN * scale + offset
     offset: np.ndarray
     nodata: float | None
+    unit: str = "tags"  # how the values were read: "tags", "dn" (DN x 10000) or "reflectance" (no scale tag)
+    note: str = ""
 
 
 def run(input_dir: str, params: MonthlyCompositeParams, output_dir: str) -> CompositeResult:
@@ -115,21 +119,12 @@ def boa_bands(ds, name: str) -> BoaBands:
         raise ServiceError(f"REFBOA/{name} has {ds.count} bands ({', '.join(n or '?' for n in names)}): need the "
                            f"bands {', '.join(BANDS)}, named in the band descriptions or as exactly 9 bands in "
                            "that order")
-    scales = np.array([ds.scales[i - 1] for i in indexes], np.float64)
-    offsets = np.array([ds.offsets[i - 1] for i in indexes], np.float64)
-    for what, values, ok in (("scale", scales, np.isfinite(scales) & (scales > 0)),
-                             ("offset", offsets, np.isfinite(offsets))):
-        if not ok.all():
-            k = int(np.flatnonzero(~ok)[0])
-            raise ServiceError(f"REFBOA/{name}: band {BANDS[k]} has {what} {float(values[k])!r}: a finite number"
-                               f"{' > 0' if what == 'scale' else ''} is needed")
-    # scale 1: DNs already are reflectance x 10000 (an offset is then in DN); otherwise DN * scale +
-    # offset is reflectance.
-    reflective = ~np.isclose(scales, 1.0)
-    scale = np.where(reflective, scales * REFLECTANCE_DN, 1.0)
-    offset = np.where(reflective, offsets * REFLECTANCE_DN, offsets)
     nodata = ds.nodatavals[indexes[0] - 1]
-    return BoaBands(indexes, scale.astype(np.float32), offset.astype(np.float32), nodata)
+    # scale tags, else DN x 10000 (integers, values far above 1) or reflectance (floats within about
+    # -0.5..2): components.common.reflectance, the rule S2-CD applies to its stacks too
+    units = reflectance_units(ds, indexes, list(BANDS), f"REFBOA/{name}", nodata)
+    scale, offset = units.to_dn()
+    return BoaBands(indexes, scale.astype(np.float32), offset.astype(np.float32), nodata, units.unit, units.note)
 
 
 def _check_inputs(acqs: list[Acquisition]) -> tuple[Grid, dict[Path, BoaBands]]:
@@ -149,6 +144,11 @@ def _check_inputs(acqs: list[Acquisition]) -> tuple[Grid, dict[Path, BoaBands]]:
             elif not g.same(grid):
                 raise ServiceError(f"{folder}/{img.path.name} is on another grid ({g.text()}) than {first} "
                                    f"({grid.text()}): all REFBOA and LAI images must share one grid")
+    for unit in ("dn", "reflectance"):  # one line per unit read without a scale tag, not one per image
+        untagged = [b for b in bands.values() if b.unit == unit]
+        if untagged:
+            log.info("%s%s", untagged[0].note, f" (and {len(untagged) - 1} more REFBOA images)" if len(untagged) > 1
+                     else "")
     return grid, bands
 
 
@@ -197,8 +197,7 @@ def _composite_month(acqs: list[Acquisition], bands: dict[Path, BoaBands], grid:
             for i, (a, bds, lds) in enumerate(zip(acqs, boas, lais)):
                 b = bands[a.boa.path]
                 dn = bds.read(b.indexes, window=win)
-                if b.nodata is not None:
-                    boa_nd[..., i] = (dn == b.nodata).any(axis=0)
+                boa_nd[..., i] = ~data_mask(dn, b.nodata).all(axis=0)  # NaN is never data
                 boa[..., i] = dn * b.scale[:, None, None] + b.offset[:, None, None]
                 lv = lds.read(1, window=win, out_dtype="float32")
                 lai[..., i] = lv
