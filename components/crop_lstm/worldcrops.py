@@ -14,8 +14,15 @@ reflectance x 10000), plus indices and the area. This adapter turns such a table
 - dates: the season months of ``timesen2crop`` (September of ``season_start`` to August) and,
   per month, the composite of ``monthlycomposite`` (``s2_harmonization.kernels.composite_block``:
   median of the observations, rounded, 0 where a month has none). The table has no cloud flag:
-  every observation counts as clear; an empty or non-numeric band cell makes that observation
-  missing;
+  every observation counts as clear; an empty band cell (or one reading NaN, NA, N/A, #N/A, null,
+  none or -) makes that observation missing; any other cell that is not a number stops the run,
+  naming the sheet, row, column and text: ``1,922`` may be a decimal comma (1.922) or a thousands
+  separator (1922), so decimal commas are refused rather than guessed;
+- unit: by the rule of ``components.common.reflectance`` for floating-point values without a scale
+  tag, on the 1st and 99th percentiles of the band cells (zeros and missing cells left out):
+  within about -0.5..2, reflectance, multiplied by 10000 (a log line says so); 99th percentile
+  100..65535, reflectance x 10000, taken as it is; anything else (percent, 0..100, is ambiguous)
+  stops the run;
 - classes: crop codes (``NC`` values, up to 999) become class ids 0..K-1 (``train_lstm`` takes
   0..254), ordered by code; codes with fewer than ``min_parcels`` parcels are merged into one
   class "other" (``rare merge``) or left out (``rare drop``), and ``dataset.json`` lists which.
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -44,6 +52,7 @@ from components.common import outputs, storage
 from components.common.errors import ServiceError
 from components.common.logs import Steps
 from components.common.params import ServiceParams, param
+from components.common.reflectance import DN_MIN_HIGH, DN_RANGE, PERCENTILES, QUANTIFICATION, REFLECTANCE_RANGE
 from components.s2_harmonization.kernels import composite_block
 from components.timesen2crop.dataset import months_of_dates
 from components.timesen2crop.legend import BANDS, SEASON_START_YEAR, normalise_band, season_months
@@ -127,17 +136,50 @@ def _date(value, where: str) -> np.datetime64:
         raise ServiceError(f"{where}: Date {value!r} is not a date") from None
 
 
+# band cells that mean "no observation"; any other text must be a number with a decimal point
+MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "#n/a", "null", "none", "-"})
+_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+class _BadCell(ValueError):
+    """A band cell that is neither a number nor empty."""
+
+
 def _number(value) -> float:
-    """A band cell: a number, or NaN (no observation) for an empty or non-numeric cell."""
-    if isinstance(value, bool) or value is None:
+    """A band cell: a number, or NaN (no observation) for an empty cell or one of
+    :data:`MISSING_TEXT`; :class:`_BadCell` for anything else (text that is not a plain number with
+    a decimal point, a TRUE/FALSE cell, a date)."""
+    if value is None:
         return float("nan")
-    try:
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
         return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in MISSING_TEXT:
+            return float("nan")
+        if _DECIMAL.fullmatch(text):
+            return float(text)
+    raise _BadCell(value)
 
 
-def _rows(path: Path):
+def _bad_cell(value, where: str, header: str, column: int, count: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    text = value.strip() if isinstance(value, str) else value
+    why = f"{where}, column {header} ({get_column_letter(column + 1)}): band cell {text!r} is not a number"
+    if isinstance(text, str) and "," in text:
+        why += (" (a decimal comma? '1,922' may be 1.922 or, with a thousands separator, 1922: the unit cannot "
+                "be told, so the adapter does not guess): write the band values with a decimal point and no "
+                "thousands separator, or store them as numbers")
+    else:
+        markers = ", ".join(sorted(MISSING_TEXT - {""}))
+        why += f": a band value is a number; an empty cell (or {markers}) is a missing observation"
+    if count > 1:
+        why += f"; {count} such band cells in all"
+    return why
+
+
+def _rows(path: Path) -> tuple[str, list[tuple]]:
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
 
@@ -147,7 +189,7 @@ def _rows(path: Path):
         raise ServiceError(f"{path.name} is not a readable .xlsx workbook: {' '.join(str(e).split())[:160]}") from None
     try:
         sheet = book.worksheets[0]
-        return [r for r in sheet.iter_rows(values_only=True) if any(v is not None for v in r)]
+        return sheet.title, [r for r in sheet.iter_rows(values_only=True) if any(v is not None for v in r)]
     finally:
         book.close()
 
@@ -182,7 +224,7 @@ def read_table(path: Path) -> ParcelTable:
     path = Path(path)
     if not path.is_file():
         raise ServiceError(f"input not found: {path}")
-    rows = _rows(path)
+    sheet, rows = _rows(path)
     if not rows:
         raise ServiceError(f"{path.name} is empty: expected {LAYOUT}")
     id_col, date_col, code_col, band_cols = _header(rows[0], path.name)
@@ -191,6 +233,8 @@ def read_table(path: Path) -> ParcelTable:
     width = max(id_col, date_col, code_col, *band_cols) + 1
     code_of: dict[int, int] = {}
     observations: dict[tuple[int, np.datetime64], list[float]] = {}
+    bad: list = []  # the first unreadable band cell: value, row, column
+    n_bad = 0
     for r, row in enumerate(rows[1:], start=2):
         where = f"{path.name} row {r}"
         row = tuple(row) + (None,) * (width - len(row))
@@ -202,7 +246,20 @@ def read_table(path: Path) -> ParcelTable:
                                "earlier row: one code per parcel")
         if (parcel, date) in observations:
             raise ServiceError(f"{where}: parcel {parcel} has a second row for {date}: one row per parcel and date")
-        observations[(parcel, date)] = [_number(row[c]) for c in band_cols]
+        cells = []
+        for c in band_cols:
+            try:
+                cells.append(_number(row[c]))
+            except _BadCell:
+                cells.append(float("nan"))
+                n_bad += 1
+                if not bad:
+                    bad = [row[c], r, c]
+        observations[(parcel, date)] = cells
+    if bad:
+        value, r, c = bad
+        header = str(rows[0][c]).strip()
+        raise ServiceError(_bad_cell(value, f"{path.name}, sheet '{sheet}', row {r}", header, c, n_bad))
     parcels = np.array(sorted(code_of), np.int64)
     dates = np.array(sorted({d for _, d in observations}), "datetime64[D]")
     p_index = {p: i for i, p in enumerate(parcels.tolist())}
@@ -214,7 +271,30 @@ def read_table(path: Path) -> ParcelTable:
     return ParcelTable(parcels, codes, dates, values)
 
 
-# -- harmonisation, classes and splits -------------------------------------------------------
+# -- unit, harmonisation, classes and splits -------------------------------------------------
+
+
+def table_unit(values: np.ndarray, name: str) -> tuple[float, str]:
+    """The factor that brings the band values to reflectance x 10000, and what was decided: the
+    rule of ``components.common.reflectance`` for floating-point values without a scale tag, on
+    the 1st and 99th percentiles of the band cells (missing cells and zeros left out). Reflectance
+    (within about -0.5..2): 10000; reflectance x 10000 (99th percentile 100..65535): 1; anything
+    else (percent, 0..100, is ambiguous): a ServiceError."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v) & (v != 0)]
+    if not v.size:
+        return 1.0, "no band value"
+    lo, hi = (float(q) for q in np.percentile(v, PERCENTILES))
+    seen = f"{lo:.6g}..{hi:.6g} (1st..99th percentile of the band cells)"
+    if REFLECTANCE_RANGE[0] <= lo and hi <= REFLECTANCE_RANGE[1]:
+        return QUANTIFICATION, (f"{name}: band values {seen} are reflectance 0..1: multiplied by "
+                                f"{QUANTIFICATION:g}, the unit of the crop chain (reflectance x 10000)")
+    if DN_RANGE[0] <= lo and hi <= DN_RANGE[1] and hi >= DN_MIN_HIGH:
+        return 1.0, f"{name}: band values {seen}: reflectance x 10000"
+    raise ServiceError(f"{name}: band values {seen} are neither reflectance 0..1 (about {REFLECTANCE_RANGE[0]:g}.."
+                       f"{REFLECTANCE_RANGE[1]:g}) nor reflectance x 10000 (99th percentile {DN_MIN_HIGH:g}.."
+                       f"{DN_RANGE[1]:g}): percent? the unit is ambiguous: give the band columns as reflectance "
+                       "x 10000 (percent x 100) or as reflectance 0..1")
 
 
 def monthly(table: ParcelTable, season_start: int) -> tuple[np.ndarray, list[str]]:
@@ -304,9 +384,10 @@ def _run(input_path: str, params: WorldCropsParams, output_dir: str, local_out: 
             table = read_table(storage.fetch_input(input_path, work / "input"))
         log.info("%s: %d parcels, %d dates (%s to %s), %d crop codes", input_path, len(table.parcels),
                  len(table.dates), table.dates[0], table.dates[-1], len(np.unique(table.codes)))
-        observed = table.values[np.isfinite(table.values)]
-        if observed.size and float(np.percentile(observed, 99)) < 2.0:
-            log.warning("band values look like reflectance in 0..1, not reflectance x 10000 as in the composites")
+        factor, unit_note = table_unit(table.values, Path(input_path).name)
+        if factor != 1.0:
+            log.info("%s", unit_note)
+            table.values = (table.values.astype(np.float64) * factor).astype(np.float32)
         with steps.step("monthly composites"):
             x, months = monthly(table, params.season_start)
         empty = ~x.any(axis=(1, 2))
@@ -339,6 +420,7 @@ def _run(input_path: str, params: WorldCropsParams, output_dir: str, local_out: 
             "dates": [str(d) for d in table.dates],
             "values": "per-parcel mean reflectance x 10000 as in the table (WorldCrops Bavaria: L1C top of "
                       "atmosphere); monthly median of the dates of each month; 0 = no observation",
+            "table_unit": "reflectance 0..1, multiplied by 10000" if factor != 1.0 else "reflectance x 10000",
             "classes": {str(i): n for i, n in classes.names.items()},
             "class_codes": {str(i): c for i, c in classes.codes.items()},
             "parcels_per_class": {str(i): int(support[i]) for i in classes.names},

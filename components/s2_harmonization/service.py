@@ -14,7 +14,9 @@ other bands would pass for them). Band scale/offset tags are honoured: DNs of pr
 04.00 and later (offset -0.1, i.e. DN - 1000) are brought to plain reflectance x 10000, the unit of
 the TimeSen2Crop samples the classifier is trained on. Without a scale tag the data type and values
 decide (``components.common.reflectance``): integers far above 1 are DN x 10000, floats within about
--0.5..2 reflectance (multiplied by 10000), anything that fits neither stops the run.
+-0.5..2 reflectance (multiplied by 10000), anything that fits neither stops the run. An image
+tagged as top-of-atmosphere reflectance (``QUANTITY=TOA reflectance``, what S2-preprocess writes for
+an L1C product) stops the run: the composites are surface reflectance (L2A).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,9 +104,31 @@ def _grid(ds) -> Grid:
     return Grid(ds.crs, ds.transform, ds.width, ds.height)
 
 
+_TOA = re.compile(r"\bTOA\b|top[ -]of[ -](the[ -])?atmosphere", re.IGNORECASE)
+
+
+def _refuse_toa(ds, name: str) -> None:
+    """A REFBOA image tagged as top-of-atmosphere reflectance (S2-preprocess writes ``QUANTITY=TOA
+    reflectance`` for an L1C product; without a QUANTITY tag, a ``PRODUCT`` tag naming an L1C
+    product) is refused: the composites are surface reflectance, the unit of TimeSen2Crop."""
+    tags = ds.tags()
+    quantity = " ".join(str(tags.get("QUANTITY", "")).split())
+    product = str(tags.get("PRODUCT", "")).strip()
+    if _TOA.search(quantity):
+        why = f"tagged QUANTITY={quantity}"
+    elif not quantity and "MSIL1C" in product.upper():
+        why = f"tagged PRODUCT={product} (an L1C product)"
+    else:
+        return
+    raise ServiceError(f"REFBOA/{name}: {why}: top-of-atmosphere reflectance, but monthlycomposite composites "
+                       "surface reflectance (BOA, Sentinel-2 L2A): run S2-preprocess on the L2A product of that "
+                       "acquisition, or correct the L1C product with Sen2Cor first")
+
+
 def boa_bands(ds, name: str) -> BoaBands:
     """Where the nine TimeSen2Crop bands are in a REFBOA image, and how to bring them to
-    reflectance x 10000."""
+    reflectance x 10000. An image tagged as top-of-atmosphere reflectance is refused."""
+    _refuse_toa(ds, name)
     names = [normalise_band(d) if d else "" for d in ds.descriptions]
     if all(b in names for b in BANDS):
         indexes = [names.index(b) + 1 for b in BANDS]

@@ -138,7 +138,8 @@ class Archive:
             prefix = str(p.parent.parent) if str(p.parent.parent) != "." else ""
             tile = by_prefix.get(prefix)
             if tile is None:
-                if class_id(p.parent.name) is not None:  # a tile's samples without its dates: not to be lost
+                if p.parent.name.strip().isdigit() or class_id(p.parent.name) is not None:
+                    # a tile's samples without its dates: not to be lost
                     undated.add(prefix or ".")
                 continue
             folder = p.parent.name
@@ -237,10 +238,12 @@ def _natural(path: str):
 
 
 def class_id(folder: str) -> int | None:
-    """Class id of a crop-type folder: its number, or a class name of Table 8."""
+    """Class id of a crop-type folder: its number, a class id of Table 8 (0-15), or a class name
+    of Table 8; None for any other folder (a number outside the legend too: its samples would be a
+    class without name or colour)."""
     text = folder.strip()
     if text.isdigit():
-        return int(text)
+        return int(text) if int(text) in CLASSES else None
     return CLASS_BY_NAME.get(_key(text))
 
 

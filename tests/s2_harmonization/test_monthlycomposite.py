@@ -73,6 +73,19 @@ def test_baseline_offset_and_s2_names_give_the_same_composites(series, tmp_path)
         np.testing.assert_array_equal(_read(out / name)[0], _read(tmp_path / "o" / name)[0])
 
 
+def test_boa_tags_of_s2_preprocess_pass(series, tmp_path):
+    """The tags S2-preprocess writes on an L2A stack (QUANTITY=BOA reflectance) change nothing."""
+    root, _, out = series
+    folder = tmp_path / "in"
+    shutil.copytree(root / "plain", folder)
+    for f in (folder / "REFBOA").glob("*.tif"):
+        with rasterio.open(f, "r+") as ds:
+            ds.update_tags(QUANTITY="BOA reflectance",
+                           PRODUCT="S2A_MSIL2A_20171005T101401_N0400_R022_T33UVP_20171005T121301")
+    assert main(["--input_dir", str(folder), "--output_dir", str(tmp_path / "o")]) == 0
+    name = "33UVP_MC_2018-05.tif"
+    np.testing.assert_array_equal(_read(out / name)[0], _read(tmp_path / "o" / name)[0])
+
 
 def test_the_command_prints_every_composite_it_wrote(series, tmp_path, capsys):
     root, _, _ = series
@@ -146,8 +159,16 @@ def bad_inputs(series, tmp_path_factory):
     first.rename(first.with_name(first.name.replace("T33UVP", "T33UWP")))
     text = copy("text")
     next((text / "LAI").glob("*.tif")).write_text("not a raster")
+    # tagged as S2-preprocess tags a stack of an L1C product (--toa): top of atmosphere, not BOA
+    toa = copy("toa")
+    with rasterio.open(sorted((toa / "REFBOA").glob("*.tif"))[12], "r+") as ds:
+        ds.update_tags(QUANTITY="TOA reflectance")
+    l1c = copy("l1c")
+    with rasterio.open(sorted((l1c / "REFBOA").glob("*.tif"))[3], "r+") as ds:
+        ds.update_tags(PRODUCT="S2A_MSIL1C_20171005T101401_N0400_R022_T33UVP_20171005T121301")
     return {k: str(v) for k, v in locals().items() if k in (
-        "missing", "no_lai", "grid", "bands", "no_date", "no_refboa", "two_tiles", "text")} | {"base": str(base)}
+        "missing", "no_lai", "grid", "bands", "no_date", "no_refboa", "two_tiles", "text", "toa", "l1c")} | {
+        "base": str(base)}
 
 
 CASES = [
@@ -163,6 +184,10 @@ CASES = [
     ("bad tile code", "grid", ["--tile", "Vienna"], "invalid value 'Vienna' for parameter 'tile'"),
     ("season without images", "grid", ["--season_start", "2020"], "no REFBOA image in the agronomic year 2020-09"),
     ("bad block size", "grid", ["--block_size", "10"], "parameter 'block_size': allowed a number >= 64"),
+    ("TOA reflectance", "toa", [], "_REFBOA.tif: tagged QUANTITY=TOA reflectance: top-of-atmosphere reflectance, but "
+                                   "monthlycomposite composites surface reflectance (BOA, Sentinel-2 L2A)"),
+    ("L1C product tag", "l1c", [], "tagged PRODUCT=S2A_MSIL1C_20171005T101401_N0400_R022_T33UVP_20171005T121301 "
+                                   "(an L1C product): top-of-atmosphere reflectance"),
 ]
 
 

@@ -17,6 +17,11 @@ def inputs(tmp_path_factory):
     odd_class = write_archive(root / "odd", tiles=("33UVP",), classes=(2,), per_class=2)
     (odd_class / "33UVP" / "Cabbage").mkdir()
     (odd_class / "33UVP" / "Cabbage" / "1.csv").write_text("x")
+    # a class folder numbered outside Table 8 (0-15), holding a well-formed sample
+    odd_number = write_archive(root / "odd_number", tiles=("33UVP",), classes=(2,), per_class=2)
+    (odd_number / "33UVP" / "16").mkdir()
+    sample = sorted((odd_number / "33UVP" / "2").glob("*.csv"))[0]
+    (odd_number / "33UVP" / "16" / "1.csv").write_text(sample.read_text())
     bad_dates = write_archive(root / "bad_dates", tiles=("33UVP",), classes=(2,), per_class=2)
     (bad_dates / "33UVP" / "dates.csv").write_text("acquisition_date\n20171301\n")
     bad_cond = write_archive(root / "bad_cond", tiles=("33UVP",), classes=(2,), per_class=2)
@@ -62,8 +67,9 @@ def inputs(tmp_path_factory):
     a_file = root / "a_file"
     a_file.write_text("x")
     return dict(good=good, other_dates=other_dates, odd_class=odd_class, bad_dates=bad_dates, bad_cond=bad_cond,
-                bad_cols=bad_cols, empty=empty, fake_zip=fake_zip, a_file=a_file, root=root, dup_dates=dup_dates,
-                dup_date=dup_date, folder_csv=folder_csv, no_b5=no_b5, no_samples=no_samples, shifted=shifted, **values)
+                odd_number=odd_number, bad_cols=bad_cols, empty=empty, fake_zip=fake_zip, a_file=a_file, root=root,
+                dup_dates=dup_dates, dup_date=dup_date, folder_csv=folder_csv, no_b5=no_b5, no_samples=no_samples,
+                shifted=shifted, **values)
 
 
 CASES = [
@@ -72,6 +78,8 @@ CASES = [
     ("corrupt zip", "{fake_zip}", [], "archive.zip"),
     ("plain file", "{a_file}", [], "neither a folder nor a .zip"),
     ("unknown class folder", "{odd_class}", [], "unknown crop-type folder 'Cabbage' in tile 33UVP"),
+    ("class folder outside Table 8", "{odd_number}", [], "unknown crop-type folder '16' in tile 33UVP: expected a "
+                                                         "class id 0-15"),
     ("invalid date", "{bad_dates}", [], "dates.csv row 2: '20171301' is not a valid date"),
     ("bad condition value", "{bad_cond}", [], "pixel condition 7 is not one of 0 clear"),
     ("too few columns", "{bad_cols}", [], "unrecognised columns"),
@@ -146,3 +154,12 @@ def test_bad_values_and_folders_are_skipped_and_counted(tmp_path, as_zip):
         "33UVP/2/9.csv: a folder, not a CSV file",
         f"33UVP/2/{files[1].name}: row 1: B2 value 1e+30 is outside -10000 to 65535 (reflectance x 10000)"]
     assert json.loads((tmp_path / "s" / "run.json").read_text())["outputs"]["metrics"]["skipped_files"] == 2
+
+
+def test_class_folder_names():
+    """A crop-type folder is a class id of Table 8 (0-15, leading zeros allowed) or a class name;
+    any other number is no class (refused as an unknown folder, not read as class 16)."""
+    from components.timesen2crop.archive import class_id
+
+    assert [class_id(n) for n in ("0", "07", "15", " 2 ", "Maize", "winter_wheat")] == [0, 7, 15, 2, 2, 12]
+    assert [class_id(n) for n in ("16", "255", "99", "Hemp", "-1")] == [None] * 5
