@@ -120,11 +120,14 @@ def _raster_profile(rows, cols):
 
 def process_grd(product: S1Product, image: Image, params, bounds, looks, dst: str, progress=None) -> RadarRaster:
     """Calibrated, noise-removed, filtered GRD intensity of the image window ``bounds``
-    (r0, r1, c0, c1), multilooked by ``looks`` (azimuth, range)."""
-    r0, r1, c0, c1 = bounds
+    (r0, r1, c0, c1), multilooked by ``looks`` (azimuth, range). The window is widened to whole
+    looks of the whole image's multilook grid, so that a pixel is the same whatever window (AoI,
+    DEM height range) asked for it."""
     ay, ax = looks
+    r0, c0 = bounds[0] // ay * ay, bounds[2] // ax * ax
+    r1 = min(image.lines // ay, -(-bounds[1] // ay)) * ay
+    c1 = min(image.samples // ax, -(-bounds[3] // ax)) * ax
     rows_ml, cols_ml = (r1 - r0) // ay, (c1 - c0) // ax
-    r1, c1 = r0 + rows_ml * ay, c0 + cols_ml * ax
     kind = params.calibration.replace("DB", "")
     lut = calibration_lut(image, kind)
     noise = NoiseModel(image, product.ipf_version) if params.thermal_noise_removal else None
