@@ -184,7 +184,7 @@ def test_a_coarse_grid_keeps_the_edges_of_the_scene(grd_product, tmp_path):
     assert shares[100] == pytest.approx(shares[20], abs=0.1)  # the same footprint at either pixel size
 
 
-@pytest.mark.parametrize("speckle", ["None", "Boxcar"])
+@pytest.mark.parametrize("speckle", ["None", "Boxcar", "Lee Sigma"])
 def test_a_pixel_is_the_same_whatever_window_asked_for_it(grd_product, tmp_path, speckle):
     """The looks of a GRD pixel are fixed by the whole image's multilook grid, not by the window
     the output grid needs (an AoI, a DEM's height range)."""
