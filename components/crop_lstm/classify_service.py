@@ -195,9 +195,9 @@ class BlockReader:
         px = np.empty((len(idx), len(comps), n_feat), np.float32)
         for t, (c, ds) in enumerate(zip(self.composites, comps)):
             data = ds.read(list(c.bands), window=win).reshape(n_feat, -1)
-            px[:, t, :] = data[:, idx].T
-        # NaN (float composites' usual NoData) or inf is no observation, as 0 is: the network reads 0
-        px[~np.isfinite(px)] = 0
+            # to the model's unit (reflectance x 10000) by the composite's scale tags, data type and values
+            # (.units); NoData, NaN (float composites' usual NoData) or inf is no observation, as 0 is: 0
+            px[:, t, :] = c.conversion.apply(data[:, idx]).T
         observed = px.reshape(len(idx), -1).any(axis=1)
         return win, idx[observed], np.ascontiguousarray(px[observed]), masked
 
@@ -297,7 +297,7 @@ def _run(input_dir: str, mc_dir: str, params: ClassifyParams, output_dir: str, l
             model_path, mask = find_model_and_mask(inputs)
             model, info = load_model(model_path)
             comps_dir = storage.fetch_input(mc_dir, work / "mc")
-            composites, grid, tile = find_composites(comps_dir, info)
+            composites, grid, tile = find_composites(comps_dir, info, model_path.name)
             if mask is not None:
                 check_mask(mask, grid)
             check_min_region(params.min_region_px, grid)
@@ -342,7 +342,8 @@ def _run(input_dir: str, mc_dir: str, params: ClassifyParams, output_dir: str, l
             SERVICE, __version__, params.as_dict(),
             [{"uri": input_dir, "model": model_path.name, "mask": mask.name if mask else None,
               "training": info.training},
-             {"uri": mc_dir, "composites": {c.month: c.path.name for c in composites}}],
+             {"uri": mc_dir, "composites": {c.month: c.path.name for c in composites},
+              "units": {c.month: c.conversion.note for c in composites}}],
             {"crop_map": main.name, "stac": f"{stem}.json", "quicklook": ql.name, "metrics": metrics,
              "class_areas": areas}, steps.timings, started)
         outputs.write_json(stage / "run.json", record)

@@ -13,6 +13,7 @@ from components.common.readers import open_raster
 from components.timesen2crop.legend import normalise_band
 
 from .h5io import ModelInfo
+from .units import Conversion, composite_conversion, model_factor
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class Composite:
     path: Path
     month: str  # YYYY-MM
     bands: tuple[int, ...] = ()  # 1-based indexes of the model's features
+    conversion: Conversion = Conversion()  # from the values stored to the model's unit (default: unchanged)
 
 
 @dataclass
@@ -82,26 +84,54 @@ def _add_months(month: str, k: int) -> str:
     return f"{y + m0 // 12:04d}-{m0 % 12 + 1:02d}"
 
 
-def _feature_bands(ds, path: Path, info: ModelInfo) -> tuple[int, ...]:
+def _feature_bands(ds, path: Path, info: ModelInfo) -> tuple[tuple[int, ...], bool]:
+    """(1-based indexes of the model's bands in ``ds``, whether they were taken by position). Bands
+    named in the descriptions are found by name, in any order; by position only when no band carries
+    a name (taking named bands by position would let other bands pass for the model's)."""
     names = [normalise_band(d) if d else "" for d in ds.descriptions]
     wanted = [normalise_band(b) for b in info.band_names]
     twice = next((b for i, b in enumerate(wanted) if b in wanted[:i]), None)
     if twice is not None:  # each feature would be read from that one band
         raise ServiceError(f"the model's band_names list {twice} twice ({', '.join(info.band_names)}): each input "
                            "band must be named once")
-    if all(b in names for b in wanted):
-        return tuple(names.index(b) + 1 for b in wanted)
+    listed = ", ".join(n or "?" for n in names)
+    if any(names):
+        missing = [b for b, w in zip(info.band_names, wanted) if w not in names]
+        if missing:
+            raise ServiceError(f"{path.name} has no band named {', '.join(missing)} (its {ds.count} band "
+                               f"descriptions: {listed}): the model needs {', '.join(info.band_names)}, found by "
+                               "name in any order (by position only when no band carries a name)")
+        doubled = next((b for b, w in zip(info.band_names, wanted) if names.count(w) > 1), None)
+        if doubled is not None:
+            raise ServiceError(f"{path.name} names two bands {doubled} ({listed}): each band the model needs must "
+                               "be named once")
+        return tuple(names.index(w) + 1 for w in wanted), False
     if ds.count == len(wanted):
-        return tuple(range(1, ds.count + 1))
-    raise ServiceError(f"{path.name} has {ds.count} bands ({', '.join(n or '?' for n in names)}): the model needs "
-                       f"{', '.join(info.band_names)}")
+        return tuple(range(1, ds.count + 1)), True
+    raise ServiceError(f"{path.name} has {ds.count} bands ({listed}): the model needs "
+                       f"{', '.join(info.band_names)}, named in the band descriptions or as exactly "
+                       f"{len(wanted)} unnamed bands in that order")
 
 
-def find_composites(mc_dir: Path, info: ModelInfo) -> tuple[list[Composite], GridInfo, str | None]:
-    """The composites in the order of the model's time steps, their grid and tile code."""
+def _log_conversions(composites: list[Composite]) -> None:
+    """What was decided about the composites' units: one line per way of converting, not one per file."""
+    groups: dict[str, list[Composite]] = {}
+    for c in composites:
+        groups.setdefault(c.conversion.summary(), []).append(c)
+    for how, comps in groups.items():
+        more = f" (and {len(comps) - 1} more composites)" if len(comps) > 1 else ""
+        log.info("%s%s: %s", comps[0].conversion.note, more, how)
+
+
+def find_composites(mc_dir: Path, info: ModelInfo, model_name: str = "the model"
+                    ) -> tuple[list[Composite], GridInfo, str | None]:
+    """The composites in the order of the model's time steps, their grid and tile code; each with the
+    indexes of the model's bands and how its values are brought to the model's unit (:mod:`.units`)."""
     if not mc_dir.is_dir():
         raise ServiceError(f"mc_dir is not a folder: {mc_dir}")
+    factor = model_factor(info.input_unit, model_name)
     found: dict[str, Composite] = {}
+    by_position: list[str] = []
     grid = first = None
     tile = None
     for path in _rasters(mc_dir):
@@ -113,7 +143,11 @@ def find_composites(mc_dir: Path, info: ModelInfo) -> tuple[list[Composite], Gri
             if month in found:
                 raise ServiceError(f"two composites for {month} in mc_dir: {found[month].path.name} and {path.name}")
             g = GridInfo.of(ds)
-            bands = _feature_bands(ds, path, info)
+            bands, positional = _feature_bands(ds, path, info)
+            if positional:
+                by_position.append(path.name)
+            conversion = composite_conversion(ds, list(bands), list(info.band_names), f"{path.name} in mc_dir",
+                                              factor)
             tile = tile or ds.tags().get("TILE") or None
         if grid is None:
             grid, first = g, path.name
@@ -121,12 +155,16 @@ def find_composites(mc_dir: Path, info: ModelInfo) -> tuple[list[Composite], Gri
                 not g.transform.almost_equals(grid.transform):
             raise ServiceError(f"{path.name} ({g.size()}, {g.crs}) is not on the grid of {first} ({grid.size()}, "
                                f"{grid.crs}): all composites must share one grid")
-        found[month] = Composite(path, month, bands)
+        found[month] = Composite(path, month, bands, conversion)
         if tile is None:
             m = TILE_RE.search(path.stem.upper())
             tile = m[1] if m else None
     if not found:
         raise ServiceError(f"no monthly composite (.tif) in mc_dir {mc_dir}")
+    if by_position:
+        log.info("%s%s: no band carries a name (band description): the %d bands taken by position as the model's "
+                 "%s", by_position[0], f" and {len(by_position) - 1} more composites" if len(by_position) > 1 else "",
+                 len(info.band_names), ", ".join(info.band_names))
     steps = info.timesteps
     n = len(steps)
     months = sorted(found)
@@ -149,7 +187,9 @@ def find_composites(mc_dir: Path, info: ModelInfo) -> tuple[list[Composite], Gri
     extra = [m for m in months if m not in expected]
     if extra:
         log.warning("composites outside %s..%s ignored: %s", expected[0], expected[-1], ", ".join(extra))
-    return [found[m] for m in expected], grid, tile
+    chosen = [found[m] for m in expected]
+    _log_conversions(chosen)
+    return chosen, grid, tile
 
 
 def check_mask(mask: Path, grid: GridInfo) -> None:

@@ -11,6 +11,9 @@ Layout (format ``eo-kfp-services.crop-lstm``, version 1)::
         band_names        JSON list, the input features in order (B2 ... B12)
         timesteps         JSON list, the input time steps (e.g. "2017-09" ... "2018-08")
         temporal          "monthly" or "acquisitions"
+        input_unit        the unit of the training values: "reflectance x 10000" (the chain's),
+                          "reflectance" or "unknown" (absent in files written before it was recorded:
+                          read as "", taken as reflectance x 10000 by tile_classifier)
         software_version, created, training (JSON: parameters and validation figures)
     /normalisation/mean   float32 [n_features]  input = (x - mean) / std; x == 0 (no observation) -> 0
     /normalisation/std    float32 [n_features]
@@ -54,6 +57,7 @@ class ModelInfo:
     training: dict = field(default_factory=dict)
     software_version: str = __version__
     created: str = ""
+    input_unit: str = ""  # unit of the training values (components.crop_lstm.units); "" = not recorded
 
 
 def save_model(path: Path, model, info: ModelInfo) -> Path:
@@ -71,6 +75,8 @@ def save_model(path: Path, model, info: ModelInfo) -> Path:
         f.attrs["band_names"] = json.dumps(info.band_names)
         f.attrs["timesteps"] = json.dumps(info.timesteps)
         f.attrs["temporal"] = info.temporal
+        if info.input_unit:
+            f.attrs["input_unit"] = info.input_unit
         f.attrs["software_version"] = info.software_version
         f.attrs["created"] = info.created or dt.datetime.now(dt.timezone.utc).isoformat()
         f.attrs["training"] = json.dumps(info.training, default=str)
@@ -110,7 +116,8 @@ def load_model(path: Path):
                              temporal=str(f.attrs.get("temporal", "monthly")),
                              training=json.loads(f.attrs.get("training", "{}")),
                              software_version=str(f.attrs.get("software_version", "")),
-                             created=str(f.attrs.get("created", "")))
+                             created=str(f.attrs.get("created", "")),
+                             input_unit=_text(f.attrs.get("input_unit", "")))
             state = {"mean": torch.from_numpy(f["normalisation/mean"][()]),
                      "std": torch.from_numpy(f["normalisation/std"][()])}
             for name, ds in f["weights"].items():
@@ -210,6 +217,10 @@ def _check_values(path: Path, state: dict) -> None:
     if (std <= 0).any():
         raise ServiceError(f"{path.name}: normalisation/std holds {float(std[std <= 0][0]):g}: a standard deviation "
                            "must be > 0")
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _short(value) -> str:

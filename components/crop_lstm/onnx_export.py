@@ -49,7 +49,8 @@ def export_onnx(model, path: Path, info: ModelInfo) -> Path:
     proto = onnx.load(str(path))
     meta = {"class_ids": json.dumps(info.class_ids), "class_names": json.dumps(info.class_names),
             "band_names": json.dumps(info.band_names), "timesteps": json.dumps(info.timesteps),
-            "temporal": info.temporal, "normalisation": "in the graph: (x - mean) / std, x == 0 -> 0"}
+            "temporal": info.temporal, "input_unit": info.input_unit or "not recorded",
+            "normalisation": "in the graph: (x - mean) / std, x == 0 -> 0"}
     del proto.metadata_props[:]
     for k, v in meta.items():
         entry = proto.metadata_props.add()

@@ -29,6 +29,7 @@ from .h5io import ModelInfo, load_model, save_model
 from .metrics import summary
 from .model import CropLSTM, ModelConfig, normalisation, predict_logits
 from .params import TrainParams
+from .units import MODEL_UNIT, training_unit
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,12 @@ def _run(input_dir: str, params: TrainParams, output_dir: str, local_out: Path |
                 if xv.shape[1:] != x.shape[1:]:
                     raise ServiceError(f"{xp.name} has {xv.shape[1]} time steps x {xv.shape[2]} bands; "
                                        f"train.npy has {x.shape[1]} x {x.shape[2]}: they must match")
+        unit, seen = training_unit(x)
+        if unit != MODEL_UNIT:
+            log.warning("train.npy values %s are not %s (TimeSen2Crop's and the composites' unit): the model records "
+                        "input unit %r%s", seen, MODEL_UNIT, unit,
+                        ": tile_classifier brings composites to reflectance for it" if unit == "reflectance" else
+                        ": tile_classifier will refuse it")
         class_ids = sorted(int(c) for c in np.unique(y))
         if len(class_ids) < 2:
             raise ServiceError(f"y_train.npy holds a single class ({class_ids[0]}): at least two are needed")
@@ -245,7 +252,7 @@ def _run(input_dir: str, params: TrainParams, output_dir: str, local_out: Path |
         training = {"params": params.as_dict(), "device": str(device), "epochs": len(history.epochs),
                     "seconds": history.seconds, "evaluated_on": split,
                     **{k: figures[k] for k in ("overall_accuracy", "kappa", "macro_f1", "samples")}}
-        info = ModelInfo(class_ids, class_names, bands, timesteps, temporal, training)
+        info = ModelInfo(class_ids, class_names, bands, timesteps, temporal, training, input_unit=unit)
         with steps.step("write model"):
             save_model(h5_path, model, info)
             check = eval_x[:CHECK_SAMPLES]
