@@ -4,11 +4,16 @@ A *tile* is either a multi-band raster (a GeoTIFF stack whose band descriptions 
 as ``S2-preprocess`` writes them) or a set of single-band rasters whose file names carry the band
 (``..._B02_...tif``, ``T29UNU_..._B8A_20m.jp2``): files in one folder that differ only by the
 band token form one tile. Bands at a coarser resolution are resampled (bilinear) to the finest.
+A Sentinel-2 SAFE product (folder or .zip) is one tile of its band files, read with the
+quantification value and offset of its metadata. Values are read in one unit whatever the storage
+(:mod:`.units`, :meth:`Tile.resolve_units`).
 
 Its *labels* are, in this order of preference:
 
 - a raster beside it named like the tile with ``_label``/``_labels``/``_mask``/``_gt``
-  (``T1.tif`` -> ``T1_label.tif``; for per-band tiles the name without the band token);
+  (``T1.tif`` -> ``T1_label.tif``; for per-band tiles the name without the band token), or
+  reBEN's ``<patch>_reference_map.tif`` (CORINE codes, read as BigEarthNet's 19 classes), beside
+  it or anywhere under the input (reBEN keeps them in a ``Reference_Maps`` tree);
 - a COCO JSON named like the tile (``T1.json``, ``T1_coco.json``);
 - the only label raster or COCO JSON of a folder holding a single tile (the sen2ships layout:
   ``<port>/<bands>.tiff`` + ``<port>/<port>_coco.json``).
@@ -22,6 +27,7 @@ with a warning, up to :data:`MAX_BAD_FRACTION` of the tile; beyond that it is an
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections import defaultdict
@@ -34,14 +40,16 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from components.common.errors import ServiceError
-from components.common.sentinel2 import BAND_NAMES, normalise_band
+from components.common.reflectance import reflectance_units
+from components.common.sentinel2 import BAND_NAMES, NODATA_DN, normalise_band
 
 from . import coco
 
 log = logging.getLogger(__name__)
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt", ".img"}
-LABEL_TOKENS = ("label", "labels", "mask", "gt", "annotation", "annotations")
+LABEL_TOKENS = ("label", "labels", "mask", "gt", "annotation", "annotations", "reference_map")
+SAFE_METADATA = ("MTD_MSIL2A.xml", "MTD_MSIL1C.xml")  # a folder holding one is a Sentinel-2 product
 # a band token, with the resolution suffix of ESA file names (B02_10m) taken along
 _BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])(B(?:0?[1-9]|1[0-2]|8A))(?:_\d{2}m)?(?![A-Za-z0-9])", re.IGNORECASE)
 _LABEL_RE = re.compile(r"[_\-. ](?:" + "|".join(LABEL_TOKENS) + r")$", re.IGNORECASE)
@@ -104,6 +112,13 @@ class Tile:
     nodata: float | None = None
     keys: set = field(default_factory=set)  # names its label files may carry
     offsets: dict = field(default_factory=dict)  # band -> value added on reading (radiometry.correct)
+    product: dict = field(default_factory=dict)  # SAFE band files: band -> (scale, offset) to reflectance
+    product_note: str = ""                       # where those come from, for the log
+    units: dict | None = None                    # band -> (scale, offset) to units.UNIT (resolve_units)
+    unit_kind: str = ""                          # how its values were read: tags, dn, reflectance, product
+    unit_note: str = ""                          # what was decided and why, for the log
+    unit_factor: float = 1.0                     # values in units.UNIT times this (a model of another unit)
+    label_scheme: str = ""                       # "clc": the label raster holds CORINE codes (reBEN)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -126,12 +141,47 @@ class Tile:
             raise ServiceError(f"unknown band {', '.join(missing)} for tile {self.name}: it has "
                                f"{', '.join(self.bands) or 'no named bands'}")
 
-    @_gdal_env
     def read(self, bands: tuple[str, ...], window: Window | None = None,
              shape: tuple[int, int] | None = None) -> np.ndarray:
-        """(bands, rows, cols) float32 of raw values; no data and unreadable blocks are NaN.
-        ``shape`` (rows, cols): the window decimated to that size (nearest pixels; GDAL reads
-        overviews or JPEG 2000 resolution levels where the file has them), for statistics."""
+        """(bands, rows, cols) float32 in the service's unit (:mod:`.units`: reflectance x 10000,
+        times ``unit_factor``), each band then shifted by ``offsets``; no data and unreadable blocks
+        are NaN. ``shape`` (rows, cols): the window decimated to that size (nearest pixels; GDAL
+        reads overviews or JPEG 2000 resolution levels where the file has them), for statistics."""
+        out = self.read_raw(bands, window, shape)
+        self.resolve_units()
+        for i, b in enumerate(bands):
+            scale, offset = self.units.get(b, (1.0, 0.0))
+            scale, offset = scale * self.unit_factor, offset * self.unit_factor
+            if scale != 1.0:
+                out[i] *= scale
+            if offset + self.offsets.get(b, 0.0):
+                out[i] += offset + self.offsets.get(b, 0.0)
+        return out
+
+    def resolve_units(self) -> None:
+        """Decide once how this tile's values become reflectance x 10000 (:mod:`.units`), by the
+        shared rule of :mod:`components.common.reflectance` over all its Sentinel-2 bands at once
+        (a dark band alone, open water in B12, could pass for no unit); a ServiceError naming the
+        tile when its values fit none."""
+        if self.units is not None:
+            return
+        bands = [b for b in self.bands if b in BAND_NAMES]
+        if not bands:
+            self.units = {}
+            return
+        sample = _UnitSample(self, bands)
+        found = reflectance_units(sample, list(range(1, len(bands) + 1)), bands, f"tile {self.name}")
+        scale, offset = found.to_dn()
+        self.units = {b: (float(s), float(o)) for b, s, o in zip(bands, scale, offset)}
+        self.unit_kind, self.unit_note = found.unit, found.note
+        if self.product:
+            self.unit_kind, self.unit_note = "product", f"tile {self.name}: {self.product_note}"
+        log.debug("%s", self.unit_note)
+
+    @_gdal_env
+    def read_raw(self, bands: tuple[str, ...], window: Window | None = None,
+                 shape: tuple[int, int] | None = None) -> np.ndarray:
+        """(bands, rows, cols) float32 of the values as stored; no data and unreadable blocks are NaN."""
         window = window or Window(0, 0, self.width, self.height)
         out = np.empty((len(bands), *(shape or (int(window.height), int(window.width)))), np.float32)
         if self.stack is not None:
@@ -140,10 +190,25 @@ class Tile:
         else:
             for i, b in enumerate(bands):
                 out[i] = _read_band(self.band_files[b], 1, window, self, b, shape)
-        for i, b in enumerate(bands):
-            if self.offsets.get(b):
-                out[i] += self.offsets[b]
         return out
+
+    def stored_tags(self, bands: list[str]) -> tuple[list[float], list[float], str]:
+        """Per band the (scale, offset) tags of its file, or of the SAFE product's metadata, and the
+        data type of the first band."""
+        scales, offsets, dtype = [], [], None
+        for b in bands:
+            if self.stack is not None:
+                path, index = self.stack, self.stack_bands.index(b) + 1
+            else:
+                path, index = self.band_files[b], 1
+            with _open(path) as ds:
+                dtype = dtype or ds.dtypes[index - 1]
+                scale, offset = ds.scales[index - 1], ds.offsets[index - 1]
+            if b in self.product:
+                scale, offset = self.product[b]
+            scales.append(scale)
+            offsets.append(offset)
+        return scales, offsets, dtype
 
     def read_instances(self) -> np.ndarray:
         """Object instances (int32, 0 = none): one id per COCO annotation, or the connected
@@ -168,13 +233,16 @@ class Tile:
 
     @_gdal_env
     def read_labels(self) -> np.ndarray:
-        """The raw label raster (uint8, tile size): values 0-255 as given."""
+        """The raw label raster (uint8, tile size): values 0-255 as given; a reBEN reference map's
+        CORINE codes as BigEarthNet's 19 classes (:data:`CLC_TO_BEN19`)."""
         if self.label is not None:
             self.check_label_size()
             with _open(self.label) as ds:
                 if ds.crs and self.crs and ds.crs != self.crs:
                     raise ServiceError(f"labels {self.label.name} are in {ds.crs}, tile {self.name} in {self.crs}")
                 data = _read_lenient(ds, 1, Window(0, 0, ds.width, ds.height), self.label, strict=True)
+            if self.label_scheme == "clc":
+                return _ben19(data, self.label)
             if np.issubdtype(data.dtype, np.floating):
                 data = np.nan_to_num(data, nan=0)
             if data.min() < 0 or data.max() > 255 or (np.issubdtype(data.dtype, np.floating)
@@ -184,6 +252,65 @@ class Tile:
         if self.coco is not None:
             return coco.rasterise(self.coco, (self.height, self.width))
         raise ServiceError(f"tile {self.name} has no labels: put {self.name}_label.tif (or a COCO .json) beside it")
+
+
+class _UnitSample:
+    """A tile's Sentinel-2 bands as :func:`components.common.reflectance.reflectance_units` samples
+    a raster: the whole tile read once, decimated to at most SAMPLE_SIDE px a side (nearest
+    pixels; overviews or JPEG 2000 resolution levels where the files have them), through the
+    tile's own lenient reader (damaged blocks are no data), coarser bands on the finest grid;
+    the scale/offset tags of each band's file (or of the SAFE product), the first band's type."""
+
+    SAMPLE_SIDE = 256
+
+    def __init__(self, tile: Tile, bands: list[str]):
+        step = max(1, math.ceil(max(tile.height, tile.width) / self.SAMPLE_SIDE))
+        shape = (math.ceil(tile.height / step), math.ceil(tile.width / step)) if step > 1 else None
+        self.values = tile.read_raw(tuple(bands), shape=shape)
+        self.count, self.height, self.width = self.values.shape
+        self.scales, self.offsets, dtype = tile.stored_tags(bands)
+        self.dtypes = [dtype] * self.count
+
+    def read(self, indexes, window: Window | None = None) -> np.ndarray:
+        rows, cols = (slice(None), slice(None)) if window is None else window.toslices()
+        return self.values[[i - 1 for i in indexes]][:, rows, cols]
+
+    def block_windows(self, bidx: int = 1):
+        yield (0, 0), Window(0, 0, self.width, self.height)
+
+
+# reBEN (BigEarthNet v2) reference maps hold CORINE Land Cover 2018 codes (uint16, 999 unlabelled);
+# read as BigEarthNet's 19-class nomenclature (Sumbul et al. 2021, the classes of reBEN's scene
+# labels), as the reBEN pipeline maps them (kai-tub/bigearthnet-pipeline, clc_code_18_to_ben19_name).
+# Codes without a class there (roads, ports, airports, mines, dumps, construction, urban green, sport,
+# bare rock, burnt areas, glaciers, intertidal flats) and 999 are background 0.
+BEN19_NAMES = {1: "Urban fabric", 2: "Industrial or commercial units", 3: "Arable land", 4: "Permanent crops",
+               5: "Pastures", 6: "Complex cultivation patterns",
+               7: "Land principally occupied by agriculture, with significant areas of natural vegetation",
+               8: "Agro-forestry areas", 9: "Broad-leaved forest", 10: "Coniferous forest", 11: "Mixed forest",
+               12: "Natural grassland and sparsely vegetated areas",
+               13: "Moors, heathland and sclerophyllous vegetation", 14: "Transitional woodland, shrub",
+               15: "Beaches, dunes, sands", 16: "Inland wetlands", 17: "Coastal wetlands", 18: "Inland waters",
+               19: "Marine waters"}
+CLC_TO_BEN19 = {111: 1, 112: 1, 121: 2, 122: 0, 123: 0, 124: 0, 131: 0, 132: 0, 133: 0, 141: 0, 142: 0,
+                211: 3, 212: 3, 213: 3, 221: 4, 222: 4, 223: 4, 231: 5, 241: 4, 242: 6, 243: 7, 244: 8,
+                311: 9, 312: 10, 313: 11, 321: 12, 322: 13, 323: 13, 324: 14, 331: 15, 332: 0, 333: 12,
+                334: 0, 335: 0, 411: 16, 412: 16, 421: 17, 422: 17, 423: 0, 511: 18, 512: 18, 521: 19,
+                522: 19, 523: 19, 999: 0, 0: 0}
+REFERENCE_MAP = "_reference_map"
+
+
+def _ben19(data: np.ndarray, path: Path) -> np.ndarray:
+    """CORINE codes of a reference map as BigEarthNet-19 class ids (uint8)."""
+    codes = np.unique(data)
+    unknown = [v for v in codes.tolist() if v not in CLC_TO_BEN19]
+    if unknown:
+        raise ServiceError(f"reference map {Path(path).name} holds {', '.join(f'{v:g}' for v in unknown[:5])}, not "
+                           "CORINE Land Cover codes (111-523, 999 unlabelled) as reBEN's reference maps do")
+    lut = np.zeros(1000, np.uint8)
+    for code, cls in CLC_TO_BEN19.items():
+        lut[code] = cls
+    return lut[data.astype(np.int64)]
 
 
 def _open(path: Path):
@@ -208,6 +335,8 @@ def _read_band(path: Path, index: int, window: Window, tile: Tile, band: str,
             except rasterio.errors.RasterioIOError as e:
                 raise ServiceError(f"cannot read {Path(path).name}: {' '.join(str(e).split())}") from None
         nodata = ds.nodatavals[index - 1]
+    if nodata is None and band in tile.product:  # a SAFE's band files: DN 0 is no data (SPECIAL_VALUE_NODATA)
+        nodata = NODATA_DN
     data = data.astype(np.float32, copy=False)
     if nodata is not None and not np.isnan(nodata):
         data[data == nodata] = np.nan
@@ -277,16 +406,27 @@ def find_tiles(root: str | Path) -> list[Tile]:
     root = Path(root)
     if not root.exists():
         raise ServiceError(f"input not found: {root}")
-    if root.is_file():
+    _refuse_inside_product(root)
+    tiles: list[Tile] = []
+    if root.is_file() and root.suffix.lower() == ".zip":  # a zipped SAFE product
+        tiles.append(_product_tile(root))
+        files_by_dir = {}
+    elif root.is_file():
         files_by_dir = {root.parent: [root]}
     else:
+        files = [p for p in files_under(root) if p.is_file() and not p.name.startswith(".")]
+        products = sorted({p.parent for p in files if p.name in SAFE_METADATA})
+        tiles.extend(_product_tile(p) for p in products)
         files_by_dir = defaultdict(list)
-        for p in files_under(root):
-            if p.is_file() and not p.name.startswith("."):
+        for p in files:
+            if not any(safe in p.parents for safe in products):
                 files_by_dir[p.parent].append(p)
-    tiles: list[Tile] = []
     for folder, files in sorted(files_by_dir.items()):
         tiles.extend(_tiles_in(folder, files, root))
+    _reference_maps_elsewhere(tiles, [f for fs in files_by_dir.values() for f in fs])
+    for t in tiles:
+        if t.label is not None and Path(t.label).stem.lower().endswith(REFERENCE_MAP):
+            t.label_scheme = "clc"
     if not tiles:
         raise ServiceError(f"no Sentinel-2 tiles (GeoTIFF/JP2 rasters) found in {root}")
     names = [t.name for t in tiles]
@@ -294,6 +434,69 @@ def find_tiles(root: str | Path) -> list[Tile]:
         if names.count(t.name) > 1:
             t.name = _clean_name(str(t.folder.relative_to(root if root.is_dir() else root.parent)) + "_" + t.name)
     return tiles
+
+
+def _refuse_inside_product(root: Path) -> None:
+    """A folder or file inside a SAFE product (IMG_DATA/R10m, a granule): the band files' offset and
+    quantification are in the product's metadata, above it."""
+    for parent in root.resolve().parents:
+        if any((parent / name).is_file() for name in SAFE_METADATA):
+            raise ServiceError(f"{root} lies inside the Sentinel-2 product {parent.name}: give the product "
+                               f"folder ({parent}) or its .zip, whose metadata holds the offset and quantification "
+                               "of its band files")
+
+
+def _product_tile(path: Path) -> Tile:
+    """A Sentinel-2 SAFE product (folder or .zip) as one tile: per band its native-resolution file
+    (else the finest resampled copy ESA ships, up to 60 m), read with the product's quantification
+    value and ``BOA_ADD_OFFSET`` / ``RADIO_ADD_OFFSET`` (baselines 04.00 and later), DN 0 no data;
+    its labels: a label raster beside the product named after it."""
+    from components.common.sentinel2 import open_product
+
+    prod = open_product(path)
+    tile = Tile(prod.name, Path(path), keys={prod.name, Path(path).stem, re.sub(r"\.SAFE$", "", Path(path).stem)})
+    for band in BAND_NAMES:
+        if not any(b == band for b, _ in prod.band_files):
+            continue
+        try:
+            rel, _ = prod.band_source(band, 60)
+        except ServiceError:  # listed, but no file at any resolution: the tile lacks the band
+            continue
+        gdal = prod.gdal_path(rel)
+        tile.band_files[band] = gdal if gdal.startswith("/vsi") else Path(gdal)  # Path would fold /vsizip//abs
+        tile.product[band] = prod.scale_offset(band)
+    if not tile.band_files:
+        raise ServiceError(f"Sentinel-2 product {prod.name} holds none of its band files")
+    offsets = sorted({round(o * prod.quantification) for _, o in tile.product.values()})
+    off_tag = "BOA_ADD_OFFSET" if prod.level == "L2A" else "RADIO_ADD_OFFSET"
+    tile.product_note = (f"{prod.level} product, baseline {prod.baseline}: reflectance = (DN"
+                         f"{' + ' + off_tag + ' ' + '/'.join(f'{o:g}' for o in offsets) if any(offsets) else ''}) / "
+                         f"{prod.quantification:g} (quantification value), from its metadata")
+    if Path(path).is_dir():
+        for f in sorted(Path(path).parent.iterdir()):
+            base = _strip_label(f.stem) if f.suffix.lower() in RASTER_SUFFIXES else None
+            if base is not None and base in tile.keys:
+                tile.label = f
+                break
+    _describe(tile)
+    return tile
+
+
+def _reference_maps_elsewhere(tiles: list[Tile], files: list[Path]) -> None:
+    """reBEN's layout keeps each patch's reference map in its own tree
+    (``Reference_Maps/<product>/<patch>/<patch>_reference_map.tif``, beside
+    ``BigEarthNet-S2/<product>/<patch>/<patch>_B02.tif``): an unlabelled tile takes the reference
+    map named after it, wherever it lies under the input."""
+    maps = defaultdict(list)
+    for f in files:
+        if f.suffix.lower() in RASTER_SUFFIXES and f.stem.lower().endswith(REFERENCE_MAP):
+            maps[f.stem[:-len(REFERENCE_MAP)]].append(f)
+    for t in tiles:
+        if t.has_labels:
+            continue
+        found = {f for key in t.keys | {t.name} for f in maps.get(key, [])}
+        if len(found) == 1:
+            t.label = found.pop()
 
 
 def files_under(root: Path) -> list[Path]:
@@ -374,7 +577,7 @@ def _describe(t: Tile) -> None:
     for b, f in t.band_files.items():
         with _open(f) as ds:
             if ds.count != 1:
-                raise ServiceError(f"{f.name} is named after band {b} but holds {ds.count} bands")
+                raise ServiceError(f"{Path(f).name} is named after band {b} but holds {ds.count} bands")
             if finest is None or ds.width * ds.height > finest[0] * finest[1]:
                 finest = (ds.width, ds.height, ds.crs, ds.transform, ds.nodata)
     t.width, t.height, t.crs, t.transform, t.nodata = finest

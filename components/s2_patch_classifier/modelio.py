@@ -4,7 +4,8 @@ values, with the same metadata as JSON in ``metadata_props["s2_patch_classifier"
 
 The metadata keeps everything prediction needs: the architecture (and ``members``, the networks of
 an ensemble), the band order, the classes (label values, 0 = background), the patch size, the
-normalisation statistics, the colours, and with ``--dark_object`` the reference dark levels.
+normalisation statistics, the colours, the unit of the input values (``input_unit``, :mod:`.units`;
+absent from files of earlier versions), and with ``--dark_object`` the reference dark levels.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from components import __version__
 from components.common.errors import ServiceError
 from components.common.modelfile import first_words, integer, load_weights, read_torch_file
 
+from . import units
 from .model import ENCODER_BLOCKS, Arch, Ensemble, UNet, build
 
 MODEL_FORMAT = "s2-patch-classifier-model"
@@ -178,6 +180,8 @@ def check_meta(meta, path: Path) -> dict:
     if meta["patch_size"] not in PATCH_SIZES or isinstance(meta["patch_size"], bool):
         _fail(path, f"patch size {meta['patch_size']!r} is not one of {', '.join(map(str, PATCH_SIZES))}")
     _stats(meta["stats"], path, n)
+    if "input_unit" in meta and units.problem(meta["input_unit"]):
+        _fail(path, f"input_unit {units.problem(meta['input_unit'])}")
     if "members" in meta:
         integer(meta["members"], path, "members", 1, MAX_MEMBERS)
     if "dark_object" in meta:
@@ -233,6 +237,8 @@ def load_encoder(path: Path) -> tuple[dict, dict]:
     _stats(meta["stats"], path, len(bands))
     if not isinstance(meta.get("dark_object", False), bool):
         _fail(path, f"dark_object {meta['dark_object']!r} is not true or false")
+    if "input_unit" in meta and units.problem(meta["input_unit"]):
+        _fail(path, f"input_unit {units.problem(meta['input_unit'])}")
     load_weights(ResNetEncoder(len(bands), encoder, width), ckpt["state_dict"], path, "encoder",
                  f"{encoder}, width {width}, {len(bands)} bands")
     return ckpt["state_dict"], meta
@@ -289,10 +295,12 @@ def _check_graph(proto, meta: dict, path: Path) -> None:
         _fail(path, f"the ONNX graph gives {out[1]} classes, its metadata lists {k}")
 
 
-def base_meta(arch: Arch, bands, classes, patch_size: int, stats: dict, simplified: bool, members: int = 1) -> dict:
+def base_meta(arch: Arch, bands, classes, patch_size: int, stats: dict, simplified: bool, members: int = 1,
+              unit: str = units.UNIT) -> dict:
+    """``unit``: what the model's input values are (:mod:`.units`), checked at prediction."""
     meta = {"service_version": __version__, "arch": arch.as_dict(), "bands": list(bands), "classes": list(classes),
             "patch_size": patch_size, "stats": stats, "simplified": simplified,
-            "colours": colours(list(classes), simplified)}
+            "colours": colours(list(classes), simplified), "input_unit": unit}
     if members > 1:  # single networks keep the keys their files always had
         meta["members"] = members
     return meta

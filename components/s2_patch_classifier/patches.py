@@ -1,7 +1,8 @@
 """``extract_data``: labelled tiles cut into square patches, with band order, classes and the
 normalisation statistics, in a folder the training step reads:
 
-- ``images.npy``  float32 (N, bands, P, P), raw band values, NaN = no data;
+- ``images.npy``  float32 (N, bands, P, P), band values in the service's unit (reflectance x 10000,
+  :mod:`.units`; the index's ``unit``), NaN = no data;
 - ``labels.npy``  uint8 (N, P, P): class index (0 background, i = i-th selected class),
   255 = ignored (no data in the image);
 - ``patches.json`` the index: bands, patch size, classes, statistics, per-tile patch ranges and
@@ -29,8 +30,8 @@ from rasterio.windows import Window
 from components.common.errors import ServiceError
 from components.common.logs import Progress
 
-from . import radiometry
-from .data import IGNORE, Tile, class_lut, resolve_bands
+from . import radiometry, units
+from .data import BEN19_NAMES, IGNORE, Tile, class_lut, resolve_bands
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,17 @@ def sharing_pixels(patches: PatchSet, index: np.ndarray) -> np.ndarray:
 
 
 def check_size(tile: Tile, patch: int) -> None:
+    """A tile must hold one patch; the message says what would: a smaller --patch_size that fits
+    the tile, else tiles of at least the smallest patch size."""
+    from .params import PATCH_SIZES
+
     if tile.width < patch or tile.height < patch:
+        fits = [p for p in PATCH_SIZES if p <= min(tile.width, tile.height)]
+        smallest = min(PATCH_SIZES)
+        advice = (f"give --patch_size {max(fits)} or tiles of at least {patch}x{patch} px" if fits else
+                  f"give tiles of at least {smallest}x{smallest} px ({smallest} is the smallest --patch_size)")
         raise ServiceError(f"tile {tile.name} is {tile.height}x{tile.width} px, smaller than a patch "
-                           f"(--patch_size {patch}): give larger tiles or --patch_size 64")
+                           f"(--patch_size {patch}): {advice}")
 
 
 def extract(tiles: list[Tile], out: Path, bands: tuple[str, ...], patch: int, classes: tuple[int, ...],
@@ -112,17 +121,28 @@ def extract(tiles: list[Tile], out: Path, bands: tuple[str, ...], patch: int, cl
     if labelled:
         unlabelled = [t.name for t in tiles if not t.has_labels]
         for name in unlabelled:
-            log.warning("tile %s has no labels (no *_label raster or COCO file beside it): left out", name)
+            log.warning("tile %s has no labels (no *_label raster, reBEN *_reference_map or COCO file beside it): "
+                        "left out", name)
         tiles = [t for t in tiles if t.has_labels]
         if not tiles:
             raise ServiceError(f"no labelled tile among the input tiles ({', '.join(unlabelled[:5])}): put "
-                               "<tile>_label.tif or a COCO .json beside each tile")
+                               "<tile>_label.tif (pixel labels; BigEarthNet v1's image-level labels cannot train a "
+                               "pixel classifier, reBEN's <patch>_reference_map.tif can) or a COCO .json beside each "
+                               "tile")
     bands = resolve_bands(tiles, bands)
     for t in tiles:
         check_size(t, patch)
     if labelled:  # label rasters of another size fail before any work
         for t in tiles:
             t.check_label_size()
+        clc = [t for t in tiles if t.label_scheme == "clc"]
+        if clc:
+            log.info("%d tile(s) labelled by reBEN reference maps (%s, ...): their CORINE codes read as BigEarthNet's "
+                     "19 classes (%s; other codes background 0); --selected-classes picks among these", len(clc),
+                     clc[0].label.name, ", ".join(f"{k} {v}" for k, v in BEN19_NAMES.items()))
+    for t in tiles:  # every tile's unit decided (or refused) before any work
+        t.resolve_units()
+    units.log_decisions(tiles)
     lut = class_lut(classes, simplified)
     dark = None
     if dark_object:
@@ -166,7 +186,7 @@ def extract(tiles: list[Tile], out: Path, bands: tuple[str, ...], patch: int, cl
                 n += 1
             progress.advance()
         entries.append({"name": tile.name, "sources": tile.sources, "width": tile.width, "height": tile.height,
-                        "crs": str(tile.crs) if tile.crs else None, "patches": [start, n]})
+                        "crs": str(tile.crs) if tile.crs else None, "patches": [start, n], "read_as": tile.unit_kind})
     if n == 0:
         raise ServiceError("every patch of the input tiles is no data")
     images.flush()
@@ -180,7 +200,7 @@ def extract(tiles: list[Tile], out: Path, bands: tuple[str, ...], patch: int, cl
             _truncate(out / "labels.npy", n)
     np.save(out / "positions.npy", where[:n])
     stats = statistics(np.concatenate(samples, axis=1))
-    index = {"format": FORMAT, "version": 1, "bands": list(bands), "patch_size": patch, "count": n,
+    index = {"format": FORMAT, "version": 1, "unit": units.UNIT, "bands": list(bands), "patch_size": patch, "count": n,
              "labelled": labelled, "classes": [0, *classes], "simplified": simplified, "stats": stats,
              "class_pixels": counts.tolist() if labelled else None, "tiles": entries}
     if dark:  # indexes without these keep the keys they always had
@@ -264,6 +284,8 @@ def _index_problem(index: dict) -> str | None:
             return f"'{key}' must be a whole number > 0, got {index.get(key)!r}"
     if "stride" in index and not (_is_int(index["stride"]) and index["stride"] > 0):
         return f"'stride' must be a whole number > 0, got {index['stride']!r}"
+    if "unit" in index and units.problem(index["unit"]):
+        return f"'unit': {units.problem(index['unit'])}"
     if not isinstance(index.get("labelled"), bool) or not isinstance(index.get("simplified"), bool):
         return f"'labelled' and 'simplified' must be true or false, got {index.get('labelled')!r}, " \
                f"{index.get('simplified')!r}"

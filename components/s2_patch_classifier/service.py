@@ -39,7 +39,7 @@ from components.common.cpus import cpu_quota
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.logs import Steps
 
-from . import modelio, patches as patchmod, radiometry
+from . import modelio, patches as patchmod, radiometry, units
 from .data import find_tiles
 from .model import networks
 from .params import S2PatchClassifierParams
@@ -282,7 +282,8 @@ def _pretrain(source: Path, params: S2PatchClassifierParams, stage: Path, device
     meta = {"service_version": __version__, "method": "MoCo v2", "encoder": params.encoder, "width": params.width,
             "in_channels": len(patches.bands), "bands": list(patches.bands), "stats": patches.stats,
             "patch_size": patches.index["patch_size"], "epochs": len(history), "patches": len(patches),
-            "dark_object": bool(patches.index.get("dark_object"))}
+            "dark_object": bool(patches.index.get("dark_object")),
+            "input_unit": units.of_meta(patches.index, "unit")[0]}
     path = modelio.save_encoder(stage / ENCODER_FILE, encoder, meta)
     outputs.write_json(stage / "pretrain_history.json", {"method": "MoCo v2", "history": history})
     result.encoder = str(path)
@@ -309,6 +310,10 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
             raise ServiceError(f"{name}: the pre-trained encoder saw patches {'with' if seen else 'without'} "
                                f"--dark_object, these patches are {'without' if seen else 'with'} it")
         stats = emeta["stats"]
+        seen, patches_unit = units.of_meta(emeta)[0], units.of_meta(ps.index, "unit")[0]
+        if seen != patches_unit:
+            raise ServiceError(f"{name}: the pre-trained encoder saw values in {seen}, these patches hold "
+                               f"{patches_unit}: pre-train again on these patches")
     cfg = TrainConfig(criterion=params.criterion, epochs=params.epochs, batch_size=params.batch_size, lr=params.lr,
                       data_aug=params.data_aug, val_fraction=params.val_fraction, seed=params.seed,
                       device=device.type, encoder=params.encoder, width=params.width, pretrained_encoder=state,
@@ -322,7 +327,7 @@ def _train(ps: patchmod.PatchSet, params: S2PatchClassifierParams, stage: Path, 
     classes = ps.index["classes"]
     meta = modelio.base_meta(res.model.arch, ps.bands, classes,
                              ps.index["patch_size"], stats or ps.stats, ps.index["simplified"],
-                             len(networks(res.model)))
+                             len(networks(res.model)), unit=units.of_meta(ps.index, "unit")[0])
     if ps.index.get("dark_object"):
         meta["dark_object"] = ps.index["dark_object"]
     meta["training"] = {"criterion": params.criterion, "epochs": params.epochs, "batch_size": params.batch_size,
@@ -401,12 +406,18 @@ def _predict(source: Path, model_file: Path, params: S2PatchClassifierParams, fo
         if params.flips:
             predictor = FlipAveraged(predictor)
     meta = predictor.meta
+    unit, recorded = units.of_meta(meta)
+    if not recorded:
+        log.info("%s records no input unit (an earlier version's file): %s, as its normalisation statistics tell",
+                 Path(model_file).name, unit)
     with steps.step("find tiles"), warnings.catch_warnings():
         # a tile without georeferencing is refused below in one line, not warned about by rasterio
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         tiles = find_tiles(source)
         for t in tiles:  # every tile checked before any is classified
             _check_tile(t, meta, Path(model_file).name)
+            t.unit_factor = units.FACTOR[unit]
+    units.log_decisions(tiles, unit)
     names = set()
     for t in tiles:
         stem = f"{t.name}_classes"
@@ -474,7 +485,8 @@ def _check_tile(tile, meta: dict, model_name: str) -> None:
     p = meta["patch_size"]
     if tile.width < p or tile.height < p:
         raise ServiceError(f"tile {tile.name} is {tile.height}x{tile.width} px, smaller than the {p} px windows of "
-                           f"the model {model_name}")
+                           f"the model {model_name}: give tiles of at least {p}x{p} px")
+    tile.resolve_units()  # values of no known unit: refused before any tile is classified
 
 
 _DATE = re.compile(r"(20\d\d)-?([01]\d)-?([0-3]\d)")
