@@ -106,7 +106,9 @@ def bench_sarsen(root: Path) -> list[dict]:
     dem = root / "rome-dem-arcsec.tif"
     with rasterio.open(dem_src) as ds:
         profile, data, t = ds.profile, ds.read(1), ds.transform
-    profile.update(transform=Affine(t.a, t.b, t.c + t.a / 2, t.d, t.e, t.f + t.e / 2))
+    # horizontal CRS only: sarsen takes the heights as ellipsoidal, and so do we when the DEM
+    # declares no vertical datum (with EPSG:9707's EGM96 heights we ask for --dem_geoid_height)
+    profile.update(transform=Affine(t.a, t.b, t.c + t.a / 2, t.d, t.e, t.f + t.e / 2), crs="EPSG:4326")
     with rasterio.open(dem, "w", **profile) as ds:
         ds.write(data, 1)
         t, w, h = ds.transform, ds.width, ds.height

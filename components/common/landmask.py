@@ -10,8 +10,14 @@ output grid become NoData:
   land survives). ``0`` keeps nothing of the removed class.
 * Land comes from the global GLOBE-based mask embedded in the ``global-land-mask`` package
   (30 arc-second cells, about 1 km; most lakes count as land), or from a DEM file
-  (``dem_path``): elevation <= 0 is sea, > 0 is land, the DEM's NoData is unknown and never
-  removed. Areas below sea level on land (polders) are sea for a DEM.
+  (``dem_path``): height above the geoid (sea level) <= 0 is sea, > 0 is land, the DEM's NoData
+  is unknown and never removed. Areas below sea level on land (polders) are sea for a DEM.
+  Heights are read in metres (:func:`dem_height_spec`: the band's unit or its vertical CRS's,
+  scale and offset; an int16 DEM without NoData value has SRTM's voids, -32768). A DEM that
+  declares heights above a geoid (a compound CRS such as EPSG:9707) or declares no vertical datum
+  is used as it is; one that declares ellipsoidal heights (EPSG:4979) needs
+  ``dem_geoid_height``, the geoid's height above the ellipsoid, subtracted to find the sea, and is
+  refused without it.
 
 The mask is evaluated once on a working grid that coarsens the output grid by an integer factor
 (cells of about ``working_spacing_m``, 50 m by default, never finer than the output pixels), so a
@@ -30,6 +36,7 @@ import os
 import threading
 import zipfile
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 import rasterio
@@ -59,12 +66,14 @@ class LandSeaMask:
 
     ``crs``, ``transform`` (affine, rasterio convention) and ``shape`` (rows, cols) describe the
     output grid. ``remove(row_off, col_off, height, width)`` returns True where a pixel of that
-    window is removed.
+    window is removed. ``dem_geoid_height``: the geoid's height above the ellipsoid (metres), for
+    a DEM of ellipsoidal heights; None or 0: not known.
     """
 
     def __init__(self, crs, transform, shape, mode: str, tolerance_m: float = 0.0,
                  dem_path: str | None = None,
-                 working_spacing_m: float = DEFAULT_WORKING_SPACING_M):
+                 working_spacing_m: float = DEFAULT_WORKING_SPACING_M,
+                 dem_geoid_height: float | None = None):
         self.mode = _canonical_mode(mode)
         try:
             tol = float(tolerance_m)
@@ -101,7 +110,7 @@ class LandSeaMask:
             classes = _globe_classes(self.crs, padded_transform, padded_shape)
         else:
             classes = _dem_classes(self.dem_path, self.crs, padded_transform, padded_shape,
-                                   (slice(pad, pad + wh), slice(pad, pad + ww)))
+                                   (slice(pad, pad + wh), slice(pad, pad + ww)), dem_geoid_height)
         removable, other = (_SEA, _LAND) if self.mode == "Sea" else (_LAND, _SEA)
         removed = classes == removable
         if tol > 0:
@@ -303,8 +312,10 @@ def _globe_classes(crs: CRS, transform: Affine, shape) -> np.ndarray:
 
 # --- a DEM file ------------------------------------------------------------------------------
 
-def _dem_classes(path: str, crs: CRS, transform: Affine, shape, inner) -> np.ndarray:
-    """Sea (elevation <= 0) / land / unknown (NoData) class of each cell from a DEM file."""
+def _dem_classes(path: str, crs: CRS, transform: Affine, shape, inner,
+                 geoid_height: float | None = None) -> np.ndarray:
+    """Sea (height above the geoid <= 0) / land / unknown (NoData) class of each cell from a DEM
+    file (heights in metres, see :func:`dem_height_spec`)."""
     if not os.path.exists(path) and "://" not in path and not path.startswith("/vsi"):
         raise ServiceError(f"DEM file does not exist: {path}")
     try:
@@ -314,15 +325,18 @@ def _dem_classes(path: str, crs: CRS, transform: Affine, shape, inner) -> np.nda
     with src:
         if src.crs is None:
             raise ServiceError(f"DEM file has no coordinate reference system: {path}")
+        spec = dem_height_spec(src, os.path.basename(path))
+        sea_level = dem_sea_level(spec, geoid_height)
         dem = np.full(shape, np.nan, dtype=np.float32)
         try:
             with reading(path, f"DEM file {path}"):  # damaged data: one line naming the file
-                reproject(rasterio.band(src, 1), dem, src_nodata=src.nodata, dst_transform=transform,
+                reproject(rasterio.band(src, 1), dem, src_nodata=spec.nodata, dst_transform=transform,
                           dst_crs=crs, dst_nodata=np.nan, resampling=Resampling.bilinear)
         except ServiceError:
             raise
         except Exception as exc:  # GDAL read/warp errors come as several exception types
             raise ServiceError(f"DEM file cannot be read: {path}: {_one_line(exc)}") from None
+    dem = spec.to_metres(dem) - np.float32(sea_level)
     valid = np.isfinite(dem)
     covered = float(valid[inner].mean())
     if covered == 0:
@@ -334,6 +348,124 @@ def _dem_classes(path: str, crs: CRS, transform: Affine, shape, inner) -> np.nda
     classes[valid & (dem <= 0)] = _SEA
     classes[valid & (dem > 0)] = _LAND
     return classes
+
+
+# --- DEM heights: units, scale and offset, voids, vertical datum --------------------------------
+
+SRTM_VOID = -32768  # SRTM's void value: an int16 DEM without NoData value has its voids there
+_FOOT = 0.3048
+_US_SURVEY_FOOT = 1200.0 / 3937.0
+# the height units understood (lower case, '_' and '-' as spaces), in metres
+HEIGHT_UNITS = {
+    **dict.fromkeys(("m", "metre", "metres", "meter", "meters"), 1.0),
+    **dict.fromkeys(("ft", "foot", "feet", "international foot", "international feet",
+                     "foot (international)"), _FOOT),
+    **dict.fromkeys(("us survey foot", "us survey feet", "ftus", "us ft", "us foot", "us feet",
+                     "survey foot", "foot us", "foot (us survey)"), _US_SURVEY_FOOT),
+}
+KNOWN_UNITS = "m, metre(s), meter(s), ft, foot, feet, US survey foot"
+GEOID, ELLIPSOID, UNDECLARED = "geoid", "ellipsoid", "undeclared"
+
+
+@dataclass(frozen=True)
+class DemHeightSpec:
+    """How to turn a DEM's stored values into heights in metres, and what they are heights above.
+
+    ``nodata``: the stored value of voids (the NoData value, or SRTM's -32768 for an int16 DEM
+    without one); ``scale``, ``offset``: metres = stored * scale + offset (the band's scale and
+    offset times its unit in metres); ``vertical``: GEOID (the CRS declares gravity-related
+    heights, e.g. EGM96), ELLIPSOID (it declares ellipsoidal heights, e.g. EPSG:4979) or
+    UNDECLARED; ``datum``: the vertical CRS's name."""
+
+    label: str
+    nodata: float | None
+    scale: float
+    offset: float
+    vertical: str
+    datum: str
+    unit: str
+
+    def to_metres(self, values: np.ndarray) -> np.ndarray:
+        """Heights in metres (float32) of stored values already read or resampled (NaN kept)."""
+        out = np.asarray(values, np.float32)
+        if self.scale != 1.0 or self.offset != 0.0:
+            out = out * np.float32(self.scale) + np.float32(self.offset)
+        return out
+
+    def masked(self, values: np.ndarray) -> np.ndarray:
+        """Stored values read as they are: heights in metres, NaN at voids and non-finite values."""
+        values = np.asarray(values)
+        void = ~np.isfinite(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+        if self.nodata is not None:
+            void |= values == self.nodata if not math.isnan(self.nodata) else np.isnan(values)
+        out = self.to_metres(values.astype(np.float32))
+        return np.where(void, np.float32(np.nan), out)
+
+
+def _unit_factor(unit: str, label: str) -> float:
+    key = " ".join(unit.strip().lower().replace("_", " ").replace("-", " ").split()).rstrip(".")
+    if key not in HEIGHT_UNITS:
+        raise ServiceError(f"DEM file {label}: height unit {unit!r} is not one known here "
+                           f"({KNOWN_UNITS}): give a DEM of heights in one of them")
+    return HEIGHT_UNITS[key]
+
+
+def _vertical_of(crs, label: str) -> tuple[str, str, float | None]:
+    """(GEOID / ELLIPSOID / UNDECLARED, the vertical CRS's name, its unit in metres) of a raster CRS."""
+    if crs is None:
+        return UNDECLARED, "", None
+    try:
+        c = CRS.from_wkt(crs.to_wkt(version="WKT2_2019")) if hasattr(crs, "to_wkt") else CRS.from_user_input(crs)
+    except Exception:  # a CRS PROJ cannot express in WKT2: only its horizontal part can matter
+        return UNDECLARED, "", None
+    subs = c.sub_crs_list if c.is_compound else [c]
+    for sub in subs:
+        up = [a for a in sub.axis_info if a.direction.lower() in ("up", "down")]
+        if not up:
+            continue
+        axis = up[0]
+        if axis.direction.lower() == "down":
+            raise ServiceError(f"DEM file {label}: its vertical CRS ({sub.name}) gives depths, not heights")
+        if sub.is_vertical:
+            return GEOID, sub.name, axis.unit_conversion_factor
+        return ELLIPSOID, sub.name, axis.unit_conversion_factor  # geographic or projected 3D CRS
+    return UNDECLARED, "", None
+
+
+def dem_height_spec(dataset, label: str) -> DemHeightSpec:
+    """The :class:`DemHeightSpec` of band 1 of an open rasterio dataset (its NoData value, scale,
+    offset, unit, CRS); a ServiceError for a unit that is no length known here, a band unit that
+    contradicts the vertical CRS's, or a scale that is 0 or not finite."""
+    vertical, datum, crs_factor = _vertical_of(dataset.crs, label)
+    band_unit = (dataset.units[0] if dataset.units else None) or ""
+    band_factor = _unit_factor(band_unit, label) if band_unit.strip() else None
+    if band_factor is not None and crs_factor is not None and not math.isclose(band_factor, crs_factor, rel_tol=1e-7):
+        raise ServiceError(f"DEM file {label}: its band unit ({band_unit}) contradicts its vertical CRS "
+                           f"({datum}, in units of {crs_factor:g} m)")
+    factor = band_factor if band_factor is not None else crs_factor if crs_factor is not None else 1.0
+    scale = float(dataset.scales[0]) if dataset.scales and dataset.scales[0] is not None else 1.0
+    offset = float(dataset.offsets[0]) if dataset.offsets and dataset.offsets[0] is not None else 0.0
+    if not math.isfinite(scale) or scale == 0 or not math.isfinite(offset):
+        raise ServiceError(f"DEM file {label}: its scale ({scale:g}) and offset ({offset:g}) give no heights")
+    nodata = dataset.nodata
+    if nodata is None and dataset.dtypes[0] == "int16":
+        nodata = float(SRTM_VOID)  # SRTM's convention: an untagged int16 DEM's voids
+    unit = band_unit.strip() or ("metre" if crs_factor in (None, 1.0) else f"{crs_factor:g} m")
+    return DemHeightSpec(label, None if nodata is None else float(nodata), scale * factor, offset * factor,
+                         vertical, datum, unit)
+
+
+def dem_sea_level(spec: DemHeightSpec, geoid_height: float | None) -> float:
+    """The sea surface's height in the DEM's heights (metres): 0 above a geoid (or an undeclared
+    datum, taken as sea level), the geoid height above the ellipsoid for ellipsoidal heights; a
+    ServiceError for ellipsoidal heights when the geoid height is not known."""
+    if spec.vertical != ELLIPSOID:
+        return 0.0
+    if not geoid_height:
+        raise ServiceError(f"the land/sea mask from DEM file {spec.label} needs heights above sea level, and "
+                           f"the DEM declares ellipsoidal heights ({spec.datum}) with no geoid height known: "
+                           f"give a DEM of heights above the geoid (e.g. EGM96, EPSG:9707)")
+    return float(geoid_height)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -106,8 +106,10 @@ def steering(image: Image, orbit) -> list[tops.Steering]:
 
 
 class DemHeights:
-    """Ellipsoidal heights of a DEM file (+ ``geoid`` metres) at lon/lat, bilinear, read once
-    over the footprint; NaN where the DEM has no data."""
+    """Ellipsoidal heights of a DEM file (metres, + ``geoid`` metres) at lon/lat, bilinear, read
+    once over the footprint; NaN where the DEM has no data. Stored values become metres by the
+    band's unit (or its vertical CRS's), scale and offset; an int16 DEM without NoData value has
+    its voids at -32768 (SRTM's convention), as in S1-GRD/SLC-preprocess."""
 
     def __init__(self, path: str, footprint_lonlat, geoid: float = 0.0):
         import rasterio
@@ -116,7 +118,7 @@ class DemHeights:
 
         from components.common.readers import open_raster
 
-        geocoding.check_dem(path, footprint_lonlat)
+        spec = geocoding.check_dem(path, footprint_lonlat)
         self.path = path
         lon0, lat0, lon1, lat1 = footprint_lonlat.bounds
         margin = 0.05
@@ -126,10 +128,10 @@ class DemHeights:
             b = transform_bounds("EPSG:4326", ds.crs, lon0 - margin, lat0 - margin, lon1 + margin, lat1 + margin)
             win = from_bounds(*b, transform=ds.transform).round_offsets().round_lengths()
             win = win.intersection(rasterio.windows.Window(0, 0, ds.width, ds.height))
-            data = src.read(1, window=win, masked=True)
+            data = src.read(1, window=win)
             self.transform = ds.window_transform(win)
-        data = np.ma.masked_invalid(data)  # NaN or +-inf (a float DEM without NoData value): no height
-        self.data = (np.where(np.ma.getmaskarray(data), np.nan, np.ma.getdata(data)) + geoid).astype(np.float32)
+        # voids, NaN or +-inf (a float DEM without NoData value): no height
+        self.data = (spec.masked(data) + np.float32(geoid)).astype(np.float32)
 
     def __call__(self, lon, lat):
         from rasterio.warp import transform

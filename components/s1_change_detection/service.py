@@ -73,9 +73,11 @@ def run(input1: str, input2: str, params: S1CDParams, outdir: str) -> CDResult:
 def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) -> CDResult:
     started = dt.datetime.now(dt.timezone.utc)
     steps = Steps(log)
+    user_params = params  # what run.json records: the DEM and orbit as given
     with steps.step("fetch inputs"):
         local1 = storage.fetch_input(input1, work / "in1")
         local2 = storage.fetch_input(input2, work / "in2")
+        params = s1.local_inputs(params, work)
     with steps.step("check pair"):
         days = pair.validate_pair(pair.peek(local1), pair.peek(local2), params.polarization)
         if days < 0:  # date 1 is the earlier one: the RGB composites' colours (and names) mean that
@@ -89,6 +91,8 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
         pair.require_overlap(p1.footprint_lonlat, p2.footprint_lonlat, p1.name, p2.name)
     if aoi is not None:
         require_overlap(aoi, p1.footprint_lonlat, p1.name)
+    if params.dem:
+        s1.check_dem_heights(params, geocoding.check_dem(params.dem, p1.footprint_lonlat))
     resolution = params.resolved_resolution(p1.mode)
     stage = work / "stage"
     stage.mkdir()
@@ -128,7 +132,8 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
     if not sources["coherence"]:
         raise ServiceError(f"the output area has no data in {p1.name}")
     landsea = LandSeaMask(grid.crs, grid.transform, grid.shape, params.landseamask, params.landseamask_tolerance,
-                          params.dem) if params.landseamask != "None" else None
+                          params.dem, dem_geoid_height=params.dem_geoid_height) \
+        if params.landseamask != "None" else None
     float_files = {}
     metrics = {"temporal_baseline_days": round(days, 4), "coregistration_shift": shifts, "resolution_m": resolution,
                "orbit": src1,
@@ -178,7 +183,7 @@ def _process(input1, input2, params, outdir, work: Path, aoi, driver, ext, crs) 
             items[f"{stem}_{role}.json"] = _stac(p1, p2, main, src, ql, role, descriptions[role], metrics, days,
                                                  pol, [input1, input2], outdir)
             products[role] = main.name
-    record = outputs.run_record(SERVICE, __version__, params.as_dict(),
+    record = outputs.run_record(SERVICE, __version__, user_params.as_dict(),
                                 [{"uri": input1, "id": p1.name, "role": "date 1"},
                                  {"uri": input2, "id": p2.name, "role": "date 2"}],
                                 {"products": products, "metrics": metrics}, steps.timings, started)

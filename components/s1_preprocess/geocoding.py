@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import math
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
@@ -31,6 +32,9 @@ from pyproj import CRS, Transformer
 from components.common.aoi import lonlat_beside, near_lon
 from components.common.errors import InvalidParameter, ServiceError
 from components.common.output_grid import horizontal_crs, pixel_size
+
+if TYPE_CHECKING:
+    from components.common.landmask import DemHeightSpec
 
 log = logging.getLogger(__name__)
 
@@ -220,50 +224,192 @@ class Orbit:
                    ds.velocity.values.T.astype(np.float64), "annotation")
 
 
-def read_eof(path, mission: str, start: np.datetime64, stop: np.datetime64, epoch) -> Orbit:
-    """State vectors of a precise/restituted orbit EOF file (or the matching file of a folder)
-    covering [start, stop] with two minutes of margin."""
+EOF_VECTORS_BEYOND = 2  # state vectors an orbit file must hold before the start and after the stop
+EOF_MAX_GAP_S = 30.0  # largest gap between state vectors over the acquisition (POEORB/RESORB: 10 s)
+EOF_KEEP_S = 120.0  # the vectors kept around the acquisition
+EOF_MAX_BYTES = 200 << 20  # an EOF file in a zip larger than this is refused (POEORB: ~5 MB)
+
+
+@dataclasses.dataclass
+class EofFile:
+    """One parsed orbit file: mission (S1A... or None when neither header nor name says), type
+    (AUX_POEORB, AUX_RESORB, ...), creation time, and its state vectors sorted by time."""
+
+    name: str
+    mission: str | None
+    file_type: str
+    created: str
+    times: np.ndarray  # datetime64[ns]
+    pos: np.ndarray
+    vel: np.ndarray
+
+
+def _mission_of(text: str | None) -> str | None:
+    import re
+
+    m = re.fullmatch(r"\s*SENTINEL[-_ ]?1([A-Z])\s*", (text or "").upper())
+    return f"S1{m.group(1)}" if m else None
+
+
+def _eof_bytes(path) -> bytes:
+    """The XML of an orbit file, or of the one ``.EOF`` file inside a ``.zip``."""
+    import zipfile
+
+    try:
+        if not path.name.lower().endswith(".zip"):
+            return path.read_bytes()
+        with zipfile.ZipFile(path) as z:
+            members = [i for i in z.infolist() if i.filename.upper().endswith(".EOF") and not i.is_dir()]
+            if len(members) != 1:
+                raise ServiceError(f"orbit file {path.name} holds {len(members) or 'no'} .EOF files: one expected")
+            if members[0].file_size > EOF_MAX_BYTES:
+                raise ServiceError(f"orbit file {path.name} holds an EOF of {members[0].file_size} bytes: "
+                                   f"not an orbit file")
+            return z.read(members[0])
+    except ServiceError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as e:
+        raise ServiceError(f"orbit file {path.name} cannot be read: {' '.join(str(e).split()) or type(e).__name__}") \
+            from None
+
+
+def parse_eof(path) -> EofFile:
+    """The header and state vectors of an EOF file (``.EOF``, or a ``.zip`` holding one)."""
+    import re
     from pathlib import Path
     from xml.etree import ElementTree
 
     path = Path(path)
-    candidates = sorted(path.glob("*.EOF")) + sorted(path.glob("*.eof")) if path.is_dir() else [path]
-    if not candidates or not all(p.exists() for p in candidates):
-        raise ServiceError(f"orbit file not found: {path}")
-    margin = np.timedelta64(120, "s")
-    for cand in candidates:
-        if path.is_dir() and not cand.name.upper().startswith(mission.upper()):
-            continue
+    try:
+        root = ElementTree.fromstring(_eof_bytes(path))
+    except ElementTree.ParseError as e:
+        raise ServiceError(f"orbit file {path.name} is not a readable EOF XML file: {e}") from None
+    times, pos, vel = [], [], []
+    for osv in root.iter("OSV"):
+        utc = (osv.findtext("UTC") or "").replace("UTC=", "")
         try:
-            root = ElementTree.parse(cand).getroot()
-        except (ElementTree.ParseError, OSError) as e:
-            if path.is_dir():
-                continue
-            raise ServiceError(f"orbit file {cand.name} is not a readable EOF XML file: {e}") from None
-        times, pos, vel = [], [], []
-        for osv in root.iter("OSV"):
-            utc = (osv.findtext("UTC") or "").replace("UTC=", "")
+            times.append(np.datetime64(utc, "ns"))
+            pos.append([float(osv.findtext(k)) for k in ("X", "Y", "Z")])
+            vel.append([float(osv.findtext(k)) for k in ("VX", "VY", "VZ")])
+        except (TypeError, ValueError):
+            raise ServiceError(f"orbit file {path.name} has a malformed state vector") from None
+    times = np.array(times, dtype="datetime64[ns]")
+    pos, vel = np.array(pos, np.float64).reshape(-1, 3), np.array(vel, np.float64).reshape(-1, 3)
+    times, first = np.unique(times, return_index=True)  # sorted; a vector repeated (files joined) once
+    pos, vel = pos[first], vel[first]
+    if not (np.isfinite(pos).all() and np.isfinite(vel).all()):
+        raise ServiceError(f"orbit file {path.name} has a malformed state vector (not a finite number)")
+    header = root.find(".//Fixed_Header")
+    mission = _mission_of(header.findtext("Mission")) if header is not None else None
+    name = re.match(r"(S1[A-Z])_", path.name.upper())
+    if mission is None and name:
+        mission = name.group(1)
+    file_type = (header.findtext("File_Type") if header is not None else None) or \
+        next((t for t in ("AUX_POEORB", "AUX_RESORB") if t in path.name.upper()), "")
+    created = ((header.findtext("Source/Creation_Date") if header is not None else None) or "").replace("UTC=", "")
+    return EofFile(path.name, mission, file_type.strip().upper(), created.strip(), times, pos, vel)
+
+
+def _utc(t) -> str:
+    return str(t)[:19]
+
+
+def _duration(seconds: float) -> str:
+    for unit, size, above in (("days", 86400.0, 172800.0), ("h", 3600.0, 7200.0), ("min", 60.0, 600.0)):
+        if seconds >= above:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def eof_problem(eof: EofFile, mission: str, start, stop) -> str | None:
+    """Why the orbit file cannot give the orbit of the ``mission`` acquisition [start, stop]
+    (None: it can): another mission; fewer than EOF_VECTORS_BEYOND state vectors before the
+    start or after the stop; a gap over EOF_MAX_GAP_S seconds between them."""
+    if eof.mission and mission and eof.mission != mission.upper():
+        return (f"is an orbit file of {eof.mission.replace('S1', 'Sentinel-1')}; the product is from "
+                f"{mission.upper().replace('S1', 'Sentinel-1')}")
+    t = eof.times
+    if t.size == 0:
+        return "holds no state vectors (OSV)"
+    start, stop = np.datetime64(start, "ns"), np.datetime64(stop, "ns")
+    uncovered = f"does not cover the acquisition {_utc(start)} to {_utc(stop)}"
+
+    def secs(dt):
+        return float(dt / np.timedelta64(1, "s"))
+
+    n_before, n_after = int((t <= start).sum()), int((t >= stop).sum())
+    if t[-1] < stop:
+        where = (f"{_duration(secs(start - t[-1]))} before it starts" if t[-1] < start
+                 else f"{_duration(secs(stop - t[-1]))} before it ends")
+        return f"{uncovered}: its state vectors end at {_utc(t[-1])}, {where}"
+    if t[0] > start:
+        where = (f"{_duration(secs(t[0] - stop))} after it ends" if t[0] > stop
+                 else f"{_duration(secs(t[0] - start))} after it starts")
+        return f"{uncovered}: its state vectors begin at {_utc(t[0])}, {where}"
+    if n_before < EOF_VECTORS_BEYOND or n_after < EOF_VECTORS_BEYOND:
+        return (f"{uncovered} with a margin: it holds {n_before} state vector(s) up to the start and {n_after} "
+                f"from the stop, {EOF_VECTORS_BEYOND} are needed on each side")
+    i0, i1 = n_before - EOF_VECTORS_BEYOND, t.size - n_after + EOF_VECTORS_BEYOND - 1
+    gaps = np.diff(t[i0:i1 + 1]) / np.timedelta64(1, "s")
+    k = int(np.argmax(gaps))
+    if gaps[k] > EOF_MAX_GAP_S:
+        return (f"has a gap of {gaps[k]:.0f} s in its state vectors ({_utc(t[i0 + k])} to {_utc(t[i0 + k + 1])}) "
+                f"over the acquisition {_utc(start)} to {_utc(stop)}: at most {EOF_MAX_GAP_S:g} s can be interpolated")
+    return None
+
+
+def read_eof(path, mission: str, start: np.datetime64, stop: np.datetime64, epoch) -> Orbit:
+    """State vectors of a precise/restituted orbit EOF file (``.EOF``, or ``.EOF.zip``), or of the
+    best file of a folder, for the ``mission`` acquisition [start, stop].
+
+    The file must be of that mission (its header's ``Mission``, else its name) and hold at least
+    EOF_VECTORS_BEYOND state vectors before the start and after the stop, with no gap over
+    EOF_MAX_GAP_S seconds between them (the cubic Hermite interpolation of :meth:`Orbit.state`
+    is exact to centimetres over 10 s, POEORB's and RESORB's spacing, and off by tens of metres
+    over minutes). In a folder, the files that qualify are ranked: POEORB before RESORB, then the
+    most recently created. Each refusal is one line naming the file(s) and why."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        names = sorted(p for p in path.iterdir()
+                       if p.is_file() and p.name.upper().endswith((".EOF", ".EOF.ZIP")))
+        # files named for another unit are not candidates (a folder holding both units' files)
+        named = [p for p in names if not (len(p.name) > 4 and p.name[:2].upper() == "S1" and p.name[3] == "_"
+                                          and p.name[:3].upper() != mission.upper())]
+        usable, reasons = [], []
+        for cand in named:
             try:
-                times.append(np.datetime64(utc, "ns"))
-                pos.append([float(osv.findtext(k)) for k in ("X", "Y", "Z")])
-                vel.append([float(osv.findtext(k)) for k in ("VX", "VY", "VZ")])
-            except (TypeError, ValueError):
-                raise ServiceError(f"orbit file {cand.name} has a malformed state vector") from None
-        if not times:
-            if path.is_dir():
+                eof = parse_eof(cand)
+            except ServiceError as e:
+                reasons.append(str(e).replace("orbit file ", "", 1))
                 continue
-            raise ServiceError(f"orbit file {cand.name} holds no state vectors (OSV)")
-        times = np.array(times)
-        sel = (times >= start - margin) & (times <= stop + margin)
-        if sel.sum() < 4:
-            if path.is_dir():
-                continue
-            raise ServiceError(f"orbit file {cand.name} does not cover the acquisition "
-                               f"{str(start)[:19]} to {str(stop)[:19]}")
-        t = (times[sel] - np.datetime64(epoch, "ns")) / np.timedelta64(1, "s")
-        return Orbit(np.datetime64(epoch, "ns"), t.astype(np.float64), np.array(pos)[sel], np.array(vel)[sel],
-                     cand.name)
-    raise ServiceError(f"no orbit file in {path} covers {mission} {str(start)[:19]} to {str(stop)[:19]}")
+            problem = eof_problem(eof, mission, start, stop)
+            if problem:  # the acquisition is named once, at the start of the line
+                reasons.append(f"{cand.name} {problem}".replace(f" the acquisition {_utc(start)} to {_utc(stop)}",
+                                                                " the acquisition"))
+            else:
+                usable.append(eof)
+        if not usable:
+            what = f"no orbit file in {path} covers {mission} {_utc(start)} to {_utc(stop)}"
+            if not names:
+                raise ServiceError(f"{what}: it holds no EOF file (*.EOF, *.EOF.zip)")
+            if not named:
+                raise ServiceError(f"{what}: none of its {len(names)} EOF files is named for {mission}")
+            shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+            raise ServiceError(f"{what}: {shown}")
+        eof = max(usable, key=lambda e: (e.file_type == "AUX_POEORB", e.created, e.name))
+    else:
+        if not path.exists():
+            raise ServiceError(f"orbit file not found: {path}")
+        eof = parse_eof(path)
+        problem = eof_problem(eof, mission, start, stop)
+        if problem:
+            raise ServiceError(f"orbit file {eof.name} {problem}")
+    keep = np.timedelta64(int(EOF_KEEP_S), "s")
+    sel = (eof.times >= np.datetime64(start, "ns") - keep) & (eof.times <= np.datetime64(stop, "ns") + keep)
+    t = (eof.times[sel] - np.datetime64(epoch, "ns")) / np.timedelta64(1, "s")
+    return Orbit(np.datetime64(epoch, "ns"), t.astype(np.float64), eof.pos[sel], eof.vel[sel], eof.name)
 
 
 def geodetic_to_ecef(lon, lat, h):
@@ -470,22 +616,32 @@ def sample_bilinear(src: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.n
     return out
 
 
+def is_gdal_path(path) -> bool:
+    """A GDAL virtual file system path (``/vsizip/...``, ``/vsicurl/...``): opened by GDAL, not
+    looked up on the local disk."""
+    return str(path).startswith("/vsi")
+
+
 def read_dem(path: str, grid: Grid, row_off: int, col_off: int, height: int, width: int,
              geoid_height: float = 0.0, transform: Affine | None = None) -> np.ndarray:
-    """DEM heights (ellipsoidal: + geoid_height) on an output window (bilinear), NaN where the
-    DEM has no data or does not reach; ``transform`` replaces the window's (a coarser grid)."""
+    """DEM heights in metres (ellipsoidal: + geoid_height) on an output window (bilinear), NaN
+    where the DEM has no data or does not reach; ``transform`` replaces the window's (a coarser
+    grid). Stored values become metres by the band's unit (or its vertical CRS's), scale and
+    offset; an int16 DEM without NoData value has its voids at -32768 (SRTM's convention)."""
     import rasterio
     from rasterio.warp import Resampling, reproject
 
+    from components.common.landmask import dem_height_spec
     from components.common.readers import open_raster
 
     out = np.full((height, width), np.nan, np.float32)
     with open_raster(path, f"DEM file {os.path.basename(path)}") as src, src.guard():
-        reproject(rasterio.band(src.dataset, 1), out, src_nodata=src.nodata, dst_nodata=np.nan,
+        spec = dem_height_spec(src.dataset, os.path.basename(path))
+        reproject(rasterio.band(src.dataset, 1), out, src_nodata=spec.nodata, dst_nodata=np.nan,
                   dst_transform=transform or grid.window_transform(row_off, col_off), dst_crs=grid.crs,
                   resampling=Resampling.bilinear)
     out[~np.isfinite(out)] = np.nan  # +-inf heights (a float DEM without NoData value) are no data too
-    return out + np.float32(geoid_height)
+    return spec.to_metres(out) + np.float32(geoid_height)
 
 
 DEM_CHECK_PIXELS = 4_000_000  # the coverage check samples the output grid at most this finely
@@ -510,20 +666,26 @@ def dem_uncovered_share(path: str, grid: Grid, area_lonlat) -> float:
     return float((~np.isfinite(heights) & inside).sum() / inside.sum())
 
 
-def check_dem(path: str, footprint_lonlat) -> None:
-    """ServiceError unless ``path`` is a georeferenced raster overlapping the footprint."""
+def check_dem(path: str, footprint_lonlat) -> "DemHeightSpec":
+    """ServiceError unless ``path`` is a georeferenced raster overlapping the footprint whose
+    heights can be read in metres; its :class:`DemHeightSpec`. ``path`` may be a GDAL virtual
+    file system path (``/vsizip/archive.zip/dem.tif``)."""
     import rasterio
     from rasterio.warp import transform_bounds
     from shapely.geometry import box
 
-    if not os.path.exists(path):
+    from components.common.landmask import dem_height_spec
+
+    if not is_gdal_path(path) and not os.path.exists(path):
         raise ServiceError(f"DEM file does not exist: {path}")
     try:
         with rasterio.open(path) as src:
             if src.crs is None:
                 raise ServiceError(f"DEM file has no coordinate reference system: {path}")
+            spec = dem_height_spec(src, os.path.basename(str(path)))
             bounds = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
     except rasterio.errors.RasterioError as e:
         raise ServiceError(f"DEM file cannot be read as a raster: {path}: {' '.join(str(e).split())}") from None
     if not box(*bounds).intersects(footprint_lonlat):
         raise ServiceError(f"DEM file does not cover the product footprint: {path}")
+    return spec

@@ -46,12 +46,16 @@ class S1CommonParams(ServiceParams):
         "None", "Pixels set to NoData: Land removes land, Sea removes sea", flags=("--land_sea_mask",))
     landseamask_tolerance: float = param(
         0.0, "Margin in metres of the removed class kept next to the other (as S2-preprocess)", minimum=0)
-    dem: Optional[str] = param(None, "DEM file: range-Doppler terrain correction (else range-Doppler on the "
-                               "ellipsoid at the annotation geolocation grid's heights) and the land/sea mask")
-    dem_geoid_height: float = param(0.0, "Metres added to the DEM heights to make them ellipsoidal (EGM96 "
-                                    "geoid height, about 47 over Rome); 0 if the DEM is ellipsoidal")
-    orbit: Optional[str] = param(None, "Precise/restituted orbit EOF file or folder of EOF files; default: "
-                                 "the annotation state vectors")
+    dem: Optional[str] = param(None, "DEM file (a path, s3:// URI or GDAL /vsi path; heights in metres or feet "
+                               "by its unit, scale and offset): range-Doppler terrain correction (else range-Doppler "
+                               "on the ellipsoid at the annotation geolocation grid's heights) and the land/sea mask")
+    dem_geoid_height: float = param(
+        0.0, "The geoid's height above the WGS84 ellipsoid over the scene, in metres (EGM96: about 47 over Rome), "
+        "added to the DEM heights to make them ellipsoidal. Needed (not 0) for a DEM whose CRS declares heights "
+        "above a geoid (e.g. EPSG:9707, 4326+3855); refused (must be 0) for one that declares ellipsoidal heights "
+        "(EPSG:4979); for a DEM that declares no vertical datum, 0 takes its heights as ellipsoidal")
+    orbit: Optional[str] = param(None, "Precise/restituted orbit EOF file (.EOF or .EOF.zip) or folder of them "
+                                 "(path or s3:// URI), covering the acquisition; default: the annotation state vectors")
     projection: str = param("WGS84", "Output CRS: WGS84 (EPSG:4326), any EPSG code or WKT")
     output_format: str = param("GeoTIFF", "GeoTIFF (Cloud Optimized) or any GDAL raster driver name")
     engine: Literal["native", "snap"] = param("native", "native (this package) or snap (SNAP gpt graph)")

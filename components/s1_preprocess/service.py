@@ -83,9 +83,12 @@ def check_common(params: S1CommonParams):
     aoi = load_aoi(params.aoi) if params.aoi else None
     driver, ext = outputs.resolve_format(params.output_format)
     crs = geocoding.target_crs(params.projection)
-    if params.dem and not Path(params.dem).exists():
+    # s3:// DEMs and orbit files are fetched into the work folder (local_inputs); GDAL paths
+    # (/vsizip/, /vsicurl/) are DEMs opened by GDAL (geocoding.check_dem)
+    if params.dem and not storage.is_s3(params.dem) and not geocoding.is_gdal_path(params.dem) \
+            and not Path(params.dem).exists():
         raise ServiceError(f"DEM file does not exist: {params.dem}")
-    if params.orbit and not Path(params.orbit).exists():
+    if params.orbit and not storage.is_s3(params.orbit) and not Path(params.orbit).exists():
         raise ServiceError(f"orbit file not found: {params.orbit}")
     if params.graph_only and params.engine != "snap":
         raise ServiceError("--graph_only true needs --engine snap")
@@ -97,6 +100,46 @@ def check_common(params: S1CommonParams):
     return aoi, driver, ext, crs
 
 
+def local_inputs(params, work: Path):
+    """``params`` with an ``s3://`` DEM and orbit file (or folder) fetched into ``work``."""
+    changes = {}
+    for name, folder in (("dem", "dem"), ("orbit", "orbit")):
+        uri = getattr(params, name)
+        if uri and storage.is_s3(uri):
+            changes[name] = str(storage.fetch_input(uri, work / folder))
+    return dataclasses.replace(params, **changes) if changes else params
+
+
+def check_dem_heights(params, spec) -> None:
+    """Before any work: the DEM's declared vertical datum and ``--dem_geoid_height`` agree.
+
+    PROJ here has no geoid grid (EGM96/EGM2008 to ellipsoidal heights is a no-op "ballpark"
+    transformation without one), so the geoid's height comes from ``--dem_geoid_height``: a DEM
+    that declares heights above a geoid needs it (not 0), one that declares ellipsoidal heights
+    must not have it (it would be added twice), and then neither the land/sea mask (heights
+    above sea level) nor ``--dem_outside geoid`` can find the geoid. A DEM that declares no
+    vertical datum gets ``--dem_geoid_height`` added, as given."""
+    from components.common.landmask import ELLIPSOID, GEOID
+
+    name = Path(str(params.dem)).name
+    geoid = float(params.dem_geoid_height)
+    if spec.vertical == GEOID and geoid == 0:
+        raise ServiceError(f"DEM file {name} declares heights above the geoid ({spec.datum}): give "
+                           f"--dem_geoid_height, the geoid's height above the WGS84 ellipsoid over the scene "
+                           f"(about 47 m over Rome for EGM96), to make them ellipsoidal")
+    if spec.vertical == ELLIPSOID and geoid != 0:
+        raise ServiceError(f"DEM file {name} declares ellipsoidal heights ({spec.datum}): --dem_geoid_height "
+                           f"{geoid:g} would count the geoid twice; leave it at 0 for this DEM")
+    if spec.vertical == ELLIPSOID and getattr(params, "landseamask", "None") != "None":
+        raise ServiceError(f"--landseamask {params.landseamask} from DEM file {name} needs heights above sea "
+                           f"level, and the DEM declares ellipsoidal heights ({spec.datum}) with no geoid height "
+                           f"known: give a DEM of heights above the geoid (e.g. EGM96, EPSG:9707) with "
+                           f"--dem_geoid_height")
+    if spec.vertical == ELLIPSOID and getattr(params, "dem_outside", "error") == "geoid":
+        raise ServiceError(f"--dem_outside geoid: DEM file {name} declares ellipsoidal heights ({spec.datum}), "
+                           f"so the geoid's height is not known; use --dem_outside ellipsoid or error")
+
+
 def _run(service: str, kind: str, input_uri: str, params, outdir: str) -> S1Result:
     aoi, driver, ext, crs = check_common(params)
     with storage.output_folder(outdir) as local_out, outputs.work_folder(local_out, ".s1p-") as work:
@@ -106,8 +149,10 @@ def _run(service: str, kind: str, input_uri: str, params, outdir: str) -> S1Resu
 def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, ext, crs) -> S1Result:
     started = dt.datetime.now(dt.timezone.utc)
     steps = Steps(log)
+    user_params = params  # what run.json records: the DEM and orbit as given
     with steps.step("fetch input"):
         local_input = storage.fetch_input(input_uri, work / "input")
+        params = local_inputs(params, work)
     with steps.step("open product"):
         if kind == "SLC" and is_pieces(local_input):
             product = _open_slc_pieces(local_input, params)
@@ -121,7 +166,7 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
     if aoi is not None:
         require_overlap(aoi, product.footprint_lonlat, product.name)
     if params.dem:
-        geocoding.check_dem(params.dem, product.footprint_lonlat)
+        check_dem_heights(params, geocoding.check_dem(params.dem, product.footprint_lonlat))
     resolution = params.resolved_resolution(product.mode)
     stem = f"{product.name}_{pol}_{params.calibration}_{resolution:g}m"
     stage = work / "stage"
@@ -158,7 +203,8 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
         raise ServiceError(f"the output area has no data in {product.name}")
     assembled = work / "assembled.tif"
     landsea = LandSeaMask(grid.crs, grid.transform, grid.shape, params.landseamask, params.landseamask_tolerance,
-                          params.dem) if params.landseamask != "None" else None
+                          params.dem, dem_geoid_height=params.dem_geoid_height) \
+        if params.landseamask != "None" else None
     with steps.step("geocode"), outputs.writing(assembled):
         metrics = geocode(sources, grid, assembled, db=params.calibration.endswith("DB"), aoi=aoi,
                           landsea=landsea, dem=params.dem, dem_geoid_height=params.dem_geoid_height,
@@ -172,7 +218,7 @@ def _process(service, kind, input_uri, params, outdir, work: Path, aoi, driver, 
                     "looks": list(sources[0].raster.looks), "resolution_m": resolution})
     if kind == "SLC":
         metrics.update(_slc_record(images, sources))
-    result = publish_product(service, product, params, assembled, driver, ext, stage, stem, metrics,
+    result = publish_product(service, product, user_params, assembled, driver, ext, stage, stem, metrics,
                              [{"uri": input_uri, "id": product.name, "type": product.product_type,
                                "ipf": product.ipf_version, "orbit": orbit_source}], outdir, started, steps,
                              extra={"polarization": pol}, description=_constant_note(images))
@@ -395,15 +441,18 @@ def _percent(share: float) -> str:
 
 
 def _dem_height_range(dem: str, geoid: float, fill: float | None = None) -> tuple[float, float]:
-    """The span of the DEM's heights (ellipsoidal) that the inverse map interpolates over."""
+    """The span of the DEM's heights (ellipsoidal, metres) that the inverse map interpolates over."""
+    from components.common.landmask import dem_height_spec
+
     with open_raster(dem, f"DEM file {Path(dem).name}") as src:
-        data = src.read(1, out_shape=(min(src.height, 512), min(src.width, 512)), masked=True)
-    # NaN or +-inf (a corrupt float DEM without a NoData value) are no heights: one inf would
-    # make the span infinite and every output pixel invalid
-    data = np.ma.masked_invalid(data)
-    if data.count() == 0:
+        spec = dem_height_spec(src.dataset, Path(dem).name)
+        data = src.read(1, out_shape=(min(src.height, 512), min(src.width, 512)))
+    # voids, NaN or +-inf (a corrupt float DEM without a NoData value) are no heights: one inf
+    # would make the span infinite and every output pixel invalid
+    data = spec.masked(data)
+    if not np.isfinite(data).any():
         return 0.0, 1000.0
-    lo, hi = float(data.min()) + geoid, float(data.max()) + geoid
+    lo, hi = float(np.nanmin(data)) + geoid, float(np.nanmax(data)) + geoid
     if fill is not None:
         lo, hi = min(lo, fill), max(hi, fill)
     return (lo, hi) if hi - lo > 1 else (lo, lo + 100.0)

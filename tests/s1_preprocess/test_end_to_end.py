@@ -114,7 +114,7 @@ def test_land_sea_mask_and_cross_pol(grd_product, dem_rome, tmp_path):
     vh, _ = _run(main_grd, grd_product, tmp_path / "vh", "--resolution", 40, "--AoI", ROME_AOI, "--polarization", "VH")
     assert np.median(_read(vh)[0].compressed()) < np.median(_read(vv)[0].compressed()) / 3
     land, rec = _run(main_grd, grd_product, tmp_path / "land", "--resolution", 40, "--AoI", ROME_AOI,
-                     "--landseamask", "Land", "--dem", dem_rome)
+                     "--landseamask", "Land", "--dem", dem_rome, "--dem_geoid_height", 47)
     assert rec["outputs"]["metrics"]["valid_percent"] < 5 < rec_vv["outputs"]["metrics"]["valid_percent"]
 
 

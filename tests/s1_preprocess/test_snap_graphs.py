@@ -119,7 +119,7 @@ def test_grd_graph_is_the_seed_chain(grd_product, tmp_path):
 
 def test_grd_graph_options(grd_product, dem_rome, tmp_path):
     nodes, _ = _graph_only(main_grd, grd_product, tmp_path / "g", "--calibration", "GammaDB", "--speckle", "Frost",
-                           "--filter_size_x", "5", "--damping_factor", "3", "--dem", str(dem_rome),
+                           "--filter_size_x", "5", "--damping_factor", "3", "--dem", str(dem_rome), "--dem_geoid_height", "47",
                            "--landseamask", "Sea", "--AoI", "POLYGON((12.4 41.9,12.6 41.9,12.6 42,12.4 42,12.4 41.9))",
                            "--projection", "EPSG:32633", "--resolution", "20", "--output_format", "ENVI")
     _check_names_and_chain(nodes)

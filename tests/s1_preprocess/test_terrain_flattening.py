@@ -30,7 +30,12 @@ def case(real_grd, dem_rome, golden, tmp_path_factory):
     root = tmp_path_factory.mktemp("rtc")
     product = write_marked_grd(root, real_grd, [], background=int(golden["constant_dn"]))
     dem = crop_dem(dem_rome, root / "dem.tif")
+    # sarsen took the heights as ellipsoidal: so does S1-GRD-preprocess for a DEM that declares no
+    # vertical datum at --dem_geoid_height 0 (the crop's EGM96 declaration would need a geoid height)
+    with rasterio.open(dem, "r+") as ds:
+        ds.crs = rasterio.crs.CRS.from_epsg(4326)
     with rasterio.open(dem) as ds:
+        assert ds.crs.to_epsg() == 4326
         return product, dem, ds.transform
 
 
