@@ -156,12 +156,6 @@ def _to_datetime64(values, path: Path | None = None) -> np.ndarray:
     return np.array(out, dtype="datetime64[s]").reshape(values.shape)
 
 
-def decode_times(var, path: Path) -> np.ndarray:
-    """Times of a netCDF time variable as datetime64[s] (CF, or CAMS European plain hours), 1-D
-    (a scalar gives one time); :func:`_time_grid` keeps the variable's shape."""
-    return np.atleast_1d(_decode_time_values(var, path))
-
-
 def _decode_time_values(var, path: Path) -> np.ndarray:
     import netCDF4
 
@@ -280,7 +274,6 @@ class GriddedFile:
     variables: dict = field(repr=False)  # canonical name -> netCDF variable name
     lat_flip: bool = False
     lon_order: np.ndarray = field(default=None, repr=False)
-    time_flip: bool = False  # the file's time axis runs backwards: ``times`` is its reverse
     time_dims: tuple = ()    # the dimensions the valid times run over (two for a forecast's time x step)
     time_at: np.ndarray = field(default=None, repr=False)  # (times.size, len(time_dims)) file indices per time
 
@@ -330,8 +323,8 @@ class GriddedFile:
             # like descending latitudes; one that goes back and forth is a broken concatenation. The
             # valid times of a (reference time x lead time) grid are put in order.
             steps = np.diff(times)
-            time_flip = bool(len(time_dims) == 1 and steps.size and (steps < np.timedelta64(0, "s")).all())
-            if len(time_dims) > 1 or time_flip:
+            backwards = bool(len(time_dims) == 1 and steps.size and (steps < np.timedelta64(0, "s")).all())
+            if len(time_dims) > 1 or backwards:
                 order_t = np.argsort(times, kind="stable")
                 times, time_at = times[order_t], time_at[order_t]
             elif (steps < np.timedelta64(0, "s")).any():
@@ -349,8 +342,7 @@ class GriddedFile:
                     else name
                 variables[canonical] = name
             return cls(path, kind, lat, lon_sorted, times, variables, lat_flip,
-                       None if np.array_equal(order, np.arange(order.size)) else order, time_flip, time_dims,
-                       time_at)
+                       None if np.array_equal(order, np.arange(order.size)) else order, time_dims, time_at)
         finally:
             ds.close()
 

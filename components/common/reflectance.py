@@ -36,6 +36,11 @@ import numpy as np
 from .errors import ServiceError
 
 QUANTIFICATION = 10000.0  # Sentinel-2 DN per unit of reflectance
+# the units a model file or patch index records for the values it takes: per unit, the factor
+# from reflectance x 10000 (the unit the services' models are trained on) to it
+DN_UNIT = "reflectance x 10000"
+REFLECTANCE_UNIT = "reflectance"
+UNIT_FACTORS = {DN_UNIT: 1.0, REFLECTANCE_UNIT: 1.0 / QUANTIFICATION}
 REFLECTANCE_RANGE = (-0.5, 2.0)  # what reflectance looks like (1st and 99th percentiles)
 DN_RANGE = (-0.5 * QUANTIFICATION, 65535.0)  # what DN x 10000 can be (same percentiles)
 DN_MIN_HIGH = 100.0  # a raster of DN x 10000 has its 99th percentile at least this high

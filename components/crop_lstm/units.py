@@ -25,15 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from components.common.errors import ServiceError
-from components.common.reflectance import (DN_MIN_HIGH, DN_RANGE, PERCENTILES, REFLECTANCE_RANGE, data_mask,
-                                           reflectance_units)
+from components.common.reflectance import (DN_MIN_HIGH, DN_RANGE, DN_UNIT, PERCENTILES, REFLECTANCE_RANGE,
+                                           REFLECTANCE_UNIT, UNIT_FACTORS, data_mask, reflectance_units)
 
 log = logging.getLogger(__name__)
 
-MODEL_UNIT = "reflectance x 10000"  # what train_lstm's inputs are meant to hold
+MODEL_UNIT = DN_UNIT  # what train_lstm's inputs are meant to hold
 UNKNOWN = "unknown"
 # per unit a model may have been trained on: the factor from reflectance x 10000 to it
-FACTORS = {MODEL_UNIT: 1.0, "reflectance": 1e-4}
+FACTORS = UNIT_FACTORS
 SAMPLE = 1_000_000  # training values looked at
 
 
@@ -51,7 +51,7 @@ def training_unit(x: np.ndarray) -> tuple[str, str]:
     if DN_RANGE[0] <= lo and hi <= DN_RANGE[1] and hi >= DN_MIN_HIGH:
         return MODEL_UNIT, seen
     if REFLECTANCE_RANGE[0] <= lo and hi <= REFLECTANCE_RANGE[1]:
-        return "reflectance", seen
+        return REFLECTANCE_UNIT, seen
     return UNKNOWN, seen
 
 

@@ -272,7 +272,8 @@ class S1Product:
         if not manifest.is_file():
             raise ServiceError(f"not a Sentinel-1 SAFE product: {source} has no manifest.safe")
         try:
-            root = manifest_root(manifest.read_bytes(), source)
+            manifest_bytes = manifest.read_bytes()
+            root = manifest_root(manifest_bytes, source)
         except OSError as e:
             raise ServiceError(f"corrupt manifest.safe in {source}: {_one_line(e)}") from None
         self.manifest_values = mv = XmlValues(root, "manifest.safe", self.name)
@@ -295,7 +296,7 @@ class S1Product:
         self.absolute_orbit = int(attrs["orbit_number"])
         self.orbit_pass = attrs["pass"]
         # the name outputs and STAC ids carry: the product's own, whatever the folder or zip is called
-        self.name = mv.product = _product_name(self.path, root, attrs, files)
+        self.name = mv.product = _product_name(self.path, root, attrs, files, manifest_bytes)
         self.ipf_version = _ipf_version(mv)
         self.footprint_lonlat  # noqa: B018 - checked now, whatever uses it later
         self._files: dict[tuple[str, str], dict[str, Path]] = {}
@@ -518,7 +519,7 @@ _POLARISATIONS_CODE = {("HH",): "SH", ("VV",): "SV", ("HH", "HV"): "DH", ("VH", 
                        ("VH",): "VH"}
 
 
-def _product_name(safe: Path, root: ElementTree.Element, attrs: dict, files: dict) -> str:
+def _product_name(safe: Path, root: ElementTree.Element, attrs: dict, files: dict, manifest: bytes) -> str:
     """ESA's name of the product, MMM_BB_TTTR_LFPP_<start>_<stop>_<orbit>_<data take>_<id>, from its
     manifest: the folder's own name where it is that name; else built as ESA builds it, the
     resolution class from the pixel spacing and the unique id the CRC-16 (CCITT) of manifest.safe."""
@@ -532,7 +533,7 @@ def _product_name(safe: Path, root: ElementTree.Element, attrs: dict, files: dic
     stem = safe.name[:-5] if safe.name.upper().endswith(".SAFE") else safe.name
     if re.fullmatch(re.escape(head) + "[FHM_]" + re.escape(tail) + "_[0-9A-F]{4}", stem):
         return stem
-    crc = binascii.crc_hqx((safe / "manifest.safe").read_bytes(), 0xFFFF)
+    crc = binascii.crc_hqx(manifest, 0xFFFF)
     return f"{head}{_resolution_class(safe, attrs, files)}{tail}_{crc:04X}"
 
 

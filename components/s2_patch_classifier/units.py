@@ -25,13 +25,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from components.common.reflectance import REFLECTANCE_RANGE
+from components.common.reflectance import DN_UNIT, REFLECTANCE_RANGE, REFLECTANCE_UNIT, UNIT_FACTORS
 
 log = logging.getLogger(__name__)
 
-UNIT = "reflectance x 10000"
-LEGACY_REFLECTANCE = "reflectance"  # models and patch folders of earlier versions cut from float 0..1 tiles
-FACTOR = {UNIT: 1.0, LEGACY_REFLECTANCE: 1.0 / 10000}  # values in UNIT times this
+UNIT = DN_UNIT
+LEGACY_REFLECTANCE = REFLECTANCE_UNIT  # models and patch folders of earlier versions cut from float 0..1 tiles
+FACTOR = UNIT_FACTORS  # values in UNIT times this
 
 
 def of_stats(stats: dict) -> str:
